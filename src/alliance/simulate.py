@@ -1,0 +1,508 @@
+"""Simulated studies with known truth, for the demo data, tests and power analysis.
+
+The generating model follows the findings the field builds on (see the README):
+
+* alliance (WAI-SR, item mean 1-5) varies between therapists and between clients
+  within therapists (Baldwin, Wampold & Imel 2007), grows over sessions, and is lower
+  at first for clients with a prior negative therapy experience;
+* session-level alliance above a client's own trajectory lowers next-session symptoms
+  (PHQ-9), and symptoms above a client's own trajectory lower the next alliance, a
+  smaller reverse effect (Falkenström et al. 2013, 2016);
+* a therapist's and a client's alliance level speed symptom improvement, the
+  therapist's more (Baldwin et al. 2007), so early alliance correlates with outcome
+  at about the meta-analytic r = .28 (Flückiger et al. 2018);
+* ruptures are dips in alliance, repaired within two sessions or left unrepaired
+  (Stiles et al. 2004; Safran & Muran), more frequent after a prior negative therapy;
+* reflection raises and confrontation lowers the session's alliance (Kadushin &
+  Kadushin 2013), a path for technique -> alliance -> outcome mediation;
+* dropout depends on the observed alliance and unrepaired ruptures (missing at
+  random given the observed data), and some sessions are missed.
+
+All randomness comes from one ``numpy.random.Generator`` seeded by ``seed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from alliance.study import Codebook, Study
+
+__all__ = ["Effects", "simulate_study", "codebook_for"]
+
+WAI_ITEMS = 12
+PHQ_ITEMS = 9
+
+
+@dataclass(frozen=True)
+class Effects:
+    """The generating values of :func:`simulate_study`.
+
+    Alliance effects are on the WAI-SR item-mean scale (1-5); symptom effects on the
+    PHQ-9 total scale (0-27).
+
+    Attributes
+    ----------
+    alliance_mean : float
+        Mean alliance (item mean) at session 1 for a client without prior negative therapy.
+    alliance_growth : float
+        Average alliance change per session.
+    therapist_sd : float
+        SD of therapist alliance intercepts.
+    client_sd : float
+        SD of client alliance intercepts within therapists.
+    growth_sd : float
+        SD of client alliance growth per session.
+    alliance_residual_sd : float
+        Session-to-session alliance noise.
+    symptom_mean : float
+        Mean PHQ-9 at intake.
+    symptom_sd : float
+        SD of intake PHQ-9 between clients.
+    symptom_slope : float
+        Average PHQ-9 change per session at average alliance.
+    symptom_slope_sd : float
+        SD of client PHQ-9 slopes not explained by alliance.
+    symptom_residual_sd : float
+        Session-to-session PHQ-9 noise.
+    within : float
+        Within-client effect of alliance at t (deviation from the client's own
+        trajectory, item-mean points) on PHQ-9 at t + 1.
+    reverse : float
+        Within-client effect of PHQ-9 at t (deviation from the client's own
+        trajectory) on alliance (item mean) at t + 1.
+    between_therapist : float
+        Change in PHQ-9 slope per session per item-mean point of therapist alliance.
+    between_client : float
+        Change in PHQ-9 slope per session per item-mean point of client alliance
+        (deviation from the therapist).
+    prior_negative_rate : float
+        Share of clients with a prior negative therapy experience.
+    prior_negative_alliance : float
+        Lower alliance intercept for them (item-mean points, negative).
+    prior_negative_growth : float
+        Their extra alliance growth per session (they catch up).
+    rupture_rate : float
+        Chance of a rupture at a session from session 3 on.
+    rupture_rate_prior_negative : float
+        The same for clients with a prior negative therapy experience.
+    rupture_depth : float
+        Mean depth of a rupture (item-mean points).
+    repair_rate : float
+        Share of ruptures repaired within two sessions.
+    reflection_effect : float
+        Alliance change (item mean) per reflection above the mean count.
+    confrontation_effect : float
+        Alliance change (item mean) per confrontation above the mean count.
+    dropout_base : float
+        Log-odds of dropping out after a session at average alliance.
+    dropout_alliance : float
+        Change in the log-odds of dropout per item-mean point of the last alliance.
+    missed_rate : float
+        Chance that a session (other than the first) is missed.
+    item_missing_rate : float
+        Chance that one item response is missing.
+    """
+
+    alliance_mean: float = 3.55
+    alliance_growth: float = 0.035
+    therapist_sd: float = 0.18
+    client_sd: float = 0.42
+    growth_sd: float = 0.02
+    alliance_residual_sd: float = 0.22
+    symptom_mean: float = 16.0
+    symptom_sd: float = 4.0
+    symptom_slope: float = -0.55
+    symptom_slope_sd: float = 0.30
+    symptom_residual_sd: float = 2.2
+    within: float = -2.0
+    reverse: float = -0.02
+    between_therapist: float = -0.50
+    between_client: float = -0.15
+    prior_negative_rate: float = 0.3
+    prior_negative_alliance: float = -0.35
+    prior_negative_growth: float = 0.012
+    rupture_rate: float = 0.05
+    rupture_rate_prior_negative: float = 0.11
+    rupture_depth: float = 0.85
+    repair_rate: float = 0.65
+    reflection_effect: float = 0.04
+    confrontation_effect: float = -0.06
+    dropout_base: float = -3.4
+    dropout_alliance: float = -1.3
+    missed_rate: float = 0.06
+    item_missing_rate: float = 0.01
+
+
+def simulate_study(
+    n_therapists: int = 30,
+    clients_per_therapist: int = 10,
+    n_sessions: int = 16,
+    *,
+    n_sites: int = 3,
+    effects: Effects | dict | None = None,
+    seed: int | np.random.Generator | None = 2026,
+    name: str = "simulated",
+) -> Study:
+    """Simulate a study of clients nested in therapists nested in sites.
+
+    Parameters
+    ----------
+    n_therapists : int, default 30
+        Number of therapists (spread evenly over the sites).
+    clients_per_therapist : int, default 10
+        Clients seen by each therapist.
+    n_sessions : int, default 16
+        Planned sessions per client; dropout and missed sessions make fewer rows.
+    n_sites : int, default 3
+        Number of sites.
+    effects : Effects or dict, optional
+        Generating values; a dict overrides single fields of the defaults, e.g.
+        ``{"within": 0.0}``.
+    seed : int or numpy.random.Generator, default 2026
+        Same seed, same study.
+    name : str, default "simulated"
+        The study's label.
+
+    Returns
+    -------
+    Study
+        ``sessions`` with WAI-SR and PHQ-9 items and totals, phase and technique
+        counts; ``clients`` with ``prior_negative_therapy`` and baseline covariates;
+        ``events`` with the ruptures clients reported; ``truth`` with the
+        generating values and the table of simulated ruptures.
+
+    Examples
+    --------
+    >>> from alliance.simulate import simulate_study
+    >>> study = simulate_study(n_therapists=4, clients_per_therapist=5, seed=1)
+    >>> study.sessions["client"].nunique()
+    20
+    >>> study.truth["effects"]["within"]
+    -2.0
+    >>> simulate_study(n_therapists=4, clients_per_therapist=5, seed=1).sessions.equals(
+    ...     study.sessions)
+    True
+    """
+    eff = _effects(effects)
+    for arg, value, low in (
+        ("n_therapists", n_therapists, 1),
+        ("clients_per_therapist", clients_per_therapist, 1),
+        ("n_sessions", n_sessions, 2),
+        ("n_sites", n_sites, 1),
+    ):
+        if not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(f"{arg} must be a whole number of at least {low}, got {value!r}")
+    if n_sites > n_therapists:
+        raise ValueError(
+            f"n_sites ({n_sites}) is larger than n_therapists ({n_therapists}); "
+            "each site needs at least one therapist"
+        )
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    n_clients = n_therapists * clients_per_therapist
+    n_sess = n_sessions
+
+    # --- people ---------------------------------------------------------------
+    therapist_of = np.repeat(np.arange(n_therapists), clients_per_therapist)
+    site_of_therapist = np.arange(n_therapists) % n_sites
+    u_ther = rng.normal(0.0, eff.therapist_sd, n_therapists)
+    v_client = rng.normal(0.0, eff.client_sd, n_clients)
+    prior_neg = rng.random(n_clients) < eff.prior_negative_rate
+    growth = (
+        eff.alliance_growth
+        + eff.prior_negative_growth * prior_neg
+        + rng.normal(0.0, eff.growth_sd, n_clients)
+    )
+    alliance_level = (
+        eff.alliance_mean + u_ther[therapist_of] + v_client + eff.prior_negative_alliance * prior_neg
+    )
+    intake = rng.normal(eff.symptom_mean, eff.symptom_sd, n_clients)
+    slope = (
+        eff.symptom_slope
+        + eff.between_therapist * u_ther[therapist_of]
+        + eff.between_client * v_client
+        + rng.normal(0.0, eff.symptom_slope_sd, n_clients)
+    )
+
+    # --- sessions: techniques and phases ------------------------------------------
+    t = np.arange(1, n_sess + 1)
+    phase_cut = np.column_stack(
+        [rng.integers(2, 4, n_clients), rng.integers(4, 7, n_clients)]
+    )  # last exploration session, last assessment session
+    phase = np.where(
+        t[None, :] <= phase_cut[:, :1],
+        0,
+        np.where(t[None, :] <= phase_cut[:, 1:], 1, 2),
+    )
+    paraphrasing = rng.poisson(np.array([4.0, 3.0, 2.0])[phase])
+    reflection = rng.poisson(np.array([3.0, 2.5, 2.5])[phase])
+    confrontation = rng.poisson(np.array([0.2, 0.6, 1.0])[phase])
+    technique = eff.reflection_effect * (reflection - 2.6) + eff.confrontation_effect * (
+        confrontation - 0.7
+    )
+
+    # --- ruptures --------------------------------------------------------------
+    rate = np.where(prior_neg, eff.rupture_rate_prior_negative, eff.rupture_rate)[:, None]
+    rate = rate * np.exp(0.35 * (confrontation - 0.7))
+    starts = (rng.random((n_clients, n_sess)) < rate) & (t[None, :] >= 3) & (t[None, :] < n_sess)
+    # no rupture starts while a previous one is still open (within two sessions)
+    for s in range(1, n_sess):
+        starts[:, s] &= ~starts[:, max(0, s - 2) : s].any(axis=1)
+    depth = np.where(starts, rng.gamma(6.0, eff.rupture_depth / 6.0, (n_clients, n_sess)), 0.0)
+    repaired = starts & (rng.random((n_clients, n_sess)) < eff.repair_rate)
+    dip = np.zeros((n_clients, n_sess))
+    for lag, share_rep, share_unrep in ((0, 1.0, 1.0), (1, 0.45, 0.7)):
+        shifted = np.zeros_like(depth)
+        shifted[:, lag:] = depth[:, : n_sess - lag]
+        rep = np.zeros_like(repaired)
+        rep[:, lag:] = repaired[:, : n_sess - lag]
+        dip += shifted * np.where(rep, share_rep, share_unrep)
+    # unrepaired ruptures leave the alliance lower for the rest of treatment
+    unrep_depth = np.where(starts & ~repaired, depth, 0.0)
+    lasting = np.cumsum(np.concatenate([np.zeros((n_clients, 2)), unrep_depth[:, :-2]], 1), 1)
+    dip += 0.5 * lasting
+
+    # --- the dynamic system: session by session, all clients at once ------------
+    alliance = np.empty((n_clients, n_sess))
+    symptoms = np.empty((n_clients, n_sess))
+    a_dev_prev = np.zeros(n_clients)
+    y_dev_prev = np.zeros(n_clients)
+    for s in range(n_sess):
+        a_trend = alliance_level + growth * s
+        y_trend = intake + slope * s
+        a_dev = (
+            eff.reverse * y_dev_prev
+            + technique[:, s]
+            - dip[:, s]
+            + rng.normal(0.0, eff.alliance_residual_sd, n_clients)
+        )
+        y_dev = eff.within * a_dev_prev + rng.normal(0.0, eff.symptom_residual_sd, n_clients)
+        alliance[:, s] = a_trend + a_dev
+        symptoms[:, s] = y_trend + y_dev
+        a_dev_prev, y_dev_prev = a_dev, y_dev
+
+    # --- items ----------------------------------------------------------------
+    wai_items = np.clip(
+        np.rint(alliance[:, :, None] + rng.normal(0.0, 0.45, (n_clients, n_sess, WAI_ITEMS))),
+        1,
+        5,
+    )
+    phq_latent = np.clip(symptoms, 0, 27)[:, :, None] / PHQ_ITEMS
+    phq_items = np.clip(
+        np.rint(phq_latent + rng.normal(0.0, 0.45, (n_clients, n_sess, PHQ_ITEMS))), 0, 3
+    )
+    wai_items[rng.random(wai_items.shape) < eff.item_missing_rate] = np.nan
+    phq_items[rng.random(phq_items.shape) < eff.item_missing_rate] = np.nan
+    wai_total = np.nanmean(wai_items, axis=2) * WAI_ITEMS
+    phq_total = np.nanmean(phq_items, axis=2) * PHQ_ITEMS
+
+    # --- dropout (MAR on observed alliance) and missed sessions -------------------
+    observed_mean = wai_total / WAI_ITEMS
+    logit = (
+        eff.dropout_base
+        + eff.dropout_alliance * (observed_mean - eff.alliance_mean)
+        + 0.8 * (unrep_depth > 0)
+    )
+    leaves = rng.random((n_clients, n_sess)) < 1.0 / (1.0 + np.exp(-logit))
+    leaves[:, :2] = False  # everyone attends sessions 1 and 2
+    dropped_after = np.where(leaves.any(1), leaves.argmax(1), n_sess - 1)
+    attended = t[None, :] <= (dropped_after[:, None] + 1)
+    missed = (rng.random((n_clients, n_sess)) < eff.missed_rate) & (t[None, :] > 1)
+    missed[np.arange(n_clients), dropped_after] = False  # the last session attended is seen
+    present = attended & ~missed
+
+    # --- tables -----------------------------------------------------------------
+    width = len(str(n_clients))
+    client_ids = np.array([f"C{i + 1:0{width}d}" for i in range(n_clients)])
+    therapist_ids = np.array([f"T{i + 1:02d}" for i in range(n_therapists)])
+    site_ids = np.array([f"S{i + 1}" for i in range(n_sites)])
+    ci, si = np.nonzero(present)
+    start_day = pd.Timestamp("2024-01-08") + pd.to_timedelta(
+        rng.integers(0, 365, n_clients), unit="D"
+    )
+    jitter = rng.integers(-2, 3, (n_clients, n_sess))
+    days = 7 * (t[None, :] - 1) + jitter
+    days[:, 0] = 0
+    sessions = pd.DataFrame(
+        {
+            "client": client_ids[ci],
+            "therapist": therapist_ids[therapist_of[ci]],
+            "site": site_ids[site_of_therapist[therapist_of[ci]]],
+            "session": t[si].astype("int64"),
+            "date": (start_day[ci] + pd.to_timedelta(days[ci, si], unit="D")).strftime("%Y-%m-%d"),
+            "phase": np.array(["exploration", "assessment", "treatment"])[phase[ci, si]],
+            "paraphrasing": paraphrasing[ci, si],
+            "reflection": reflection[ci, si],
+            "confrontation": confrontation[ci, si],
+        }
+    )
+    for j in range(WAI_ITEMS):
+        sessions[f"wai_sr_{j + 1}"] = pd.array(wai_items[ci, si, j], dtype="Int64")
+    for j in range(PHQ_ITEMS):
+        sessions[f"phq9_{j + 1}"] = pd.array(phq_items[ci, si, j], dtype="Int64")
+    sessions["wai_sr"] = np.round(wai_total[ci, si], 4)
+    sessions["phq9"] = np.round(phq_total[ci, si], 4)
+
+    clients = pd.DataFrame(
+        {
+            "client": client_ids,
+            "therapist": therapist_ids[therapist_of],
+            "site": site_ids[site_of_therapist[therapist_of]],
+            "prior_negative_therapy": prior_neg,
+            "age": np.clip(np.rint(rng.normal(38, 12, n_clients)), 18, 80).astype("int64"),
+            "gender": rng.choice(["woman", "man", "non-binary"], n_clients, p=[0.62, 0.36, 0.02]),
+            "condition": rng.choice(["CBT", "psychodynamic"], n_clients),
+        }
+    )
+
+    rc, rs = np.nonzero(starts)
+    rup_sessions = t[rs]
+    rep_flag = repaired[rc, rs]
+    truth_ruptures = pd.DataFrame(
+        {
+            "client": client_ids[rc],
+            "session": rup_sessions.astype("int64"),
+            "depth": np.round(depth[rc, rs] * WAI_ITEMS, 4),
+            "repaired": rep_flag,
+            "repair_session": np.where(rep_flag, rup_sessions + 2, np.nan),
+            "observed": present[rc, rs],
+        }
+    )
+    # clients report about half of the ruptures that happened in sessions they attended
+    seen = truth_ruptures[truth_ruptures["observed"]]
+    told = seen[rng.random(len(seen)) < 0.5]
+    events = pd.DataFrame(
+        {
+            "client": told["client"].to_numpy(),
+            "session": told["session"].to_numpy().astype("int64"),
+            "kind": rng.choice(["withdrawal", "confrontation"], len(told), p=[0.6, 0.4]),
+            "resolved": pd.array(told["repaired"].to_numpy(), dtype="boolean"),
+            "source": "self-report",
+        }
+    )
+
+    truth = {
+        "seed": seed if isinstance(seed, int | np.integer) else None,
+        "design": {
+            "n_therapists": n_therapists,
+            "clients_per_therapist": clients_per_therapist,
+            "n_sessions": n_sessions,
+            "n_sites": n_sites,
+        },
+        "effects": asdict(eff),
+        "therapist_effects": dict(zip(therapist_ids.tolist(), u_ther.round(6).tolist(), strict=True)),
+        "ruptures": truth_ruptures,
+        "dropped_after_session": dict(
+            zip(client_ids.tolist(), (dropped_after + 1).tolist(), strict=True)
+        ),
+    }
+    return Study(
+        sessions=sessions,
+        clients=clients,
+        events=events,
+        codebook=codebook_for(name),
+        truth=truth,
+        name=name,
+    )
+
+
+def _effects(effects: Effects | dict | None) -> Effects:
+    if effects is None:
+        return Effects()
+    if isinstance(effects, Effects):
+        return effects
+    known = set(Effects.__dataclass_fields__)
+    unknown = set(effects) - known
+    if unknown:
+        from alliance._checks import close_matches
+
+        tips = [
+            f"{u!r}" + (f" (did you mean {close_matches(u, known)[0]!r}?)" if close_matches(u, known) else "")
+            for u in sorted(unknown)
+        ]
+        raise KeyError(f"unknown effect names: {', '.join(tips)}; see alliance.simulate.Effects")
+    return Effects(**{**asdict(Effects()), **effects})
+
+
+def codebook_for(name: str = "simulated", description: str | None = None) -> Codebook:
+    """The codebook of a simulated study (the layout :func:`simulate_study` writes).
+
+    Examples
+    --------
+    >>> from alliance.simulate import codebook_for
+    >>> codebook_for().fields("clients")["name"].tolist()[:4]
+    ['client', 'therapist', 'site', 'prior_negative_therapy']
+    """
+
+    def f(name, type_, description, **extra):
+        out = {"name": name, "type": type_, "description": description}
+        cons = {k: extra.pop(k) for k in ("minimum", "maximum", "enum") if k in extra}
+        if cons:
+            out["constraints"] = cons
+        out.update(extra)
+        return out
+
+    ids = [
+        f("client", "string", "Client identifier (pseudonymous)."),
+        f("therapist", "string", "Therapist identifier."),
+        f("site", "string", "Site identifier."),
+    ]
+    session_fields = [
+        *ids,
+        f("session", "integer", "Session number, from 1; a gap is a missed session.", minimum=1),
+        f("date", "date", "Session date (simulated)."),
+        f("phase", "string", "Interview phase (Kadushin & Kadushin 2013).",
+          enum=["exploration", "assessment", "treatment"]),
+        f("paraphrasing", "integer", "Paraphrasing interventions in the session (count).", minimum=0),
+        f("reflection", "integer", "Reflections of feeling in the session (count).", minimum=0),
+        f("confrontation", "integer", "Confrontations in the session (count).", minimum=0),
+    ]
+    session_fields += [
+        f(f"wai_sr_{j}", "integer", f"WAI-SR item {j} (client-rated, 1-5).", minimum=1,
+          maximum=5, instrument="wai_sr", rater="client")
+        for j in range(1, WAI_ITEMS + 1)
+    ]
+    session_fields += [
+        f(f"phq9_{j}", "integer", f"PHQ-9 item {j} (client-rated, 0-3).", minimum=0, maximum=3,
+          instrument="phq9", rater="client")
+        for j in range(1, PHQ_ITEMS + 1)
+    ]
+    session_fields += [
+        f("wai_sr", "number", "WAI-SR total: sum of the 12 items, prorated over answered items.",
+          minimum=12, maximum=60, instrument="wai_sr", rater="client"),
+        f("phq9", "number", "PHQ-9 total: sum of the 9 items, prorated over answered items.",
+          minimum=0, maximum=27, instrument="phq9", rater="client"),
+    ]
+    client_fields = [
+        *ids,
+        f("prior_negative_therapy", "boolean",
+          "Client reports a harmful or disappointing earlier therapy."),
+        f("age", "integer", "Age in years at intake.", minimum=18),
+        f("gender", "string", "Self-described gender."),
+        f("condition", "string", "Treatment condition."),
+    ]
+    event_fields = [
+        f("client", "string", "Client identifier."),
+        f("session", "integer", "Session of the rupture marker.", minimum=1),
+        f("kind", "string", "Rupture marker kind (Safran & Muran).",
+          enum=["withdrawal", "confrontation", "unspecified"]),
+        f("resolved", "boolean", "Whether the rupture was resolved; missing when unknown."),
+        f("source", "string", "Who reported it.", enum=["self-report", "observer", "detected"]),
+    ]
+    return Codebook(
+        {
+            "name": name,
+            "title": "Simulated therapy study",
+            "description": description
+            or "Synthetic data from alliance.simulate.simulate_study; no real person is described.",
+            "licenses": [{"name": "CC0-1.0", "title": "Public domain dedication"}],
+            "resources": [
+                {"name": "sessions", "schema": {"fields": session_fields,
+                                                "primaryKey": ["client", "session"]}},
+                {"name": "clients", "schema": {"fields": client_fields, "primaryKey": ["client"]}},
+                {"name": "events", "schema": {"fields": event_fields}},
+            ],
+        }
+    )
