@@ -1,0 +1,930 @@
+"""Reliable change, clinical significance, and sudden gains and losses.
+
+Every function takes long-format data (one row per client x session) with the column
+names as keyword arguments, keeps every client in its result (saying why a value is
+missing), and works on whole arrays: there is no Python loop over clients.
+
+Methods
+-------
+- Reliable change index (Jacobson & Truax, 1991): ``RCI = (post - pre) / S_diff`` with
+  ``S_diff = sqrt(2) * SE`` and ``SE = sd * sqrt(1 - reliability)``; ``|RCI| > 1.96`` is
+  reliable change. Without ``sd`` and ``reliability`` the instrument's published
+  reliable-change threshold in points is used.
+- Clinical significance (Jacobson & Truax, 1991): cut-offs a, b and c from norms (or a
+  from the data's own pre scores) and the categories recovered, improved, unchanged,
+  deteriorated.
+- Sudden gains and losses (Tang & DeRubeis, 1999) with the critical value of criterion 3
+  adjusted for missing sessions as in the R package suddengains (Wiedemann et al., 2020).
+
+References
+----------
+Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical approach to
+defining meaningful change in psychotherapy research. Journal of Consulting and Clinical
+Psychology, 59(1), 12-19.
+
+Tang, T. Z., & DeRubeis, R. J. (1999). Sudden gains and critical sessions in
+cognitive-behavioral therapy for depression. Journal of Consulting and Clinical
+Psychology, 67(6), 894-904.
+
+Wiedemann, M., Thew, G. R., Stott, R., & Ehlers, A. (2020). suddengains: An R package to
+identify sudden gains in longitudinal data. PLOS ONE, 15(3), e0230276.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from alliance import instruments as _instruments
+from alliance._checks import format_rows, require_columns
+
+__all__ = [
+    "clinical_cutoffs",
+    "clinical_significance",
+    "reliable_change",
+    "sudden_gains",
+    "sudden_losses",
+]
+
+_LOWER = ("lower", "lower_is_better", "decrease")
+_HIGHER = ("higher", "higher_is_better", "increase")
+
+#: Largest complete client x session grid built before refusing (cells).
+_MAX_GRID = 200_000_000
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _instrument(instrument):
+    if instrument is None:
+        return None
+    return _instruments.get(instrument)
+
+
+def _higher_is_better(direction, instrument) -> bool:
+    """Resolve the direction of improvement: argument, else instrument, else lower."""
+    if direction is None:
+        ins = _instrument(instrument)
+        return bool(ins.higher_is_better) if ins is not None else False
+    key = str(direction).lower()
+    if key in _LOWER:
+        return False
+    if key in _HIGHER:
+        return True
+    raise ValueError(
+        f"direction={direction!r} is not understood; pass direction='lower_is_better' "
+        "(symptom scales such as the PHQ-9) or direction='higher_is_better' (alliance "
+        "scales, the ORS), or name the instrument with instrument='...'"
+    )
+
+
+def _check_long(data, client, session, value) -> pd.DataFrame:
+    """Validate a long table and return the three columns with float scores."""
+    frame = require_columns(data, client=client, session=session, outcome=value)
+    cols = list(dict.fromkeys([client, session, value]))
+    frame = frame[cols]
+    if frame[client].isna().any():
+        rows = np.flatnonzero(frame[client].isna().to_numpy())
+        raise ValueError(
+            f"column {client!r} has {len(rows)} missing client ids ({format_rows(rows)}); "
+            "every row needs a client id, so fill or drop those rows first"
+        )
+    sess = pd.to_numeric(frame[session], errors="coerce")
+    bad = sess.isna() | (np.floor(sess) != sess)
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        raise ValueError(
+            f"column {session!r} has {len(rows)} missing or non-integer values "
+            f"({format_rows(rows)}); sessions must be whole numbers (1, 2, 3, ...), "
+            "so recode or drop those rows first"
+        )
+    score = pd.to_numeric(frame[value], errors="coerce")
+    junk = score.isna() & frame[value].notna()
+    if junk.any():
+        rows = np.flatnonzero(junk.to_numpy())
+        raise ValueError(
+            f"column {value!r} has {len(rows)} non-numeric values ({format_rows(rows)}); "
+            "scores must be numbers or missing (NaN)"
+        )
+    out = pd.DataFrame(
+        {
+            "client": frame[client].to_numpy(),
+            "session": sess.to_numpy(dtype=np.int64),
+            "value": score.to_numpy(dtype=float),
+        }
+    )
+    dup = out.duplicated(["client", "session"], keep=False)
+    if dup.any():
+        rows = np.flatnonzero(dup.to_numpy())
+        raise ValueError(
+            f"{len(rows)} rows repeat a client x session pair ({format_rows(rows)}); "
+            "the data must have one row per client x session: aggregate or drop the "
+            "repeats first, e.g. data.groupby([client, session], as_index=False).mean()"
+        )
+    return out
+
+
+def _factorize(values) -> tuple[np.ndarray, pd.Index]:
+    try:
+        codes, uniques = pd.factorize(values, sort=True)
+    except TypeError:  # mixed id types cannot be sorted
+        codes, uniques = pd.factorize(values, sort=False)
+    return codes.astype(np.int64), pd.Index(uniques)
+
+
+@dataclass
+class _Grid:
+    """Each client's sessions from first to last, absent sessions as NaN, in one array."""
+
+    clients: pd.Index  # client id per code
+    code: np.ndarray  # client code per cell
+    pos: np.ndarray  # position of the cell within its client
+    length: np.ndarray  # number of cells of the cell's client
+    session: np.ndarray  # session number per cell
+    value: np.ndarray  # score per cell (NaN when absent or missing)
+    observed: np.ndarray  # a row existed for this client x session
+
+    def shift(self, array: np.ndarray, k: int, fill=np.nan) -> np.ndarray:
+        """``array`` at position ``pos + k`` of the same client (``fill`` outside)."""
+        out = np.full(array.shape, fill, dtype=np.result_type(array, np.asarray(fill)))
+        target = self.pos + k
+        ok = (target >= 0) & (target < self.length)
+        idx = np.flatnonzero(ok)
+        out[idx] = array[idx + k]
+        return out
+
+
+def _grid(long: pd.DataFrame) -> _Grid:
+    codes, clients = _factorize(long["client"].to_numpy())
+    sess = long["session"].to_numpy(dtype=np.int64)
+    n_clients = len(clients)
+    smin = np.full(n_clients, np.iinfo(np.int64).max)
+    smax = np.full(n_clients, np.iinfo(np.int64).min)
+    np.minimum.at(smin, codes, sess)
+    np.maximum.at(smax, codes, sess)
+    lengths = smax - smin + 1
+    total = int(lengths.sum())
+    if total > _MAX_GRID:
+        raise ValueError(
+            f"the sessions span {total} client x session cells, too many to analyse; "
+            "check the session column for stray values (e.g. dates or ids)"
+        )
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    cell = offsets[codes] + sess - smin[codes]
+    value = np.full(total, np.nan)
+    value[cell] = long["value"].to_numpy(dtype=float)
+    observed = np.zeros(total, dtype=bool)
+    observed[cell] = True
+    code = np.repeat(np.arange(n_clients), lengths)
+    pos = np.arange(total) - offsets[code]
+    return _Grid(
+        clients=clients,
+        code=code,
+        pos=pos,
+        length=lengths[code],
+        session=smin[code] + pos,
+        value=value,
+        observed=observed,
+    )
+
+
+def _all_clients(data: pd.DataFrame, client: str) -> pd.Index:
+    _, uniques = _factorize(data[client].dropna().to_numpy())
+    return uniques
+
+
+# ----------------------------------------------------------------- reliable change
+
+
+def _pre_post(long: pd.DataFrame, first, last, carry_forward: bool) -> pd.DataFrame:
+    """One row per client: pre and post scores with the sessions they come from."""
+    clients = _factorize(long["client"].to_numpy())[1]
+    obs = long[long["value"].notna()].sort_values(["client", "session"], kind="stable")
+    if isinstance(first, str):
+        if first != "first":
+            raise ValueError(f"first={first!r}: pass 'first' or a session number")
+        pre = obs.groupby("client", sort=False).head(1)
+    else:
+        pre = obs[obs["session"] == int(first)]
+    pre = pre.set_index("client")[["session", "value"]].rename(
+        columns={"session": "pre_session", "value": "pre"}
+    )
+    out = pd.DataFrame(index=pd.Index(clients, name="client")).join(pre)
+    later = obs.join(out["pre_session"], on="client")
+    later = later[later["session"] > later["pre_session"]]
+    if isinstance(last, str):
+        if last != "last":
+            raise ValueError(f"last={last!r}: pass 'last' or a session number")
+        post = later.groupby("client", sort=False).tail(1)
+        horizon = np.inf
+    else:
+        post = later[later["session"] == int(last)]
+        horizon = int(last)
+    post = post.set_index("client")[["session", "value"]].rename(
+        columns={"session": "post_session", "value": "post"}
+    )
+    out = out.join(post)
+    out["post_source"] = np.where(out["post"].notna(), "observed", "missing")
+    if carry_forward:
+        # last observation carried forward: the latest score at or after pre, up to `last`
+        pool = obs.join(out["pre_session"], on="client")
+        pool = pool[(pool["session"] >= pool["pre_session"]) & (pool["session"] <= horizon)]
+        locf = pool.groupby("client", sort=False).tail(1).set_index("client")
+        need = out["post"].isna() & out["pre"].notna()
+        fill = locf.reindex(out.index[need])
+        out.loc[need, "post"] = fill["value"].to_numpy()
+        out.loc[need, "post_session"] = fill["session"].to_numpy()
+        out.loc[need & out["post"].notna(), "post_source"] = "carried forward"
+    for col in ("pre_session", "post_session"):
+        out[col] = out[col].astype("Int64")
+    return out
+
+
+def _rci_parameters(instrument, sd, reliability, threshold, pre_scores):
+    """Return (s_diff, rule, description) for the reliable change test."""
+    ins = _instrument(instrument)
+    if threshold is not None:
+        return None, float(threshold), f"threshold of {threshold:g} points"
+    if sd is not None or reliability is not None:
+        if reliability is None and ins is not None and ins.reliability is not None:
+            reliability = ins.reliability
+        if reliability is None:
+            raise ValueError(
+                "reliability is needed with sd= (Jacobson & Truax); pass reliability= "
+                "(e.g. Cronbach's alpha or the test-retest r of the instrument)"
+            )
+        if sd is None:
+            raise ValueError(
+                "sd is needed with reliability= (Jacobson & Truax); pass sd= as a number "
+                "(the SD of a normative or pre-treatment sample) or sd='pre' for the SD "
+                "of this sample's pre scores"
+            )
+        if isinstance(sd, str):
+            if sd != "pre":
+                raise ValueError(f"sd={sd!r}: pass a number or 'pre'")
+            sd = float(np.nanstd(pre_scores, ddof=1))
+        if not 0 <= float(reliability) < 1:
+            raise ValueError(f"reliability={reliability} must be in [0, 1)")
+        s_diff = np.sqrt(2.0) * float(sd) * np.sqrt(1.0 - float(reliability))
+        return s_diff, None, f"Jacobson & Truax RCI (sd={sd:g}, reliability={reliability:g})"
+    if ins is not None and ins.reliable_change is not None:
+        t = float(ins.reliable_change)
+        return None, t, f"{ins.name} reliable-change threshold of {t:g} points"
+    named = f"instrument {ins.name!r} has no published reliable-change threshold; " if ins else ""
+    raise ValueError(
+        f"{named}reliable change needs a yardstick: pass sd= and reliability= "
+        "(Jacobson & Truax 1991), threshold= (points), or an instrument= whose "
+        "reliable_change is known"
+    )
+
+
+def reliable_change(
+    data: pd.DataFrame,
+    outcome: str = "outcome",
+    client: str = "client",
+    session: str = "session",
+    *,
+    instrument=None,
+    sd: float | str | None = None,
+    reliability: float | None = None,
+    threshold: float | None = None,
+    first: int | str = "first",
+    last: int | str = "last",
+    carry_forward: bool = False,
+    direction: str | None = None,
+    z: float = 1.96,
+) -> pd.DataFrame:
+    """Reliable change per client (Jacobson & Truax, 1991).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Long format, one row per client x session.
+    outcome, client, session : str
+        Column names of the score, the client id and the session number.
+    instrument : str or Instrument, optional
+        Supplies the direction of improvement and, when ``sd``/``reliability`` are not
+        given, the published reliable-change threshold in points.
+    sd : float or 'pre', optional
+        Standard deviation for the standard error of measurement; ``'pre'`` uses the SD of
+        this sample's pre scores, as Jacobson & Truax did.
+    reliability : float, optional
+        Reliability of the scale (e.g. alpha or test-retest r).
+    threshold : float, optional
+        A reliable-change threshold in points, used instead of ``sd``/``reliability``.
+    first, last : int or str
+        Sessions giving the pre and post scores: ``'first'`` and ``'last'`` take each
+        client's first and last observed score; a number takes that session's score.
+    carry_forward : bool
+        Fill a missing post score by the client's last observation carried forward
+        (LOCF, possibly the pre score itself); ``post_source`` then says
+        ``'carried forward'``.
+    direction : {'lower_is_better', 'higher_is_better'}, optional
+        Which way is improvement; default the instrument's, else lower is better.
+    z : float
+        Critical value of the RCI (1.96 for two-sided .05).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per client (every client of ``data``): client, pre_session, pre,
+        post_session, post, post_source ('observed', 'carried forward', 'missing'),
+        change (post - pre), rci, reliable_improvement, reliable_deterioration and
+        category ('reliable improvement', 'no reliable change', 'reliable
+        deterioration', 'no post score', 'no pre score'). ``attrs['method']`` says
+        which yardstick was used.
+
+    Notes
+    -----
+    With ``sd`` and ``reliability``: ``SE = sd * sqrt(1 - reliability)``,
+    ``S_diff = sqrt(2) * SE``, ``RCI = change / S_diff`` and change is reliable when
+    ``|RCI| > z``. With a threshold ``T`` in points, change is reliable when
+    ``|change| >= T``, and ``rci`` is reported as ``change / (T / z)`` so that both
+    yardsticks read on the same scale.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> rc = alliance.change.reliable_change(
+    ...     study.sessions, outcome="phq9", instrument="phq9", sd="pre", reliability=0.84)
+    >>> rc.columns[:6].tolist()
+    ['client', 'pre_session', 'pre', 'post_session', 'post', 'post_source']
+    >>> len(rc) == study.sessions["client"].nunique()
+    True
+    """
+    higher = _higher_is_better(direction, instrument)
+    long = _check_long(data, client, session, outcome)
+    out = _pre_post(long, first, last, carry_forward)
+    s_diff, points, method = _rci_parameters(
+        instrument, sd, reliability, threshold, out["pre"].to_numpy(dtype=float)
+    )
+    change = out["post"] - out["pre"]
+    if points is not None:
+        if points <= 0:
+            raise ValueError(f"the reliable-change threshold must be positive, not {points}")
+        rci = change / (points / z)
+        reliable = change.abs() >= points
+    else:
+        rci = change / s_diff
+        reliable = rci.abs() > z
+    better = change > 0 if higher else change < 0
+    known = change.notna()
+    improvement = (reliable & better).astype("boolean").where(known, pd.NA)
+    deterioration = (reliable & ~better & (change != 0)).astype("boolean").where(known, pd.NA)
+    category = np.select(
+        [
+            out["pre"].isna(),
+            out["post"].isna(),
+            improvement.fillna(False),
+            deterioration.fillna(False),
+        ],
+        ["no pre score", "no post score", "reliable improvement", "reliable deterioration"],
+        default="no reliable change",
+    )
+    out = out.assign(
+        change=change,
+        rci=rci,
+        reliable_improvement=improvement,
+        reliable_deterioration=deterioration,
+        category=category,
+    ).reset_index()
+    out.attrs["method"] = method
+    out.attrs["direction"] = "higher_is_better" if higher else "lower_is_better"
+    return out
+
+
+# ------------------------------------------------------------ clinical significance
+
+
+def clinical_cutoffs(
+    clinical_mean: float,
+    clinical_sd: float,
+    functional_mean: float | None = None,
+    functional_sd: float | None = None,
+    *,
+    higher_is_better: bool = False,
+) -> pd.DataFrame:
+    """Jacobson & Truax (1991) cut-offs a, b and c.
+
+    Parameters
+    ----------
+    clinical_mean, clinical_sd : float
+        Mean and SD of the dysfunctional (clinical) population.
+    functional_mean, functional_sd : float, optional
+        Mean and SD of the functional population; b and c are NaN without them.
+    higher_is_better : bool
+        Direction of the scale.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows a, b, c with columns cutoff, value, rule.
+
+    Examples
+    --------
+    >>> from alliance.change import clinical_cutoffs
+    >>> # a = 30 - 2 * 8 = 14; b = 8 + 2 * 5 = 18; c = (5 * 30 + 8 * 8) / (5 + 8) = 16.46
+    >>> clinical_cutoffs(30, 8, 8, 5)["value"].round(2).tolist()
+    [14.0, 18.0, 16.46]
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    a = clinical_mean + sign * 2 * clinical_sd
+    if functional_mean is not None and functional_sd is not None:
+        b = functional_mean - sign * 2 * functional_sd
+        c = (functional_sd * clinical_mean + clinical_sd * functional_mean) / (
+            functional_sd + clinical_sd
+        )
+    else:
+        b = c = np.nan
+    side = "+" if higher_is_better else "-"
+    other = "-" if higher_is_better else "+"
+    return pd.DataFrame(
+        {
+            "cutoff": ["a", "b", "c"],
+            "value": [a, b, c],
+            "rule": [
+                f"clinical mean {side} 2 clinical SD",
+                f"functional mean {other} 2 functional SD",
+                "(SD_func * M_clin + SD_clin * M_func) / (SD_func + SD_clin)",
+            ],
+        }
+    )
+
+
+def clinical_significance(
+    data: pd.DataFrame,
+    outcome: str = "outcome",
+    client: str = "client",
+    session: str = "session",
+    *,
+    instrument=None,
+    cutoff: str | float | None = None,
+    clinical_mean: float | None = None,
+    clinical_sd: float | None = None,
+    functional_mean: float | None = None,
+    functional_sd: float | None = None,
+    sd: float | str | None = None,
+    reliability: float | None = None,
+    threshold: float | None = None,
+    first: int | str = "first",
+    last: int | str = "last",
+    carry_forward: bool = False,
+    direction: str | None = None,
+    z: float = 1.96,
+) -> pd.DataFrame:
+    """Clinically significant change per client (Jacobson & Truax, 1991).
+
+    Parameters
+    ----------
+    data, outcome, client, session
+        As in :func:`reliable_change`.
+    instrument : str or Instrument, optional
+        Supplies direction, norms, published cut-off and reliable-change threshold.
+    cutoff : {'a', 'b', 'c'} or float, optional
+        Which cut-off decides the functional range. Default: ``'c'`` when functional
+        norms are known, else the instrument's published cut-off, else ``'a'``.
+    clinical_mean, clinical_sd : float, optional
+        Norms of the dysfunctional population; default the instrument's, else the mean
+        and SD of this sample's pre scores.
+    functional_mean, functional_sd : float, optional
+        Norms of the functional population; default the instrument's (needed for b, c).
+    sd, reliability, threshold, first, last, carry_forward, direction, z
+        As in :func:`reliable_change`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`reliable_change`, then cutoff (value), cutoff_rule,
+        pre_dysfunctional, post_functional and category: 'recovered' (reliable
+        improvement from the dysfunctional to the functional side of the cut-off),
+        'improved' (reliable improvement otherwise), 'unchanged', 'deteriorated'
+        (reliable deterioration), or 'no post score' / 'no pre score'.
+        ``attrs['cutoffs']`` holds a, b and c.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> cs = alliance.change.clinical_significance(
+    ...     study.sessions, outcome="phq9", instrument="phq9", cutoff=10,
+    ...     sd="pre", reliability=0.84)
+    >>> set(cs["category"]) <= {"recovered", "improved", "unchanged", "deteriorated",
+    ...                         "no post score", "no pre score"}
+    True
+    """
+    ins = _instrument(instrument)
+    higher = _higher_is_better(direction, instrument)
+    rc = reliable_change(
+        data,
+        outcome=outcome,
+        client=client,
+        session=session,
+        instrument=instrument,
+        sd=sd,
+        reliability=reliability,
+        threshold=threshold,
+        first=first,
+        last=last,
+        carry_forward=carry_forward,
+        direction="higher_is_better" if higher else "lower_is_better",
+        z=z,
+    )
+
+    def pick(value, attr):
+        if value is not None:
+            return float(value)
+        got = getattr(ins, attr, None) if ins is not None else None
+        return None if got is None else float(got)
+
+    c_mean, c_sd = pick(clinical_mean, "clinical_mean"), pick(clinical_sd, "clinical_sd")
+    f_mean, f_sd = pick(functional_mean, "functional_mean"), pick(functional_sd, "functional_sd")
+    norms_from = "given or instrument norms"
+    if c_mean is None or c_sd is None:
+        pre = rc["pre"].dropna()
+        if len(pre) < 2:
+            raise ValueError(
+                "clinical norms are unknown and fewer than 2 pre scores are available; "
+                "pass clinical_mean= and clinical_sd="
+            )
+        c_mean = float(pre.mean()) if c_mean is None else c_mean
+        c_sd = float(pre.std(ddof=1)) if c_sd is None else c_sd
+        norms_from = "clinical norms from this sample's pre scores"
+    table = clinical_cutoffs(c_mean, c_sd, f_mean, f_sd, higher_is_better=higher)
+    values = dict(zip(table["cutoff"], table["value"], strict=True))
+    rule = "cut-off given"
+    if cutoff is None:
+        if f_mean is not None and f_sd is not None:
+            cutoff = "c"
+        elif ins is not None and ins.cutoff is not None:
+            cutoff = float(ins.cutoff)
+            rule = f"published cut-off of {ins.name}"
+        else:
+            cutoff = "a"
+    if isinstance(cutoff, str):
+        key = cutoff.lower()
+        if key not in values:
+            raise ValueError(f"cutoff={cutoff!r}: pass 'a', 'b', 'c' or a number")
+        if np.isnan(values[key]):
+            raise ValueError(
+                f"cut-off {key} needs the functional population's norms; pass "
+                "functional_mean= and functional_sd=, or use cutoff='a' or a number"
+            )
+        value = float(values[key])
+        rule = f"Jacobson & Truax cut-off {key} ({norms_from})"
+    else:
+        value = float(cutoff)
+    if higher:
+        pre_dys = rc["pre"] < value
+        post_fun = rc["post"] >= value
+    else:
+        pre_dys = rc["pre"] >= value
+        post_fun = rc["post"] < value
+    pre_dys = pre_dys.astype("boolean").where(rc["pre"].notna(), pd.NA)
+    post_fun = post_fun.astype("boolean").where(rc["post"].notna(), pd.NA)
+    improved = rc["reliable_improvement"].fillna(False).astype(bool)
+    worse = rc["reliable_deterioration"].fillna(False).astype(bool)
+    category = np.select(
+        [
+            rc["category"].eq("no pre score"),
+            rc["category"].eq("no post score"),
+            improved & pre_dys.fillna(False) & post_fun.fillna(False),
+            improved,
+            worse,
+        ],
+        ["no pre score", "no post score", "recovered", "improved", "deteriorated"],
+        default="unchanged",
+    )
+    out = rc.assign(
+        cutoff=value,
+        cutoff_rule=rule,
+        pre_dysfunctional=pre_dys,
+        post_functional=post_fun,
+        category=category,
+    )
+    out.attrs = dict(rc.attrs)
+    out.attrs["cutoffs"] = dict(zip(table["cutoff"], table["value"].astype(float), strict=True))
+    return out
+
+
+# ------------------------------------------------------------ sudden gains / losses
+
+_GAIN_COLUMNS = [
+    "client",
+    "pregain_session",
+    "postgain_session",
+    "pregain_score",
+    "postgain_score",
+    "magnitude",
+    "pct_change",
+    "pre_mean",
+    "post_mean",
+    "n_pre",
+    "n_post",
+    "pooled_sd",
+    "critical_value",
+    "reversed",
+    "reversal_session",
+]
+
+
+def _window_stats(columns: list[np.ndarray]):
+    block = np.column_stack(columns)
+    n = np.sum(~np.isnan(block), axis=1)
+    total = np.nansum(block, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / n
+        sq = np.nansum((block - mean[:, None]) ** 2, axis=1)
+        var = sq / (n - 1)
+    var[n < 2] = np.nan
+    mean[n == 0] = np.nan
+    return mean, var, n
+
+
+def _sudden(
+    data,
+    outcome,
+    client,
+    session,
+    *,
+    cutoff,
+    pct,
+    crit3,
+    crit3_adjust,
+    alpha,
+    critical_value,
+    direction,
+    instrument,
+    select,
+    kind,
+) -> pd.DataFrame:
+    higher = _higher_is_better(direction, instrument)
+    if cutoff is None:
+        ins = _instrument(instrument)
+        if ins is None or ins.reliable_change is None:
+            raise ValueError(
+                "criterion 1 needs an absolute size: pass cutoff= in points of the scale "
+                "(Tang & DeRubeis used 7 BDI points; a reliable-change size is common), or "
+                "cutoff=0 to apply criteria 2 and 3 only"
+            )
+        cutoff = float(ins.reliable_change)
+    if select not in ("all", "first", "largest"):
+        raise ValueError(f"select={select!r}: pass 'all', 'first' or 'largest'")
+    long = _check_long(data, client, session, outcome)
+    g = _grid(long)
+    # improvement sign: +1 when a rise is an improvement
+    sign = 1.0 if higher else -1.0
+    if kind == "loss":
+        sign = -sign
+    v = g.value
+    nxt = g.shift(v, 1)
+    magnitude = sign * (nxt - v)  # >0 in the direction looked for
+    with np.errstate(invalid="ignore"):
+        ok = magnitude >= cutoff
+        if pct:
+            ok &= magnitude >= pct * np.abs(v)
+        # criterion 3: mean(N-2..N) vs mean(N+1..N+3), NaN where absent
+        pre_mean, pre_var, n_pre = _window_stats([g.shift(v, -2), g.shift(v, -1), v])
+        post_mean, post_var, n_post = _window_stats([nxt, g.shift(v, 2), g.shift(v, 3)])
+        df = n_pre + n_post - 2
+        pooled = np.sqrt(((n_pre - 1) * pre_var + (n_post - 1) * post_var) / df)
+        if critical_value is not None:
+            cv = np.full(v.shape, float(critical_value))
+        elif crit3_adjust:
+            cv = np.abs(stats.t.ppf(alpha / 2, np.maximum(df, 1)))
+        else:
+            cv = np.full(v.shape, abs(stats.t.ppf(alpha / 2, 4)))
+        enough = (n_pre >= 2) & (n_post >= 2)
+        if crit3:
+            ok &= enough & (sign * (post_mean - pre_mean) > cv * pooled)
+    ok &= ~np.isnan(magnitude)
+    idx = np.flatnonzero(ok)
+    cv = np.where(enough, cv, np.nan)
+    result = pd.DataFrame(
+        {
+            "client": g.clients.take(g.code[idx]),
+            "pregain_session": g.session[idx],
+            "postgain_session": g.session[idx] + 1,
+            "pregain_score": v[idx],
+            "postgain_score": nxt[idx],
+            "magnitude": magnitude[idx],
+            "pct_change": magnitude[idx] / np.abs(v[idx]),
+            "pre_mean": pre_mean[idx],
+            "post_mean": post_mean[idx],
+            "n_pre": n_pre[idx],
+            "n_post": n_post[idx],
+            "pooled_sd": pooled[idx],
+            "critical_value": cv[idx],
+        }
+    )
+    # reversal: a later session (N+2 onwards) back at least half-way to the pre-gain score
+    if len(idx):
+        back = nxt[idx] - sign * magnitude[idx] / 2  # midpoint between pre and post scores
+        gain_id = np.repeat(np.arange(len(idx)), g.length[idx] - g.pos[idx] - 2)
+        start = idx + 2
+        steps = np.arange(len(gain_id)) - np.repeat(
+            np.concatenate([[0], np.cumsum(g.length[idx] - g.pos[idx] - 2)[:-1]]),
+            g.length[idx] - g.pos[idx] - 2,
+        )
+        cells = start[gain_id] + steps
+        with np.errstate(invalid="ignore"):
+            hit = sign * (v[cells] - back[gain_id]) <= 0
+        first_cell = np.full(len(idx), -1)
+        hit_ids = gain_id[hit]
+        hit_cells = cells[hit]
+        # cells are increasing within each gain, so the first hit per gain is the minimum
+        order = np.lexsort((hit_cells, hit_ids))
+        uniq, where = np.unique(hit_ids[order], return_index=True)
+        first_cell[uniq] = hit_cells[order][where]
+        reversed_ = first_cell >= 0
+        result["reversed"] = reversed_
+        result["reversal_session"] = np.where(
+            reversed_, g.session[np.maximum(first_cell, 0)], np.nan
+        )
+    else:
+        result["reversed"] = pd.Series(dtype=bool)
+        result["reversal_session"] = pd.Series(dtype=float)
+    if select == "first":
+        result = result.groupby("client", sort=False, group_keys=False).head(1)
+    elif select == "largest":
+        order = result.sort_values(
+            ["client", "magnitude", "pregain_session"],
+            ascending=[True, False, True],
+            kind="stable",
+        )
+        result = order.groupby("client", sort=False).head(1)
+    result = result.sort_values(["client", "pregain_session"], kind="stable")
+    result = result.reset_index(drop=True)[_GAIN_COLUMNS]
+    assessable = (~np.isnan(magnitude)) & (enough if crit3 else True)
+    per_client = np.bincount(g.code, weights=assessable, minlength=len(g.clients))
+    result.attrs.update(
+        {
+            "kind": kind,
+            "direction": "higher_is_better" if higher else "lower_is_better",
+            "n_clients": int(len(g.clients)),
+            "n_intervals_assessed": int(assessable.sum()),
+            "clients_without_assessable_interval": g.clients[per_client == 0].tolist(),
+        }
+    )
+    return result
+
+
+def sudden_gains(
+    data: pd.DataFrame,
+    outcome: str = "outcome",
+    client: str = "client",
+    session: str = "session",
+    *,
+    cutoff: float | None = None,
+    pct: float | None = 0.25,
+    crit3: bool = True,
+    crit3_adjust: bool = True,
+    alpha: float = 0.05,
+    critical_value: float | None = None,
+    direction: str | None = None,
+    instrument=None,
+    select: str = "all",
+) -> pd.DataFrame:
+    """Sudden gains between consecutive sessions (Tang & DeRubeis, 1999).
+
+    A gain between sessions N and N+1 meets three criteria:
+
+    1. its size is at least ``cutoff`` points;
+    2. its size is at least ``pct`` of the pre-gain score (session N);
+    3. ``mean(N-2, N-1, N)`` and ``mean(N+1, N+2, N+3)`` differ, in the direction of
+       improvement, by more than ``critical_value * pooled SD`` of the two sets, the
+       pooled SD being ``sqrt(((n1-1) s1^2 + (n2-1) s2^2) / (n1+n2-2))``.
+
+    Windows step by session number: an absent session counts as missing. Criterion 3
+    needs at least 2 values on each side; its critical value is the two-sided t value of
+    ``alpha`` with ``n1 + n2 - 2`` df (2.776 with all 6 values, 3.182 with 5, 4.303 with
+    4), as in the R package suddengains with ``sg_crit3_adjust = TRUE``.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        Long format, one row per client x session.
+    outcome, client, session : str
+        Column names.
+    cutoff : float, optional
+        Criterion 1 in points; default the instrument's reliable-change threshold.
+        ``0`` keeps any change in the direction looked for (criteria 2 and 3 only).
+    pct : float or None
+        Criterion 2 as a proportion of the pre-gain score; ``None`` or 0 to skip it.
+    crit3 : bool
+        Apply criterion 3.
+    crit3_adjust : bool
+        Adjust the critical value for missing values; ``False`` uses 2.776 throughout.
+    alpha : float
+        Two-sided alpha of the t critical value.
+    critical_value : float, optional
+        A fixed critical value, overriding ``crit3_adjust`` and ``alpha``.
+    direction : {'lower_is_better', 'higher_is_better'}, optional
+        Which way is improvement; default the instrument's, else lower is better (as on
+        symptom scales).
+    instrument : str or Instrument, optional
+        Supplies direction and the default ``cutoff``.
+    select : {'all', 'first', 'largest'}
+        Every gain (default), or each client's first or largest (ties: the earliest).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per gain: client, pregain_session (N), postgain_session (N+1),
+        pregain_score, postgain_score, magnitude (positive, in points), pct_change,
+        pre_mean, post_mean, n_pre, n_post, pooled_sd, critical_value, reversed,
+        reversal_session. A gain is reversed when a later session (N+2 onwards) is back
+        at least half-way to the pre-gain score (50% or more of the gain lost).
+        ``attrs`` counts the clients and intervals assessed and lists clients with no
+        assessable interval.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from alliance.change import sudden_gains
+    >>> bdi = pd.DataFrame({"client": 1, "session": range(1, 9),
+    ...                     "bdi": [30, 29, 31, 20, 19, 18, 20, 17]})
+    >>> sudden_gains(bdi, outcome="bdi", cutoff=7)[
+    ...     ["pregain_session", "magnitude", "critical_value", "reversed"]]
+       pregain_session  magnitude  critical_value  reversed
+    0                3       11.0           2.776     False
+
+    On the demo study:
+
+    >>> import alliance
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> gains = sudden_gains(study.sessions, outcome="phq9", instrument="phq9", cutoff=5)
+    >>> bool((gains["magnitude"] >= 5).all())
+    True
+    """
+    return _sudden(
+        data,
+        outcome,
+        client,
+        session,
+        cutoff=cutoff,
+        pct=pct,
+        crit3=crit3,
+        crit3_adjust=crit3_adjust,
+        alpha=alpha,
+        critical_value=critical_value,
+        direction=direction,
+        instrument=instrument,
+        select=select,
+        kind="gain",
+    )
+
+
+def sudden_losses(
+    data: pd.DataFrame,
+    outcome: str = "outcome",
+    client: str = "client",
+    session: str = "session",
+    *,
+    cutoff: float | None = None,
+    pct: float | None = 0.25,
+    crit3: bool = True,
+    crit3_adjust: bool = True,
+    alpha: float = 0.05,
+    critical_value: float | None = None,
+    direction: str | None = None,
+    instrument=None,
+    select: str = "all",
+) -> pd.DataFrame:
+    """Sudden losses: the criteria of :func:`sudden_gains` in the direction of worsening.
+
+    ``cutoff`` is a positive number of points; ``magnitude`` is positive and
+    ``reversed`` means that a later session is back at least half-way to the pre-loss
+    score. Column names are those of :func:`sudden_gains` (``pregain_session`` is the
+    session before the loss).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from alliance.change import sudden_losses
+    >>> bdi = pd.DataFrame({"client": 1, "session": range(1, 8),
+    ...                     "bdi": [10, 11, 10, 22, 23, 21, 12]})
+    >>> sudden_losses(bdi, outcome="bdi", cutoff=7)[["pregain_session", "reversed"]]
+       pregain_session  reversed
+    0                3      True
+    """
+    return _sudden(
+        data,
+        outcome,
+        client,
+        session,
+        cutoff=cutoff,
+        pct=pct,
+        crit3=crit3,
+        crit3_adjust=crit3_adjust,
+        alpha=alpha,
+        critical_value=critical_value,
+        direction=direction,
+        instrument=instrument,
+        select=select,
+        kind="loss",
+    )
