@@ -56,7 +56,9 @@ def _root(fun, lo: float, hi: float) -> float:
         grow += 1
         if grow > 30:
             raise RuntimeError("no root of the Q-profile equation below tau^2 = %g" % hi)
-    return float(optimize.brentq(fun, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
+    return float(
+        optimize.brentq(fun, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -177,7 +179,10 @@ def _tau2_fisher_scoring(y, vi, X, method) -> Tau2Fit:
         if it > MAXITER:
             return Tau2Fit(tau2, np.nan, it, converged=False)
     # guard against a local maximum: compare with the likelihood at tau2 = 0
-    if tau2 > 0 and _loglik_uni(0.0, y, vi, X, method) - _loglik_uni(tau2, y, vi, X, method) > 1e-10:
+    if (
+        tau2 > 0
+        and _loglik_uni(0.0, y, vi, X, method) - _loglik_uni(tau2, y, vi, X, method) > 1e-10
+    ):
         tau2 = 0.0
     w = 1.0 / (vi + tau2)
     _, P = _wls_parts(w, X)
@@ -508,7 +513,9 @@ def fit_mv(
         M = P if method == "REML" else Vinv
         Py = P @ y
         MG = [M @ g for g in G]
-        score = np.array([0.5 * (Py @ g @ Py) - 0.5 * np.trace(mg) for g, mg in zip(G, MG, strict=True)])
+        score = np.array(
+            [0.5 * (Py @ g @ Py) - 0.5 * np.trace(mg) for g, mg in zip(G, MG, strict=True)]
+        )
         info = np.array([[0.5 * np.sum(a * b.T) for b in MG] for a in MG])
         # free parameters: those not stuck at zero with a negative score
         free = ~((sigma2 <= 0) & (score <= 0))
@@ -604,9 +611,7 @@ def _inv_sqrt_sym(A: np.ndarray) -> np.ndarray:
     return (vecs * inv) @ vecs.T
 
 
-def cr2(
-    y: np.ndarray, X: np.ndarray, V: np.ndarray, beta: np.ndarray, cluster: np.ndarray
-) -> dict:
+def cr2(y: np.ndarray, X: np.ndarray, V: np.ndarray, beta: np.ndarray, cluster: np.ndarray) -> dict:
     """CR2 sandwich estimator with inverse-variance working weights W = V^-1.
 
     Follows Pustejovsky & Tipton (2018) as implemented in clubSandwich's ``vcovCR`` for
@@ -639,7 +644,10 @@ def cr2(
     # Satterthwaite degrees of freedom
     L = linalg.cholesky(M, lower=True)
     ME = [M @ e for e in E]
-    Glist = [me @ linalg.cholesky(V[np.ix_(g, g)], lower=False).T for me, g in zip(ME, groups, strict=True)]
+    Glist = [
+        me @ linalg.cholesky(V[np.ix_(g, g)], lower=False).T
+        for me, g in zip(ME, groups, strict=True)
+    ]
     H = np.stack([me @ x @ L for me, x in zip(ME, Xj, strict=True)], axis=2)  # p x p x J
     df = np.empty(p)
     for i in range(p):
