@@ -52,6 +52,7 @@ lock: ## re-resolve the pinned set (needs the network) into requirements.lock
 	.lockenv/bin/pip install --quiet --upgrade pip && .lockenv/bin/pip install --quiet -e ".[dev]"
 	{ echo "# Exact versions tested together (Python 3.11). Regenerate with: make lock"; \
 	  .lockenv/bin/pip freeze --exclude-editable | grep -v '^alliance' | sort -f; } > requirements.lock
+	$(PYTHON) scripts/write_environment.py
 	rm -rf .lockenv
 
 bench: $(STAMP) ## run every benchmark under benchmarks/ and print their tables

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+import importlib
+
 from alliance import datasets, instruments, io
+from alliance.datasets import load_study
 from alliance.io import read_study
 from alliance.schema import ValidationError, validate
 from alliance.study import Codebook, Study
@@ -27,6 +30,25 @@ __all__ = [
     "datasets",
     "instruments",
     "io",
+    "load_study",
     "read_study",
     "validate",
 ]
+
+from alliance import reliability, scoring
+from alliance.scoring import score
+
+__all__ += ["reliability", "score", "scoring"]
+
+# Heavier layers load on first use (``alliance.plots``, ``alliance.models``, ...), so
+# ``import alliance`` stays quick for the command line.
+_LAZY = {"plots", "models", "meta", "report", "describe", "privacy", "simulate", "change",
+         "ruptures", "power", "paths"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f"alliance.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'alliance' has no attribute {name!r}")

@@ -311,7 +311,7 @@ def _events_types(events: pd.DataFrame) -> pd.DataFrame:
         return events
     col = events["resolved"]
     if pd.api.types.is_bool_dtype(col.dtype):
-        return events
+        return events.assign(resolved=col.astype("boolean"))
     text = col.astype("string").str.strip().str.lower()
     mapping = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
     mapped = text.map(mapping)

@@ -435,9 +435,16 @@ def _check_numeric(found, table, data, column, low, high, source) -> None:
         outside |= num > high
     if outside.any():
         values = sorted(num[outside].unique().tolist())[:4]
+        has_low = low is not None and not pd.isna(low)
+        has_high = high is not None and not pd.isna(high)
+        bound = (
+            f"outside the range {low:g} to {high:g}"
+            if has_low and has_high
+            else (f"below the minimum {low:g}" if has_low else f"above the maximum {high:g}")
+        )
         found.add(
             table, column, _row_numbers(outside),
-            f"value(s) {values} outside the range {low:g} to {high:g} that the {source} declares",
+            f"value(s) {values} {bound} that the {source} declares",
             "correct the entries (check for reverse-scored or differently coded exports, "
             "e.g. 0-4 instead of 1-5), or set them missing",
         )

@@ -25,7 +25,7 @@ from alliance._checks import close_matches
 from alliance.io import read_study
 from alliance.study import Codebook, Study
 
-__all__ = ["list_datasets", "load_dataset", "dataset_path"]
+__all__ = ["list_datasets", "load_dataset", "load_study", "dataset_path"]
 
 _HERE = Path(str(files("alliance.datasets")))
 
@@ -197,3 +197,29 @@ def _load_btheb() -> Study:
     study.truth = None
     assert np.isfinite(long["bdi2"].dropna()).all()
     return study
+
+
+def load_study(source: str | Path | Study) -> Study:
+    """A study from a bundled dataset's name, a path (file or folder), or a Study.
+
+    Notebooks and the command line take ``data=`` as any of these.
+
+    Examples
+    --------
+    >>> from alliance.datasets import load_study
+    >>> load_study("demo").name
+    'demo'
+    """
+    if isinstance(source, Study):
+        return source
+    if isinstance(source, str) and source in _REGISTRY:
+        return load_dataset(source)
+    path = Path(source)
+    if not path.exists():
+        near = close_matches(str(source), _REGISTRY)
+        tip = f" Did you mean the dataset {near[0]!r}?" if near else ""
+        raise FileNotFoundError(
+            f"{source!r} is neither a bundled dataset ({', '.join(_REGISTRY)}) nor an existing "
+            f"file or folder.{tip}"
+        )
+    return read_study(path)

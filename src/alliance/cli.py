@@ -1,0 +1,173 @@
+"""The ``alliance`` command line.
+
+Exit codes: 0 success; 1 the data are invalid or an analysis failed; 2 a usage error
+(unknown option, missing file).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="alliance",
+    help="Research toolkit for the therapeutic alliance: validate, score, analyse, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from alliance import __version__
+
+        out.print(f"alliance {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what is being done."),
+) -> None:
+    """Research toolkit for the therapeutic alliance.
+
+    Start with `alliance datasets` to see the bundled data, `alliance validate FILE` to
+    check your own, and `alliance report --data demo` to build a report.
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
+def _parse_columns(pairs: list[str]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        if "=" not in pair:
+            err.print(f"--column expects OLD=NEW (e.g. ClientID=client), got {pair!r}")
+            raise typer.Exit(2)
+        old, new = pair.split("=", 1)
+        mapping[old.strip()] = new.strip()
+    return mapping
+
+
+@app.command()
+def datasets() -> None:
+    """List the bundled datasets (name, size, source, licence)."""
+    from alliance.datasets import list_datasets
+
+    table = Table(title="Bundled datasets (alliance.datasets.load_dataset(name))")
+    frame = list_datasets()
+    for col in ("name", "n_clients", "n_sessions", "description", "licence"):
+        table.add_column(col, overflow="fold")
+    for row in frame.itertuples():
+        table.add_row(row.name, str(row.n_clients), str(row.n_sessions), row.description,
+                      row.licence)
+    out.print(table)
+
+
+@app.command()
+def validate(
+    files: list[Path] = typer.Argument(
+        ...,
+        help="A sessions file (csv, tsv, xlsx, parquet, sav, dta), a study folder, or the "
+        "sessions/clients/events files of one study.",
+    ),
+    column: list[str] = typer.Option(
+        [], "--column", "-c", help="Rename a column on reading, OLD=NEW (repeatable)."
+    ),
+    allow_therapist_change: bool = typer.Option(
+        False, "--allow-therapist-change", help="Accept clients who changed therapist."
+    ),
+) -> None:
+    """Check a study and list every problem at once (exit 0 when valid, 1 when not)."""
+    import alliance
+
+    for path in files:
+        if not path.exists():
+            err.print(f"[red]no such file or folder:[/red] {path}")
+            raise typer.Exit(2)
+    try:
+        study = alliance.read_study(
+            [str(f) for f in files] if len(files) > 1 else files[0],
+            columns=_parse_columns(column) or None,
+        )
+        report = alliance.validate(study, allow_therapist_change=allow_therapist_change)
+    except alliance.ValidationError as error:
+        err.print(str(error), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    except (ValueError, KeyError) as error:
+        err.print(f"cannot read the study: {error}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    out.print(report.summary(), markup=False, highlight=False)
+
+
+@app.command()
+def simulate(
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write the study into."),
+    therapists: int = typer.Option(30, help="Number of therapists."),
+    clients_per_therapist: int = typer.Option(10, help="Clients per therapist."),
+    sessions: int = typer.Option(16, help="Planned sessions per client."),
+    sites: int = typer.Option(3, help="Number of sites."),
+    seed: int = typer.Option(2026, help="Random seed: the same seed gives the same study."),
+    fmt: str = typer.Option("csv", "--format", help="csv, parquet, tsv, xlsx, sav or dta."),
+) -> None:
+    """Write a simulated study with known truth (sessions, clients, events, codebook)."""
+    from alliance.io import write_study
+    from alliance.simulate import simulate_study
+
+    try:
+        study = simulate_study(therapists, clients_per_therapist, sessions, n_sites=sites,
+                               seed=seed)
+    except ValueError as error:
+        err.print(str(error), markup=False)
+        raise typer.Exit(2) from None
+    write_study(study, out_dir, fmt=fmt)
+    study.truth["ruptures"].to_csv(out_dir / "truth_ruptures.csv", index=False)
+    out.print(f"wrote {study} to {out_dir}", markup=False, highlight=False)
+
+
+@app.command()
+def report(
+    data: str = typer.Option("demo", "--data", "-d", help="A bundled dataset or a path."),
+    out_dir: Path = typer.Option(None, "--out", "-o", help="Report folder (reports/<name>)."),
+    alliance_col: str = typer.Option(None, "--alliance", help="The alliance score column."),
+    outcome: str = typer.Option(None, "--outcome", help="The outcome score column."),
+    instrument: str = typer.Option(None, "--instrument", help="The outcome instrument."),
+    seed: int = typer.Option(2026, help="Seed passed to every notebook."),
+) -> None:
+    """Run the analysis notebooks on a study and render an HTML report with provenance."""
+    from alliance.report import NotebookFailed, build_report
+
+    name = data if not Path(data).exists() else Path(data).stem
+    target = out_dir or Path("reports") / name
+    try:
+        result = build_report(
+            data, target, alliance=alliance_col, outcome=outcome, instrument=instrument,
+            seed=seed, command=" ".join(["alliance", *sys.argv[1:]]), progress=True,
+        )
+    except FileNotFoundError as error:
+        err.print(str(error), markup=False)
+        raise typer.Exit(2) from None
+    except NotebookFailed as error:
+        err.print(str(error), markup=False)
+        raise typer.Exit(1) from None
+    out.print(f"report written: {result.index}", markup=False, highlight=False)
+
+
+def main() -> None:
+    """Entry point of the ``alliance`` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

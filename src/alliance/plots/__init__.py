@@ -1,0 +1,3 @@
+"""Figures. Axes-level functions take ``ax=None`` and return the Axes; none calls ``plt.show``."""
+
+from alliance.plots.overview import mean_trajectory, sessions_per_client
