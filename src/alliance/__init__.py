@@ -52,3 +52,6 @@ def __getattr__(name: str):
         globals()[name] = module
         return module
     raise AttributeError(f"module 'alliance' has no attribute {name!r}")
+
+# change and ruptures load on first use through __getattr__ (see _LAZY)
+__all__ += ["change", "ruptures"]

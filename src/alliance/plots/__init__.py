@@ -1,3 +1,4 @@
 """Figures. Axes-level functions take ``ax=None`` and return the Axes; none calls ``plt.show``."""
 
 from alliance.plots.overview import mean_trajectory, sessions_per_client
+from alliance.plots.ruptures import event_locked, trajectories  # noqa: F401
