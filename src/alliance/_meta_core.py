@@ -31,7 +31,7 @@ MAXITER = 2000
 def _wls_parts(w: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return (X'WX)^-1 and the projection P = W - W X (X'WX)^-1 X' W."""
     WX = w[:, None] * X
-    xtwx_inv = linalg.inv(X.T @ WX)
+    xtwx_inv = np.linalg.inv(X.T @ WX)
     P = np.diag(w) - WX @ xtwx_inv @ WX.T
     return xtwx_inv, P
 
@@ -40,7 +40,7 @@ def _q_gen(tau2: float, y: np.ndarray, vi: np.ndarray, X: np.ndarray) -> float:
     """Generalized Q statistic y'P(tau2)y (residual weighted sum of squares)."""
     w = 1.0 / (vi + tau2)
     WX = w[:, None] * X
-    beta = linalg.solve(X.T @ WX, WX.T @ y, assume_a="pos")
+    beta = np.linalg.solve(X.T @ WX, WX.T @ y)
     resid = y - X @ beta
     return float(np.sum(w * resid**2))
 
@@ -55,7 +55,7 @@ def _root(fun, lo: float, hi: float) -> float:
         f_hi = fun(hi)
         grow += 1
         if grow > 30:
-            raise RuntimeError("no root of the Q-profile equation below tau^2 = %g" % hi)
+            raise RuntimeError(f"no root of the Q-profile equation below tau^2 = {hi:g}")
     return float(
         optimize.brentq(fun, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
     )
@@ -74,7 +74,7 @@ class Tau2Fit:
 
 def _tau2_he(y, vi, X) -> tuple[float, float, np.ndarray, float]:
     k, p = X.shape
-    xtx_inv = linalg.inv(X.T @ X)
+    xtx_inv = np.linalg.inv(X.T @ X)
     P = np.eye(k) - X @ xtx_inv @ X.T
     rss = float(y @ P @ y)
     PV = P * vi[None, :]
@@ -140,7 +140,7 @@ def _loglik_uni(tau2: float, y, vi, X, method: str) -> float:
     w = 1.0 / (vi + tau2)
     WX = w[:, None] * X
     xtwx = X.T @ WX
-    beta = linalg.solve(xtwx, WX.T @ y, assume_a="pos")
+    beta = np.linalg.solve(xtwx, WX.T @ y)
     rss = float(np.sum(w * (y - X @ beta) ** 2))
     if method == "ML":
         return -0.5 * k * math.log(2 * math.pi) - 0.5 * np.sum(np.log(vi + tau2)) - 0.5 * rss
@@ -284,8 +284,8 @@ def fit_uni(
     btt = np.asarray(btt, dtype=int)
     m = len(btt)
     try:
-        QM = float(beta[btt] @ linalg.solve(vb[np.ix_(btt, btt)], beta[btt], assume_a="pos"))
-    except (linalg.LinAlgError, ValueError):
+        QM = float(beta[btt] @ np.linalg.solve(vb[np.ix_(btt, btt)], beta[btt]))
+    except (np.linalg.LinAlgError, ValueError):
         QM = np.nan
     alpha = 1 - level
     if test in ("knha", "t"):
@@ -451,10 +451,10 @@ class MvFit:
 
 def _mv_parts(sigma2, vi, G, X):
     V = np.diag(vi) + sum(s * g for s, g in zip(sigma2, G, strict=True))
-    Vinv = linalg.inv(V, overwrite_a=False)
+    Vinv = np.linalg.inv(V)
     Vinv = (Vinv + Vinv.T) / 2
     VX = Vinv @ X
-    xtvx_inv = linalg.inv(X.T @ VX)
+    xtvx_inv = np.linalg.inv(X.T @ VX)
     P = Vinv - VX @ xtvx_inv @ VX.T
     return V, Vinv, xtvx_inv, P
 
@@ -521,7 +521,7 @@ def fit_mv(
         free = ~((sigma2 <= 0) & (score <= 0))
         step = np.zeros(q)
         if free.any():
-            step[free] = linalg.solve(info[np.ix_(free, free)], score[free], assume_a="pos")
+            step[free] = np.linalg.solve(info[np.ix_(free, free)], score[free])
         new = np.maximum(sigma2 + step, 0.0)
         ll_new = _mv_loglik(new, y, vi, G, X, method)
         halve = 0
@@ -545,7 +545,7 @@ def fit_mv(
         btt = np.arange(1, p) if intercept else np.arange(p)
     btt = np.asarray(btt, int)
     m = len(btt)
-    QM = float(beta[btt] @ linalg.solve(vb[np.ix_(btt, btt)], beta[btt], assume_a="pos"))
+    QM = float(beta[btt] @ np.linalg.solve(vb[np.ix_(btt, btt)], beta[btt]))
     alpha = 1 - level
     if test == "t":
         ddf = k - p
@@ -624,12 +624,12 @@ def cr2(y: np.ndarray, X: np.ndarray, V: np.ndarray, beta: np.ndarray, cluster: 
     if J < 2:
         raise ValueError("cluster-robust variances need at least 2 clusters")
     groups = [np.flatnonzero(idx == j) for j in range(J)]
-    W = linalg.inv(V)
+    W = np.linalg.inv(V)
     W = (W + W.T) / 2
     # clubSandwich works with the per-cluster blocks of W and of the target V only
     Wj = [W[np.ix_(g, g)] for g in groups]
     Xj = [X[g] for g in groups]
-    M = linalg.inv(sum(x.T @ w @ x for x, w in zip(Xj, Wj, strict=True)))
+    M = np.linalg.inv(sum(x.T @ w @ x for x, w in zip(Xj, Wj, strict=True)))
     resid = y - X @ beta
     E = []
     for g, x, w in zip(groups, Xj, Wj, strict=True):

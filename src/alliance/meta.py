@@ -345,6 +345,14 @@ class MetaResult:
             self.z = self.r = None
             self.r_ci_low = self.r_ci_high = self.r_pi_low = self.r_pi_high = None
         self.R2 = np.nan
+        if not self.intercept_only and self.method == "FE":
+            # adjusted R^2 of the weighted regression (as metafor for fixed-effects models)
+            base = core.fit_uni(fit.y, fit.vi, None, method="FE")
+            if base.QE > 0:
+                adj = 1 - (fit.QE / (fit.k - fit.p)) / (base.QE / (fit.k - 1))
+                self.R2 = max(0.0, 100 * adj)
+            else:
+                self.R2 = 0.0
         if not self.intercept_only and self.method != "FE":
             base = core.fit_uni(fit.y, fit.vi, None, method=self.method, test="z")
             if base.tau2 > 0:
