@@ -291,3 +291,25 @@ def test_demo_reliability_runs():
     study = alliance.datasets.load_dataset("demo")
     table = rel.alpha(study.sessions, instrument="phq9")
     assert table.loc[0, "n"] > 100 and 0 < table.loc[0, "alpha"] < 1
+
+
+# ---- omega -------------------------------------------------------------------------------
+RTOL_OMEGA = 1e-3  # iterative minres fit and GPA rotation; ~1e-5 achieved
+
+
+@pytest.mark.parametrize(("key", "csv"), [("thurstone", "thurstone"), ("bfi_acn", "bfi_ac")])
+def test_omega_matches_psych(key, csv):
+    r = ref("omega")[key]
+    out = rel.omega(data(csv), n_factors=3)
+    for name in ("omega_h", "omega_total", "omega_limit", "alpha", "g6"):
+        np.testing.assert_allclose(out.loc[0, name], r[name], rtol=RTOL_OMEGA, err_msg=name)
+    loadings = out.attrs["loadings"]
+    np.testing.assert_allclose(loadings["g"], r["g"], atol=RTOL_OMEGA)
+    np.testing.assert_allclose(loadings["h2"], r["h2"], atol=RTOL_OMEGA)
+
+
+def test_omega_flips_reverse_keyed_items():
+    out = rel.omega(data("bfi_ac"), n_factors=3)
+    assert "A1" in out.attrs["reversed"]
+    with pytest.raises(ValueError, match="n_factors"):
+        rel.omega(data("attitude"), n_factors=4)

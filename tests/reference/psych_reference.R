@@ -8,7 +8,7 @@
 # Data sources
 # - bfi (psychTools): 2800 respondents, 25 personality items on 1-6; Revelle, W. (2024),
 #   psychTools. Agreeableness A1-A5 (A1 reverse keyed) and Conscientiousness C1-C5
-#   (C4, C5 reverse keyed), with their missing values.
+#   (C4, C5 reverse keyed), with their missing values; Neuroticism N1-N5 for omega.
 # - attitude (R datasets): Chatterjee & Price (1977), 30 departments x 7 ratings.
 # - sf: the 6 targets x 4 judges example of Shrout & Fleiss (1979), from psych's ICC docs.
 # - shrout: the 5 persons x 4 times x 3 items example of Shrout & Lane (2012), from
@@ -35,7 +35,7 @@ versions <- list(R = R.version.string, psych = as.character(packageVersion("psyc
 
 # ---- alpha -------------------------------------------------------------------------------
 bfi <- psychTools::bfi
-put_csv(bfi[c(paste0("A", 1:5), paste0("C", 1:5))], "psych_bfi_ac.csv")
+put_csv(bfi[c(paste0("A", 1:5), paste0("C", 1:5), paste0("N", 1:5))], "psych_bfi_ac.csv")
 put_csv(attitude, "psych_attitude.csv")
 
 alpha_values <- function(a) {
@@ -140,4 +140,20 @@ put_json(list(versions = versions,
               shrout = ml_values(shrout, "Person", "Time", c("Item1", "Item2", "Item3")),
               sim = ml_values(sim, "client", "time", paste0("item", 1:n_item))),
          "psych_multilevel.json")
+# ---- omega (Schmid-Leiman; minres extraction, oblimin rotation) -----------------------------
+put_csv(as.data.frame(Thurstone), "psych_thurstone.csv")
+omega_values <- function(o) {
+  list(omega_h = o$omega_h, omega_total = o$omega.tot, omega_limit = o$omega.lim,
+       alpha = o$alpha, g6 = o$G6, g = unname(o$schmid$sl[, 1]),
+       h2 = unname(o$schmid$sl[, "h2"]))
+}
+om_thurstone <- omega(Thurstone, nfactors = 3, fm = "minres", rotate = "oblimin",
+                      n.obs = 213, plot = FALSE)
+om_bfi <- omega(bfi[c(paste0("A", 1:5), paste0("C", 1:5), paste0("N", 1:5))], nfactors = 3,
+                fm = "minres", rotate = "oblimin", plot = FALSE)
+put_json(list(versions = versions,
+              note = paste("psych::omega(x, nfactors = 3, fm = 'minres', rotate = 'oblimin');",
+                           "Pearson correlations (pairwise for raw data), flip = TRUE"),
+              thurstone = omega_values(om_thurstone), bfi_acn = omega_values(om_bfi)),
+         "psych_omega.json")
 cat("written to", out_dir, "\n")
