@@ -68,4 +68,4 @@ fig, axes = plt.subplots(1, 1 + len(scores), figsize=(4 * (1 + len(scores)), 3.2
 alliance.plots.sessions_per_client(study.sessions, ax=axes[0])
 for ax, col in zip(axes[1:], scores, strict=True):
     alliance.plots.mean_trajectory(study.sessions, col, ax=ax)
-fig.tight_layout();
+fig.tight_layout()

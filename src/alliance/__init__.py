@@ -7,9 +7,8 @@ reports that anyone can re-execute.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 
 from alliance import datasets, instruments, io
 from alliance.datasets import load_study
@@ -42,8 +41,19 @@ __all__ += ["reliability", "score", "scoring"]
 
 # Heavier layers load on first use (``alliance.plots``, ``alliance.models``, ...), so
 # ``import alliance`` stays quick for the command line.
-_LAZY = {"plots", "models", "meta", "report", "describe", "privacy", "simulate", "change",
-         "ruptures", "power", "paths"}
+_LAZY = {
+    "plots",
+    "models",
+    "meta",
+    "report",
+    "describe",
+    "privacy",
+    "simulate",
+    "change",
+    "ruptures",
+    "power",
+    "paths",
+}
 
 
 def __getattr__(name: str):
@@ -52,6 +62,7 @@ def __getattr__(name: str):
         globals()[name] = module
         return module
     raise AttributeError(f"module 'alliance' has no attribute {name!r}")
+
 
 # change and ruptures load on first use through __getattr__ (see _LAZY)
 __all__ += ["change", "ruptures"]

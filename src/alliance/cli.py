@@ -70,8 +70,9 @@ def datasets() -> None:
     for col in ("name", "n_clients", "n_sessions", "description", "licence"):
         table.add_column(col, overflow="fold")
     for row in frame.itertuples():
-        table.add_row(row.name, str(row.n_clients), str(row.n_sessions), row.description,
-                      row.licence)
+        table.add_row(
+            row.name, str(row.n_clients), str(row.n_sessions), row.description, row.licence
+        )
     out.print(table)
 
 
@@ -126,8 +127,9 @@ def simulate(
     from alliance.simulate import simulate_study
 
     try:
-        study = simulate_study(therapists, clients_per_therapist, sessions, n_sites=sites,
-                               seed=seed)
+        study = simulate_study(
+            therapists, clients_per_therapist, sessions, n_sites=sites, seed=seed
+        )
     except ValueError as error:
         err.print(str(error), markup=False)
         raise typer.Exit(2) from None
@@ -152,8 +154,14 @@ def report(
     target = out_dir or Path("reports") / name
     try:
         result = build_report(
-            data, target, alliance=alliance_col, outcome=outcome, instrument=instrument,
-            seed=seed, command=" ".join(["alliance", *sys.argv[1:]]), progress=True,
+            data,
+            target,
+            alliance=alliance_col,
+            outcome=outcome,
+            instrument=instrument,
+            seed=seed,
+            command=" ".join(["alliance", *sys.argv[1:]]),
+            progress=True,
         )
     except FileNotFoundError as error:
         err.print(str(error), markup=False)

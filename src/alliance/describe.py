@@ -37,7 +37,10 @@ def overview(study: Study) -> pd.DataFrame:
     ]
     if "prior_negative_therapy" in study.clients:
         rows.append(
-            ("clients with prior negative therapy", int(study.clients["prior_negative_therapy"].sum()))
+            (
+                "clients with prior negative therapy",
+                int(study.clients["prior_negative_therapy"].sum()),
+            )
         )
     return pd.DataFrame(rows, columns=["measure", "value"]).astype({"value": float})
 

@@ -92,7 +92,11 @@ def read_table(
     """
     path = Path(path)
     if not path.exists():
-        near = close_matches(path.name, [p.name for p in path.parent.glob("*")]) if path.parent.exists() else []
+        near = (
+            close_matches(path.name, [p.name for p in path.parent.glob("*")])
+            if path.parent.exists()
+            else []
+        )
         tip = f" Files with close names: {', '.join(near)}." if near else ""
         raise FileNotFoundError(f"no file at {path}.{tip}")
     fmt = _format_of(path)

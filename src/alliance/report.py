@@ -29,8 +29,17 @@ __all__ = ["NotebookFailed", "ReportResult", "build_report", "provenance", "list
 
 logger = logging.getLogger(__name__)
 
-_PACKAGES = ("alliance", "numpy", "pandas", "scipy", "statsmodels", "matplotlib", "seaborn",
-             "pingouin", "papermill")
+_PACKAGES = (
+    "alliance",
+    "numpy",
+    "pandas",
+    "scipy",
+    "statsmodels",
+    "matplotlib",
+    "seaborn",
+    "pingouin",
+    "papermill",
+)
 
 
 class NotebookFailed(RuntimeError):
@@ -190,8 +199,12 @@ def build_report(
     prov = provenance(data, seed=seed, command=command)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+    exporter = HTMLExporter(
+        template_name="lab",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
     pages = []
     try:
         (staging / "notebooks").mkdir()
@@ -205,6 +218,7 @@ def build_report(
                     progress_bar=False,
                     cwd=str(book.parent),
                     kernel_name="python3",
+                    language="python",
                 )
             except pm.PapermillExecutionError as err:
                 raise NotebookFailed(
@@ -322,11 +336,24 @@ def screenshots(folder: str | Path, out: str | Path | None = None) -> list[Path]
         for page in sorted(folder.glob("*.html")):
             png = out / (page.stem + ".png")
             subprocess.run(
-                [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                 "--window-size=1200,2400", f"--screenshot={png}", page.resolve().as_uri()],
-                check=True, capture_output=True, timeout=120,
+                [
+                    browser,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--hide-scrollbars",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    f"--user-data-dir={profile}",
+                    "--window-size=1200,2400",
+                    f"--screenshot={png}",
+                    page.resolve().as_uri(),
+                ],
+                check=True,
+                capture_output=True,
+                timeout=120,
             )
             shots.append(png)
     return shots

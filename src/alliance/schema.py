@@ -28,7 +28,11 @@ KNOWN_COLUMNS = {
     "clients": ["client", "therapist", "site", "prior_negative_therapy", "condition"],
     "events": ["client", "session", "kind", "resolved", "source"],
 }
-_REQUIRED = {"sessions": ["client", "session"], "clients": ["client"], "events": ["client", "session"]}
+_REQUIRED = {
+    "sessions": ["client", "session"],
+    "clients": ["client"],
+    "events": ["client", "session"],
+}
 _TRUE = {"true", "1", "1.0", "yes", "y", "t"}
 _FALSE = {"false", "0", "0.0", "no", "n", "f"}
 
@@ -112,7 +116,9 @@ class _Problems:
         self.notes.append({"table": table, "column": column, "note": note})
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=["file", "table", "column", "rows", "problem", "fix"])
+        return pd.DataFrame(
+            self.rows, columns=["file", "table", "column", "rows", "problem", "fix"]
+        )
 
 
 def _row_numbers(mask: pd.Series) -> np.ndarray:
@@ -271,7 +277,10 @@ def _check_ids(found: _Problems, table: str, data: pd.DataFrame) -> None:
     blank = data["client"].isna() | (data["client"].astype("string").str.strip() == "")
     if blank.any():
         found.add(
-            table, "client", _row_numbers(blank), "client identifier is empty",
+            table,
+            "client",
+            _row_numbers(blank),
+            "client identifier is empty",
             "fill in the client identifier or remove the row from your source file",
         )
 
@@ -283,19 +292,26 @@ def _check_session_numbers(found: _Problems, table: str, data: pd.DataFrame) -> 
     if not_number.any():
         examples = raw[not_number].astype(str).unique()[:3].tolist()
         found.add(
-            table, "session", _row_numbers(not_number),
+            table,
+            "session",
+            _row_numbers(not_number),
             f"session is not a number (e.g. {examples})",
             "sessions must be whole numbers (1, 2, 3, ...); recode labels such as 'S1' to numbers",
         )
     if raw.isna().any():
         found.add(
-            table, "session", _row_numbers(raw.isna()), "session number is missing",
+            table,
+            "session",
+            _row_numbers(raw.isna()),
+            "session number is missing",
             "give every row its session number, or remove rows that are not sessions",
         )
     frac = num.notna() & (num != np.floor(num.fillna(0)))
     if frac.any():
         found.add(
-            table, "session", _row_numbers(frac),
+            table,
+            "session",
+            _row_numbers(frac),
             f"{int(frac.sum())} non-integer session value(s) (e.g. {num[frac].iloc[0]})",
             "sessions must be whole numbers starting at 0 or 1; for irregular timing keep the "
             "session count here and put the date in a 'date' column",
@@ -303,7 +319,10 @@ def _check_session_numbers(found: _Problems, table: str, data: pd.DataFrame) -> 
     neg = num.notna() & (num < 0)
     if neg.any():
         found.add(
-            table, "session", _row_numbers(neg), "negative session number",
+            table,
+            "session",
+            _row_numbers(neg),
+            "negative session number",
             "sessions count from 0 (intake) or 1; shift or correct the numbering",
         )
 
@@ -314,7 +333,9 @@ def _check_duplicates(found: _Problems, sessions: pd.DataFrame) -> None:
         pairs = sessions.loc[dup, ["client", "session"]].drop_duplicates().head(3)
         shown = ", ".join(f"{c} session {s}" for c, s in pairs.itertuples(index=False))
         found.add(
-            "sessions", "session", _row_numbers(dup),
+            "sessions",
+            "session",
+            _row_numbers(dup),
             f"the same client x session appears more than once ({shown})",
             "keep one row per client and session: merge or renumber the repeated rows",
         )
@@ -324,7 +345,10 @@ def _check_therapists(found: _Problems, sessions: pd.DataFrame, allow: bool) -> 
     missing = sessions["therapist"].isna()
     if missing.any():
         found.add(
-            "sessions", "therapist", _row_numbers(missing), "therapist identifier is empty",
+            "sessions",
+            "therapist",
+            _row_numbers(missing),
+            "therapist identifier is empty",
             "fill in who saw the client in that session",
         )
     counts = sessions.groupby("client", sort=False)["therapist"].nunique()
@@ -340,7 +364,8 @@ def _check_therapists(found: _Problems, sessions: pd.DataFrame, allow: bool) -> 
     )
     if allow:
         found.note(
-            "sessions", "therapist",
+            "sessions",
+            "therapist",
             f"{len(multi)} client(s) changed therapist; each session's therapist is used",
         )
     else:
@@ -349,7 +374,9 @@ def _check_therapists(found: _Problems, sessions: pd.DataFrame, allow: bool) -> 
             f"{c} ({' and '.join(map(str, t))})" for c, t in changes.head(3).itertuples(index=False)
         )
         found.add(
-            "sessions", "therapist", rows,
+            "sessions",
+            "therapist",
+            rows,
             f"{len(multi)} client(s) have more than one therapist: {shown}",
             "correct the therapist identifiers, or pass allow_therapist_change=True "
             "(command line: --allow-therapist-change) if clients really changed therapist",
@@ -363,7 +390,9 @@ def _check_allowed(found, table, data, column, allowed) -> None:
     if bad.any():
         values = data.loc[bad, column].astype(str).unique()[:4].tolist()
         found.add(
-            table, column, _row_numbers(bad),
+            table,
+            column,
+            _row_numbers(bad),
             f"value(s) {values} not among the allowed {list(allowed)}",
             f"recode to one of {', '.join(allowed)} (or leave empty when unknown)",
         )
@@ -384,7 +413,9 @@ def _check_codebook(found: _Problems, study: Study) -> None:
                 near = close_matches(col, names)
                 if near:
                     found.add(
-                        table, col, None,
+                        table,
+                        col,
+                        None,
                         f"column {col!r} is not in the codebook; did you mean {near[0]!r}?",
                         f"rename it to {near[0]!r}, or declare {col!r} in datapackage.json",
                     )
@@ -396,7 +427,9 @@ def _check_codebook(found: _Problems, study: Study) -> None:
                     near = close_matches(fld.name, data.columns)
                     tip = f" (the data has {near[0]!r})" if near else ""
                     found.add(
-                        table, fld.name, None,
+                        table,
+                        fld.name,
+                        None,
                         f"the codebook declares column {fld.name!r} but the data lack it{tip}",
                         "add the column, rename yours, or remove it from datapackage.json",
                     )
@@ -407,7 +440,10 @@ def _check_codebook(found: _Problems, study: Study) -> None:
                 bad = _boolean_like(data[fld.name])
                 if bad.any():
                     found.add(
-                        table, fld.name, _row_numbers(bad), "value is not true/false",
+                        table,
+                        fld.name,
+                        _row_numbers(bad),
+                        "value is not true/false",
                         "use true/false (or 1/0, yes/no); leave empty when unknown",
                     )
             spec = study.codebook.field(table, fld.name) or {}
@@ -424,7 +460,9 @@ def _check_numeric(found, table, data, column, low, high, source) -> None:
     if not_number.any():
         examples = raw[not_number].astype(str).unique()[:3].tolist()
         found.add(
-            table, column, _row_numbers(not_number),
+            table,
+            column,
+            _row_numbers(not_number),
             f"value(s) {examples} are not numbers",
             "recode text such as 'n/a' or '3 (guess)' to a number or an empty cell",
         )
@@ -443,7 +481,9 @@ def _check_numeric(found, table, data, column, low, high, source) -> None:
             else (f"below the minimum {low:g}" if has_low else f"above the maximum {high:g}")
         )
         found.add(
-            table, column, _row_numbers(outside),
+            table,
+            column,
+            _row_numbers(outside),
             f"value(s) {values} {bound} that the {source} declares",
             "correct the entries (check for reverse-scored or differently coded exports, "
             "e.g. 0-4 instead of 1-5), or set them missing",
@@ -465,13 +505,20 @@ def _check_instrument_items(found: _Problems, study: Study) -> None:
         item = int(match["item"])
         if item > ins.n_items:
             found.add(
-                "sessions", col, None,
+                "sessions",
+                col,
+                None,
                 f"{ins.title} has {ins.n_items} items, so there is no item {item}",
                 f"rename the column, or pass check_instruments=False if it is not a {ins.name} item",
             )
             continue
         _check_numeric(
-            found, "sessions", study.sessions, col, ins.item_min, ins.item_max,
+            found,
+            "sessions",
+            study.sessions,
+            col,
+            ins.item_min,
+            ins.item_max,
             f"{ins.name} registry entry",
         )
 
@@ -480,14 +527,20 @@ def _check_clients(found: _Problems, sessions: pd.DataFrame, clients: pd.DataFra
     dup = clients["client"].duplicated(keep=False)
     if dup.any():
         found.add(
-            "clients", "client", _row_numbers(dup), "client listed more than once",
+            "clients",
+            "client",
+            _row_numbers(dup),
+            "client listed more than once",
             "keep one row per client in the clients table",
         )
     if "prior_negative_therapy" in clients.columns:
         bad = _boolean_like(clients["prior_negative_therapy"])
         if bad.any():
             found.add(
-                "clients", "prior_negative_therapy", _row_numbers(bad), "value is not true/false",
+                "clients",
+                "prior_negative_therapy",
+                _row_numbers(bad),
+                "value is not true/false",
                 "use true/false (or 1/0, yes/no); leave empty when unknown",
             )
     if "client" not in sessions.columns:
@@ -497,7 +550,9 @@ def _check_clients(found: _Problems, sessions: pd.DataFrame, clients: pd.DataFra
     if orphan.any():
         ids = sessions.loc[orphan, "client"].astype(str).unique()
         found.add(
-            "sessions", "client", _row_numbers(orphan),
+            "sessions",
+            "client",
+            _row_numbers(orphan),
             f"{len(ids)} client(s) in sessions but not in clients (e.g. {ids[:3].tolist()})",
             "add them to the clients table, or check for typos in the identifiers",
         )
@@ -518,7 +573,9 @@ def _check_clients(found: _Problems, sessions: pd.DataFrame, clients: pd.DataFra
         differ &= ~merged["client"].isin(multi[multi > 1].index)
         if differ.any():
             found.add(
-                "clients", "therapist", _row_numbers(differ),
+                "clients",
+                "therapist",
+                _row_numbers(differ),
                 "the client's therapist differs from the one in the sessions table",
                 "make the two tables agree on who the client's therapist is",
             )
@@ -534,14 +591,19 @@ def _check_events(found: _Problems, sessions: pd.DataFrame, events: pd.DataFrame
         bad = _boolean_like(events["resolved"])
         if bad.any():
             found.add(
-                "events", "resolved", _row_numbers(bad), "value is not true/false",
+                "events",
+                "resolved",
+                _row_numbers(bad),
+                "value is not true/false",
                 "use true/false, or leave empty when it is not known whether it was resolved",
             )
     if "client" in sessions.columns:
         orphan = ~events["client"].isin(set(sessions["client"].dropna()))
         if orphan.any():
             found.add(
-                "events", "client", _row_numbers(orphan),
+                "events",
+                "client",
+                _row_numbers(orphan),
                 "event for a client with no session rows",
                 "check the client identifier against the sessions table",
             )

@@ -216,7 +216,10 @@ def simulate_study(
         + rng.normal(0.0, eff.growth_sd, n_clients)
     )
     alliance_level = (
-        eff.alliance_mean + u_ther[therapist_of] + v_client + eff.prior_negative_alliance * prior_neg
+        eff.alliance_mean
+        + u_ther[therapist_of]
+        + v_client
+        + eff.prior_negative_alliance * prior_neg
     )
     intake = rng.normal(eff.symptom_mean, eff.symptom_sd, n_clients)
     slope = (
@@ -392,7 +395,9 @@ def simulate_study(
             "n_sites": n_sites,
         },
         "effects": asdict(eff),
-        "therapist_effects": dict(zip(therapist_ids.tolist(), u_ther.round(6).tolist(), strict=True)),
+        "therapist_effects": dict(
+            zip(therapist_ids.tolist(), u_ther.round(6).tolist(), strict=True)
+        ),
         "ruptures": truth_ruptures,
         "dropped_after_session": dict(
             zip(client_ids.tolist(), (dropped_after + 1).tolist(), strict=True)
@@ -419,7 +424,12 @@ def _effects(effects: Effects | dict | None) -> Effects:
         from alliance._checks import close_matches
 
         tips = [
-            f"{u!r}" + (f" (did you mean {close_matches(u, known)[0]!r}?)" if close_matches(u, known) else "")
+            f"{u!r}"
+            + (
+                f" (did you mean {close_matches(u, known)[0]!r}?)"
+                if close_matches(u, known)
+                else ""
+            )
             for u in sorted(unknown)
         ]
         raise KeyError(f"unknown effect names: {', '.join(tips)}; see alliance.simulate.Effects")
@@ -453,32 +463,72 @@ def codebook_for(name: str = "simulated", description: str | None = None) -> Cod
         *ids,
         f("session", "integer", "Session number, from 1; a gap is a missed session.", minimum=1),
         f("date", "date", "Session date (simulated)."),
-        f("phase", "string", "Interview phase (Kadushin & Kadushin 2013).",
-          enum=["exploration", "assessment", "treatment"]),
-        f("paraphrasing", "integer", "Paraphrasing interventions in the session (count).", minimum=0),
+        f(
+            "phase",
+            "string",
+            "Interview phase (Kadushin & Kadushin 2013).",
+            enum=["exploration", "assessment", "treatment"],
+        ),
+        f(
+            "paraphrasing",
+            "integer",
+            "Paraphrasing interventions in the session (count).",
+            minimum=0,
+        ),
         f("reflection", "integer", "Reflections of feeling in the session (count).", minimum=0),
         f("confrontation", "integer", "Confrontations in the session (count).", minimum=0),
     ]
     session_fields += [
-        f(f"wai_sr_{j}", "integer", f"WAI-SR item {j} (client-rated, 1-5).", minimum=1,
-          maximum=5, instrument="wai_sr", rater="client")
+        f(
+            f"wai_sr_{j}",
+            "integer",
+            f"WAI-SR item {j} (client-rated, 1-5).",
+            minimum=1,
+            maximum=5,
+            instrument="wai_sr",
+            rater="client",
+        )
         for j in range(1, WAI_ITEMS + 1)
     ]
     session_fields += [
-        f(f"phq9_{j}", "integer", f"PHQ-9 item {j} (client-rated, 0-3).", minimum=0, maximum=3,
-          instrument="phq9", rater="client")
+        f(
+            f"phq9_{j}",
+            "integer",
+            f"PHQ-9 item {j} (client-rated, 0-3).",
+            minimum=0,
+            maximum=3,
+            instrument="phq9",
+            rater="client",
+        )
         for j in range(1, PHQ_ITEMS + 1)
     ]
     session_fields += [
-        f("wai_sr", "number", "WAI-SR total: sum of the 12 items, prorated over answered items.",
-          minimum=12, maximum=60, instrument="wai_sr", rater="client"),
-        f("phq9", "number", "PHQ-9 total: sum of the 9 items, prorated over answered items.",
-          minimum=0, maximum=27, instrument="phq9", rater="client"),
+        f(
+            "wai_sr",
+            "number",
+            "WAI-SR total: sum of the 12 items, prorated over answered items.",
+            minimum=12,
+            maximum=60,
+            instrument="wai_sr",
+            rater="client",
+        ),
+        f(
+            "phq9",
+            "number",
+            "PHQ-9 total: sum of the 9 items, prorated over answered items.",
+            minimum=0,
+            maximum=27,
+            instrument="phq9",
+            rater="client",
+        ),
     ]
     client_fields = [
         *ids,
-        f("prior_negative_therapy", "boolean",
-          "Client reports a harmful or disappointing earlier therapy."),
+        f(
+            "prior_negative_therapy",
+            "boolean",
+            "Client reports a harmful or disappointing earlier therapy.",
+        ),
         f("age", "integer", "Age in years at intake.", minimum=18),
         f("gender", "string", "Self-described gender."),
         f("condition", "string", "Treatment condition."),
@@ -486,8 +536,12 @@ def codebook_for(name: str = "simulated", description: str | None = None) -> Cod
     event_fields = [
         f("client", "string", "Client identifier."),
         f("session", "integer", "Session of the rupture marker.", minimum=1),
-        f("kind", "string", "Rupture marker kind (Safran & Muran).",
-          enum=["withdrawal", "confrontation", "unspecified"]),
+        f(
+            "kind",
+            "string",
+            "Rupture marker kind (Safran & Muran).",
+            enum=["withdrawal", "confrontation", "unspecified"],
+        ),
         f("resolved", "boolean", "Whether the rupture was resolved; missing when unknown."),
         f("source", "string", "Who reported it.", enum=["self-report", "observer", "detected"]),
     ]
@@ -499,8 +553,10 @@ def codebook_for(name: str = "simulated", description: str | None = None) -> Cod
             or "Synthetic data from alliance.simulate.simulate_study; no real person is described.",
             "licenses": [{"name": "CC0-1.0", "title": "Public domain dedication"}],
             "resources": [
-                {"name": "sessions", "schema": {"fields": session_fields,
-                                                "primaryKey": ["client", "session"]}},
+                {
+                    "name": "sessions",
+                    "schema": {"fields": session_fields, "primaryKey": ["client", "session"]},
+                },
                 {"name": "clients", "schema": {"fields": client_fields, "primaryKey": ["client"]}},
                 {"name": "events", "schema": {"fields": event_fields}},
             ],

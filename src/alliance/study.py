@@ -205,9 +205,7 @@ class Study:
         if self.clients is None:
             keep = [c for c in ("client", "therapist", "site") if c in self.sessions.columns]
             if "client" in keep:
-                self.clients = (
-                    self.sessions[keep].drop_duplicates("client").reset_index(drop=True)
-                )
+                self.clients = self.sessions[keep].drop_duplicates("client").reset_index(drop=True)
             else:
                 self.clients = pd.DataFrame(columns=keep)
         if self.events is None:

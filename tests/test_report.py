@@ -1,0 +1,59 @@
+"""Reports: rendered pages, provenance, atomic writing, no client identifiers."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from alliance.report import NotebookFailed, build_report, list_notebooks, provenance
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports") / "demo"
+    return build_report("demo", out, notebooks=list_notebooks()[:1], command="pytest")
+
+
+def test_report_pages_and_provenance(demo_report):
+    folder = demo_report.folder
+    assert (folder / "index.html").exists() and (folder / "01_data_overview.html").exists()
+    prov = json.loads((folder / "provenance.json").read_text())
+    assert prov["seed"] == 2026 and prov["command"] == "pytest"
+    names = {i["file"] for i in prov["inputs"]}
+    assert "sessions.csv.gz" in names
+    assert all(len(i["sha256"]) == 64 for i in prov["inputs"])
+    index = (folder / "index.html").read_text()
+    assert "Provenance" in index and prov["inputs"][0]["sha256"] in index
+
+
+def test_report_shows_no_client_identifiers(demo_report):
+    page = (demo_report.folder / "01_data_overview.html").read_text()
+    assert "C001" not in page and "C150" not in page
+
+
+def test_failed_notebook_leaves_no_report(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("data = 'demo'\nseed = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("raise RuntimeError('boom')")]
+    book = tmp_path / "01_broken.ipynb"
+    nbformat.write(nb, book)
+    out = tmp_path / "reports" / "broken"
+    with pytest.raises(NotebookFailed, match="01_broken.ipynb failed in cell .*boom"):
+        build_report("demo", out, notebooks=[book])
+    assert not out.exists()
+    assert list((tmp_path / "reports").iterdir()) == []
+
+
+def test_provenance_hashes_a_user_file(tmp_path):
+    path = tmp_path / "sessions.csv"
+    path.write_text("client,session\nA,1\n")
+    prov = provenance(str(path), seed=3, command="x")
+    assert prov["inputs"] == [
+        {
+            "file": "sessions.csv",
+            "sha256": "33859f47f56496bd5340b8761f183649aee15887447dbee11465722e1237efe2",
+        }
+    ]
