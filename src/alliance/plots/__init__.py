@@ -1,4 +1,5 @@
 """Figures. Axes-level functions take ``ax=None`` and return the Axes; none calls ``plt.show``."""
 
+from alliance.plots.meta import forest, funnel  # noqa: F401
 from alliance.plots.overview import mean_trajectory, sessions_per_client
 from alliance.plots.ruptures import event_locked, trajectories  # noqa: F401
