@@ -386,3 +386,15 @@ def test_example_dataset_is_reproducible():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     pd.testing.assert_frame_equal(mod.make(), meta.example_studies(), check_dtype=False)
+
+
+def test_two_stage_ipd_on_demo_study():
+    datasets = pytest.importorskip("alliance.datasets")
+    try:
+        study = datasets.load_dataset("demo")
+    except Exception as err:  # the demo set is optional for this module's tests
+        pytest.skip(f"demo dataset not available: {err}")
+    res = meta.two_stage_ipd(study.sessions, alliance="wai_sr", outcome="phq9", group="site")
+    assert res.k == study.sessions["site"].nunique() - (res.excluded["level"] == "group").sum()
+    assert res.r < 0  # better early alliance, lower final PHQ-9
+    assert list(res.excluded.columns) == ["level", "site", "client", "reason"]

@@ -1533,7 +1533,8 @@ def two_stage_ipd(
             ],
             ignore_index=True,
         )
-    res.excluded = excluded
+    cols = ["level", group, client, "reason"]
+    res.excluded = excluded.reindex(columns=cols)
     return res
 
 
