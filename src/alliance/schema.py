@@ -175,6 +175,7 @@ def validate(
     >>> report.ok
     True
     >>> broken = alliance.datasets.load_dataset("demo")
+    >>> broken.sessions["session"] = broken.sessions["session"].astype(float)
     >>> broken.sessions.loc[3, "session"] = 2.5
     >>> try:
     ...     alliance.validate(broken)

@@ -53,10 +53,13 @@ class Codebook:
     >>> import alliance
     >>> study = alliance.datasets.load_dataset("demo")
     >>> fields = study.codebook.fields("sessions")
-    >>> fields.loc[fields["name"] == "wai_sr_1", ["instrument", "rater", "minimum", "maximum"]]
+    >>> fields.set_index("name").loc["wai_sr_1", ["instrument", "rater", "minimum", "maximum"]]
     ... # doctest: +NORMALIZE_WHITESPACE
-      instrument   rater  minimum  maximum
-    5     wai_sr  client      1.0      5.0
+    instrument    wai_sr
+    rater         client
+    minimum          1.0
+    maximum          5.0
+    Name: wai_sr_1, dtype: object
     """
 
     def __init__(self, package: dict[str, Any] | None = None):
