@@ -28,7 +28,7 @@ test: $(STAMP) ## lint, then the whole test suite (doctests and notebooks includ
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -n 2 --dist loadfile -q
-	$(PY) -m pytest -q --nbval-lax --sanitize-with notebooks/sanitize.cfg -p no:randomly notebooks/
+	$(PY) -m pytest -q -o addopts="" --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg notebooks/*.ipynb
 
 lint: $(STAMP) ## ruff check and format check only
 	$(VENV)/bin/ruff check .
