@@ -37,45 +37,77 @@ __all__ = ["LevelSpec", "Structure", "Factor", "build_structure", "ProfiledDevia
 
 
 # --------------------------------------------------------------------------- small batched linalg
+#
+# A stack of G small matrices is stored as an array of shape (rows, cols, G): each entry is a
+# contiguous vector over the groups, so the loops below run over the (tiny) matrix dimensions
+# only and every numpy call works on whole vectors of groups.
 
 
-def _chol(a: np.ndarray) -> np.ndarray:
-    """Cholesky factors of a stack of small SPD matrices ``(G, q, q)``."""
-    if a.shape[-1] == 1:
-        return np.sqrt(a)
-    return np.linalg.cholesky(a)
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Stacked product ``(i, k, G) @ (k, j, G) -> (i, j, G)``."""
+    return np.einsum("ikg,kjg->ijg", a, b)
 
 
-def _tri_inv(low: np.ndarray) -> np.ndarray:
-    """Inverses of a stack of lower-triangular matrices ``(G, q, q)`` by forward substitution."""
-    q = low.shape[-1]
-    if q == 1:
-        return 1.0 / low
-    inv = np.zeros_like(low)
-    diag = np.diagonal(low, axis1=-2, axis2=-1)
-    for i in range(q):
-        row = -low[..., i : i + 1, :i] @ inv[..., :i, :] if i else np.zeros_like(low[..., :1, :])
-        row[..., 0, i] += 1.0
-        inv[..., i, :] = row[..., 0, :] / diag[..., i : i + 1]
-    return inv
+def _mv(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Stacked matrix-vector product ``(i, k, G) @ (k, G) -> (i, G)``."""
+    return np.einsum("ikg,kg->ig", a, v)
+
+
+def _tv(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Stacked transposed product ``(k, i, G)' @ (k, G) -> (i, G)``."""
+    return np.einsum("kig,kg->ig", a, v)
+
+
+def _lmul(m: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Constant matrix times a stack: ``(i, k) @ (k, j, G)``."""
+    return np.einsum("ik,kjg->ijg", m, a)
+
+
+def _rmul(a: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """A stack times a constant matrix: ``(i, k, G) @ (k, j)``."""
+    return np.einsum("ikg,kj->ijg", a, m)
 
 
 def _t(a: np.ndarray) -> np.ndarray:
-    return np.swapaxes(a, -1, -2)
+    return a.transpose(1, 0, 2)
+
+
+def _chol(a: np.ndarray) -> np.ndarray:
+    """Cholesky factors (lower) of a stack of small SPD matrices ``(q, q, G)``."""
+    q = a.shape[0]
+    low = np.zeros_like(a)
+    for j in range(q):
+        s = a[j, j] - (low[j, :j] ** 2).sum(axis=0) if j else a[j, j]
+        if not np.all(s > 0):
+            raise np.linalg.LinAlgError("matrix is not positive definite")
+        d = np.sqrt(s)
+        low[j, j] = d
+        for i in range(j + 1, q):
+            low[i, j] = (a[i, j] - (low[i, :j] * low[j, :j]).sum(axis=0)) / d
+    return low
+
+
+def _tri_inv(low: np.ndarray) -> np.ndarray:
+    """Inverses of a stack of lower-triangular matrices ``(q, q, G)``."""
+    q = low.shape[0]
+    inv = np.zeros_like(low)
+    for i in range(q):
+        inv[i, i] = 1.0 / low[i, i]
+        for j in range(i):
+            inv[i, j] = -(low[i, j:i] * inv[j:i, j]).sum(axis=0) * inv[i, i]
+    return inv
 
 
 def _gsum(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``sum_g x[g] @ y[g]`` for stacks ``(G, a, b)`` and ``(G, b, c)`` via one BLAS call."""
-    g, a, b = x.shape
-    c = y.shape[-1]
-    return np.transpose(x, (1, 0, 2)).reshape(a, g * b) @ y.reshape(g * b, c)
+    """``sum_g x[..., g] @ y[..., g]`` for stacks ``(a, b, G)`` and ``(b, c, G)``."""
+    return np.einsum("abg,bcg->ac", x, y)
 
 
 def _segsum(x: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
-    """Sum a stack over contiguous segments (``starts``) or over everything (``None``)."""
+    """Sum a stack over contiguous segments of groups (``starts``), or over all groups."""
     if starts is None:
-        return x.sum(axis=0)
-    return np.add.reduceat(x, starts, axis=0)
+        return x.sum(axis=-1)
+    return np.add.reduceat(x, starts, axis=-1)
 
 
 # --------------------------------------------------------------------------- structure
@@ -85,8 +117,9 @@ def _segsum(x: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
 class LevelSpec:
     """One grouping level: its name, group codes per row, design columns and theta template.
 
-    ``template`` is a ``(q, q)`` integer array: ``-1`` where ``Lambda`` is structurally zero,
-    otherwise the position of that entry in the level's part of ``theta`` (lower triangle only).
+    ``codes`` are integers ``0 .. G-1`` per row. ``template`` is a ``(q, q)`` integer array:
+    ``-1`` where ``Lambda`` is structurally zero, otherwise the position of that entry in the
+    level's part of ``theta`` (lower triangle only).
     """
 
     name: str
@@ -102,22 +135,23 @@ class LevelSpec:
 
 @dataclass
 class Structure:
-    """Sufficient statistics of a nested design, levels ordered innermost first."""
+    """Sufficient statistics of a nested design, levels ordered innermost first.
+
+    Groups are renumbered so that the children of every group are contiguous at each level.
+    """
 
     n: int
     p: int
     q: list[int]
     ngroups: list[int]
-    anc: list[dict[int, np.ndarray]]  # anc[k][j]: ancestor index at level j of each group of k
-    starts: list[dict[int, np.ndarray]]  # starts[k][j]: segments of level-k groups per level j
-    r: list[dict[int, np.ndarray]]  # r[k][j] = Z_k' Z_j per group of k, (G_k, q_k, q_j), j >= k
-    rroot: list[np.ndarray]  # Z_k' [X y] per group of k, (G_k, q_k, p + 1)
+    anc: list[dict[int, np.ndarray]]  # anc[k][j]: ancestor (level j) of each group of level k
+    starts: list[dict[int, np.ndarray]]  # starts[k][j]: level-k segments, one per level-j group
+    r: list[dict[int, np.ndarray]]  # r[k][j] = Z_k' Z_j per group of k, (q_k, q_j, G_k), j >= k
+    rroot: list[np.ndarray]  # Z_k' [X y] per group of k, (q_k, p + 1, G_k)
     wtw: np.ndarray  # [X y]' [X y]
     theta_pos: list[tuple[int, int, int]]  # theta index -> (level, row, col)
     templates: list[np.ndarray]
-    order: np.ndarray  # row order used (sorted by the nesting)
-    group_codes: list[np.ndarray]  # sorted-order code of each row, per level
-    group_first_row: list[np.ndarray]  # original row position of the first row of each group
+    original: list[np.ndarray]  # original code of each renumbered group, per level
 
     @property
     def k(self) -> int:
@@ -140,89 +174,85 @@ class Structure:
         return out
 
 
-def build_structure(
-    y: np.ndarray, x: np.ndarray, levels: list[LevelSpec], *, chunk: int = 1 << 16
-) -> Structure:
-    """Sort rows by the nesting and form the per-group cross products (one pass, O(rows)).
+def _first_index(codes: np.ndarray, g: int) -> np.ndarray:
+    first = np.empty(g, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return first
 
-    ``levels`` must be ordered innermost first and already checked to be nested.
-    ``templates`` index a global theta: level k's entries are offset by the sizes before it.
+
+def _starts(sorted_keys: np.ndarray) -> np.ndarray:
+    flag = np.empty(len(sorted_keys), dtype=bool)
+    flag[0] = True
+    flag[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    return np.flatnonzero(flag)
+
+
+def build_structure(y: np.ndarray, x: np.ndarray, levels: list[LevelSpec]) -> Structure:
+    """Form the per-group cross products of a nested design in one O(rows) pass.
+
+    ``levels`` must be ordered innermost first and already checked to be nested. Rows need
+    not be sorted: sums per group are ``np.bincount`` with weights.
     """
     n, p = x.shape
     kk = len(levels)
-    keys = [lv.codes for lv in levels]
-    # lexsort: the last key is the primary one -> outermost level last in the key list
-    order = np.lexsort(tuple(keys)) if kk else np.arange(n)
-    sorted_codes = []
-    starts_rows = []
-    for lv in levels:
-        c = lv.codes[order]
-        change = np.empty(n, dtype=bool)
-        change[0] = True
-        # a new group starts where this level's code or any outer level's code changes
-        change[1:] = c[1:] != c[:-1]
-        starts_rows.append(change)
-        sorted_codes.append(c)
-    # make "new group" flags hierarchical: a change at an outer level is a change at inner ones
+    ng = [int(lv.codes.max()) + 1 for lv in levels]
+    # parent (old codes) of every group, from the group's first row
+    parent_old = []
+    for k in range(kk - 1):
+        first = _first_index(levels[k].codes, ng[k])
+        parent_old.append(levels[k + 1].codes[first])
+    # renumber top-down so that siblings are contiguous: sort groups by (new parent, code)
+    rank = [np.arange(ng[kk - 1])]
+    original = [np.arange(ng[kk - 1])]
     for k in range(kk - 2, -1, -1):
-        starts_rows[k] = starts_rows[k] | starts_rows[k + 1]
-    group_of_row = [np.cumsum(s) - 1 for s in starts_rows]
-    row_starts = [np.flatnonzero(s) for s in starts_rows]
-    ngroups = [len(s) for s in row_starts]
-
-    # ancestors and segment starts (groups are contiguous at every level after sorting)
+        newpar = rank[0][parent_old[k]]
+        perm = np.argsort(newpar, kind="stable")
+        r_k = np.empty(ng[k], dtype=np.int64)
+        r_k[perm] = np.arange(ng[k])
+        rank.insert(0, r_k)
+        original.insert(0, perm)
+    # ancestors in the new numbering
+    parent_new = []
+    for k in range(kk - 1):
+        par = np.empty(ng[k], dtype=np.int64)
+        par[rank[k]] = rank[k + 1][parent_old[k]]
+        parent_new.append(par)
     anc: list[dict[int, np.ndarray]] = []
     starts: list[dict[int, np.ndarray]] = []
     for k in range(kk):
-        a_k = {}
-        s_k = {}
-        first_rows = row_starts[k]
+        a_k: dict[int, np.ndarray] = {}
+        cur = np.arange(ng[k])
         for j in range(k + 1, kk):
-            a = group_of_row[j][first_rows]
-            a_k[j] = a
-            flag = np.empty(len(a), dtype=bool)
-            flag[0] = True
-            flag[1:] = a[1:] != a[:-1]
-            s_k[j] = np.flatnonzero(flag)
+            cur = parent_new[j - 1][cur]
+            a_k[j] = cur
         anc.append(a_k)
-        starts.append(s_k)
+        starts.append({j: _starts(a) for j, a in a_k.items()})
 
-    zs = [lv.z[order] for lv in levels]
-    w = np.column_stack([x[order], y[order]])
-    zall = np.column_stack(zs) if kk else np.zeros((n, 0))
+    # cross products per innermost group: Z_i * [Z_j (j >= i), X, y]
+    code1 = rank[0][levels[0].codes]
+    zcols = [lv.z[:, c] for lv in levels for c in range(lv.q)]
+    wcols = [x[:, c] for c in range(p)] + [y]
+    qtot = len(zcols)
+    g1 = ng[0]
+    allcols = zcols + wcols
+    cross = np.zeros((qtot, qtot + p + 1, g1))
+    ones = [bool(np.all(z == 1.0)) for z in zcols]
+    for i in range(qtot):
+        for j in range(i, qtot + p + 1):
+            w = allcols[j] if ones[i] else zcols[i] * allcols[j]
+            cross[i, j] = np.bincount(code1, weights=w, minlength=g1)
+            if j < qtot:
+                cross[j, i] = cross[i, j]
     qs = [lv.q for lv in levels]
     offs = np.concatenate([[0], np.cumsum(qs)]).astype(int)
-    qtot = int(offs[-1])
-    full = np.column_stack([zall, w])  # (n, Q + p + 1)
-    # per innermost group: Z_all' [Z_all X y]   (G_1, Q, Q + p + 1), in row chunks
-    if kk:
-        g1 = ngroups[0]
-        cross = np.zeros((g1, qtot, full.shape[1]))
-        rs = row_starts[0]
-        bounds = list(range(0, n, chunk)) + [n]
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-            glo = group_of_row[0][lo]
-            ghi = group_of_row[0][hi - 1]
-            local = rs[glo : ghi + 1] - lo
-            local[0] = 0
-            for i in range(qtot):
-                prod = zall[lo:hi, i : i + 1] * full[lo:hi]
-                cross[glo : ghi + 1, i, :] += np.add.reduceat(prod, local, axis=0)
     r: list[dict[int, np.ndarray]] = []
     rroot: list[np.ndarray] = []
     for k in range(kk):
-        if k == 0:
-            agg = cross
-        else:
-            # groups of level k as segments of innermost groups
-            flag = np.empty(ngroups[0], dtype=bool)
-            a = anc[0][k]
-            flag[0] = True
-            flag[1:] = a[1:] != a[:-1]
-            agg = np.add.reduceat(cross, np.flatnonzero(flag), axis=0)
+        agg = cross if k == 0 else np.add.reduceat(cross, starts[0][k], axis=-1)
         rows = slice(offs[k], offs[k + 1])
-        r.append({j: agg[:, rows, offs[j] : offs[j + 1]].copy() for j in range(k, kk)})
-        rroot.append(agg[:, rows, qtot:].copy())
+        r.append({j: np.ascontiguousarray(agg[rows, offs[j] : offs[j + 1]]) for j in range(k, kk)})
+        rroot.append(np.ascontiguousarray(agg[rows, qtot:]))
+    w = np.column_stack(wcols)
     wtw = w.T @ w
 
     templates = []
@@ -234,12 +264,11 @@ def build_structure(
             (int(tmpl[i, j]), i, j) for i in range(lv.q) for j in range(lv.q) if tmpl[i, j] >= 0
         )
         theta_pos.extend((k, i, j) for _, i, j in entries)
-    first_orig = [order[rs] for rs in row_starts]
     return Structure(
         n=n,
         p=p,
         q=qs,
-        ngroups=ngroups,
+        ngroups=ng,
         anc=anc,
         starts=starts,
         r=r,
@@ -247,9 +276,7 @@ def build_structure(
         wtw=wtw,
         theta_pos=theta_pos,
         templates=templates,
-        order=order,
-        group_codes=group_of_row,
-        group_first_row=first_orig,
+        original=original,
     )
 
 
@@ -262,11 +289,11 @@ class Factor:
 
     theta: np.ndarray
     lam: list[np.ndarray]
-    linv: list[np.ndarray]  # L_k^{-1}, (G_k, q_k, q_k)
+    linv: list[np.ndarray]  # L_k^{-1}, (q_k, q_k, G_k)
     logdiag: list[np.ndarray]
-    m: list[dict[int, np.ndarray]]  # m[k][j] = L_{j,k} (G_k, q_j, q_k), j > k
-    mroot: list[np.ndarray]  # L_{[X y], k} (G_k, p + 1, q_k)
-    lroot: np.ndarray  # Cholesky of the [X y] Schur complement, (p + 1, p + 1)
+    m: list[dict[int, np.ndarray]]  # m[k][j] = L_{j,k}, (q_j, q_k, G_k), j > k
+    mroot: list[np.ndarray]  # L_{[X y], k}, (p + 1, q_k, G_k)
+    lroot: np.ndarray  # Cholesky factor of the [X y] Schur complement, (p + 1, p + 1)
 
     @property
     def logdet_l(self) -> float:
@@ -294,29 +321,30 @@ class ProfiledDeviance:
         st = self.st
         kk = st.k
         lam = st.lambdas(np.asarray(theta, dtype=float))
-        d = []
-        c: list[dict[int, np.ndarray]] = []
-        croot = []
+        d, c, croot = [], [], []
         for k in range(kk):
             lk = lam[k]
-            d.append(lk.T @ st.r[k][k] @ lk + np.eye(st.q[k]))
-            c.append({j: lam[j].T @ _t(st.r[k][j]) @ lk for j in range(k + 1, kk)})
-            croot.append(_t(st.rroot[k]) @ lk)
+            dk = _lmul(lk.T, _rmul(st.r[k][k], lk))
+            for i in range(st.q[k]):
+                dk[i, i] += 1.0
+            d.append(dk)
+            c.append({j: _lmul(lam[j].T, _rmul(_t(st.r[k][j]), lk)) for j in range(k + 1, kk)})
+            croot.append(_rmul(_t(st.rroot[k]), lk))
         droot = st.wtw.copy()
         linv, logdiag, m, mroot = [], [], [], []
         for k in range(kk):
             lk = _chol(d[k])
             li = _tri_inv(lk)
             lit = _t(li)
-            logdiag.append(np.log(np.diagonal(lk, axis1=-2, axis2=-1)))
-            mk = {j: c[k][j] @ lit for j in range(k + 1, kk)}
-            mr = croot[k] @ lit
+            logdiag.append(np.log(np.stack([lk[i, i] for i in range(st.q[k])])))
+            mk = {j: _mm(c[k][j], lit) for j in range(k + 1, kk)}
+            mr = _mm(croot[k], lit)
             for j in range(k + 1, kk):
                 s = st.starts[k][j]
-                d[j] -= _segsum(mk[j] @ _t(mk[j]), s)
+                d[j] -= _segsum(_mm(mk[j], _t(mk[j])), s)
                 for i in range(k + 1, j):
-                    c[i][j] -= _segsum(mk[j] @ _t(mk[i]), st.starts[k][i])
-                croot[j] -= _segsum(mr @ _t(mk[j]), s)
+                    c[i][j] -= _segsum(_mm(mk[j], _t(mk[i])), st.starts[k][i])
+                croot[j] -= _segsum(_mm(mr, _t(mk[j])), s)
             droot -= _gsum(mr, _t(mr))
             linv.append(li)
             m.append(mk)
@@ -339,18 +367,17 @@ class ProfiledDeviance:
 
     # ---- solution of the PLS problem
     def solve(self, f: Factor) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Fixed effects and spherical random effects ``u`` (per level, ``(G_k, q_k)``)."""
+        """Fixed effects and spherical random effects ``u`` (per level, ``(q_k, G_k)``)."""
         st = self.st
         p = st.p
         lxx = f.lroot[:p, :p]
         beta = np.linalg.solve(lxx.T, f.lroot[p, :p])
-        u: list[np.ndarray] = [None] * st.k  # type: ignore[list-item]
+        u: list[np.ndarray] = [np.empty(0)] * st.k
         for k in range(st.k - 1, -1, -1):
-            rhs = f.mroot[k][:, p, :] - np.einsum("gpq,p->gq", f.mroot[k][:, :p, :], beta)
+            rhs = f.mroot[k][p] - np.tensordot(beta, f.mroot[k][:p], axes=(0, 0))
             for j in range(k + 1, st.k):
-                uj = u[j][st.anc[k][j]]
-                rhs -= np.einsum("gjq,gj->gq", f.m[k][j], uj)
-            u[k] = np.einsum("gqr,gq->gr", f.linv[k], rhs)  # L_k^{-T} rhs
+                rhs -= _tv(f.m[k][j], np.take(u[j], st.anc[k][j], axis=1))
+            u[k] = _tv(f.linv[k], rhs)  # L_k^{-T} rhs
         return beta, u
 
     def sigma_xx(self, f: Factor) -> np.ndarray:
@@ -361,73 +388,72 @@ class ProfiledDeviance:
 
     # ---- gradient pieces
     def grad_r2(self, f: Factor, beta: np.ndarray, u: list[np.ndarray]) -> list[np.ndarray]:
-        """d r^2 / d Lambda_k for each level (envelope theorem: -2 sum_g (Z_g' r) u_g')."""
+        """d r^2 / d Lambda_k per level (envelope theorem: -2 sum_g (Z_g' r) u_g')."""
         st = self.st
         kk = st.k
-        lu = [u[k] @ f.lam[k].T for k in range(kk)]  # b = Lambda u per group
+        lu = [f.lam[k] @ u[k] for k in range(kk)]  # b = Lambda u per group
         coef = np.append(-beta, 1.0)
         out = []
         for k in range(kk):
-            v = st.rroot[k] @ coef
-            v -= np.einsum("gab,gb->ga", st.r[k][k], lu[k])
+            v = np.tensordot(st.rroot[k], coef, axes=(1, 0))
+            v -= _mv(st.r[k][k], lu[k])
             for j in range(k + 1, kk):
-                v -= np.einsum("gab,gb->ga", st.r[k][j], lu[j][st.anc[k][j]])
+                v -= _mv(st.r[k][j], np.take(lu[j], st.anc[k][j], axis=1))
             for i in range(k):
-                contrib = np.einsum("gab,ga->gb", st.r[i][k], lu[i])
-                v -= _segsum(contrib, st.starts[i][k])
-            out.append(-2.0 * (v.T @ u[k]))
+                v -= _segsum(_tv(st.r[i][k], lu[i]), st.starts[i][k])
+            out.append(-2.0 * (v @ u[k].T))
         return out
 
     def grad_logdet(self, f: Factor, with_x: bool) -> list[np.ndarray]:
-        """d log|M| / d Lambda_k (``with_x``: M includes the X block, as REML needs)."""
+        """d log|M| / d Lambda_k (``with_x``: M includes the X block, as REML needs).
+
+        ``tr(M^-1 dM)`` needs ``M^-1`` only on the block pattern of the factor (each group with
+        itself and its ancestors); those blocks come top-down from the Takahashi recurrences:
+        ``S_ag = -S_anc B L^-1`` and ``S_gg = L^-T (L^-1 - B' S_ag)``, ``B`` the factor's column
+        of the group below its diagonal block.
+        """
         st = self.st
         kk = st.k
         p = st.p if with_x else 0
         grads = [np.zeros((q, q)) for q in st.q]
-        if with_x:
-            sroot = self.sigma_xx(f)
-        else:
-            sroot = np.zeros((0, 0))
-        parent_f = None
+        sroot = self.sigma_xx(f) if with_x else np.zeros((0, 0))
+        parent_f = np.zeros((0, 0, 0))
         for k in range(kk - 1, -1, -1):
             blocks = [f.m[k][j] for j in range(k + 1, kk)]
             if with_x:
-                blocks.append(f.mroot[k][:, :p, :])
+                blocks.append(f.mroot[k][:p])
             li = f.linv[k]
             gk = st.ngroups[k]
+            top_level = k == kk - 1
             if blocks:
-                b = np.concatenate(blocks, axis=1)  # (G_k, d_anc, q_k)
-                if k == kk - 1:
-                    sanc_b = np.einsum("ab,gbq->gaq", sroot, b)
-                else:
-                    sanc = parent_f[st.anc[k][k + 1]]
-                    sanc_b = sanc @ b
-                t = sanc_b @ li  # Sigma_anc B L^{-1}
-                sig_gg = _t(li) @ (li + _t(b) @ t)
+                b = np.concatenate(blocks, axis=0)  # (d_anc, q_k, G_k)
+                sanc = None if top_level else np.take(parent_f, st.anc[k][k + 1], axis=2)
+                sanc_b = _lmul(sroot, b) if top_level else _mm(sanc, b)
+                t = _mm(sanc_b, li)  # Sigma_anc B L^{-1}
+                sig_gg = _mm(_t(li), li + _mm(_t(b), t))
                 sig_ag = -t
             else:
-                sig_gg = _t(li) @ li
-                sig_ag = np.zeros((gk, 0, st.q[k]))
+                sanc = None
+                sig_gg = _mm(_t(li), li)
+                sig_ag = np.zeros((0, st.q[k], gk))
             lk = f.lam[k]
-            grads[k] += 2.0 * _gsum(st.r[k][k] @ lk, sig_gg)
+            grads[k] += 2.0 * _gsum(_rmul(st.r[k][k], lk), sig_gg)
             off = 0
             for j in range(k + 1, kk):
                 qj = st.q[j]
-                s_ag = sig_ag[:, off : off + qj, :]
+                s_ag = sig_ag[off : off + qj]
                 rk = st.r[k][j]
-                grads[k] += 2.0 * _gsum(rk @ f.lam[j], s_ag)
-                grads[j] += 2.0 * _gsum(_t(rk) @ lk, _t(s_ag))
+                grads[k] += 2.0 * _gsum(_rmul(rk, f.lam[j]), s_ag)
+                grads[j] += 2.0 * _gsum(_rmul(_t(rk), lk), _t(s_ag))
                 off += qj
             if with_x:
-                grads[k] += 2.0 * _gsum(st.rroot[k][:, :, :p], sig_ag[:, off:, :])
+                grads[k] += 2.0 * _gsum(st.rroot[k][:, :p], sig_ag[off:])
             if k > 0:
-                if k == kk - 1:
-                    sanc_full = np.broadcast_to(sroot, (gk, *sroot.shape))
-                else:
-                    sanc_full = parent_f[st.anc[k][k + 1]]
-                top = np.concatenate([sig_gg, _t(sig_ag)], axis=2)
-                bottom = np.concatenate([sig_ag, sanc_full], axis=2)
-                parent_f = np.concatenate([top, bottom], axis=1)
+                if top_level:
+                    sanc = np.broadcast_to(sroot[:, :, None], (*sroot.shape, gk))
+                top = np.concatenate([sig_gg, _t(sig_ag)], axis=1)
+                bottom = np.concatenate([sig_ag, sanc], axis=1)
+                parent_f = np.concatenate([top, bottom], axis=0)
         return grads
 
     def _to_theta(self, per_level: list[np.ndarray]) -> np.ndarray:

@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
-from scipy import optimize, stats
+from scipy import linalg, optimize, stats
 from threadpoolctl import threadpool_limits
 
 from alliance._checks import format_rows, require_columns, require_frame
+from alliance.models import _lmm_core as core
 from alliance.models._lmm_core import LevelSpec, ProfiledDeviance, build_structure
 from alliance.models._lmm_formula import RandomTerm, parse_formula
 
@@ -29,7 +30,7 @@ __all__ = ["lmm", "LmmResult"]
 log = logging.getLogger(__name__)
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular() tolerance on the diagonal of Lambda
-GRADIENT_TOL = 1e-3  # largest |d deviance / d theta| accepted at the optimum
+GRADIENT_TOL = 2e-3  # lme4's check.conv.grad tolerance on the scaled gradient
 
 
 # --------------------------------------------------------------------------- design
@@ -73,7 +74,7 @@ def _group_codes(frame: pd.DataFrame, keys: tuple[str, ...]) -> tuple[np.ndarray
     codes, uniq = pd.factorize(combined, sort=True)
     arrays = []
     rest = uniq.copy()
-    for c, u in reversed(parts):
+    for _c, u in reversed(parts):
         arrays.append(np.asarray(u)[rest % len(u)])
         rest = rest // len(u)
     labels = pd.MultiIndex.from_arrays(arrays[::-1], names=list(keys))
@@ -108,18 +109,18 @@ def _check_nesting(levels: list[_Level]) -> list[_Level]:
     return levels
 
 
-def _check_rank(x: np.ndarray, names: list[str]) -> None:
-    if x.shape[1] == 0:
+def _check_rank(xtx: np.ndarray, names: list[str]) -> None:
+    """Refuse a rank-deficient fixed part (pivoted QR of the scaled cross-product matrix)."""
+    p = xtx.shape[0]
+    if p == 0:
         return
-    scale = np.sqrt((x * x).sum(axis=0))
+    scale = np.sqrt(np.diag(xtx))
     scale[scale == 0] = 1.0
-    from scipy.linalg import qr
-
-    _, r, piv = qr(x / scale, mode="economic", pivoting=True)
+    gram = xtx / np.outer(scale, scale)
+    _, r, piv = linalg.qr(gram, pivoting=True)
     diag = np.abs(np.diag(r))
-    tol = diag.max() * max(x.shape) * np.finfo(float).eps * 10
-    rank = int((diag > tol).sum())
-    if rank < x.shape[1]:
+    rank = int((diag > diag.max() * 1e-10).sum())
+    if rank < p:
         dropped = [names[i] for i in piv[rank:]]
         raise ValueError(
             f"the fixed-effect design is rank deficient: {', '.join(map(repr, dropped))} "
@@ -154,8 +155,9 @@ class LmmResult:
         Rows used in the fit.
     ngroups : dict of str to int
     converged : bool
-        Optimizer finished and the largest gradient entry of the deviance at the optimum (free
-        parameters) is below ``1e-3``; see ``convergence`` for the numbers.
+        The deviance's gradient at the optimum passes lme4's check: for every free parameter,
+        the smaller of the gradient and the gradient scaled by the Hessian (the remaining Newton
+        step) is below ``2e-3``. ``convergence`` holds the numbers and the optimizer's message.
     singular : bool
         A random-effect covariance matrix is (near) singular: a variance at zero or a
         correlation at +-1 (a diagonal entry of the relative covariance factor below ``1e-4``).
@@ -383,7 +385,8 @@ class LmmResult:
         lines += ["", f"R2 marginal {r2['marginal']:.3f}, conditional {r2['conditional']:.3f}"]
         status = "converged" if self.converged else "NOT converged"
         lines.append(
-            f"Optimizer: {status}, max |gradient| {self.convergence['max_abs_gradient']:.2g}, "
+            f"Optimizer: {status}, max |gradient| {self.convergence['max_abs_gradient']:.2g} "
+            f"(scaled {self.convergence['max_scaled_gradient']:.2g}), "
             f"{self.convergence['evaluations']} evaluations"
         )
         if self.singular:
@@ -439,19 +442,19 @@ def _moment_start(st, eps: float = 0.1) -> np.ndarray:
     theta = np.zeros(st.ntheta)
     for k in range(st.k):
         q = st.q[k]
-        rkk = st.r[k][k]
-        ze = st.rroot[k] @ coef
+        rkk = st.r[k][k]  # (q, q, G)
+        ze = np.tensordot(st.rroot[k], coef, axes=(1, 0))  # (q, G)
         var = np.full(q, s2)
-        if q == 1:
-            ok = rkk[:, 0, 0] > 0
-        else:
-            eig = np.linalg.eigvalsh(rkk)
-            ok = eig[:, 0] > 1e-8 * np.maximum(eig[:, -1], 1e-300)
+        diag = np.stack([rkk[i, i] for i in range(q)])
+        det = np.linalg.det(np.moveaxis(rkk, -1, 0)) if q > 1 else diag[0]
+        ok = np.all(diag > 0, axis=0) & (det > 1e-6 * np.prod(diag, axis=0))
         if ok.sum() >= q + 2:
-            b = np.linalg.solve(rkk[ok], ze[ok][..., None])[..., 0]
-            raw = np.var(b, axis=0, ddof=1)
-            inv = np.linalg.inv(rkk[ok])
-            samp = s2 * np.diagonal(inv, axis1=1, axis2=2).mean(axis=0)
+            low = core._chol(rkk[:, :, ok])
+            li = core._tri_inv(low)
+            inv = core._mm(core._t(li), li)
+            b = core._mv(inv, ze[:, ok])
+            raw = np.var(b, axis=1, ddof=1)
+            samp = s2 * np.stack([inv[i, i] for i in range(q)]).mean(axis=1)
             var = np.maximum(raw - samp, eps * raw)
             var = np.where(var > 0, var, s2)
         diag = np.sqrt(var / s2)
@@ -631,13 +634,18 @@ def lmm(
                 f"grouping factor {lv.name!r} has a single group; a variance between groups "
                 "needs at least two (drop the term)."
             )
-    _check_rank(x, xnames)
 
+    # with an intercept, centring the outcome only shifts the intercept's estimate and keeps
+    # y'y (from which the residual sum of squares is a difference) small: fewer rounding errors
+    const = np.flatnonzero(np.all(x == 1.0, axis=0))
+    shift = float(y.mean()) if len(const) else 0.0
     with threadpool_limits(limits=1):
-        fit = _fit(y, x, levels, reml=reml, start=start, maxiter=maxiter)
+        fit = _fit(y - shift, x, levels, xnames, reml=reml, start=start, maxiter=maxiter)
 
     # ---- assemble results
-    st, beta, sigma = fit["st"], fit["beta"], fit["sigma"]
+    st, beta, sigma = fit["st"], fit["beta"].copy(), fit["sigma"]
+    if len(const):
+        beta[const[0]] += shift
     vcov = sigma**2 * fit["sxx"]
     se = np.sqrt(np.diag(vcov))
     stat = beta / se
@@ -684,14 +692,12 @@ def lmm(
     random_effects = {}
     b_by_code = []
     for k, lv in enumerate(levels):
-        b_sorted = fit["u"][k] @ lambdas[k].T
-        first_rows = st.group_first_row[k]
-        code_of_group = lv.codes[first_rows]
+        b_sorted = (lambdas[k] @ fit["u"][k]).T
         b = np.empty_like(b_sorted)
-        b[code_of_group] = b_sorted
+        b[st.original[k]] = b_sorted
         b_by_code.append(b)
         random_effects[lv.name] = pd.DataFrame(b, index=lv.labels, columns=lv.terms)
-    ztz = [st.r[k][k].sum(axis=0) for k in range(st.k)]
+    ztz = [st.r[k][k].sum(axis=-1) for k in range(st.k)]
     jac = fit["jac"]
     result = LmmResult(
         formula=formula,
@@ -733,9 +739,12 @@ def lmm(
     return result
 
 
-def _fit(y, x, levels: list[_Level], *, reml: bool, start, maxiter: int) -> dict[str, Any]:
+def _fit(
+    y, x, levels: list[_Level], xnames: list[str], *, reml: bool, start, maxiter: int
+) -> dict[str, Any]:
     specs = [LevelSpec(lv.name, lv.codes, lv.z, lv.template(), lv.terms) for lv in levels]
     st = build_structure(y, x, specs)
+    _check_rank(st.wtw[:-1, :-1], xnames)
     dev = ProfiledDeviance(st, reml=reml)
     if start is None:
         theta0 = _moment_start(st)
@@ -760,45 +769,57 @@ def _fit(y, x, levels: list[_Level], *, reml: bool, start, maxiter: int) -> dict
         d, g = dev.deviance_and_gradient(phi * scale)
         return d, g * scale
 
+    options = {"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-9, "maxcor": 20, "maxls": 10}
+    history: list[float] = []
+
+    def stop_when_flat(intermediate_result):
+        # the deviance is accurate to ~1e-13 relative; iterating below 1e-11 only feeds
+        # rounding noise to the line search (the Newton step below finishes the job)
+        history.append(float(intermediate_result.fun))
+        if len(history) > 1 and history[-2] - history[-1] < 1e-11 * abs(history[-1]):
+            raise StopIteration
+
     res = optimize.minimize(
         fun,
         theta0 / scale,
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20},
+        options=options,
+        callback=stop_when_flat,
     )
-    phi = res.x
-    # a second short run from the optimum polishes line-search stops
-    if not res.success or res.nit < 2:
-        res2 = optimize.minimize(
-            fun,
-            phi,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-10, "maxcor": 20},
-        )
-        if res2.fun <= res.fun:
-            res, phi = res2, res2.x
-    theta = phi * scale
+    theta = res.x * scale
     diag_mask = np.array([r == c for _, r, c in st.theta_pos])
     theta[diag_mask & (theta < 0)] = 0.0
-    f = dev.factor(theta)
-    deviance = dev.deviance_from(f)
-    beta, u = dev.solve(f)
-    _, grad = dev.deviance_and_gradient(theta)
-    free = ~(diag_mask & (theta <= 1e-10) & (grad > 0))
-    max_grad = float(np.max(np.abs(grad[free]))) if free.any() else 0.0
-    converged = bool(np.isfinite(deviance) and max_grad < GRADIENT_TOL)
-    singular = bool(np.any(theta[diag_mask] < SINGULAR_TOL))
     nr = st.n - st.p if reml else st.n
+
+    # ---- Hessian of the (theta, sigma) deviance: Satterthwaite's df, convergence check and a
+    # final Newton step that polishes the quasi-Newton optimum
+    deviance, grad = dev.deviance_and_gradient(theta)
+    sigma = math.sqrt(dev.factor(theta).r2 / nr)
+    hess = _hessian_from_gradient(dev.varpar_gradient, np.append(theta, sigma))
+    h_theta = hess[:-1, :-1] - np.outer(hess[:-1, -1], hess[-1, :-1]) / hess[-1, -1]
+    free = ~(diag_mask & (theta <= 1e-10) & (grad > 0))
+    if free.any():
+        try:
+            step = np.linalg.solve(h_theta[np.ix_(free, free)], grad[free])
+        except np.linalg.LinAlgError:
+            step = None
+        if step is not None and np.all(np.isfinite(step)):
+            trial = theta.copy()
+            trial[free] -= step
+            trial[diag_mask & (trial < 0)] = 0.0
+            d_trial, g_trial = dev.deviance_and_gradient(trial)
+            if d_trial <= deviance:
+                theta, deviance, grad = trial, d_trial, g_trial
+                evals["n"] += 1
+    free = ~(diag_mask & (theta <= 1e-10) & (grad > 0))
+    f = dev.factor(theta)
+    beta, u = dev.solve(f)
+    singular = bool(np.any(theta[diag_mask] < SINGULAR_TOL))
     sigma = math.sqrt(f.r2 / nr)
     sxx = dev.sigma_xx(f)
-
-    # ---- Satterthwaite ingredients: Hessian of the (theta, sigma) deviance, d vcov / d varpar
     varpar = np.append(theta, sigma)
-    hess = _hessian_from_gradient(dev.varpar_gradient, varpar)
     vcov_varpar = 2.0 * _pinv_psd(hess)
     jac = np.empty((len(varpar), st.p, st.p))
     for i in range(len(theta)):
@@ -809,12 +830,24 @@ def _fit(y, x, levels: list[_Level], *, reml: bool, start, maxiter: int) -> dict
         minus = dev.sigma_xx(dev.factor(theta - e))
         jac[i] = sigma**2 * (plus - minus) / (2 * step)
     jac[-1] = 2 * sigma * sxx
+    # lme4's convergence check: the gradient scaled by the Hessian of the profiled deviance
+    # (the remaining Newton step), or the raw gradient if smaller, over the free parameters
+    g_free = grad[free]
+    h_free = h_theta[np.ix_(free, free)]
+    try:
+        scaled = np.abs(np.linalg.solve(h_free, g_free))
+    except np.linalg.LinAlgError:
+        scaled = np.full(len(g_free), np.inf)
+    max_grad = float(np.max(np.abs(g_free))) if free.any() else 0.0
+    crit = float(np.max(np.minimum(scaled, np.abs(g_free)))) if free.any() else 0.0
+    converged = bool(np.isfinite(deviance) and crit < GRADIENT_TOL)
     convergence = {
         "optimizer": "L-BFGS-B",
         "message": str(res.message),
         "iterations": int(res.nit),
         "evaluations": evals["n"],
         "max_abs_gradient": max_grad,
+        "max_scaled_gradient": crit,
         "hessian_min_eigenvalue": float(np.linalg.eigvalsh(hess).min()),
         "converged": converged,
     }
