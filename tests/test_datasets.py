@@ -44,11 +44,11 @@ def test_btheb_matches_the_published_table():
     study = load_dataset("btheb")
     s = study.sessions
     # first two patients of HSAUR's BtheB: 29, 2, 2, NA, NA and 32, 16, 24, 17, 20
-    np.testing.assert_array_equal(s["bdi2"].iloc[:5].to_numpy(), [29, 2, 2, np.nan, np.nan])
-    np.testing.assert_array_equal(s["bdi2"].iloc[5:10].to_numpy(), [32, 16, 24, 17, 20])
+    np.testing.assert_array_equal(s["bdi_ii"].iloc[:5].to_numpy(), [29, 2, 2, np.nan, np.nan])
+    np.testing.assert_array_equal(s["bdi_ii"].iloc[5:10].to_numpy(), [32, 16, 24, 17, 20])
     assert s["month"].unique().tolist() == [0, 2, 4, 6, 8]
     assert study.clients["condition"].value_counts().to_dict() == {"BtheB": 52, "TAU": 48}
-    assert s["bdi2"].isna().sum() == 120  # missed assessments kept as rows
+    assert s["bdi_ii"].isna().sum() == 120  # missed assessments kept as rows
     assert "Proudfoot" in study.codebook.citation
     assert study.codebook.licence.startswith("GPL")
     assert alliance.validate(study).ok

@@ -24,7 +24,7 @@ def test_demo_and_btheb_are_valid(demo):
     assert report.missing.set_index("column").loc["phq9_2", "n_missing"] > 0
     btheb = alliance.datasets.load_dataset("btheb")
     report = validate(btheb)
-    assert report.missing.set_index("column").loc["bdi2", "n_missing"] == 120
+    assert report.missing.set_index("column").loc["bdi_ii", "n_missing"] == 120
     assert "no therapist column" in report.notes["note"].iloc[0]
 
 

@@ -20,7 +20,7 @@ from alliance import instruments
 from alliance._checks import close_matches, format_rows
 from alliance.study import EVENT_KINDS, EVENT_SOURCES, PHASES, Study
 
-__all__ = ["ValidationError", "ValidationReport", "validate", "KNOWN_COLUMNS"]
+__all__ = ["ValidationError", "ValidationReport", "validate", "find_scores", "KNOWN_COLUMNS"]
 
 #: Column names the package knows without a codebook, per table.
 KNOWN_COLUMNS = {
@@ -608,3 +608,57 @@ def _check_events(found: _Problems, sessions: pd.DataFrame, events: pd.DataFrame
                 "event for a client with no session rows",
                 "check the client identifier against the sessions table",
             )
+
+
+def find_scores(
+    study: Study, *, alliance: str | None = None, outcome: str | None = None
+) -> dict[str, str | None]:
+    """Find the alliance and outcome score columns of a study.
+
+    A name given is checked and kept. Otherwise the codebook is asked first (a field
+    whose ``instrument`` is an alliance or outcome instrument and whose name is not an
+    item such as ``wai_sr_3``), then the registry's instrument names (``wai_sr``,
+    ``srs``, ``phq9``, ``bdi_ii``, ...) among the columns.
+
+    Returns
+    -------
+    dict
+        ``{"alliance": column or None, "outcome": column or None, "instrument": name or None}``;
+        ``instrument`` is the outcome's instrument when known.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.schema import find_scores
+    >>> find_scores(alliance.datasets.load_dataset("demo"))
+    {'alliance': 'wai_sr', 'outcome': 'phq9', 'instrument': 'phq9'}
+    >>> find_scores(alliance.datasets.load_dataset("btheb"))
+    {'alliance': None, 'outcome': 'bdi_ii', 'instrument': 'bdi_ii'}
+    """
+    columns = list(study.sessions.columns)
+    found: dict[str, str | None] = {"alliance": alliance, "outcome": outcome}
+    for role, name in found.items():
+        if name is not None and name not in columns:
+            near = close_matches(name, columns)
+            tip = f" Did you mean {near[0]!r}?" if near else ""
+            raise KeyError(f"the {role} column {name!r} is not in the sessions table.{tip}")
+    item = re.compile(r"_\d+$")
+    fields = study.codebook.fields("sessions")
+    candidates: list[tuple[str, str]] = [
+        (str(f.name), str(f.instrument))
+        for f in fields.itertuples()
+        if isinstance(f.instrument, str) and not item.search(str(f.name)) and f.name in columns
+    ]
+    candidates += [(c, c) for c in columns if not item.search(str(c))]
+    instrument_of: dict[str, str] = {}
+    for column, ins_name in candidates:
+        try:
+            ins = instruments.get(ins_name)
+        except KeyError:
+            continue
+        role = "alliance" if ins.construct == "alliance" else "outcome"
+        if ins.construct in ("alliance", "outcome") and found[role] is None:
+            found[role] = column
+        instrument_of.setdefault(column, ins.name)
+    found["instrument"] = instrument_of.get(found["outcome"]) if found["outcome"] else None
+    return found

