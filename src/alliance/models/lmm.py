@@ -102,9 +102,10 @@ def _check_nesting(levels: list[_Level]) -> list[_Level]:
                 f"grouping factors {inner.name!r} and {outer.name!r} are crossed, not nested: "
                 f"{len(bad)} {inner.name} groups (e.g. {example!r}) occur in more than one "
                 f"{outer.name}. This engine fits nested designs only (sessions in clients in "
-                f"therapists in sites). If {inner.name} ids are reused across {outer.name}s, "
-                f"write the term as (... | {outer.name}/{inner.name}) or make the ids unique; "
-                "for truly crossed designs use lme4 in R."
+                "therapists in sites). If ids are reused across groups (client 1 of therapist A "
+                "is not client 1 of therapist B), write the nesting in the term, e.g. "
+                f"(... | {outer.name}/{inner.name}) or (... | {inner.name}/{outer.name}), or "
+                "make the ids unique; for truly crossed designs use lme4 in R."
             )
     return levels
 
