@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from alliance.report import NotebookFailed, build_report, list_notebooks, provenance
+from alliance.report import NotebookFailed, PrivacyError, build_report, list_notebooks, provenance
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,11 @@ def test_report_shows_no_client_identifiers(demo_report):
 
 
 def test_failed_notebook_leaves_no_report(tmp_path):
-    nb = nbformat.v4.new_notebook()
+    nb = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}
+        }
+    )
     params = nbformat.v4.new_code_cell("data = 'demo'\nseed = 1")
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell("raise RuntimeError('boom')")]
@@ -57,3 +61,37 @@ def test_provenance_hashes_a_user_file(tmp_path):
             "sha256": "33859f47f56496bd5340b8761f183649aee15887447dbee11465722e1237efe2",
         }
     ]
+
+
+def test_report_exports_figures_and_tables(demo_report):
+    folder = demo_report.folder
+    assert (folder / "figures" / "attendance_and_mean_trajectories.png").exists()
+    assert (folder / "figures" / "attendance_and_mean_trajectories.svg").exists()
+    table = (folder / "tables" / "study_sizes.csv").read_text()
+    assert table.splitlines()[0] == "measure,value"
+    assert "figures/attendance_and_mean_trajectories.png" in (folder / "index.html").read_text()
+
+
+def test_a_page_showing_identifiers_is_refused(tmp_path):
+    nb = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}
+        }
+    )
+    params = nbformat.v4.new_code_cell("data = 'demo'\nseed = 1")
+    params.metadata["tags"] = ["parameters"]
+    leak = nbformat.v4.new_code_cell(
+        "import alliance\nalliance.datasets.load_study(data).sessions[['client', 'wai_sr']].head()"
+    )
+    nb.cells = [params, leak]
+    book = tmp_path / "01_leaky.ipynb"
+    nbformat.write(nb, book)
+    out = tmp_path / "reports" / "leaky"
+    with pytest.raises(PrivacyError, match="01_leaky.ipynb shows .* identifier"):
+        build_report("demo", out, notebooks=[book])
+    assert not out.exists()
+    # with pseudonyms the same page is allowed, and shows no real identifier
+    result = build_report("demo", out, notebooks=[book], salt="a secret")
+    page = result.pages[0].read_text()
+    assert "C001" not in page and ">P" in page
+    assert result.provenance["pseudonymized"] is True

@@ -146,9 +146,39 @@ def report(
     outcome: str = typer.Option(None, "--outcome", help="The outcome score column."),
     instrument: str = typer.Option(None, "--instrument", help="The outcome instrument."),
     seed: int = typer.Option(2026, help="Seed passed to every notebook."),
+    pseudonymize: bool = typer.Option(
+        False,
+        "--pseudonymize",
+        help="Replace client and therapist identifiers by salted pseudonyms; the salt is "
+        "read from --salt-file or the ALLIANCE_SALT environment variable and never stored.",
+    ),
+    salt_file: Path = typer.Option(None, "--salt-file", help="A file holding the salt."),
+    show_therapists: bool = typer.Option(
+        False, "--show-therapists", help="Allow therapist identifiers and dates in the report."
+    ),
 ) -> None:
-    """Run the analysis notebooks on a study and render an HTML report with provenance."""
-    from alliance.report import NotebookFailed, build_report
+    """Run the analysis notebooks on a study and render an HTML report with provenance.
+
+    Client identifiers never appear in the report; therapist identifiers and session
+    dates are masked too unless --show-therapists. The report is written only when every
+    notebook ran, so a failure leaves no half-written report.
+    """
+    import os
+
+    from alliance.report import NotebookFailed, PrivacyError, build_report
+
+    salt = None
+    if pseudonymize:
+        if salt_file is not None:
+            salt = salt_file.read_text(encoding="utf-8").strip()
+        else:
+            salt = os.environ.get("ALLIANCE_SALT", "")
+        if not salt:
+            err.print(
+                "--pseudonymize needs a secret salt: put it in a file and pass --salt-file "
+                "FILE, or set the ALLIANCE_SALT environment variable"
+            )
+            raise typer.Exit(2)
 
     name = data if not Path(data).exists() else Path(data).stem
     target = out_dir or Path("reports") / name
@@ -162,11 +192,16 @@ def report(
             seed=seed,
             command=" ".join(["alliance", *sys.argv[1:]]),
             progress=True,
+            salt=salt,
+            show_therapists=show_therapists,
         )
     except FileNotFoundError as error:
         err.print(str(error), markup=False)
         raise typer.Exit(2) from None
-    except NotebookFailed as error:
+    except KeyError as error:
+        err.print(str(error).strip('"'), markup=False)
+        raise typer.Exit(2) from None
+    except (NotebookFailed, PrivacyError) as error:
         err.print(str(error), markup=False)
         raise typer.Exit(1) from None
     out.print(f"report written: {result.index}", markup=False, highlight=False)

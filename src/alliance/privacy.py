@@ -48,6 +48,8 @@ def suppress_small_cells(
     require_columns(table, "table", count=count)
     small = table[count] < min_count
     out = table.copy()
+    if not small.any():
+        return out
     others = [c for c in out.columns if c != count and pd.api.types.is_numeric_dtype(out[c])]
     out[others] = out[others].astype(float)
     out.loc[small, others] = np.nan

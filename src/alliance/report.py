@@ -14,6 +14,7 @@ import html
 import json
 import logging
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -25,7 +26,14 @@ from alliance.datasets import _REGISTRY as DATASETS
 from alliance.datasets import dataset_path
 from alliance.paths import notebooks_dir
 
-__all__ = ["NotebookFailed", "ReportResult", "build_report", "provenance", "list_notebooks"]
+__all__ = [
+    "NotebookFailed",
+    "PrivacyError",
+    "ReportResult",
+    "build_report",
+    "provenance",
+    "list_notebooks",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +132,10 @@ def provenance(data: str, *, seed: int, command: str | None = None) -> dict:
     }
 
 
+class PrivacyError(RuntimeError):
+    """A rendered report page showed an identifier; the report was not written."""
+
+
 def build_report(
     data: str | Path = "demo",
     out: str | Path = "reports/demo",
@@ -135,6 +147,8 @@ def build_report(
     notebooks: list[Path] | None = None,
     command: str | None = None,
     progress: bool = False,
+    salt: str | None = None,
+    show_therapists: bool = False,
 ) -> ReportResult:
     """Run the analysis notebooks on a study and render an HTML report.
 
@@ -145,7 +159,7 @@ def build_report(
     out : str or pathlib.Path, default "reports/demo"
         The report folder; replaced only when the whole run succeeds.
     alliance, outcome : str, optional
-        Score columns, when the data do not use the default names.
+        Score columns, when they cannot be found from the codebook or known names.
     instrument : str, optional
         The outcome instrument's registry name.
     seed : int, default 2026
@@ -156,6 +170,12 @@ def build_report(
         The command line to record in the provenance.
     progress : bool, default False
         Show a progress bar.
+    salt : str, optional
+        Replace client and therapist identifiers by stable salted pseudonyms
+        (:func:`alliance.privacy.pseudonymize`) before any notebook sees the data. Keep
+        the salt private: with it the same identifiers map to the same pseudonyms.
+    show_therapists : bool, default False
+        Allow therapist identifiers and session dates in the report.
 
     Returns
     -------
@@ -165,18 +185,26 @@ def build_report(
     ------
     NotebookFailed
         Naming the notebook and cell that failed; nothing is written to ``out``.
+    PrivacyError
+        When a page shows a client identifier (or a therapist identifier or session date
+        unless ``show_therapists``); nothing is written to ``out``.
 
     Examples
     --------
     >>> import tempfile
     >>> from alliance.report import build_report, list_notebooks
-    >>> with tempfile.TemporaryDirectory() as tmp:  # doctest: +SKIP
+    >>> with tempfile.TemporaryDirectory() as tmp:
     ...     result = build_report("demo", tmp + "/demo", notebooks=list_notebooks()[:1])
+    ...     sorted(p.name for p in result.folder.iterdir())
+    ['01_data_overview.html', 'figures', 'index.html', 'notebooks', 'provenance.json', 'tables']
     """
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
     from tqdm.auto import tqdm
+
+    from alliance.datasets import load_study
+    from alliance.schema import find_scores
 
     data = str(data)
     if data not in DATASETS and not Path(data).exists():
@@ -188,14 +216,8 @@ def build_report(
         data = str(Path(data).resolve())
     out = Path(out)
     books = notebooks or list_notebooks()
-    params = {"data": data, "seed": seed}
-    for key, value in (
-        ("alliance_col", alliance),
-        ("outcome", outcome),
-        ("instrument", instrument),
-    ):
-        if value is not None:
-            params[key] = value
+    study = load_study(data)
+    scores = find_scores(study, alliance=alliance, outcome=outcome)
     prov = provenance(data, seed=seed, command=command)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -205,9 +227,22 @@ def build_report(
         exclude_input_prompt=True,
         exclude_output_prompt=True,
     )
-    pages = []
+    pages: list[tuple[str, str]] = []
     try:
         (staging / "notebooks").mkdir()
+        run_data = data
+        if salt is not None:
+            run_data = str(_pseudonymized_copy(study, staging / ".data", salt))
+            prov["pseudonymized"] = True
+        params = {
+            "data": run_data,
+            "seed": seed,
+            "alliance_col": scores["alliance"],
+            "outcome": scores["outcome"],
+            "instrument": instrument or scores["instrument"],
+            "export_dir": str(staging.resolve()),
+        }
+        forbidden = _identifiers(study, show_therapists)
         for book in tqdm(books, desc="notebooks", disable=not progress, unit="nb"):
             executed = staging / "notebooks" / book.name
             try:
@@ -222,16 +257,26 @@ def build_report(
                 )
             except pm.PapermillExecutionError as err:
                 raise NotebookFailed(
-                    f"{book.name} failed in cell {err.exec_count} with {err.ename}: {err.evalue}. "
-                    f"Nothing was written to {out}."
+                    f"{book.name} failed in cell {err.exec_count} with {err.ename}: "
+                    f"{err.evalue}. Nothing was written to {out}."
                 ) from err
             nb = nbformat.read(executed, as_version=4)
             body, _ = exporter.from_notebook_node(nb)
+            leaks = _leaks(body, forbidden)
+            if leaks:
+                raise PrivacyError(
+                    f"{book.name} shows {len(leaks)} identifier(s) or date(s) (e.g. "
+                    f"{sorted(leaks)[:3]}); change the notebook to show summaries only. "
+                    f"Nothing was written to {out}."
+                )
             page = staging / (book.stem + ".html")
             page.write_text(body, encoding="utf-8")
-            pages.append(page.name)
+            pages.append((page.name, _title(nb, book)))
+        shutil.rmtree(staging / ".data", ignore_errors=True)
+        for kind in ("figures", "tables"):
+            (staging / kind).mkdir(exist_ok=True)
         (staging / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n", "utf-8")
-        (staging / "index.html").write_text(_index(pages, prov), encoding="utf-8")
+        (staging / "index.html").write_text(_index(pages, prov, staging), encoding="utf-8")
         if out.exists():
             backup = out.with_name(f".{out.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
@@ -243,44 +288,119 @@ def build_report(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return ReportResult(folder=out, pages=[out / p for p in pages], provenance=prov)
+    return ReportResult(folder=out, pages=[out / p for p, _ in pages], provenance=prov)
 
 
-def _index(pages: list[str], prov: dict) -> str:
-    items = "\n".join(
-        f'<li><a href="{html.escape(p)}">{html.escape(p[3:-5].replace("_", " ").capitalize())}'
-        "</a></li>"
-        for p in pages
+def _pseudonymized_copy(study, folder: Path, salt: str) -> Path:
+    """Write the study with client and therapist identifiers replaced by pseudonyms."""
+    from alliance.io import write_study
+    from alliance.privacy import pseudonymize
+    from alliance.study import Study
+
+    tables = {}
+    for name in ("sessions", "clients", "events"):
+        frame = getattr(study, name).copy()
+        for col, prefix in (("client", "P"), ("therapist", "H")):
+            if col in frame.columns:
+                frame[col] = pseudonymize(frame[col], salt, prefix=prefix)
+        tables[name] = frame
+    return write_study(Study(**tables, codebook=study.codebook), folder, fmt="parquet")
+
+
+def _identifiers(study, show_therapists: bool) -> set[str]:
+    values: set[str] = set()
+    columns = [("sessions", "client"), ("clients", "client")]
+    if not show_therapists:
+        columns += [("sessions", "therapist"), ("clients", "therapist"), ("sessions", "date")]
+    for table, col in columns:
+        frame = getattr(study, table)
+        if col in frame.columns:
+            values |= set(frame[col].dropna().astype(str))
+    return {v for v in values if len(v) >= 2}
+
+
+def _leaks(text: str, forbidden: set[str]) -> set[str]:
+    if not forbidden:
+        return set()
+    tokens = set(re.findall(r"\w[\w.:/-]*\w|\w", text))
+    return tokens & forbidden
+
+
+def _title(nb, book: Path) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return book.stem[3:].replace("_", " ").capitalize()
+
+
+def _index(pages: list[tuple[str, str]], prov: dict, folder: Path) -> str:
+    esc = html.escape
+    items = "\n".join(f'<li><a href="{esc(p)}">{esc(t)}</a></li>' for p, t in pages)
+    gallery = "\n".join(
+        f'<figure><a href="figures/{esc(f.name)}"><img src="figures/{esc(f.name)}" '
+        f'alt="{esc(f.stem.replace("_", " "))}"></a><figcaption>'
+        f"{esc(f.stem.replace('_', ' '))} "
+        f'(<a href="figures/{esc(f.with_suffix(".svg").name)}">SVG</a>)</figcaption></figure>'
+        for f in sorted((folder / "figures").glob("*.png"))
+    )
+    tables = "\n".join(
+        f'<li><a href="tables/{esc(t.name)}">{esc(t.name)}</a></li>'
+        for t in sorted((folder / "tables").glob("*.csv"))
     )
     inputs = "\n".join(
-        f"<tr><td>{html.escape(i['file'])}</td><td><code>{i['sha256']}</code></td></tr>"
+        f"<tr><td>{esc(i['file'])}</td><td><code>{i['sha256']}</code></td></tr>"
         for i in prov["inputs"]
     )
     packages = ", ".join(f"{k} {v}" for k, v in prov["packages"].items() if v)
+    pseudo = (
+        "<p><strong>Client and therapist identifiers were pseudonymized.</strong></p>"
+        if prov.get("pseudonymized")
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>alliance report: {html.escape(prov["data"])}</title>
+<title>alliance report: {esc(Path(prov["data"]).name)}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem;
-       color: #222; line-height: 1.5; }}
-h1 {{ font-size: 1.6rem; }} td {{ padding: .2rem .6rem; vertical-align: top; }}
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1rem; color: #222; line-height: 1.5; }}
+h1 {{ font-size: 1.7rem; margin-bottom: .2rem; }} h2 {{ margin-top: 2rem; }}
+td {{ padding: .2rem .6rem; vertical-align: top; }}
 code {{ font-size: .8rem; word-break: break-all; }}
-.prov {{ background: #f6f6f6; padding: 1rem; border-radius: .4rem; font-size: .9rem; }}
+.prov {{ background: #f6f6f6; padding: .5rem 1rem 1rem; border-radius: .4rem;
+        font-size: .9rem; }}
+.gallery {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(17rem, 1fr));
+           gap: 1rem; }}
+figure {{ margin: 0; }} figure img {{ width: 100%; border: 1px solid #ddd; }}
+figcaption {{ font-size: .85rem; color: #555; }}
 </style></head>
 <body>
 <h1>alliance report</h1>
-<p>Data: <strong>{html.escape(Path(prov["data"]).name)}</strong>. Every page below was
-produced by re-executing the project's notebooks on these data.</p>
+<p>Data: <strong>{esc(Path(prov["data"]).name)}</strong>. Each page was produced by
+re-executing the project's notebooks on these data; the command below reproduces the
+numbers. Client identifiers are never shown, and table cells describing fewer than five
+clients are suppressed.</p>
+{pseudo}
+<h2>Analyses</h2>
 <ol>
 {items}
 </ol>
+<h2>Figures</h2>
+<div class="gallery">
+{gallery or "<p>No figures were exported.</p>"}
+</div>
+<h2>Tables (CSV)</h2>
+<ul>
+{tables or "<li>No tables were exported.</li>"}
+</ul>
 <div class="prov"><h2>Provenance</h2>
 <table>
-<tr><td>Command</td><td><code>{html.escape(prov["command"])}</code></td></tr>
+<tr><td>Command</td><td><code>{esc(prov["command"])}</code></td></tr>
 <tr><td>Created (UTC)</td><td>{prov["created"]}</td></tr>
 <tr><td>Seed</td><td>{prov["seed"]}</td></tr>
-<tr><td>Python</td><td>{prov["python"]} on {html.escape(prov["platform"])}</td></tr>
-<tr><td>Packages</td><td>{html.escape(packages)}</td></tr>
+<tr><td>Python</td><td>{prov["python"]} on {esc(prov["platform"])}</td></tr>
+<tr><td>Packages</td><td>{esc(packages)}</td></tr>
 </table>
 <h3>Input files (SHA-256)</h3>
 <table>{inputs}</table></div>

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
 
 from alliance._checks import require_columns
 
@@ -77,6 +78,7 @@ def mean_trajectory(
             linewidth=0,
         )
     ax.set_xlabel("session")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"{score} (mean)")
     if hue:
         ax.legend(title=hue, frameon=False)
@@ -105,5 +107,6 @@ def sessions_per_client(
     bins = np.arange(counts.min(), counts.max() + 2) - 0.5
     ax.hist(counts, bins=bins, color="#4c72b0", edgecolor="white")
     ax.set_xlabel("sessions attended")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("clients")
     return ax
