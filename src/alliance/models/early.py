@@ -1,0 +1,345 @@
+"""Early alliance -> outcome: the classic alliance-outcome model of the meta-analyses.
+
+The alliance early in treatment (at one session, or the mean of the first k rated sessions)
+predicts the end-of-treatment outcome controlling for the baseline outcome, clients nested in
+therapists (Horvath & Symonds 1991; Flückiger, Del Re, Wampold & Horvath 2018). The effect is
+also given as a correlation r for comparison with the meta-analytic r = .278.
+
+References
+----------
+Flückiger, C., Del Re, A. C., Wampold, B. E., & Horvath, A. O. (2018). The alliance in adult
+psychotherapy: A meta-analytic synthesis. Psychotherapy, 55(4), 316-340.
+
+Horvath, A. O., & Symonds, B. D. (1991). Relation between working alliance and outcome in
+psychotherapy: A meta-analysis. Journal of Counseling Psychology, 38(2), 139-149.
+
+Rosenthal, R. (1991). Meta-analytic procedures for social research (rev. ed.). Sage.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from alliance.models._prep import (
+    Exclusions,
+    as_long,
+    check_sessions,
+    client_table,
+    fisher_ci,
+    fit_client_model,
+    r_from_t,
+    standardize,
+)
+from alliance.models._result import ModelResult
+
+__all__ = ["early_alliance", "META_R"]
+
+#: Flückiger et al. (2018): alliance-outcome r over 295 studies, with its 95% CI.
+META_R = {"r": 0.278, "ci_low": 0.256, "ci_high": 0.299}
+
+CITATION = "Flückiger, Del Re, Wampold & Horvath (2018); Horvath & Symonds (1991)"
+
+
+def early_table(
+    frame: pd.DataFrame,
+    alliance: str,
+    outcome: str,
+    client: str,
+    session: str,
+    *,
+    k: int,
+    how: str,
+    ex: Exclusions,
+) -> pd.DataFrame:
+    """One row per client: alliance_early, baseline, end, sessions_elapsed (+ client id).
+
+    ``frame`` is sorted by client and session. Clients without what the model needs are
+    recorded in ``ex`` (every session row of theirs) and left out.
+    """
+    g = frame[client]
+    a_ok = frame[alliance].notna()
+    y_ok = frame[outcome].notna()
+    s = frame[session]
+    if how == "mean":
+        rank = a_ok.astype(int).groupby(g).cumsum().where(a_ok)
+        in_window = a_ok & (rank <= k)
+        n_in = in_window.groupby(g).transform("sum")
+        enough = n_in >= k
+        why_window = f"fewer than {k} rated {alliance} sessions"
+    else:
+        in_window = a_ok & (s == k)
+        enough = in_window.groupby(g).transform("any")
+        why_window = f"no {alliance} rating at session {k}"
+    window_end = s.where(in_window).groupby(g).transform("max")
+    if how == "session":
+        window_end = pd.Series(float(k), index=frame.index)
+    early = frame[alliance].where(in_window).groupby(g).transform("mean")
+    first_y = s.where(y_ok).groupby(g).transform("min")
+    has_base = first_y <= window_end
+    after = y_ok & (s > window_end)
+    last_after = s.where(after).groupby(g).transform("max")
+    n_sess = g.groupby(g).transform("size")
+
+    left = pd.Series(True, index=frame.index)
+    for reason, mask, col in [
+        ("single-session client", n_sess == 1, session),
+        (why_window, ~enough, alliance),
+        (f"no {outcome} at or before the early window (baseline)", ~has_base, outcome),
+        (f"no {outcome} after the early window (end)", last_after.isna(), outcome),
+    ]:
+        hit = left & mask.fillna(True).astype(bool)
+        ex.add(reason, hit.to_numpy(), frame, col)
+        left &= ~hit
+
+    keep = frame[left]
+    is_base = keep[session] == first_y[left]
+    is_end = keep[session] == last_after[left]
+    base = keep.loc[is_base, [client, outcome, session]].set_index(client)
+    end = keep.loc[is_end, [client, outcome, session]].set_index(client)
+    table = pd.DataFrame(
+        {
+            "alliance_early": early[left].groupby(keep[client]).first(),
+            "baseline": base[outcome],
+            "end": end[outcome],
+            "sessions_elapsed": end[session] - base[session],
+        }
+    )
+    table.index.name = client
+    return table.reset_index()
+
+
+def early_alliance(
+    data,
+    alliance: str = "alliance",
+    outcome: str = "outcome",
+    client: str = "client",
+    session: str = "session",
+    therapist: str | None = None,
+    *,
+    k: int = 3,
+    how: Literal["mean", "session"] = "mean",
+    adjust_length: bool = False,
+    covariates: list[str] | None = None,
+    lower_is_better: bool = True,
+    reml: bool = True,
+) -> ModelResult:
+    """Early alliance predicting end-of-treatment outcome, controlling for baseline.
+
+    Fits ``end ~ baseline + alliance_early [+ sessions_elapsed + covariates] + (1 | therapist)``
+    with one row per client (:func:`alliance.models.lmm`; ordinary least squares when no
+    therapist column is given), the design of the alliance-outcome studies pooled by
+    Flückiger et al. (2018).
+
+    Parameters
+    ----------
+    data : Study or pandas.DataFrame
+        Long format, one row per client x session. For a Study, client-level ``covariates``
+        are taken from ``study.clients``.
+    alliance, outcome, client, session : str
+        Column names.
+    therapist : str, optional
+        Therapist column: a therapist random intercept (clients nested in therapists).
+    k : int, default 3
+        ``how="mean"``: the mean of the client's first ``k`` rated alliance sessions;
+        ``how="session"``: the alliance at session number ``k``.
+    how : {"mean", "session"}
+        See ``k``.
+    adjust_length : bool, default False
+        Add the sessions elapsed between the baseline and the end outcome as a covariate. The
+        end outcome of a client who left early comes from an earlier session; without the
+        adjustment (the design of the meta-analysed studies) the effect includes the path
+        through a shorter treatment, with it the effect is at equal treatment length.
+    covariates : list of str, optional
+        Client-level columns to control for (e.g. ``prior_negative_therapy``).
+    lower_is_better : bool, default True
+        Direction of the outcome (True for symptom scales such as the PHQ-9). ``extra["r"]``
+        gives ``r_benefit``, signed so that a positive value means a better alliance goes with
+        a better outcome, as the meta-analytic r is.
+    reml : bool, default True
+
+    Returns
+    -------
+    ModelResult
+        ``params`` (terms ``Intercept``, ``baseline``, ``alliance_early``, ...), with
+        ``std_estimate`` = b x SD(predictor) / SD(end outcome) over clients.
+        ``extra["r"]``: the alliance effect as a partial r (from its t value, Rosenthal 1991)
+        and the correlation of early alliance with the residual gain (end outcome adjusted for
+        baseline), with Fisher-z CIs and the meta-analytic r = .278 (.256-.299) beside them.
+        ``extra["table"]``: the client-level data used.
+
+    Notes
+    -----
+    Missing data: one row per client. The end outcome is the client's last observed outcome
+    after the early window (so clients who left early contribute their last score, adjusted
+    by ``sessions_elapsed``); clients with a single session, too few early ratings, no baseline
+    or no later outcome are excluded and counted in ``.excluded``.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> fit = alliance.models.early_alliance(study, alliance="wai_sr", outcome="phq9",
+    ...     therapist="therapist", covariates=["prior_negative_therapy"])
+    >>> fit.params["term"].tolist()
+    ['Intercept', 'baseline', 'alliance_early', 'prior_negative_therapy']
+    >>> bool(fit.extra["r"].loc["partial r", "r_benefit"] > 0)
+    True
+    """
+    if how not in ("mean", "session"):
+        raise ValueError(f"how must be 'mean' or 'session', not {how!r}.")
+    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a whole number >= 1, not {k!r}.")
+    covariates = list(covariates or [])
+    frame = as_long(data, client, session, therapist, alliance, outcome, *covariates)
+    frame = check_sessions(frame, session, client)
+    for col in (alliance, outcome):
+        if not pd.api.types.is_numeric_dtype(frame[col]):
+            raise ValueError(f"column {col!r} must be numeric, not {frame[col].dtype}.")
+    ex = Exclusions(client)
+    table = early_table(frame, alliance, outcome, client, session, k=k, how=how, ex=ex)
+    table = _attach_client_columns(table, frame, client, therapist, covariates, ex)
+    terms = ["baseline", "alliance_early"]
+    if adjust_length:
+        terms.append("sessions_elapsed")
+    return fit_early(
+        table,
+        terms,
+        covariates=covariates,
+        client=client,
+        therapist=therapist,
+        ex=ex,
+        reml=reml,
+        lower_is_better=lower_is_better,
+        model=f"early alliance -> outcome ({alliance} {_window(k, how)} -> end {outcome})",
+    )
+
+
+def _window(k: int, how: str) -> str:
+    return f"mean of first {k} sessions" if how == "mean" else f"at session {k}"
+
+
+def _attach_client_columns(table, frame, client, therapist, columns, ex) -> pd.DataFrame:
+    """Merge therapist and client-level columns; exclude clients missing any of them."""
+    cols = [c for c in dict.fromkeys([therapist, *columns]) if c is not None]
+    if not cols:
+        return table
+    per_client = client_table(frame, client, cols)
+    table = table.merge(per_client, on=client, how="left")
+    for c in cols:
+        miss = table[c].isna()
+        if miss.any():
+            n_rows = int(frame[client].isin(table.loc[miss, client]).sum())
+            ex.add_counts(f"missing {c}", n_rows, int(miss.sum()), c)
+            table = table[~miss]
+    return table.reset_index(drop=True)
+
+
+def fit_early(
+    table: pd.DataFrame,
+    terms: list[str],
+    *,
+    covariates: list[str],
+    client: str,
+    therapist: str | None,
+    ex: Exclusions,
+    reml: bool,
+    lower_is_better: bool,
+    model: str,
+    extra_terms: list[str] | None = None,
+) -> ModelResult:
+    """Fit the client-level model on ``table`` and assemble the result (shared with moderation)."""
+    if len(table) < 3:
+        raise ValueError(
+            f"only {len(table)} clients have an early alliance, a baseline and an end outcome; "
+            "the model needs more (see the exclusion counts: "
+            + "; ".join(f"{r}: {n}" for r, _, _, n in ex.rows)
+            + ")."
+        )
+    work = table.copy()
+    safe = {c: f"cov{i}" for i, c in enumerate(covariates)}
+    for c, key in safe.items():
+        col = work[c]
+        work[key] = col.astype(float) if pd.api.types.is_bool_dtype(col) else col
+    all_terms = [*terms, *safe.values(), *(extra_terms or [])]
+    params, vc, loglik, fit = fit_client_model(
+        work.rename(columns={therapist: "therapist"}) if therapist else work,
+        "end",
+        all_terms,
+        "therapist" if therapist else None,
+        reml=reml,
+        what="early-alliance model",
+    )
+    back = {v: k for k, v in safe.items()}
+    params["term"] = params["term"].map(lambda t: ":".join(back.get(p, p) for p in t.split(":")))
+    sd_end = work["end"].std()
+    std = []
+    for term in params["term"]:
+        key = safe.get(term, term)
+        if key in work and pd.api.types.is_numeric_dtype(work[key]):
+            std.append(float(standardize(1.0, work[key].astype(float).std(), sd_end)))
+        else:
+            std.append(np.nan)
+    params["std_estimate"] = params["estimate"] * np.array(std)
+
+    # the alliance effect as r
+    row = params.set_index("term").loc["alliance_early"]
+    n = len(work)
+    r_partial = float(r_from_t(row["statistic"], row["df"]))
+    resid_gain = work["end"] - np.polyval(
+        np.polyfit(work["baseline"], work["end"], 1), work["baseline"]
+    )
+    r_gain = float(np.corrcoef(work["alliance_early"], resid_gain)[0, 1])
+    sign = -1.0 if lower_is_better else 1.0
+    rows = []
+    for label, r, k_ctrl in (
+        ("partial r", r_partial, len(all_terms) - 1),
+        ("r with residual gain", r_gain, 1),
+    ):
+        lo, hi = fisher_ci(r, n, k=k_ctrl)
+        b_lo, b_hi = sorted((sign * lo, sign * hi))
+        rows.append((label, r, lo, hi, sign * r, b_lo, b_hi, n))
+    r_table = pd.DataFrame(
+        rows,
+        columns=[
+            "kind",
+            "r",
+            "ci_low",
+            "ci_high",
+            "r_benefit",
+            "benefit_ci_low",
+            "benefit_ci_high",
+            "n_clients",
+        ],
+    ).set_index("kind")
+    r_table["meta_r"] = META_R["r"]
+
+    notes = []
+    if getattr(fit, "singular", False):
+        notes.append("Singular fit: the therapist variance is estimated at zero.")
+    if getattr(fit, "converged", True) is False:
+        notes.append("The mixed-model optimizer did not converge; interpret with care.")
+    return ModelResult(
+        model=model,
+        params=params,
+        variance_components=vc,
+        loglik=loglik,
+        nobs=n,
+        excluded=ex.frame(),
+        missing_data=(
+            "client-level model, one row per client: the end outcome is the last observed "
+            "outcome after the early window (sessions elapsed adjusted when asked); clients "
+            "without an early alliance, a baseline or a later outcome are excluded (counted)."
+        ),
+        citation=CITATION,
+        notes=notes,
+        extra={
+            "fit": fit,
+            "r": r_table,
+            "table": table,
+            "meta_r": META_R,
+            "standardization": "b x SD(predictor) / SD(end outcome), over the clients used",
+        },
+    )

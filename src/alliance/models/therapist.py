@@ -1,0 +1,302 @@
+"""Therapist and client contributions to the alliance-outcome correlation.
+
+Baldwin, Wampold & Imel (2007) split each client's alliance into the therapist's mean alliance
+(over the therapist's clients) and the client's deviation from it, and entered both as
+predictors of outcome: therapists whose clients report better alliances have better outcomes,
+while a client's standing within the caseload predicts little. The therapist ICCs of alliance
+and outcome show how much of each lies between therapists.
+
+References
+----------
+Baldwin, S. A., Wampold, B. E., & Imel, Z. E. (2007). Untangling the alliance-outcome
+correlation: Exploring the relative importance of therapist and patient variability in the
+alliance. Journal of Consulting and Clinical Psychology, 75(6), 842-852.
+
+Nakagawa, S., Johnson, P. C. D., & Schielzeth, H. (2017). The coefficient of determination R2
+and intra-class correlation coefficient from generalized linear mixed-effects models revisited
+and expanded. Journal of the Royal Society Interface, 14, 20170213.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from alliance.models._prep import (
+    Exclusions,
+    as_long,
+    check_sessions,
+    fit_client_model,
+    lmm_params,
+    standardize,
+)
+from alliance.models._result import ModelResult
+from alliance.models.early import early_table
+from alliance.models.lmm import lmm
+
+__all__ = ["therapist_contributions"]
+
+CITATION = "Baldwin, Wampold & Imel (2007)"
+
+
+def therapist_contributions(
+    data,
+    alliance: str = "alliance",
+    outcome: str = "outcome",
+    client: str = "client",
+    session: str = "session",
+    therapist: str = "therapist",
+    *,
+    k: int | None = 3,
+    outcome_model: Literal["slope", "end"] = "slope",
+    reml: bool = True,
+) -> ModelResult:
+    """Therapist-mean alliance and the client's deviation from it as separate predictors.
+
+    Each client's alliance (the mean of the first ``k`` rated sessions, or of all rated
+    sessions when ``k`` is None) is split into the therapist's mean over their clients
+    (``alliance_therapist``) and the client's deviation from it (``alliance_client``), as in
+    Baldwin, Wampold & Imel (2007). Two outcome models:
+
+    ``outcome_model="slope"`` (default), a growth model on every session,
+        ``outcome ~ session * (alliance_therapist + alliance_client) + (1 + session | client)
+        + (1 | therapist)``: the ``session:`` terms are the change in the outcome's slope per
+        session per alliance point, at the therapist and at the client level.
+    ``outcome_model="end"``, Baldwin et al.'s design,
+        ``end ~ baseline + alliance_therapist + alliance_client + (1 | therapist)`` with one
+        row per client (end = last observed outcome after the early window).
+
+    Parameters
+    ----------
+    data : Study or pandas.DataFrame
+        Long format, one row per client x session.
+    alliance, outcome, client, session, therapist : str
+        Column names; the therapist column is required.
+    k : int or None, default 3
+        Sessions that define a client's alliance (first ``k`` rated); None for all.
+    outcome_model : {"slope", "end"}
+    reml : bool, default True
+
+    Returns
+    -------
+    ModelResult
+        ``params`` with the therapist and client alliance terms, ``std_estimate`` =
+        b x SD(predictor over clients) / SD(outcome) (for the ``session:`` terms the SD of the
+        outcome's session-to-session slope is not estimable, so they are standardized by the
+        outcome's total SD per session: b x SD(predictor) / SD(outcome)).
+        ``extra["icc"]``: therapist and client ICCs of alliance and outcome from null models
+        ``y ~ 1 + (1 | therapist) + (1 | client)`` on all sessions.
+        ``extra["difference"]``: therapist minus client effect, with its test (Baldwin et al.
+        report the therapist effect larger).
+
+    Notes
+    -----
+    Missing data: ``"slope"`` uses every observed outcome of the clients with an alliance
+    score (REML under missing at random); ``"end"`` one row per client. Clients without the
+    ``k`` alliance ratings, and (``"end"``) without a baseline or later outcome, are excluded
+    and counted. A therapist with one client has a client deviation of 0.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> sessions = study.sessions.assign(wai=study.sessions["wai_sr"] / 12)
+    >>> fit = alliance.models.therapist_contributions(sessions, alliance="wai", outcome="phq9")
+    >>> fit.params["term"].tolist()[-2:]
+    ['session:alliance_therapist', 'session:alliance_client']
+    >>> fit.extra["icc"].columns.tolist()
+    ['variable', 'level', 'variance', 'icc']
+    """
+    if outcome_model not in ("slope", "end"):
+        raise ValueError(f"outcome_model must be 'slope' or 'end', not {outcome_model!r}.")
+    if k is not None and (not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1):
+        raise ValueError(f"k must be a whole number >= 1 or None, not {k!r}.")
+    if therapist is None:
+        raise ValueError(
+            "therapist contributions need a therapist column; pass therapist='<column>'."
+        )
+    frame = as_long(data, client, session, therapist, alliance, outcome)
+    frame = check_sessions(frame, session, client)
+    for col in (alliance, outcome):
+        if not pd.api.types.is_numeric_dtype(frame[col]):
+            raise ValueError(f"column {col!r} must be numeric, not {frame[col].dtype}.")
+    frame[alliance] = frame[alliance].astype(float)
+    frame[outcome] = frame[outcome].astype(float)
+    nest = frame.groupby(client)[therapist].nunique()
+    if (nest > 1).any():
+        raise ValueError(
+            f"{int((nest > 1).sum())} clients (e.g. {nest.index[nest > 1][0]!r}) are seen by "
+            "more than one therapist; this model needs each client nested in one therapist."
+        )
+    ex = Exclusions(client)
+    miss_t = frame[therapist].isna()
+    ex.add("missing therapist", miss_t.to_numpy(), frame, therapist)
+    frame = frame[~miss_t].reset_index(drop=True)
+    icc = _iccs(frame, alliance, outcome, client, therapist)
+
+    # client alliance: mean of the first k rated sessions (or all)
+    a_ok = frame[alliance].notna()
+    g = frame[client]
+    if k is None:
+        in_window = a_ok
+        enough = a_ok.groupby(g).transform("any")
+        why = f"no {alliance} rating"
+    else:
+        rank = a_ok.astype(int).groupby(g).cumsum()
+        in_window = a_ok & (rank <= k)
+        enough = in_window.groupby(g).transform("sum") >= k
+        why = f"fewer than {k} rated {alliance} sessions"
+    client_a = frame[alliance].where(in_window).groupby(g).transform("mean")
+    per_client = pd.DataFrame(
+        {"client": g, "therapist": frame[therapist], "a": client_a}
+    ).drop_duplicates("client")
+    per_client = per_client[per_client["client"].isin(g[enough])]
+    per_client["alliance_therapist"] = per_client.groupby("therapist")["a"].transform("mean")
+    per_client["alliance_client"] = per_client["a"] - per_client["alliance_therapist"]
+    n_ther = per_client.groupby("therapist")["client"].transform("size")
+    single = int((n_ther == 1).sum())
+
+    if outcome_model == "slope":
+        ex.add(why, (~enough).to_numpy(), frame, alliance)
+        kept = frame[enough.to_numpy()]
+        miss_y = kept[outcome].isna()
+        ex.add(f"missing {outcome}", miss_y.to_numpy(), kept, outcome)
+        kept = kept[~miss_y]
+        work = pd.DataFrame(
+            {
+                "client": kept[client].to_numpy(),
+                "therapist": kept[therapist].to_numpy(),
+                "session": kept[session].to_numpy(),
+                "y": kept[outcome].to_numpy(),
+            }
+        ).merge(per_client[["client", "alliance_therapist", "alliance_client"]], on="client")
+        formula = (
+            "y ~ session * (alliance_therapist + alliance_client) + (1 + session | client)"
+            " + (1 | therapist)"
+        )
+        try:
+            fit = lmm(formula, work, reml=reml)
+        except ValueError as err:
+            raise ValueError(f"therapist_contributions could not fit {formula!r}: {err}") from err
+        sd_t = per_client["alliance_therapist"].std()
+        sd_c = per_client["alliance_client"].std()
+        sd_y = work["y"].std()
+        std = {
+            "alliance_therapist": standardize(1.0, sd_t, sd_y),
+            "alliance_client": standardize(1.0, sd_c, sd_y),
+            "session:alliance_therapist": standardize(1.0, sd_t, sd_y),
+            "session:alliance_client": standardize(1.0, sd_c, sd_y),
+            session: standardize(1.0, work["session"].std(), sd_y),
+        }
+        params = lmm_params(fit, {"session": session}, {k_: float(v) for k_, v in std.items()})
+        vc, loglik, nobs = fit.variance_components, fit.loglik, fit.nobs
+        t_term, c_term = "session:alliance_therapist", "session:alliance_client"
+        missing = (
+            "every observed outcome of the clients with an alliance score, REML under missing "
+            "at random (dropouts and missed sessions keep their observed sessions)."
+        )
+    else:
+        table = (
+            early_table(frame, alliance, outcome, client, session, k=k or 10**6, how="mean", ex=ex)
+            if k is not None
+            else _all_sessions_table(frame, alliance, outcome, client, session, ex)
+        )
+        table = table.merge(
+            per_client[["client", "therapist", "alliance_therapist", "alliance_client"]],
+            left_on=client,
+            right_on="client",
+            how="inner",
+            suffixes=("", "_"),
+        )
+        params, vc, loglik, fit = fit_client_model(
+            table,
+            "end",
+            ["baseline", "alliance_therapist", "alliance_client"],
+            "therapist",
+            reml=reml,
+            what="therapist-contribution model",
+        )
+        sd_y = table["end"].std()
+        std = {
+            "baseline": standardize(1.0, table["baseline"].std(), sd_y),
+            "alliance_therapist": standardize(1.0, table["alliance_therapist"].std(), sd_y),
+            "alliance_client": standardize(1.0, table["alliance_client"].std(), sd_y),
+        }
+        params["std_estimate"] = params["estimate"] * params["term"].map(std).astype(float)
+        nobs = len(table)
+        t_term, c_term = "alliance_therapist", "alliance_client"
+        missing = (
+            "client-level model, one row per client (end = last observed outcome after the "
+            "alliance window); clients without it are excluded (counted)."
+        )
+
+    w = np.zeros(len(params))
+    terms = params["term"].tolist()
+    w[terms.index(t_term)] = 1.0
+    w[terms.index(c_term)] = -1.0
+    if hasattr(fit, "contrast"):
+        diff = fit.contrast(w)
+    else:  # pragma: no cover - a therapist column always gives an lmm
+        diff = pd.Series(dtype=float)
+    notes = []
+    if single:
+        notes.append(
+            f"{single} therapists have a single client: their client deviation is 0 and they "
+            "inform the therapist effect only."
+        )
+    if getattr(fit, "singular", False):
+        notes.append("Singular fit: a random-effect variance is at zero or a correlation at +-1.")
+    return ModelResult(
+        model=f"therapist vs client alliance -> {outcome} ({outcome_model})",
+        params=params,
+        variance_components=vc,
+        loglik=loglik,
+        nobs=nobs,
+        excluded=ex.frame(),
+        missing_data=missing,
+        citation=CITATION,
+        notes=notes,
+        extra={
+            "fit": fit,
+            "icc": icc,
+            "difference": diff.rename(f"{t_term} - {c_term}"),
+            "clients": per_client.reset_index(drop=True),
+            "standardization": "b x SD(predictor over clients) / SD(outcome)",
+        },
+    )
+
+
+def _all_sessions_table(frame, alliance, outcome, client, session, ex) -> pd.DataFrame:
+    """Baseline = first outcome, end = last outcome (k=None for the end model)."""
+    y_ok = frame[outcome].notna()
+    obs = frame[y_ok]
+    n_obs = y_ok.groupby(frame[client]).transform("sum")
+    bad = n_obs < 2
+    ex.add(f"fewer than two {outcome} scores", bad.to_numpy(), frame, outcome)
+    obs = obs[~bad[y_ok]]
+    g = obs.groupby(client)
+    return pd.DataFrame({"baseline": g[outcome].first(), "end": g[outcome].last()}).reset_index()
+
+
+def _iccs(frame, alliance, outcome, client, therapist) -> pd.DataFrame:
+    """Therapist and client ICCs of alliance and outcome from null models on all sessions."""
+    rows = []
+    for var in dict.fromkeys([alliance, outcome]):
+        work = pd.DataFrame(
+            {
+                "y": frame[var].to_numpy(),
+                "client": frame[client].to_numpy(),
+                "therapist": frame[therapist].to_numpy(),
+            }
+        ).dropna()
+        try:
+            fit = lmm("y ~ 1 + (1 | therapist) + (1 | client)", work)
+        except ValueError:
+            continue
+        icc = fit.icc.assign(variable=var)
+        rows.append(icc.rename(columns={"group": "level"}))
+    if not rows:
+        return pd.DataFrame(columns=["variable", "level", "variance", "icc"])
+    return pd.concat(rows, ignore_index=True)[["variable", "level", "variance", "icc"]]

@@ -1,0 +1,421 @@
+"""Session-level within- and between-client alliance -> outcome models.
+
+Alliance at session t predicting the outcome at session t + lag (or, with ``reverse=True``, the
+outcome at t predicting the alliance at t + lag), the within-client effect kept apart from the
+between-client one (Curran & Bauer 2011), the predictor detrended first (Wang & Maxwell 2015), as
+in Falkenström et al. (2013, 2016). ``method="dpm"`` hands over to the dynamic panel model
+estimated by ML-SEM (Allison, Williams & Moral-Benito 2017) in :mod:`alliance.models.sem`.
+
+References
+----------
+Allison, P. D., Williams, R., & Moral-Benito, E. (2017). Maximum likelihood for cross-lagged
+panel models with fixed effects. Socius, 3, 1-17.
+
+Curran, P. J., & Bauer, D. J. (2011). The disaggregation of within-person and between-person
+effects in longitudinal models of change. Annual Review of Psychology, 62, 583-619.
+
+Falkenström, F., Granström, F., & Holmqvist, R. (2013). Therapeutic alliance predicts symptomatic
+improvement session by session. Journal of Counseling Psychology, 60(3), 317-328.
+
+Falkenström, F., Finkel, S., Sandell, R., Rubel, J. A., & Holmqvist, R. (2017). Dynamic models of
+individual change in psychotherapy process research. Journal of Consulting and Clinical
+Psychology, 85(6), 537-549.
+
+Nickell, S. (1981). Biases in dynamic models with fixed effects. Econometrica, 49(6), 1417-1426.
+
+Wang, L. P., & Maxwell, S. E. (2015). On disaggregating between-person and within-person effects
+with longitudinal data using multilevel models. Psychological Methods, 20(1), 63-83.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from alliance.models._prep import (
+    Exclusions,
+    as_long,
+    check_sessions,
+    client_table,
+    code_moderator,
+    decompose,
+    lead,
+    lmm_params,
+    standardize,
+)
+from alliance.models._result import ModelResult
+from alliance.models.lmm import lmm
+
+__all__ = ["within_between", "NICKELL_NOTE"]
+
+log = logging.getLogger(__name__)
+
+CITATION = "Curran & Bauer (2011); Wang & Maxwell (2015); Falkenström, Granström & Holmqvist (2013)"
+MISSING_MLM = (
+    "all available session pairs, maximum likelihood (REML) under missing at random: a pair "
+    "(predictor at t, response at t + lag) enters when both are observed; clients with gaps or "
+    "dropout keep every complete pair, and single-session clients leave (counted in .excluded)."
+)
+NICKELL_NOTE = (
+    "The lagged response is a predictor in a model with client random intercepts: its "
+    "coefficient and the others are biased when clients have few sessions (Nickell 1981 bias; "
+    "Falkenström et al. 2017). Use method='dpm' (ML-SEM dynamic panel model) for an unbiased "
+    "estimate."
+)
+
+
+def within_between(
+    data,
+    alliance: str = "alliance",
+    outcome: str = "outcome",
+    client: str = "client",
+    session: str = "session",
+    therapist: str | None = None,
+    *,
+    lag: int = 1,
+    detrend: bool = True,
+    reverse: bool = False,
+    method: Literal["mlm", "dpm"] = "mlm",
+    random_slope: bool = False,
+    session_slope: bool = True,
+    lagged_outcome: bool = False,
+    covariates: list[str] | None = None,
+    reml: bool = True,
+    **dpm_options,
+) -> ModelResult:
+    """Within- and between-client effects of alliance on next-session outcome (or the reverse).
+
+    ``method="mlm"`` fits, with :func:`alliance.models.lmm`,
+
+    ``y[t+lag] ~ x_within[t] + x_between + session + (1 + session | client) + (1 | therapist)``
+
+    where ``x`` is the alliance (``reverse=False``; ``y`` the outcome) or the outcome
+    (``reverse=True``; ``y`` the alliance). ``x_within`` is the client's deviation from their own
+    linear session trend (``detrend=True``, Wang & Maxwell 2015) or from their own mean
+    (``detrend=False``); ``x_between`` is the client's mean (person-mean centring, Curran & Bauer
+    2011). The within coefficient is the session-level effect of Falkenström et al. (2013).
+
+    Parameters
+    ----------
+    data : Study or pandas.DataFrame
+        Long format, one row per client x session. A Study's ``clients`` columns named in
+        ``covariates`` are merged in.
+    alliance, outcome, client, session : str
+        Column names. Sessions must be whole numbers.
+    therapist : str, optional
+        Therapist column: adds a therapist random intercept (clients nested in therapists).
+    lag : int, default 1
+        Sessions between predictor and response, counted by session number: the response of a
+        predictor at session 4 is the one at session 5; if session 5 was missed the pair is
+        missing (counted in ``.excluded``), it never steps to session 6.
+    detrend : bool, default True
+        Remove each client's linear session trend from the predictor before centring.
+    reverse : bool, default False
+        Outcome at t predicting the alliance at t + lag (symptoms -> next alliance).
+    method : {"mlm", "dpm"}
+        Multilevel model (here) or the dynamic panel model by ML-SEM, delegated to
+        ``alliance.models.sem.dynamic_panel`` with ``dpm_options``.
+    random_slope : bool, default False
+        Let the within-client effect vary between clients (a random slope of ``x_within``).
+    session_slope : bool, default True
+        Random client slope of session (clients' own trajectories).
+    lagged_outcome : bool, default False
+        Add the response at t as a predictor. Biased (Nickell 1981); the result says so in
+        ``.notes``; prefer ``method="dpm"``.
+    covariates : list of str, optional
+        More fixed effects (session- or client-level columns).
+    reml : bool, default True
+        REML (default) or ML.
+    **dpm_options
+        Passed to ``dynamic_panel`` when ``method="dpm"``; refused with ``"mlm"``.
+
+    Returns
+    -------
+    ModelResult
+        ``params`` with terms ``Intercept``, ``<x>_within``, ``<x>_between``, ``session``, ...
+        and ``std_estimate``: the within effect standardized by the within-client SDs of
+        predictor (``x_within``) and response (deviation from the client mean), the between
+        effect by the SDs of the client means, the others by the total SDs. ``extra`` holds
+        ``fit`` (the :class:`LmmResult`), ``formula`` and ``icc``.
+
+    Raises
+    ------
+    ValueError
+        Unknown method or lag, no client with two sessions ``lag`` apart, or a model the
+        mixed-model engine cannot fit (its reason is given).
+
+    Notes
+    -----
+    Missing data: every complete (t, t + lag) pair is used, estimated by (RE)ML under missing at
+    random; missed sessions, dropout, missing values and single-session clients are counted in
+    ``.excluded``, each row under its first reason.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> sessions = study.sessions.assign(wai=study.sessions["wai_sr"] / 12)
+    >>> fit = alliance.models.within_between(sessions, alliance="wai", outcome="phq9",
+    ...                                      therapist="therapist")
+    >>> fit.params.set_index("term").loc["wai_within", "estimate"] < 0
+    True
+    >>> fit.excluded["reason"].tolist()[:2]
+    ['no session t + 1 (last session of the client)', 'session t + 1 missed']
+    """
+    if method not in ("mlm", "dpm"):
+        raise ValueError(f"method must be 'mlm' or 'dpm', not {method!r}.")
+    if not isinstance(lag, int | np.integer) or isinstance(lag, bool) or lag < 1:
+        raise ValueError(f"lag must be a whole number of sessions >= 1, not {lag!r}.")
+    if method == "dpm":
+        return _dpm(data, alliance, outcome, client, session, therapist, lag, reverse, dpm_options)
+    if dpm_options:
+        raise TypeError(
+            f"unexpected arguments {sorted(dpm_options)} for method='mlm' (they are options of "
+            "method='dpm')."
+        )
+    return _mlm(
+        data,
+        alliance,
+        outcome,
+        client,
+        session,
+        therapist,
+        lag=lag,
+        detrend=detrend,
+        reverse=reverse,
+        random_slope=random_slope,
+        session_slope=session_slope,
+        lagged_outcome=lagged_outcome,
+        covariates=covariates,
+        reml=reml,
+    )[0]
+
+
+def _mlm(
+    data,
+    alliance,
+    outcome,
+    client,
+    session,
+    therapist,
+    *,
+    lag,
+    detrend,
+    reverse,
+    random_slope,
+    session_slope,
+    lagged_outcome,
+    covariates,
+    reml,
+    moderator: str | None = None,
+):
+    """Fit the multilevel model; returns (result, the pairs used, the lmm fit).
+
+    With ``moderator`` (a client-level column), ``mod``, ``x_within:mod`` and ``x_between:mod``
+    enter the fixed part (used by :func:`alliance.models.moderation.moderation`).
+    """
+    covariates = list(covariates or [])
+    if moderator is not None and moderator in covariates:
+        raise ValueError(f"{moderator!r} is both the moderator and a covariate; name it once.")
+    frame = as_long(data, client, session, therapist, alliance, outcome, *covariates, moderator)
+    frame = check_sessions(frame, session, client)
+    x_col, y_col = (outcome, alliance) if reverse else (alliance, outcome)
+    for col in dict.fromkeys([x_col, y_col]):
+        if not pd.api.types.is_numeric_dtype(frame[col]):
+            raise ValueError(f"column {col!r} must be numeric, not {frame[col].dtype}.")
+    frame[x_col] = frame[x_col].astype(float)
+    frame[y_col] = frame[y_col].astype(float)
+
+    parts = decompose(frame, x_col, client, session, detrend=detrend)
+    work = pd.DataFrame(
+        {
+            "client": frame[client].to_numpy(),
+            "session": frame[session].to_numpy() + lag,
+            "y": lead(frame, y_col, client, session, lag).to_numpy(),
+            "x_within": parts["within"].to_numpy(),
+            "x_between": parts["between"].to_numpy(),
+            "y_now": frame[y_col].to_numpy(),
+        }
+    )
+    if therapist is not None:
+        work["therapist"] = frame[therapist].to_numpy()
+    coding = None
+    if moderator is not None:
+        per_client = client_table(frame, client, [moderator])
+        coded, at, labels, coding = code_moderator(per_client[moderator], moderator)
+        work["mod"] = frame[client].map(dict(zip(per_client[client], coded, strict=True)))
+        coding = {"at": at, "labels": labels, "coding": coding}
+    cov_names = {}
+    for i, c in enumerate(covariates):
+        work[f"cov{i}"] = frame[c].to_numpy()
+        cov_names[f"cov{i}"] = c
+
+    # ---- exclusions, each row under its first reason
+    ex = Exclusions("client")
+    left = pd.Series(True, index=work.index)
+    n_sess = frame.groupby(client)[session].transform("size").to_numpy()
+    last = frame.groupby(client)[session].transform("max").to_numpy()
+    present_later = (
+        frame[[client, session]]
+        .merge(
+            frame[[client, session]].assign(**{session: frame[session] - lag, "_p": True}),
+            on=[client, session],
+            how="left",
+        )["_p"]
+        .notna()
+        .to_numpy()
+    )
+    rules = [
+        ("single-session client", n_sess == 1, client),
+        (f"missing {x_col} at t", work["x_within"].isna().to_numpy(), x_col),
+        (
+            f"no session t + {lag} (last session of the client)",
+            frame[session].to_numpy() + lag > last,
+            session,
+        ),
+        (f"session t + {lag} missed", ~present_later, session),
+        (f"missing {y_col} at t + {lag}", work["y"].isna().to_numpy(), y_col),
+    ]
+    if lagged_outcome:
+        rules.append((f"missing {y_col} at t (lagged response)", work["y_now"].isna(), y_col))
+    if therapist is not None:
+        rules.append(("missing therapist", work["therapist"].isna().to_numpy(), therapist))
+    if moderator is not None:
+        rules.append((f"missing moderator {moderator}", work["mod"].isna().to_numpy(), moderator))
+    for key, c in cov_names.items():
+        rules.append((f"missing covariate {c}", work[key].isna().to_numpy(), c))
+    for reason, mask, col in rules:
+        hit = left.to_numpy() & np.asarray(mask, dtype=bool)
+        ex.add(reason, hit, work, col)
+        left &= ~hit
+    used = work[left.to_numpy()].reset_index(drop=True)
+    if used.empty or used["client"].nunique() < 2:
+        raise ValueError(
+            f"no model can be fitted: {len(used)} complete (t, t + {lag}) pairs from "
+            f"{used['client'].nunique()} clients. The model needs clients with two rated "
+            f"sessions {lag} apart; check the session numbers and missing values "
+            "(see the exclusion counts above) or use a smaller lag."
+        )
+
+    xn = f"{x_col}_within"
+    xb = f"{x_col}_between"
+    fixed = ["x_within", "x_between", "session", *cov_names]
+    if lagged_outcome:
+        fixed.append("y_now")
+    if moderator is not None:
+        fixed += ["mod", "x_within:mod", "x_between:mod"]
+    rand_client = ["1"]
+    if session_slope:
+        rand_client.append("session")
+    if random_slope:
+        rand_client.append("x_within")
+    formula = f"y ~ {' + '.join(fixed)} + ({' + '.join(rand_client)} | client)"
+    if therapist is not None:
+        formula += " + (1 | therapist)"
+    try:
+        fit = lmm(formula, used, reml=reml)
+    except ValueError as err:
+        raise ValueError(
+            f"within_between could not fit {formula!r} (y = {y_col} at t + {lag}, x = {x_col}): "
+            f"{err}"
+        ) from err
+
+    names = {
+        "x_within": xn,
+        "x_between": xb,
+        "y_now": f"{y_col}_lag{lag}",
+        "session": session,
+        "mod": moderator or "mod",
+        **cov_names,
+    }
+    y_dev = used["y"] - used.groupby("client")["y"].transform("mean")
+    cm = used.groupby("client")[["x_between", "y"]].mean()
+    sd_y = used["y"].std()
+    std = {
+        xn: float(standardize(1.0, used["x_within"].std(), y_dev.std())),
+        xb: float(standardize(1.0, cm["x_between"].std(), cm["y"].std())),
+        session: float(standardize(1.0, used["session"].std(), sd_y)),
+        f"{y_col}_lag{lag}": float(standardize(1.0, used["y_now"].std(), sd_y)),
+    }
+    if moderator is not None:
+        std[moderator] = float(standardize(1.0, used["mod"].std(), sd_y))
+    for key, c in cov_names.items():
+        if pd.api.types.is_numeric_dtype(used[key]):
+            std[c] = float(standardize(1.0, used[key].astype(float).std(), sd_y))
+    params = lmm_params(fit, names, std)
+
+    notes = []
+    if lagged_outcome:
+        notes.append(NICKELL_NOTE)
+        log.warning("within_between: %s", NICKELL_NOTE)
+    if fit.singular:
+        notes.append(
+            "Singular fit: a random-effect variance is at zero or a correlation at +-1; "
+            "consider session_slope=False or random_slope=False."
+        )
+    if not fit.converged:
+        notes.append("The mixed-model optimizer did not converge; interpret with care.")
+    direction = f"{outcome} -> next {alliance}" if reverse else f"{alliance} -> next {outcome}"
+    result = ModelResult(
+        model=f"within/between (mlm): {direction}",
+        params=params,
+        variance_components=fit.variance_components,
+        loglik=fit.loglik,
+        nobs=fit.nobs,
+        excluded=ex.frame(),
+        missing_data=MISSING_MLM,
+        citation=CITATION,
+        notes=notes,
+        extra={
+            "fit": fit,
+            "formula": formula,
+            "icc": fit.icc,
+            "n_clients": int(used["client"].nunique()),
+            "standardization": (
+                "within effect: SD of the detrended/centred predictor over SD of the response's "
+                "deviation from the client mean; between effect: SDs of client means; others: "
+                "total SDs."
+            ),
+            "moderator_coding": coding,
+        },
+    )
+    return result, used, fit
+
+
+def _dpm(data, alliance, outcome, client, session, therapist, lag, reverse, options):
+    """Validate and hand over to the ML-SEM dynamic panel model."""
+    frame = as_long(data, client, session, alliance, outcome)
+    check_sessions(frame, session, client)
+    if therapist is not None:
+        options = {**options, "therapist": therapist}
+    try:
+        from alliance.models import sem
+    except ImportError as err:  # pragma: no cover - depends on the sem module being installed
+        raise ImportError(
+            "method='dpm' needs alliance.models.sem (the ML-SEM dynamic panel model), which is "
+            f"not available: {err}. Use method='mlm' meanwhile."
+        ) from err
+    dynamic_panel = getattr(sem, "dynamic_panel", None)
+    if dynamic_panel is None:  # pragma: no cover
+        raise ImportError("alliance.models.sem has no dynamic_panel(); use method='mlm'.")
+    try:
+        return dynamic_panel(
+            frame,
+            alliance=alliance,
+            outcome=outcome,
+            client=client,
+            session=session,
+            reverse=reverse,
+            lag=lag,
+            **options,
+        )
+    except TypeError as err:
+        if "therapist" in str(err) and therapist is not None:
+            raise TypeError(
+                "the dynamic panel model does not take a therapist level; call "
+                "within_between(..., method='dpm') without therapist="
+            ) from err
+        raise
