@@ -160,7 +160,7 @@ def within_between(
     >>> sessions = study.sessions.assign(wai=study.sessions["wai_sr"] / 12)
     >>> fit = alliance.models.within_between(sessions, alliance="wai", outcome="phq9",
     ...                                      therapist="therapist")
-    >>> round(fit.params.set_index("term").loc["wai_within", "estimate"], 1)
+    >>> round(float(fit.params.set_index("term").loc["wai_within", "estimate"]), 1)
     -1.3
     >>> fit.excluded["reason"].tolist()[:2]
     ['no session t + 1 (last session of the client)', 'session t + 1 missed']
