@@ -1,0 +1,190 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2. Measurement: scoring and reliability
+#
+# This notebook scores the questionnaire items (the alliance scale with its subscales,
+# and the outcome scale) with `alliance.score`, counts the scores prorated over missing
+# items, and estimates reliability:
+#
+# - Cronbach's alpha with the Feldt and Duhachek intervals, and McDonald's omega from a
+#   Schmid-Leiman solution, as R's `psych::alpha` and `psych::omega` compute them;
+# - the generalizability coefficients of Shrout & Lane (2012) for repeated measures: how
+#   reliably the scale tells clients apart, and how reliably it tracks a client's change
+#   from session to session (`psych::multilevel.reliability`);
+# - the intraclass correlations of Shrout & Fleiss (1979), with the early sessions as
+#   the "raters" of each client's alliance.
+#
+# Reverse keys and subscales come from the instrument registry, whose entries for the
+# two instruments close the notebook.
+
+# %% tags=["parameters"]
+data = "demo"  # a bundled dataset's name, or a path to a sessions file or study folder
+seed = 2026
+alliance_col = "wai_sr"  # alliance score column (written by scoring)
+alliance_instrument = "wai_sr"  # registry name of the alliance items (wai_sr_1 ..)
+outcome = "phq9"  # outcome score column (written by scoring)
+instrument = "phq9"  # registry name of the outcome items (phq9_1 ..)
+max_missing_items = 2  # items that may be missing and prorated per questionnaire
+early_sessions = 4  # sessions used for the repeated-measures coefficients
+omega_factors = 3  # group factors of omega (the WAI-SR's goal, task and bond)
+export_dir = None  # set by `alliance report`: where figures and tables are written
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+
+import alliance
+from alliance.export import save_table
+
+plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
+study = alliance.datasets.load_study(data)
+sessions = study.sessions
+items = alliance.instruments.get(alliance_instrument).items
+print(study)
+
+# %% [markdown]
+# ## Scoring and prorating
+#
+# The registry stores no published prorating rule for the WAI-SR or the PHQ-9, so the
+# number of missing items that may be prorated is a parameter (`max_missing_items`). A
+# questionnaire with at most that many missing items is scored from the mean of its
+# answered items; one with more gets a missing score and is kept and counted.
+
+# %%
+scored_alliance = alliance.score(
+    sessions, alliance_instrument, prorate=max_missing_items, name=alliance_col
+)
+scored = alliance.score(scored_alliance, instrument, prorate=max_missing_items, name=outcome)
+scoring = pd.DataFrame([scored_alliance.attrs["scoring"], scored.attrs["scoring"]])
+scoring[["instrument", "max_missing", "n_rows", "n_scored", "n_prorated", "n_over_limit"]]
+
+# %% [markdown]
+# Questionnaires by number of missing items (a stricter rule would lose the rows below
+# its limit):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+missing_items = pd.DataFrame(
+    {name: scored[f"{name}_n_missing"].value_counts() for name in (alliance_col, outcome)}
+)
+print(missing_items.fillna(0).astype(int).rename_axis("missing items").to_string())
+
+# %% [markdown]
+# Scale and subscale scores (mean, SD and missing share over session rows; cells with
+# fewer than five clients are suppressed):
+
+# %%
+subscales = alliance.instruments.get(alliance_instrument).subscales
+score_columns = [alliance_col, *(f"{alliance_col}_{name}" for name in subscales), outcome]
+score_summary = alliance.describe.score_table(scored, score_columns)
+save_table(score_summary, "score_summary", export_dir, count="n_clients")
+score_summary.round(2)
+
+# %% [markdown]
+# ## Internal consistency
+#
+# Cronbach's alpha pools every session row (rows are not independent, so the intervals
+# are too narrow for a repeated-measures design; the Shrout & Lane coefficients below
+# take the nesting into account).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+alphas = pd.concat(
+    [
+        alliance.reliability.alpha(scored, instrument=alliance_instrument),
+        alliance.reliability.alpha(scored, instrument=instrument),
+    ],
+    ignore_index=True,
+)
+alphas = alphas[["scale", "n", "n_items", "alpha", "ci_low", "ci_high", "average_r"]]
+save_table(alphas, "alpha", export_dir)
+print(alphas.round(3).to_string(index=False))
+
+# %% [markdown]
+# Corrected item-total correlations (`r_drop`) and alpha without each item:
+
+# %%
+alliance.reliability.alpha(
+    scored, instrument=alliance_instrument, subscales=False, by_item=True
+).round(3)
+
+# %% [markdown]
+# McDonald's omega from a Schmid-Leiman solution with `omega_factors` group factors (the
+# WAI-SR's goal, task and bond). The WAI-SR has no reverse-keyed items, so items are not
+# re-keyed from the sign of their general-factor loading (`flip=False`). Omega total is
+# the reliability of the total score; omega hierarchical is the share of total-score
+# variance due to a general factor over and above the group factors. In the demo data
+# every item is the session's alliance plus independent noise (one factor; there is no
+# goal/task/bond structure to find), so the common variance lands on one "group" factor and omega
+# hierarchical is near zero; the one-factor model gives omega = alpha for these items.
+
+# %%
+omega = alliance.reliability.omega(scored, items, n_factors=omega_factors, flip=False)
+omega_one = alliance.reliability.omega(scored, items, n_factors=1, flip=False)
+print(omega[["omega_h", "omega_total", "alpha", "n_factors", "n"]].round(3).to_string(index=False))
+print(
+    omega_one[["omega_h", "omega_total", "alpha", "n_factors", "n"]].round(3).to_string(index=False)
+)
+
+# %%
+omega.attrs["loadings"].round(2)
+
+# %% [markdown]
+# ## Reliability of between-client differences and of change (Shrout & Lane, 2012)
+#
+# The balanced-ANOVA estimates need every client to have all of the first
+# `early_sessions` sessions with complete items; the others are left out and counted.
+# RkF: between-client differences on the average of the sessions; R1R: at a single
+# session (random sessions); Rc: within-client change from session to session.
+
+# %%
+early = scored[scored["session"] <= early_sessions]
+multilevel = alliance.reliability.multilevel_reliability(
+    early, instrument=alliance_instrument, drop_incomplete=True
+)
+multilevel[["kind", "quantity", "estimate", "share", "description"]].round(3)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(
+    multilevel.loc[
+        multilevel["kind"] == "reliability",
+        ["quantity", "estimate", "n_clients", "n_sessions", "clients_dropped"],
+    ]
+    .round(3)
+    .to_string(index=False)
+)
+
+# %% [markdown]
+# ## Intraclass correlations across the early sessions
+#
+# Each client is a target and each of the first `early_sessions` sessions a "rater" of
+# that client's alliance: ICC1 and ICC3 say how stable the between-client differences are
+# from one session to the next, ICC1k and ICC3k how reliable their average is. Clients
+# without a score at every one of those sessions are left out (`n_dropped`).
+
+# %%
+icc = alliance.reliability.icc(early, target="client", rater="session", rating=alliance_col)
+icc[["type", "icc", "ci_low", "ci_high", "f", "p", "n_targets", "n_raters", "n_dropped"]].round(3)
+
+# %% [markdown]
+# ## The two instruments in the registry
+
+# %%
+registry = alliance.instruments.list_instruments()
+registry = registry[registry["name"].isin([alliance_instrument, instrument])]
+registry.set_index("name").T
