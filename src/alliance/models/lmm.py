@@ -18,7 +18,7 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 from scipy import linalg, optimize, stats
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from alliance._checks import format_rows, require_columns, require_frame
 from alliance.models import _lmm_core as core
@@ -28,6 +28,17 @@ from alliance.models._lmm_formula import RandomTerm, parse_formula
 __all__ = ["lmm", "LmmResult"]
 
 log = logging.getLogger(__name__)
+
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def _one_blas_thread():
+    """Context manager pinning BLAS/OpenMP to one thread (the controller is built once)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1)
+
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular() tolerance on the diagonal of Lambda
 GRADIENT_TOL = 2e-3  # lme4's check.conv.grad tolerance on the scaled gradient
@@ -79,6 +90,42 @@ def _group_codes(frame: pd.DataFrame, keys: tuple[str, ...]) -> tuple[np.ndarray
         rest = rest // len(u)
     labels = pd.MultiIndex.from_arrays(arrays[::-1], names=list(keys))
     return codes.astype(np.int64), labels
+
+
+@dataclass
+class _SimpleSpec:
+    """Design of a random term made only of ``1``/``0`` and numeric columns (no formulaic)."""
+
+    intercept: bool
+    columns: list[str]
+
+    @property
+    def required_variables(self) -> set[str]:
+        return set(self.columns)
+
+    @property
+    def names(self) -> list[str]:
+        return (["Intercept"] if self.intercept else []) + self.columns
+
+    def get_model_matrix(self, data: pd.DataFrame) -> pd.DataFrame:
+        out = {"Intercept": np.ones(len(data))} if self.intercept else {}
+        for c in self.columns:
+            out[c] = data[c].to_numpy(dtype=float)
+        return pd.DataFrame(out, index=data.index)
+
+    @classmethod
+    def parse(cls, expr: str, frame: pd.DataFrame) -> _SimpleSpec | None:
+        parts = [t.strip() for t in expr.split("+")]
+        intercept = "0" not in parts and "-1" not in expr.replace(" ", "")
+        cols = [t for t in parts if t not in ("0", "1")]
+        if not all(
+            c in frame.columns
+            and pd.api.types.is_numeric_dtype(frame[c])
+            and not pd.api.types.is_bool_dtype(frame[c])
+            for c in cols
+        ) or len(set(cols)) != len(cols):
+            return None
+        return cls(intercept, cols)
 
 
 def _materialize(expr: str, frame: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -133,7 +180,7 @@ def _check_rank(xtx: np.ndarray, names: list[str]) -> None:
 # --------------------------------------------------------------------------- results
 
 
-@dataclass
+@dataclass(repr=False)
 class LmmResult:
     """Results of :func:`lmm`.
 
@@ -189,6 +236,16 @@ class LmmResult:
     vcov_varpar: np.ndarray
     level: float
     _fit: dict[str, Any] = field(repr=False)
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{k}={v}" for k, v in self.ngroups.items())
+        flags = ("" if self.converged else ", NOT converged") + (
+            ", singular" if self.singular else ""
+        )
+        return (
+            f"<LmmResult {self.method}: {self.formula!r}; nobs={self.nobs}, {groups}, "
+            f"loglik={self.loglik:.4f}{flags}>"
+        )
 
     # ---- information criteria
     @property
@@ -413,17 +470,6 @@ def _satterthwaite(w: np.ndarray, var: float, jac: np.ndarray, vcov_varpar: np.n
     return 2.0 * var * var / denom
 
 
-def _hessian_from_gradient(fun, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
-    k = len(x)
-    h = np.empty((k, k))
-    for i in range(k):
-        step = rel * max(abs(x[i]), 0.1)
-        e = np.zeros(k)
-        e[i] = step
-        h[:, i] = (fun(x + e) - fun(x - e)) / (2 * step)
-    return 0.5 * (h + h.T)
-
-
 def _pinv_psd(h: np.ndarray, tol: float = 1e-8) -> np.ndarray:
     vals, vecs = np.linalg.eigh(h)
     pos = vals > tol
@@ -598,9 +644,14 @@ def lmm(
     for keys, terms in by_group.items():
         zs, names, blocks, specs, spec_cols = [], [], [], [], []
         for term in terms:
-            zm = _materialize(term.expr, frame, f"random-effect design of ({term.expr} | ...)")
+            simple = _SimpleSpec.parse(term.expr, frame)
+            if simple is not None:
+                zm = simple.get_model_matrix(frame)
+                specs.append(simple)
+            else:
+                zm = _materialize(term.expr, frame, f"random-effect design of ({term.expr} | ...)")
+                specs.append(zm.model_spec)
             cols = [str(c) for c in zm.columns]
-            specs.append(zm.model_spec)
             spec_cols.append(cols)
             start_col = len(names)
             for c in cols:
@@ -640,7 +691,7 @@ def lmm(
     # y'y (from which the residual sum of squares is a difference) small: fewer rounding errors
     const = np.flatnonzero(np.all(x == 1.0, axis=0))
     shift = float(y.mean()) if len(const) else 0.0
-    with threadpool_limits(limits=1):
+    with _one_blas_thread():
         fit = _fit(y - shift, x, levels, xnames, reml=reml, start=start, maxiter=maxiter)
 
     # ---- assemble results
@@ -798,7 +849,7 @@ def _fit(
     # final Newton step that polishes the quasi-Newton optimum
     deviance, grad = dev.deviance_and_gradient(theta)
     sigma = math.sqrt(dev.factor(theta).r2 / nr)
-    hess = _hessian_from_gradient(dev.varpar_gradient, np.append(theta, sigma))
+    hess = dev.varpar_hessian(theta, sigma)
     h_theta = hess[:-1, :-1] - np.outer(hess[:-1, -1], hess[-1, :-1]) / hess[-1, -1]
     free = ~(diag_mask & (theta <= 1e-10) & (grad > 0))
     if free.any():
