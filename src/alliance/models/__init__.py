@@ -15,6 +15,7 @@ import importlib
 from alliance.models._result import ModelResult
 from alliance.models.early import early_alliance
 from alliance.models.lmm import LmmResult, lmm
+from alliance.models.moderation import moderation
 from alliance.models.therapist import therapist_contributions
 from alliance.models.within_between import within_between
 
@@ -23,6 +24,7 @@ __all__ = [
     "ModelResult",
     "early_alliance",
     "lmm",
+    "moderation",
     "therapist_contributions",
     "within_between",
 ]

@@ -1,0 +1,78 @@
+"""Figures of model results: simple slopes of a moderated alliance effect."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+
+__all__ = ["simple_slopes"]
+
+
+def simple_slopes(result, ax: Axes | None = None, *, bands: bool = True) -> Axes:
+    """Predicted outcome over the alliance at each moderator value (simple slopes).
+
+    Parameters
+    ----------
+    result : ModelResult
+        A result of :func:`alliance.models.moderation` (it carries ``extra["lines"]`` and
+        ``extra["simple_slopes"]``).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure when omitted.
+    bands : bool, default True
+        Shade the confidence band of each line (fixed effects only).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import alliance
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> fit = alliance.models.moderation(study, "prior_negative_therapy", alliance="wai_sr",
+    ...                                  outcome="phq9", therapist="therapist")
+    >>> ax = alliance.plots.simple_slopes(fit)
+    >>> len(ax.get_lines())
+    2
+    """
+    extra = getattr(result, "extra", None) or {}
+    if "lines" not in extra or "simple_slopes" not in extra:
+        raise ValueError(
+            "simple_slopes needs a result of alliance.models.moderation(...) (it has "
+            "extra['lines'] and extra['simple_slopes']); this result has neither."
+        )
+    lines, slopes = extra["lines"], extra["simple_slopes"].set_index("label")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0", "C1", "C2"])
+    for i, (label, part) in enumerate(lines.groupby("label", sort=False)):
+        color = colors[i % len(colors)]
+        row = slopes.loc[label]
+        p = row["p"]
+        p_text = "p < .001" if p < 0.001 else f"p = {p:.3f}".replace("0.", ".")
+        ax.plot(
+            part["x"],
+            part["predicted"],
+            color=color,
+            label=f"{label}: b = {row['estimate']:.2f} [{row['ci_low']:.2f}, "
+            f"{row['ci_high']:.2f}], {p_text}",
+        )
+        if bands:
+            ax.fill_between(
+                part["x"].to_numpy(),
+                part["ci_low"].to_numpy(),
+                part["ci_high"].to_numpy(),
+                color=color,
+                alpha=0.15,
+                linewidth=0,
+            )
+    focal = extra.get("focal", "alliance")
+    ax.set_xlabel(focal)
+    ax.set_ylabel(f"predicted {extra.get('outcome_label', 'outcome')}")
+    ax.set_title(f"Simple slopes by {extra.get('moderator', 'moderator')}")
+    ax.legend(frameon=False, fontsize="small")
+    ax.margins(x=0)
+    if np.isfinite(lines["x"]).all():
+        ax.set_xlim(float(lines["x"].min()), float(lines["x"].max()))
+    return ax
