@@ -275,7 +275,9 @@ def _check_required(found: _Problems, table: str, data: pd.DataFrame) -> None:
 
 
 def _check_ids(found: _Problems, table: str, data: pd.DataFrame) -> None:
-    blank = data["client"].isna() | (data["client"].astype("string").str.strip() == "")
+    uniques = pd.Series(pd.unique(data["client"].dropna()))
+    empty = uniques[uniques.astype(str).str.strip() == ""]
+    blank = data["client"].isna() | data["client"].isin(empty)
     if blank.any():
         found.add(
             table,
@@ -386,10 +388,13 @@ def _check_therapists(found: _Problems, sessions: pd.DataFrame, allow: bool) -> 
 
 
 def _check_allowed(found, table, data, column, allowed) -> None:
-    text = data[column].astype("string").str.strip().str.lower()
-    bad = text.notna() & ~text.isin([str(a).lower() for a in allowed])
-    if bad.any():
-        values = data.loc[bad, column].astype(str).unique()[:4].tolist()
+    col = data[column]
+    uniques = pd.Series(pd.unique(col.dropna()))
+    ok = {str(a).lower() for a in allowed}
+    bad_values = uniques[~uniques.astype(str).str.strip().str.lower().isin(ok)]
+    if len(bad_values):
+        bad = col.isin(bad_values)
+        values = bad_values.astype(str).tolist()[:4]
         found.add(
             table,
             column,
@@ -455,9 +460,13 @@ def _check_codebook(found: _Problems, study: Study) -> None:
 
 def _check_numeric(found, table, data, column, low, high, source) -> None:
     raw = data[column]
-    num = pd.to_numeric(raw, errors="coerce")
-    text = raw.astype("string").str.strip()
-    not_number = num.isna() & raw.notna() & (text != "")
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        num = raw.astype("float64")
+        not_number = pd.Series(False, index=data.index)
+    else:
+        num = pd.to_numeric(raw, errors="coerce")
+        text = raw.astype("string").str.strip()
+        not_number = num.isna() & raw.notna() & (text != "")
     if not_number.any():
         examples = raw[not_number].astype(str).unique()[:3].tolist()
         found.add(
