@@ -252,8 +252,10 @@ def build_structure(y: np.ndarray, x: np.ndarray, levels: list[LevelSpec]) -> St
         rows = slice(offs[k], offs[k + 1])
         r.append({j: np.ascontiguousarray(agg[rows, offs[j] : offs[j + 1]]) for j in range(k, kk)})
         rroot.append(np.ascontiguousarray(agg[rows, qtot:]))
-    w = np.column_stack(wcols)
-    wtw = w.T @ w
+    wtw = np.empty((p + 1, p + 1))
+    wtw[:p, :p] = x.T @ x
+    wtw[:p, p] = wtw[p, :p] = x.T @ y
+    wtw[p, p] = y @ y
 
     templates = []
     theta_pos: list[tuple[int, int, int]] = []

@@ -139,9 +139,10 @@ def _check_nesting(levels: list[_Level]) -> list[_Level]:
     """Order levels innermost first and refuse crossed (non-nested) grouping factors."""
     levels = sorted(levels, key=lambda lv: -len(lv.labels))
     for inner, outer in zip(levels[:-1], levels[1:], strict=True):
-        pair = inner.codes * len(outer.labels) + outer.codes
-        n_pairs = len(np.unique(pair))
-        if n_pairs != len(inner.labels):
+        first = np.empty(len(inner.labels), dtype=np.int64)
+        first[inner.codes[::-1]] = np.arange(len(inner.codes) - 1, -1, -1)
+        parent = outer.codes[first]
+        if not np.array_equal(parent[inner.codes], outer.codes):
             per = pd.Series(outer.codes).groupby(inner.codes).nunique()
             bad = per[per > 1]
             example = inner.labels[bad.index[0]]
@@ -667,7 +668,7 @@ def lmm(
                 blocks.append(idx)
             else:
                 blocks.extend([[i] for i in idx])
-        z = np.column_stack(zs)
+        z = zs[0] if len(zs) == 1 else np.column_stack(zs)
         if not np.isfinite(z).all():
             raise ValueError(
                 f"the random-effect design of {':'.join(keys)!r} has non-finite values."
@@ -689,15 +690,31 @@ def lmm(
 
     # with an intercept, centring the outcome only shifts the intercept's estimate and keeps
     # y'y (from which the residual sum of squares is a difference) small: fewer rounding errors
+    # With an intercept, centre the outcome and the other fixed-effect columns: a
+    # reparametrization (beta = T beta_c with T = I - e_0 m') that leaves the deviance unchanged
+    # (det T = 1) but keeps y'y and X'X, from which the residual sum of squares and R_X are
+    # differences of large numbers, small. Fewer rounding errors, a cleaner optimum.
     const = np.flatnonzero(np.all(x == 1.0, axis=0))
-    shift = float(y.mean()) if len(const) else 0.0
-    with _one_blas_thread():
-        fit = _fit(y - shift, x, levels, xnames, reml=reml, start=start, maxiter=maxiter)
-
-    # ---- assemble results
-    st, beta, sigma = fit["st"], fit["beta"].copy(), fit["sigma"]
+    transform = np.eye(p)
     if len(const):
-        beta[const[0]] += shift
+        i0 = const[0]
+        means = x.mean(axis=0)
+        means[i0] = 0.0
+        x_fit = x - means
+        y_fit = y - y.mean()
+        transform[i0, :] -= means
+    else:
+        x_fit, y_fit = x, y
+    with _one_blas_thread():
+        fit = _fit(y_fit, x_fit, levels, xnames, reml=reml, start=start, maxiter=maxiter)
+
+    # ---- assemble results (back to the user's parametrization)
+    st, sigma = fit["st"], fit["sigma"]
+    beta = transform @ fit["beta"]
+    if len(const):
+        beta[const[0]] += y.mean()
+    fit["sxx"] = transform @ fit["sxx"] @ transform.T
+    fit["jac"] = np.einsum("ab,kbc,dc->kad", transform, fit["jac"], transform)
     vcov = sigma**2 * fit["sxx"]
     se = np.sqrt(np.diag(vcov))
     stat = beta / se
