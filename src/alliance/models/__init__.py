@@ -16,6 +16,7 @@ from alliance.models._result import ModelResult
 from alliance.models.early import early_alliance
 from alliance.models.lmm import LmmResult, lmm
 from alliance.models.moderation import moderation
+from alliance.models.rupture_outcome import rupture_outcome
 from alliance.models.therapist import therapist_contributions
 from alliance.models.within_between import within_between
 
@@ -25,6 +26,7 @@ __all__ = [
     "early_alliance",
     "lmm",
     "moderation",
+    "rupture_outcome",
     "therapist_contributions",
     "within_between",
 ]
