@@ -15,6 +15,7 @@ import importlib
 from alliance.models._result import ModelResult
 from alliance.models.early import early_alliance
 from alliance.models.lmm import LmmResult, lmm
+from alliance.models.mediation import mediation
 from alliance.models.moderation import moderation
 from alliance.models.rupture_outcome import rupture_outcome
 from alliance.models.therapist import therapist_contributions
@@ -25,6 +26,7 @@ __all__ = [
     "ModelResult",
     "early_alliance",
     "lmm",
+    "mediation",
     "moderation",
     "rupture_outcome",
     "therapist_contributions",
