@@ -176,7 +176,7 @@ def test_agrees_with_statsmodels(slope):
     np.testing.assert_allclose(fit.params["estimate"], sm.fe_params.to_numpy(), rtol=5e-4)
     np.testing.assert_allclose(fit.params["se"], sm.bse_fe.to_numpy(), rtol=5e-3)
     cov_sm = sm.cov_re.to_numpy()
-    cov = fit._fit["covs"][0]
+    cov = fit.covariances["client"].to_numpy()
     np.testing.assert_allclose(cov, cov_sm, rtol=5e-3, atol=1e-3)
     assert fit.sigma**2 == pytest.approx(sm.scale, rel=1e-3)
 
@@ -519,6 +519,10 @@ def test_results_tables(demo_fit):
     assert list(icc["group"]) == ["client", "therapist"]
     assert ((icc["icc"] > 0) & (icc["icc"] < 1)).all()
     assert fit.convergence["max_scaled_gradient"] < 2e-3
+    cov = fit.covariances["client"]
+    vc = fit.variance_components.set_index(["group", "term", "term2"])["vcov"]
+    assert cov.loc["Intercept", "session"] == pytest.approx(vc[("client", "Intercept", "session")])
+    assert cov.loc["session", "session"] == pytest.approx(vc[("client", "session", "")])
 
 
 def test_contrast_matches_params(demo_fit):

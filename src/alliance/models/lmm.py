@@ -213,7 +213,30 @@ class LmmResult:
         Simplify the random part or keep the result knowing a component is at its boundary.
     excluded : pandas.DataFrame
         column, n_missing: rows dropped because a variable the model uses is missing, counted by
-        column (a row missing two variables counts under both). ``n_excluded`` is the row total.
+        column (a row missing two variables counts under both). ``n_excluded`` is the row total,
+        ``excluded_index`` the index labels of the dropped rows.
+    cov_params : pandas.DataFrame
+        Covariance matrix of the fixed effects.
+    covariances : dict of str to pandas.DataFrame
+        Covariance matrix of the random effects at each level.
+    theta, sigma
+        Relative covariance factors (levels innermost first; within a level the lower triangle
+        of each term's factor, column by column, as lme4) and the residual SD.
+    vcov_varpar : numpy.ndarray
+        Asymptotic covariance of ``(theta, sigma)`` (twice the inverse Hessian of the deviance),
+        used for Satterthwaite's df; see :meth:`contrast`.
+    r2, icc
+        Nakagawa-Schielzeth R^2 and per-level ICCs (properties).
+
+    Examples
+    --------
+    >>> import alliance
+    >>> fit = alliance.models.lmm("phq9 ~ session + (1 | client)",
+    ...                           alliance.datasets.load_dataset("demo").sessions)
+    >>> fit.variance_components["group"].tolist()
+    ['client', 'Residual']
+    >>> bool(fit.r2["conditional"] > fit.r2["marginal"])
+    True
     """
 
     formula: str
@@ -339,6 +362,18 @@ class LmmResult:
         return pd.Series(out, index=index, name="predicted")
 
     # ---- derived summaries
+    @property
+    def covariances(self) -> dict[str, pd.DataFrame]:
+        """Covariance matrix of the random effects at each level (``sigma^2 Lambda Lambda'``).
+
+        Entries between uncorrelated terms (``||``) are structurally zero.
+        """
+        f = self._fit
+        return {
+            lv.name: pd.DataFrame(cov, index=lv.terms, columns=lv.terms)
+            for lv, cov in zip(f["levels"], f["covs"], strict=True)
+        }
+
     @property
     def r2(self) -> pd.Series:
         """Marginal and conditional R^2 (Nakagawa & Schielzeth 2013; Johnson 2014 for slopes).
