@@ -41,7 +41,6 @@ export_dir = None  # set by `alliance report`: where figures and tables are writ
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 
 import alliance
 from alliance import meta
