@@ -1,0 +1,452 @@
+"""Alliance -> outcome models: recovery of the simulated truth, missing data, refusals.
+
+Recovery runs on a simulated study of 60 therapists x 20 clients x 16 planned sessions
+(seed 11) and on the same design with the effects set to zero (``NULL``): each recovery band
+is checked to hold for the true effect *and* to fail for the zeroed one, so the tests can fail.
+
+Tolerances, and why they are not centred on the generating value: the simulation scores
+alliance and symptoms as rounded, clipped item responses (WAI-SR 1-5, PHQ-9 0-3). Measurement
+error in the predictor attenuates within-client effects (the within-client reliability of the
+WAI-SR item mean is about .7 here, so the -2.0 within effect is observed near -1.4), the PHQ-9
+floor compresses slopes late in treatment, and therapist means of client alliance carry client
+variance. The bands below contain the attenuated values and exclude zero.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+import alliance
+from alliance.models import (
+    ModelResult,
+    early_alliance,
+    mediation,
+    moderation,
+    rupture_outcome,
+    therapist_contributions,
+    within_between,
+)
+from alliance.models._prep import check_sessions, decompose, lead
+from alliance.simulate import simulate_study
+
+NULL = {
+    "within": 0.0,
+    "reverse": 0.0,
+    "between_therapist": 0.0,
+    "between_client": 0.0,
+    "reflection_effect": 0.0,
+}
+
+
+def _sim(effects):
+    study = simulate_study(60, 20, seed=11, effects=effects)
+    study.sessions["wai"] = study.sessions["wai_sr"] / 12  # the item-mean scale of the truth
+    return study
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return _sim({})
+
+
+@pytest.fixture(scope="module")
+def null():
+    return _sim(NULL)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    study = alliance.datasets.load_dataset("demo")
+    study.sessions["wai"] = study.sessions["wai_sr"] / 12
+    return study
+
+
+def _est(result, term, col="estimate"):
+    return float(result.params.set_index("term").loc[term, col])
+
+
+def _within(lo, hi):
+    return lambda v: lo <= v <= hi
+
+
+# --------------------------------------------------------------------------- _prep
+
+
+def test_lead_steps_by_session_number_not_by_row():
+    d = pd.DataFrame({"client": ["a"] * 4, "session": [1, 2, 4, 5], "y": [1.0, 2.0, 4.0, 5.0]})
+    assert lead(d, "y", "client", "session").tolist()[:2] == [2.0, None] or np.isnan(
+        lead(d, "y", "client", "session").iloc[1]
+    )
+    assert lead(d, "y", "client", "session", lag=2).iloc[1] == 4.0
+
+
+def test_decompose_detrended_within_is_orthogonal_to_session():
+    d = pd.DataFrame(
+        {"client": np.repeat(["a", "b"], 5), "session": np.tile(np.arange(1, 6), 2)}
+    ).assign(x=lambda f: f["session"] * 0.5 + np.sin(np.arange(10)))
+    out = decompose(d, "x", "client", "session")
+    for _, part in out.groupby(d["client"]):
+        s = d.loc[part.index, "session"]
+        assert abs(np.dot(part["within"], s - s.mean())) < 1e-9
+        assert abs(part["within"].sum()) < 1e-9
+    short = decompose(d.iloc[[0, 1, 5]], "x", "client", "session")
+    assert (short["within"] == 0).all()  # fewer than three values: within part 0
+
+
+def test_non_integer_sessions_are_refused():
+    d = pd.DataFrame({"client": ["a", "a"], "session": [1, 1.5]})
+    with pytest.raises(ValueError, match="whole numbers"):
+        check_sessions(d, "session", "client")
+
+
+# --------------------------------------------------------------------------- within / between
+
+
+def test_within_effect_recovers_truth_and_fails_when_zero(truth, null):
+    ok = _within(-2.2, -1.0)
+    got = [
+        _est(within_between(s, alliance="wai", outcome="phq9", therapist="therapist"), "wai_within")
+        for s in (truth, null)
+    ]
+    assert ok(got[0]), got
+    assert not ok(got[1]), got
+    assert abs(got[1]) < 0.4
+
+
+def test_reverse_effect_recovers_truth_and_fails_when_zero(truth, null):
+    ok = _within(-0.025, -0.005)
+    got = [
+        _est(
+            within_between(s, alliance="wai", outcome="phq9", therapist="therapist", reverse=True),
+            "phq9_within",
+        )
+        for s in (truth, null)
+    ]
+    assert ok(got[0]), got
+    assert not ok(got[1]), got
+
+
+def test_within_between_counts_every_row_and_handles_messy_data(demo):
+    d = demo.sessions.copy()
+    d.loc[d.index[::37], "wai"] = np.nan  # missing predictor
+    d.loc[d.index[5::41], "phq9"] = np.nan  # missing response
+    d = d.drop(index=d.index[3::29])  # more missed sessions (unbalanced)
+    single = d.iloc[[0]].assign(client="X1", session=1)
+    d = pd.concat([d, single], ignore_index=True)
+    fit = within_between(d, alliance="wai", outcome="phq9", therapist="therapist")
+    ex = fit.excluded.set_index("reason")
+    assert fit.nobs + ex["n_rows"].sum() == len(d)
+    assert ex.loc["single-session client", "n_clients"] == 1
+    assert (
+        ex.loc["missing wai at t", "n_rows"]
+        == d["wai"].isna().sum() - d.loc[d["client"] == "X1", "wai"].isna().sum()
+    )
+    assert {"missing phq9 at t + 1", "session t + 1 missed"} <= set(ex.index)
+    assert "missing at random" in fit.missing_data
+    assert np.isfinite(_est(fit, "wai_within", "std_estimate"))
+
+
+def test_within_between_study_and_frame_agree(demo):
+    a = within_between(demo, alliance="wai_sr", outcome="phq9", therapist="therapist")
+    b = within_between(demo.sessions, alliance="wai_sr", outcome="phq9", therapist="therapist")
+    pd.testing.assert_frame_equal(a.params, b.params)
+
+
+def test_lagged_outcome_warns_of_nickell_bias(demo):
+    fit = within_between(demo, alliance="wai", outcome="phq9", lagged_outcome=True)
+    assert any("Nickell" in n for n in fit.notes)
+    assert "phq9_lag1" in fit.params["term"].tolist()
+
+
+def test_random_slope_and_lag_two(demo):
+    fit = within_between(demo, alliance="wai", outcome="phq9", random_slope=True, lag=2)
+    assert "x_within" in fit.extra["formula"]
+    assert "no session t + 2 (last session of the client)" in fit.excluded["reason"].tolist()
+
+
+def test_within_between_refusals(demo):
+    with pytest.raises(ValueError, match="lag"):
+        within_between(demo, alliance="wai", outcome="phq9", lag=0)
+    with pytest.raises(ValueError, match="method"):
+        within_between(demo, alliance="wai", outcome="phq9", method="gee")
+    with pytest.raises(KeyError, match="wai_s"):
+        within_between(demo.sessions, alliance="wai_s", outcome="phq9")
+    only_first = demo.sessions[demo.sessions["session"] == 1]
+    with pytest.raises(ValueError, match="no model can be fitted"):
+        within_between(only_first, alliance="wai", outcome="phq9")
+    with pytest.raises(TypeError, match="dpm"):
+        within_between(demo, alliance="wai", outcome="phq9", n_boot=3)
+
+
+def test_dpm_delegates_to_the_sem_module(demo, monkeypatch):
+    calls = {}
+
+    def dynamic_panel(data, **kwargs):
+        calls.update(kwargs, n=len(data))
+        return "dpm result"
+
+    fake = types.ModuleType("alliance.models.sem")
+    fake.dynamic_panel = dynamic_panel
+    monkeypatch.setitem(sys.modules, "alliance.models.sem", fake)
+    monkeypatch.setattr(alliance.models, "sem", fake, raising=False)
+    out = within_between(demo, alliance="wai", outcome="phq9", method="dpm", reverse=True, lag=1)
+    assert out == "dpm result"
+    assert calls["reverse"] is True and calls["alliance"] == "wai" and calls["lag"] == 1
+
+
+# --------------------------------------------------------------------------- early alliance
+
+
+def test_early_alliance_r_near_meta_analytic_and_fails_when_zero(truth, null):
+    ok = _within(0.15, 0.40)  # Flückiger et al. (2018): r = .278
+    got = [
+        early_alliance(s, alliance="wai", outcome="phq9", therapist="therapist")
+        .extra["r"]
+        .loc["partial r", "r_benefit"]
+        for s in (truth, null)
+    ]
+    assert ok(got[0]), got
+    assert not ok(got[1]), got
+
+
+def test_early_alliance_slope_matches_generating_slopes(truth, null):
+    # at equal treatment length the early-alliance effect on the end outcome is implied by the
+    # slope effects: elapsed sessions x (b_T var_T + b_C var_C) / var(early alliance)
+    def ratio(study):
+        fit = early_alliance(
+            study, alliance="wai", outcome="phq9", therapist="therapist", adjust_length=True
+        )
+        table, eff = fit.extra["table"], truth.truth["effects"]
+        cov = -0.5 * eff["therapist_sd"] ** 2 - 0.15 * eff["client_sd"] ** 2
+        implied = table["sessions_elapsed"].mean() * cov / table["alliance_early"].var()
+        return _est(fit, "alliance_early") / implied
+
+    ok = _within(0.3, 1.2)  # PHQ-9 floor and item rounding attenuate
+    got = [ratio(truth), ratio(null)]
+    assert ok(got[0]), got
+    assert not ok(got[1]), got
+
+
+def test_early_alliance_exclusions_and_session_window(demo):
+    d = pd.concat([demo.sessions, demo.sessions.iloc[[0]].assign(client="X1")], ignore_index=True)
+    fit = early_alliance(d, alliance="wai", outcome="phq9", k=3)
+    ex = fit.excluded.set_index("reason")
+    assert ex.loc["single-session client", "n_clients"] == 1
+    assert fit.nobs + ex["n_clients"].sum() == d["client"].nunique()
+    at2 = early_alliance(d, alliance="wai", outcome="phq9", k=2, how="session")
+    assert "session 2" in at2.model
+    with pytest.raises(ValueError, match="how"):
+        early_alliance(d, alliance="wai", outcome="phq9", how="median")
+
+
+# --------------------------------------------------------------------------- therapist vs client
+
+
+def test_therapist_and_client_slopes_recover_truth_and_fail_when_zero(truth, null):
+    t_ok, c_ok = _within(-0.75, -0.2), _within(-0.25, -0.04)
+    fits = [
+        therapist_contributions(s, alliance="wai", outcome="phq9", k=None) for s in (truth, null)
+    ]
+    t = [_est(f, "session:alliance_therapist") for f in fits]
+    c = [_est(f, "session:alliance_client") for f in fits]
+    assert t_ok(t[0]) and c_ok(c[0]), (t, c)
+    assert not t_ok(t[1]) and not c_ok(c[1]), (t, c)
+    icc = fits[0].extra["icc"].set_index(["variable", "level"])["icc"]
+    assert 0 < icc[("wai", "therapist")] < icc[("wai", "client")]
+
+
+def test_therapist_model_end_design_and_refusal(demo):
+    fit = therapist_contributions(demo, alliance="wai", outcome="phq9", outcome_model="end")
+    assert {"alliance_therapist", "alliance_client"} <= set(fit.params["term"])
+    assert set(fit.extra["difference"].index) >= {"estimate", "p"}
+    with pytest.raises(ValueError, match="therapist column"):
+        therapist_contributions(demo, alliance="wai", outcome="phq9", therapist=None)
+
+
+# --------------------------------------------------------------------------- moderation
+
+
+def _plant_interaction(study, gamma):
+    """Add gamma x (detrended within alliance at t) to PHQ-9 at t + 1 for prior-negative clients."""
+    d = study.sessions.merge(study.clients[["client", "prior_negative_therapy"]], on="client")
+    d = d.sort_values(["client", "session"]).reset_index(drop=True)
+    w = decompose(d, "wai", "client", "session")["within"]
+    shift = (
+        pd.Series((gamma * w * d["prior_negative_therapy"]).to_numpy(), index=d.index)
+        .groupby(d["client"])
+        .shift(1)
+    )
+    contiguous = d.groupby("client")["session"].diff().eq(1)
+    d["phq9"] = d["phq9"] + shift.where(contiguous, 0.0).fillna(0.0)
+    return d
+
+
+def test_moderation_recovers_a_planted_interaction(truth):
+    ok = _within(-1.5 - 0.5, -1.5 + 0.5)
+    got = []
+    for gamma in (-1.5, 0.0):
+        fit = moderation(
+            _plant_interaction(truth, gamma),
+            alliance="wai",
+            outcome="phq9",
+            therapist="therapist",
+            model="within_between",
+        )
+        got.append(_est(fit, "wai_within:prior_negative_therapy"))
+        slopes = fit.extra["simple_slopes"].set_index("value")["estimate"]
+        assert slopes[1.0] - slopes[0.0] == pytest.approx(got[-1])
+    assert ok(got[0]), got
+    assert not ok(got[1]), got  # the generating model has no moderation
+    assert abs(got[1]) < 0.5
+
+
+def test_moderation_early_and_plot(demo):
+    fit = moderation(demo, alliance="wai_sr", outcome="phq9", therapist="therapist")
+    slopes = fit.extra["simple_slopes"]
+    assert slopes["label"].tolist() == [
+        "prior_negative_therapy=False",
+        "prior_negative_therapy=True",
+    ]
+    assert (slopes["ci_low"] < slopes["estimate"]).all()
+    ax = alliance.plots.simple_slopes(fit)
+    assert len(ax.get_lines()) == 2
+    assert ax.get_xlabel() == "alliance_early"
+    _, ax2 = plt.subplots()
+    assert alliance.plots.simple_slopes(fit, ax=ax2) is ax2
+    with pytest.raises(ValueError, match="moderation"):
+        alliance.plots.simple_slopes(within_between(demo, alliance="wai", outcome="phq9"))
+
+
+def test_moderation_numeric_and_refusals(demo):
+    fit = moderation(demo, "age", alliance="wai", outcome="phq9", model="within_between")
+    assert len(fit.extra["simple_slopes"]) == 3
+    with pytest.raises(ValueError, match="text levels"):
+        moderation(demo, "gender", alliance="wai", outcome="phq9")
+    with pytest.raises(ValueError, match="varies within clients"):
+        moderation(demo.sessions, "phase", alliance="wai", outcome="phq9")
+    with pytest.raises(ValueError, match="model"):
+        moderation(demo, alliance="wai", outcome="phq9", model="sem")
+
+
+# --------------------------------------------------------------------------- ruptures
+
+
+def _true_events(study):
+    r = study.truth["ruptures"]
+    return r[r["observed"]].assign(resolved=lambda f: f["repaired"])
+
+
+def test_session_rupture_effect_recovers_truth_and_fails_when_zero(truth, null):
+    # a rupture of depth d (item mean, mean 0.85) raises PHQ-9 at t + 1 by -within x d = 1.7
+    ok = _within(1.0, 2.4)
+    got = [
+        _est(
+            rupture_outcome(
+                s, outcome="phq9", therapist="therapist", events=_true_events(s), level="session"
+            ),
+            "rupture",
+        )
+        for s in (truth, null)
+    ]
+    assert ok(got[0]), got
+    assert not ok(got[1]), got
+
+
+def test_client_rupture_classes_recover_a_planted_difference(truth):
+    events = _true_events(truth)
+    base = rupture_outcome(truth, outcome="phq9", therapist="therapist", events=events)
+    unrep = base.extra["table"].loc[lambda t: t["class"] == "unrepaired", "client"]
+    d = truth.sessions.copy()
+    d.loc[d["client"].isin(unrep) & (d["session"] > 1), "phq9"] += 3.0
+    planted = rupture_outcome(d, outcome="phq9", therapist="therapist", events=events)
+    diff = _est(planted, "rupture_unrepaired") - _est(base, "rupture_unrepaired")
+    assert diff == pytest.approx(3.0, abs=0.3)
+    assert abs(_est(planted, "rupture_repaired") - _est(base, "rupture_repaired")) < 0.3
+
+
+def test_rupture_outcome_detects_from_alliance(demo):
+    fit = rupture_outcome(
+        demo,
+        alliance="wai_sr",
+        outcome="phq9",
+        therapist="therapist",
+        detect={"method": "drop", "threshold": 8},
+    )
+    assert fit.extra["classes"]["n_clients"].sum() == fit.nobs
+    with pytest.raises(ValueError, match="threshold"):
+        rupture_outcome(demo, alliance="wai_sr", outcome="phq9")  # no RC size for WAI-SR
+    with pytest.raises(ValueError, match="level"):
+        rupture_outcome(demo, outcome="phq9", events=demo.events, level="therapist")
+
+
+# --------------------------------------------------------------------------- mediation
+
+
+def test_mediation_recovers_a_path_and_indirect_effect(truth, null):
+    ok = _within(0.03, 0.05)  # reflection_effect = 0.04 per reflection (alliance is the response)
+    fits = [
+        mediation(
+            s, "reflection", alliance="wai", outcome="phq9", therapist="therapist", n_boot=0, seed=1
+        )
+        for s in (truth, null)
+    ]
+    a = [_est(f, "a_within") for f in fits]
+    assert ok(a[0]) and not ok(a[1]), a
+    ind = [fits[i].params.set_index("term").loc["indirect_within"] for i in (0, 1)]
+    assert ind[0]["ci_high"] < 0  # 0.04 x (attenuated) -2.0
+    assert ind[1]["ci_low"] <= 0 <= ind[1]["ci_high"]
+
+
+def test_mediation_cluster_bootstrap_is_reproducible(demo):
+    kw = dict(alliance="wai", outcome="phq9", therapist="therapist", n_boot=8, seed=3)
+    a = mediation(demo, "reflection", **kw)
+    b = mediation(demo, "reflection", **kw)
+    pd.testing.assert_frame_equal(a.params, b.params)
+    assert len(a.extra["boot"]) + a.extra["n_boot_failed"] == 8
+    row = a.params.set_index("term").loc["indirect_within"]
+    assert row["ci_low"] < row["ci_high"]
+    assert any("resampling therapists" in n for n in a.notes)
+
+
+# --------------------------------------------------------------------------- results API
+
+
+def test_every_result_has_the_common_api(demo):
+    results = [
+        within_between(demo, alliance="wai", outcome="phq9", therapist="therapist"),
+        early_alliance(demo, alliance="wai", outcome="phq9"),
+        therapist_contributions(demo, alliance="wai", outcome="phq9"),
+        moderation(demo, alliance="wai", outcome="phq9"),
+        rupture_outcome(demo, outcome="phq9", events=demo.events, level="session"),
+    ]
+    for res in results:
+        assert isinstance(res, ModelResult)
+        assert list(res.params.columns[:9]) == [
+            "term",
+            "estimate",
+            "se",
+            "df",
+            "statistic",
+            "p",
+            "ci_low",
+            "ci_high",
+            "std_estimate",
+        ]
+        assert res.params["std_estimate"].notna().any()
+        assert list(res.excluded.columns) == ["reason", "column", "n_rows", "n_clients"]
+        assert res.citation and res.missing_data
+        assert res.nobs > 0 and np.isfinite(res.loglik)
+        assert "model" in res.to_frame().columns
+        assert isinstance(res.summary(), str)
+        assert list(res.apa_table().columns) == ["Term", "b", "SE", "95% CI", "β", "p"]
+
+
+def test_lazy_submodules():
+    with pytest.raises(AttributeError):
+        alliance.models.no_such_module  # noqa: B018
