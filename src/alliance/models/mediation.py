@@ -124,7 +124,7 @@ def mediation(
     >>> study = alliance.datasets.load_dataset("demo")
     >>> sessions = study.sessions.assign(wai=study.sessions["wai_sr"] / 12)
     >>> fit = alliance.models.mediation(sessions, "reflection", alliance="wai", outcome="phq9",
-    ...                                 therapist="therapist", n_boot=20, seed=1)
+    ...                                 therapist="therapist", n_boot=5, seed=1)
     >>> fit.params["term"].tolist()[-2:]
     ['indirect_within', 'indirect_between']
     >>> bool(fit.params.set_index("term").loc["a_within", "estimate"] > 0)
