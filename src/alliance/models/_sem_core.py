@@ -1,0 +1,436 @@
+"""A small structural equation engine: RAM matrices and full-information ML (FIML).
+
+The models of :mod:`alliance.models.sem` are linear SEMs with a mean structure. This module
+holds the parts they share:
+
+* a lavaan-like parameter table (``lhs``, ``op``, ``rhs``, ``label``, ``free``, ``value``)
+  with the operators ``=~`` (loading), ``~`` (regression), ``~~`` ((co)variance) and
+  ``~1`` (intercept or mean); rows that share a ``label`` are constrained equal;
+* the RAM representation of McArdle & McDonald (1984): directed paths ``A``, symmetric
+  paths ``S`` and means ``m`` over all variables, with the model-implied moments of the
+  observed variables ``Sigma = F B S B' F'`` and ``mu = F B m``, ``B = (I - A)^-1``;
+* the FIML log-likelihood over the missing-data patterns (Arbuckle, 1996), with its
+  analytic gradient; the estimates maximise it (L-BFGS, then Newton steps on the
+  numerical Hessian of the analytic gradient);
+* standard errors from the observed information (the Hessian of the log-likelihood),
+  which is what lavaan reports for ``missing = "fiml"`` (``information = "observed"``).
+
+References
+----------
+Arbuckle, J. L. (1996). Full information estimation in the presence of incomplete data.
+In G. A. Marcoulides & R. E. Schumacker (Eds.), Advanced structural equation modeling
+(pp. 243-277). Erlbaum.
+
+McArdle, J. J., & McDonald, R. P. (1984). Some algebraic properties of the Reticular
+Action Model for moment structures. British Journal of Mathematical and Statistical
+Psychology, 37(2), 234-251.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+from threadpoolctl import threadpool_limits
+
+__all__ = ["ParTable", "FimlFit", "fit_fiml"]
+
+_LOG2PI = math.log(2.0 * math.pi)
+
+
+@dataclass
+class ParTable:
+    """A model as a list of parameter rows.
+
+    Each row is ``(lhs, op, rhs, label, free, value)``: ``value`` is the start value of a
+    free parameter or the value of a fixed one. Free rows with the same non-empty label
+    share one parameter.
+    """
+
+    observed: list[str]
+    rows: list[tuple[str, str, str, str, bool, float]] = field(default_factory=list)
+
+    def add(
+        self, lhs: str, op: str, rhs: str, *, label: str = "", free: bool = True, value: float = 0.0
+    ) -> None:
+        if op not in {"=~", "~", "~~", "~1"}:
+            raise ValueError(f"unknown operator {op!r}")
+        self.rows.append((lhs, op, rhs, label, bool(free), float(value)))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["lhs", "op", "rhs", "label", "free", "value"])
+
+
+class _Ram:
+    """Index arrays that map the free parameters into the RAM matrices."""
+
+    def __init__(self, table: ParTable):
+        obs = list(table.observed)
+        names = list(obs)
+        for lhs, op, rhs, *_ in table.rows:
+            for v in (lhs, rhs) if op != "~1" else (lhs,):
+                if v not in names:
+                    names.append(v)
+        self.names = names
+        self.n_obs = len(obs)
+        self.n_var = len(names)
+        pos = {v: i for i, v in enumerate(names)}
+        # parameter index of every free row
+        ids: dict[str, int] = {}
+        par_of_row = []
+        start = []
+        for k, (_lhs, _op, _rhs, label, free, value) in enumerate(table.rows):
+            if not free:
+                par_of_row.append(-1)
+                continue
+            key = label if label else f"__row{k}"
+            if key not in ids:
+                ids[key] = len(ids)
+                start.append(value)
+            par_of_row.append(ids[key])
+        self.n_par = len(ids)
+        self.start = np.asarray(start, dtype=float)
+        self.par_of_row = np.asarray(par_of_row, dtype=int)
+        a_fixed = np.zeros((self.n_var, self.n_var))
+        s_fixed = np.zeros((self.n_var, self.n_var))
+        m_fixed = np.zeros(self.n_var)
+        a_idx, s_idx, m_idx = [], [], []  # (row, col, par) triples
+        for (lhs, op, rhs, _label, free, value), par in zip(table.rows, par_of_row, strict=True):
+            if op == "=~":
+                i, j = pos[rhs], pos[lhs]
+                (a_idx.append((i, j, par)) if free else a_fixed.__setitem__((i, j), value))
+            elif op == "~":
+                i, j = pos[lhs], pos[rhs]
+                (a_idx.append((i, j, par)) if free else a_fixed.__setitem__((i, j), value))
+            elif op == "~~":
+                i, j = pos[lhs], pos[rhs]
+                if free:
+                    s_idx.append((i, j, par))
+                else:
+                    s_fixed[i, j] = s_fixed[j, i] = value
+            else:
+                i = pos[lhs]
+                (m_idx.append((i, par)) if free else m_fixed.__setitem__(i, value))
+        self.a_fixed, self.s_fixed, self.m_fixed = a_fixed, s_fixed, m_fixed
+        self.a_idx = np.asarray(a_idx, dtype=int).reshape(-1, 3)
+        self.s_idx = np.asarray(s_idx, dtype=int).reshape(-1, 3)
+        self.m_idx = np.asarray(m_idx, dtype=int).reshape(-1, 2)
+
+    def scales(self, sd_observed: np.ndarray, table: ParTable) -> np.ndarray:
+        """A typical size of every free parameter, from the observed SDs.
+
+        A latent variable takes the smallest scale of its indicators over their fixed
+        loadings (a slope with loadings 0..T-1 is small); a path
+        ``i <- j`` scales as ``sd_i / sd_j``, a (co)variance as ``sd_i sd_j``, a mean as
+        ``sd_i``. Optimising ``theta / scale`` makes the problem well conditioned.
+        """
+        sd = dict(zip(self.names[: self.n_obs], sd_observed, strict=True))
+        latent: dict[str, float] = {}
+        for lhs, op, rhs, _label, free, value in table.rows:
+            if op == "=~" and lhs not in sd:
+                size = abs(value) if not free and value != 0 else 1.0
+                latent[lhs] = min(latent.get(lhs, np.inf), sd.get(rhs, 1.0) / size)
+        sd.update(latent)
+        out = np.ones(self.n_par)
+        done = np.zeros(self.n_par, dtype=bool)
+        for (lhs, op, rhs, *_), par in zip(table.rows, self.par_of_row, strict=True):
+            if par < 0 or done[par]:
+                continue
+            a, b = sd.get(lhs, 1.0), sd.get(rhs, 1.0)
+            if op == "=~":
+                out[par] = b / a
+            elif op == "~":
+                out[par] = a / b
+            elif op == "~~":
+                out[par] = a * b
+            else:
+                out[par] = a
+            done[par] = True
+        return out
+
+    def matrices(self, theta: np.ndarray):
+        a = self.a_fixed.copy()
+        s = self.s_fixed.copy()
+        m = self.m_fixed.copy()
+        if len(self.a_idx):
+            a[self.a_idx[:, 0], self.a_idx[:, 1]] = theta[self.a_idx[:, 2]]
+        if len(self.s_idx):
+            s[self.s_idx[:, 0], self.s_idx[:, 1]] = theta[self.s_idx[:, 2]]
+            s[self.s_idx[:, 1], self.s_idx[:, 0]] = theta[self.s_idx[:, 2]]
+        if len(self.m_idx):
+            m[self.m_idx[:, 0]] = theta[self.m_idx[:, 1]]
+        b = np.linalg.inv(np.eye(self.n_var) - a)
+        return a, s, m, b
+
+    def implied(self, theta: np.ndarray):
+        """Model-implied covariance (all variables) and observed mean/covariance."""
+        _a, s, m, b = self.matrices(theta)
+        total = b @ s @ b.T
+        mean = b @ m
+        no = self.n_obs
+        return total, mean, total[:no, :no], mean[:no]
+
+
+@dataclass
+class _Group:
+    """Missing-data patterns with the same number of observed variables, stacked."""
+
+    index: np.ndarray  # (g, k) observed variable positions
+    n: np.ndarray  # (g,) rows per pattern
+    mean: np.ndarray  # (g, k)
+    cov: np.ndarray  # (g, k, k), divisor n
+
+
+def _patterns(y: np.ndarray) -> tuple[list[_Group], int]:
+    seen = ~np.isnan(y)
+    keep = seen.any(axis=1)
+    y, seen = y[keep], seen[keep]
+    keys, inverse = np.unique(seen, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    by_size: dict[int, list] = {}
+    for p, key in enumerate(keys):
+        rows = y[inverse == p][:, key]
+        mean = rows.mean(axis=0)
+        dev = rows - mean
+        by_size.setdefault(int(key.sum()), []).append(
+            (np.flatnonzero(key), len(rows), mean, dev.T @ dev / len(rows))
+        )
+    groups = [
+        _Group(
+            index=np.stack([m[0] for m in members]),
+            n=np.array([m[1] for m in members], dtype=float),
+            mean=np.stack([m[2] for m in members]),
+            cov=np.stack([m[3] for m in members]),
+        )
+        for _k, members in sorted(by_size.items())
+    ]
+    return groups, len(keys)
+
+
+class _Objective:
+    def __init__(self, ram: _Ram, groups: list[_Group]):
+        self.ram = ram
+        self.groups = groups
+        self.const = (
+            -0.5 * _LOG2PI * sum(float(g.n @ np.full(len(g.n), g.index.shape[1])) for g in groups)
+        )
+        self.n = int(sum(g.n.sum() for g in groups))
+
+    def loglik(self, theta: np.ndarray, gradient: bool = False):
+        ram = self.ram
+        fail = (-np.inf, None) if gradient else -np.inf
+        try:
+            _a, s, m, b = ram.matrices(theta)
+        except np.linalg.LinAlgError:
+            return fail
+        p_mat = b[: ram.n_obs]  # F B
+        sigma = p_mat @ s @ p_mat.T
+        mu = p_mat @ m
+        ll = self.const
+        if gradient:
+            g_sig = np.zeros_like(sigma)
+            g_mu = np.zeros_like(mu)
+        for grp in self.groups:
+            rows, cols = grp.index[:, :, None], grp.index[:, None, :]
+            sub = sigma[rows, cols]
+            try:
+                chol = np.linalg.cholesky(sub)
+            except np.linalg.LinAlgError:
+                return fail
+            logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+            inv = np.linalg.inv(sub)
+            d = grp.mean - mu[grp.index]
+            w = grp.cov + d[:, :, None] * d[:, None, :]
+            ll -= 0.5 * float(grp.n @ (logdet + np.einsum("gij,gij->g", inv, w)))
+            if gradient:
+                iw = inv @ w @ inv
+                np.add.at(g_sig, (rows, cols), -0.5 * grp.n[:, None, None] * (inv - iw))
+                np.add.at(g_mu, grp.index, grp.n[:, None] * np.einsum("gij,gj->gi", inv, d))
+        if not np.isfinite(ll):
+            return fail
+        if not gradient:
+            return ll
+        mmat = p_mat.T @ g_sig @ p_mat  # dL/dS (before symmetry)
+        d_a = 2.0 * mmat @ s @ b.T + np.outer(p_mat.T @ g_mu, b @ m)
+        d_m = p_mat.T @ g_mu
+        grad = np.zeros(ram.n_par)
+        if len(ram.a_idx):
+            np.add.at(grad, ram.a_idx[:, 2], d_a[ram.a_idx[:, 0], ram.a_idx[:, 1]])
+        if len(ram.s_idx):
+            i, j = ram.s_idx[:, 0], ram.s_idx[:, 1]
+            np.add.at(grad, ram.s_idx[:, 2], np.where(i == j, 1.0, 2.0) * mmat[i, j])
+        if len(ram.m_idx):
+            np.add.at(grad, ram.m_idx[:, 1], d_m[ram.m_idx[:, 0]])
+        return ll, grad
+
+
+def _hessian(grad_fun, x: np.ndarray, rel: float = 1e-5) -> np.ndarray:
+    """Central-difference Hessian from an analytic gradient, symmetrised."""
+    n = len(x)
+    h = np.empty((n, n))
+    for k in range(n):
+        step = rel * max(1.0, abs(x[k]))
+        up, down = x.copy(), x.copy()
+        up[k] += step
+        down[k] -= step
+        h[:, k] = (grad_fun(up) - grad_fun(down)) / (2.0 * step)
+    return 0.5 * (h + h.T)
+
+
+@dataclass
+class FimlFit:
+    """The result of :func:`fit_fiml`."""
+
+    table: pd.DataFrame  # the parameter table with est, se, z, p, std_all
+    theta: np.ndarray
+    vcov: np.ndarray
+    loglik: float
+    n: int
+    n_par: int
+    converged: bool
+    message: str
+    gradient_max: float
+    implied_cov: np.ndarray  # all variables
+    implied_mean: np.ndarray
+    names: list[str]
+    n_patterns: int
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.n_par
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + math.log(self.n) * self.n_par
+
+
+def fit_fiml(table: ParTable, data: np.ndarray, *, maxiter: int = 5000) -> FimlFit:
+    """Fit a parameter table to data (rows x observed variables, NaN = missing) by FIML.
+
+    Rows with every variable missing carry no information and are left out (the caller
+    counts them).
+    """
+    ram = _Ram(table)
+    data = np.asarray(data, dtype=float)
+    if data.shape[1] != ram.n_obs:
+        raise ValueError("data must have one column per observed variable")
+    groups, n_patterns = _patterns(data)
+    obj = _Objective(ram, groups)
+    n = float(obj.n)
+    with np.errstate(invalid="ignore"):
+        sd = np.nanstd(data, axis=0)
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+    scale = ram.scales(sd, table)
+
+    def fun(phi):
+        ll, g = obj.loglik(phi * scale, gradient=True)
+        if not np.isfinite(ll):
+            return 1e10, np.zeros_like(phi)
+        return -ll / n, -g * scale / n
+
+    def grad(t):
+        ll, g = obj.loglik(t, gradient=True)
+        if not np.isfinite(ll):
+            raise np.linalg.LinAlgError("the model-implied covariance is not positive definite")
+        return g
+
+    with threadpool_limits(1):
+        res = optimize.minimize(
+            fun,
+            ram.start / scale,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": 1e-13, "gtol": 1e-7},
+        )
+        theta = res.x * scale
+        # Newton steps on the observed information polish the optimum
+        for _ in range(10):
+            g = grad(theta)
+            if np.max(np.abs(g * scale)) / n < 1e-9:
+                break
+            hess = _hessian(grad, theta)
+            try:
+                step = np.linalg.solve(hess, g)
+            except np.linalg.LinAlgError:
+                break
+            ll_old = obj.loglik(theta)
+            for _k in range(30):
+                trial = theta - step
+                ll_new = obj.loglik(trial)
+                if np.isfinite(ll_new) and ll_new >= ll_old - 1e-9:
+                    break
+                step = step / 2.0
+            else:
+                break
+            theta = trial
+        g = grad(theta)
+        hess = _hessian(grad, theta)
+    info = -hess
+    try:
+        vcov = np.linalg.inv(info)
+        eig = np.linalg.eigvalsh(info * np.outer(scale, scale) / n)
+        identified = eig.min() > 1e-8 * max(1.0, eig.max())
+    except np.linalg.LinAlgError:
+        vcov = np.full_like(info, np.nan)
+        identified = False
+    gmax = float(np.max(np.abs(g * scale))) / n if len(g) else 0.0
+    converged = bool(identified and gmax < 1e-4)
+    if not identified:
+        message = (
+            "the information matrix is singular: some parameters are not identified by these "
+            "data (too few clients per session, or too few sessions for the model)"
+        )
+    elif gmax >= 1e-4:
+        message = f"the largest gradient element is {gmax:.2g} after optimisation"
+    else:
+        message = "converged"
+    se = np.sqrt(np.where(np.diag(vcov) > 0, np.diag(vcov), np.nan))
+    total, mean, _, _ = ram.implied(theta)
+    frame = table.frame()
+    par = ram.par_of_row
+    frame["est"] = np.where(par >= 0, theta[np.maximum(par, 0)], frame["value"])
+    frame["se"] = np.where(par >= 0, se[np.maximum(par, 0)], np.nan)
+    frame["z"] = frame["est"] / frame["se"]
+    frame["p"] = 2.0 * stats.norm.sf(np.abs(frame["z"]))
+    frame["par"] = par
+    sd = pd.Series(np.sqrt(np.clip(np.diag(total), 0, None)), index=ram.names)
+    std = frame["est"].to_numpy(dtype=float).copy()
+    variance = {
+        lhs: est
+        for lhs, op, rhs, est in zip(
+            frame["lhs"], frame["op"], frame["rhs"], frame["est"], strict=True
+        )
+        if op == "~~" and lhs == rhs
+    }
+    for k, (lhs, op, rhs) in enumerate(zip(frame["lhs"], frame["op"], frame["rhs"], strict=True)):
+        if op == "~":
+            std[k] = std[k] * sd[rhs] / sd[lhs]
+        elif op == "=~":
+            std[k] = std[k] * sd[lhs] / sd[rhs]
+        elif op == "~~" and lhs == rhs:
+            std[k] = std[k] / sd[lhs] ** 2 if sd[lhs] > 0 else np.nan
+        elif op == "~~":
+            # residual covariances become residual correlations, as in lavaan's std.all
+            vl, vr = variance.get(lhs, np.nan), variance.get(rhs, np.nan)
+            std[k] = std[k] / math.sqrt(vl * vr) if vl > 0 and vr > 0 else np.nan
+        else:
+            std[k] = std[k] / sd[lhs] if sd[lhs] > 0 else np.nan
+    frame["std_all"] = std
+    return FimlFit(
+        table=frame,
+        theta=theta,
+        vcov=vcov,
+        loglik=float(obj.loglik(theta)),
+        n=obj.n,
+        n_par=ram.n_par,
+        converged=converged,
+        message=message,
+        gradient_max=gmax,
+        implied_cov=total,
+        implied_mean=mean,
+        names=ram.names,
+        n_patterns=n_patterns,
+    )

@@ -1,0 +1,798 @@
+"""Structural equation models of alliance and symptoms over sessions, fitted by FIML.
+
+Two panel models separate the within-client, session-to-session interplay of alliance
+and symptoms from stable differences between clients:
+
+:func:`dynamic_panel`
+    The dynamic panel model (DPM) estimated by maximum-likelihood SEM (Allison, Williams &
+    Moral-Benito, 2017), as Falkenström, Finkel, Sandell, Rubel & Holmqvist (2017)
+    recommend for the session-level alliance -> next-session symptoms question: each
+    series depends on its own and the other series' previous session, and a client's
+    stable level of each series is a latent "fixed effect" that may correlate freely with
+    the first observed sessions. Unlike a multilevel model with the lagged outcome as
+    predictor, this has no Nickell (1981) bias.
+:func:`riclpm`
+    The random-intercept cross-lagged panel model (RI-CLPM; Hamaker, Kuiper & Grasman,
+    2015): each observed score is a stable client mean plus a within-client deviation, and
+    the cross-lagged and autoregressive paths link the deviations.
+
+Both are fitted with the structural equation engine of ``alliance.models._sem_core``
+(full-information maximum likelihood over all observed sessions, standard errors from
+the observed information), which agrees with lavaan's ``missing = "fiml"`` estimates and
+standard errors on the committed references in ``tests/reference`` (see
+``docs/models_sem.md``).
+
+References
+----------
+Allison, P. D., Williams, R., & Moral-Benito, E. (2017). Maximum likelihood for
+cross-lagged panel models with fixed effects. Socius, 3, 1-17.
+
+Falkenström, F., Finkel, S., Sandell, R., Rubel, J. A., & Holmqvist, R. (2017). Dynamic
+models of individual change in psychotherapy process research. Journal of Consulting and
+Clinical Psychology, 85(6), 537-549.
+
+Hamaker, E. L., Kuiper, R. M., & Grasman, R. P. P. P. (2015). A critique of the
+cross-lagged panel model. Psychological Methods, 20(1), 102-116.
+
+Nickell, S. (1981). Biases in dynamic models with fixed effects. Econometrica, 49(6),
+1417-1426.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from alliance._checks import format_rows, require_columns
+from alliance.models._result import ModelResult, exclusion_log
+from alliance.models._sem_core import FimlFit, ParTable, fit_fiml
+
+__all__ = ["dynamic_panel", "riclpm"]
+
+DPM_CITATION = (
+    "Allison, Williams & Moral-Benito (2017), Socius 3; as recommended for session-level "
+    "alliance and symptoms by Falkenström, Finkel, Sandell, Rubel & Holmqvist (2017), JCCP 85(6)"
+)
+RICLPM_CITATION = "Hamaker, Kuiper & Grasman (2015), Psychological Methods 20(1), 102-116"
+FIML_POLICY = (
+    "full-information maximum likelihood (FIML) over every observed session of the included "
+    "clients (missing sessions and missing scores are assumed missing at random given the "
+    "observed scores); {patterns} missing-data patterns"
+)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class _Panel:
+    y: np.ndarray  # clients x waves, outcome
+    x: np.ndarray  # clients x waves, alliance
+    waves: list[int]
+    clients: pd.Index
+    excluded: pd.DataFrame
+    n_single: int
+
+
+def _long_table(data) -> pd.DataFrame:
+    if hasattr(data, "sessions") and not isinstance(data, pd.DataFrame):
+        return data.sessions
+    return data
+
+
+def _prepare(
+    data,
+    alliance: str,
+    outcome: str,
+    client: str,
+    session: str,
+    *,
+    lag: int,
+    max_sessions: int | None,
+    min_clients: int,
+    n_waves_needed: int,
+) -> _Panel:
+    """Long data -> a clients x sessions panel; every row left out is counted."""
+    data = _long_table(data)
+    require_columns(data, alliance=alliance, outcome=outcome, client=client, session=session)
+    if alliance == outcome:
+        raise ValueError(
+            f"alliance and outcome both name column {alliance!r}; the panel models need two "
+            "different series (e.g. alliance='wai_sr', outcome='phq9')"
+        )
+    if not isinstance(lag, int | np.integer) or lag < 1:
+        raise ValueError(f"lag must be a whole number of sessions >= 1, not {lag!r}")
+    if min_clients < 2:
+        raise ValueError(f"min_clients must be at least 2, not {min_clients}")
+    frame = data[[client, session, alliance, outcome]].copy()
+    frame.index = pd.RangeIndex(len(frame))
+    rows: list[tuple[str, str | None, int, int]] = []
+
+    def drop(mask: pd.Series, reason: str, column: str | None) -> None:
+        nonlocal frame
+        if mask.any():
+            rows.append((reason, column, int(mask.sum()), int(frame.loc[mask, client].nunique())))
+            frame = frame.loc[~mask]
+
+    drop(frame[client].isna(), "missing client identifier", client)
+    for col in (alliance, outcome, session):
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = values.isna() & frame[col].notna()
+        if bad.any():
+            raise ValueError(
+                f"column {col!r} has {int(bad.sum())} values that are not numbers "
+                f"({format_rows(frame.index[bad])}); convert them or set them to missing"
+            )
+        frame[col] = values.astype(float)
+    drop(frame[session].isna(), "missing session number", session)
+    s = frame[session].to_numpy()
+    frac = s != np.round(s)
+    if frac.any():
+        raise ValueError(
+            f"column {session!r} has {int(frac.sum())} non-integer values "
+            f"({format_rows(frame.index[frac])}); sessions must be whole numbers"
+        )
+    dup = frame.duplicated([client, session], keep=False)
+    if dup.any():
+        raise ValueError(
+            f"{int(dup.sum())} rows repeat a client x session pair ({format_rows(frame.index[dup])}); "
+            "keep one row per client and session (run alliance.validate to list them)"
+        )
+    drop(
+        frame[alliance].isna() & frame[outcome].isna(),
+        "no alliance or outcome score at the session",
+        f"{alliance}, {outcome}",
+    )
+    if frame.empty:
+        raise ValueError("no session has an alliance or outcome score; nothing to fit")
+    frame[session] = frame[session].astype(np.int64)
+    first = int(frame[session].min())
+    if max_sessions is not None:
+        if max_sessions < first + lag:
+            raise ValueError(
+                f"max_sessions={max_sessions} leaves fewer than {lag + 1} sessions "
+                f"(the first session is {first}); raise max_sessions"
+            )
+        drop(
+            frame[session] > max_sessions,
+            f"session after max_sessions={max_sessions}",
+            session,
+        )
+    # the highest session such that every session up to it has min_clients clients with both
+    # scores; later sessions would have (nearly) unidentified wave-specific parameters
+    both = frame[frame[alliance].notna() & frame[outcome].notna()]
+    counts = (
+        both.groupby(session)[client]
+        .nunique()
+        .reindex(range(first, int(frame[session].max()) + 1), fill_value=0)
+    )
+    thin = counts < min_clients
+    last = int(counts.index[thin.to_numpy().argmax()] - 1) if thin.any() else int(counts.index[-1])
+    if last < first + n_waves_needed - 1:
+        raise ValueError(
+            f"only sessions {first}..{last} have at least {min_clients} clients with both "
+            f"{alliance!r} and {outcome!r} scores; the model needs {n_waves_needed} consecutive "
+            f"sessions (lag={lag}). Use more clients, a smaller lag, or lower min_clients"
+        )
+    drop(
+        frame[session] > last,
+        f"session after {last}: a later session has fewer than {min_clients} clients with both "
+        "scores (min_clients)",
+        session,
+    )
+    waves = list(range(first, last + 1))
+    ids = pd.Index(pd.unique(frame[client]), name=client)
+    code = ids.get_indexer(frame[client])
+    w = frame[session].to_numpy() - first
+    y = np.full((len(ids), len(waves)), np.nan)
+    x = np.full((len(ids), len(waves)), np.nan)
+    y[code, w] = frame[outcome].to_numpy()
+    x[code, w] = frame[alliance].to_numpy()
+    n_rated = (~np.isnan(y) | ~np.isnan(x)).sum(axis=1)
+    return _Panel(
+        y=y,
+        x=x,
+        waves=waves,
+        clients=ids,
+        excluded=exclusion_log(rows),
+        n_single=int((n_rated == 1).sum()),
+    )
+
+
+def _var(a: np.ndarray) -> float:
+    v = np.nanvar(a)
+    return float(v) if np.isfinite(v) and v > 0 else 1.0
+
+
+# --------------------------------------------------------------------------- models
+
+
+def dpm_table(
+    n_waves: int,
+    *,
+    lag: int = 1,
+    slopes: bool = False,
+    equal_residuals: bool = False,
+    starts: dict[str, float] | None = None,
+) -> ParTable:
+    """The parameter table of the bivariate dynamic panel model (ML-SEM).
+
+    Observed variables are ``y1..yT`` (outcome) and ``x1..xT`` (alliance). For waves
+    ``t > lag``::
+
+        y_t = a_t + rho_y y_{t-lag} + beta_yx x_{t-lag} + eta_y (+ (t - 1) zeta_y) + e_t
+        x_t = c_t + rho_x x_{t-lag} + beta_xy y_{t-lag} + eta_x (+ (t - 1) zeta_x) + u_t
+
+    with wave-specific intercepts, residual variances and a contemporaneous residual
+    covariance; the fixed effects ``eta`` (and slopes ``zeta``) covary freely with each
+    other and with the first ``lag`` waves, which are predetermined (Allison et al., 2017).
+    """
+    st = {"var_y": 1.0, "var_x": 1.0, "mean_y": 0.0, "mean_x": 0.0, **(starts or {})}
+    obs = [f"y{t}" for t in range(1, n_waves + 1)] + [f"x{t}" for t in range(1, n_waves + 1)]
+    tab = ParTable(observed=obs)
+    later = range(lag + 1, n_waves + 1)
+    exo = [f"{v}{t}" for t in range(1, lag + 1) for v in ("y", "x")]
+    latents = ["eta_y", "eta_x"] + (["slope_y", "slope_x"] if slopes else [])
+    for v in ("y", "x"):
+        for t in later:
+            tab.add(f"eta_{v}", "=~", f"{v}{t}", free=False, value=1.0)
+        if slopes:
+            for t in later:
+                tab.add(f"slope_{v}", "=~", f"{v}{t}", free=False, value=float(t - 1))
+    for t in later:
+        tab.add(f"y{t}", "~", f"y{t - lag}", label="rho_y")
+        tab.add(f"y{t}", "~", f"x{t - lag}", label="beta_yx")
+        tab.add(f"x{t}", "~", f"x{t - lag}", label="rho_x")
+        tab.add(f"x{t}", "~", f"y{t - lag}", label="beta_xy")
+    # covariances among the fixed effects and the predetermined waves
+    block = latents + exo
+    for i, a in enumerate(block):
+        for b in block[i:]:
+            if a == b:
+                if a.startswith("slope"):
+                    value = 0.01 * st[f"var_{a[-1]}"]
+                elif a.startswith("eta"):
+                    value = 0.5 * st[f"var_{a[-1]}"]
+                else:
+                    value = st[f"var_{a[0]}"]
+                tab.add(a, "~~", b, value=value)
+            else:
+                tab.add(a, "~~", b, value=0.0)
+    for t in later:
+        for v in ("y", "x"):
+            label = f"res_{v}" if equal_residuals else ""
+            tab.add(f"{v}{t}", "~~", f"{v}{t}", label=label, value=0.5 * st[f"var_{v}"])
+        tab.add(f"y{t}", "~~", f"x{t}", label="res_yx" if equal_residuals else "", value=0.0)
+    for t in range(1, n_waves + 1):
+        for v in ("y", "x"):
+            tab.add(f"{v}{t}", "~1", "", value=st[f"mean_{v}"])
+    for lat in latents:
+        tab.add(lat, "~1", "", free=False, value=0.0)
+    return tab
+
+
+def riclpm_table(
+    n_waves: int,
+    *,
+    lag: int = 1,
+    equal_lags: bool = True,
+    starts: dict[str, float] | None = None,
+) -> ParTable:
+    """The parameter table of the RI-CLPM (Hamaker, Kuiper & Grasman, 2015).
+
+    ``y_t = mu_t + RI_y + wy_t`` and ``x_t = nu_t + RI_x + wx_t``; for ``t > lag``
+    ``wy_t = alpha_y wy_{t-lag} + beta_yx wx_{t-lag} + e_t`` and
+    ``wx_t = alpha_x wx_{t-lag} + beta_xy wy_{t-lag} + u_t``, with wave-specific
+    residual (co)variances, the random intercepts correlated with each other but not with
+    the first within-client deviations, and wave-specific means.
+    """
+    st = {"var_y": 1.0, "var_x": 1.0, "mean_y": 0.0, "mean_x": 0.0, **(starts or {})}
+    obs = [f"y{t}" for t in range(1, n_waves + 1)] + [f"x{t}" for t in range(1, n_waves + 1)]
+    tab = ParTable(observed=obs)
+    for v in ("y", "x"):
+        for t in range(1, n_waves + 1):
+            tab.add(f"ri_{v}", "=~", f"{v}{t}", free=False, value=1.0)
+    for v in ("y", "x"):
+        for t in range(1, n_waves + 1):
+            tab.add(f"w{v}{t}", "=~", f"{v}{t}", free=False, value=1.0)
+    for t in range(lag + 1, n_waves + 1):
+        suffix = "" if equal_lags else f"_{t}"
+        tab.add(f"wy{t}", "~", f"wy{t - lag}", label=f"alpha_y{suffix}")
+        tab.add(f"wy{t}", "~", f"wx{t - lag}", label=f"beta_yx{suffix}")
+        tab.add(f"wx{t}", "~", f"wx{t - lag}", label=f"alpha_x{suffix}")
+        tab.add(f"wx{t}", "~", f"wy{t - lag}", label=f"beta_xy{suffix}")
+    tab.add("ri_y", "~~", "ri_y", value=0.5 * st["var_y"])
+    tab.add("ri_x", "~~", "ri_x", value=0.5 * st["var_x"])
+    tab.add("ri_y", "~~", "ri_x", value=0.0)
+    for t in range(1, n_waves + 1):
+        tab.add(f"wy{t}", "~~", f"wy{t}", value=0.5 * st["var_y"])
+        tab.add(f"wx{t}", "~~", f"wx{t}", value=0.5 * st["var_x"])
+        tab.add(f"wy{t}", "~~", f"wx{t}", value=0.0)
+    # the first lag waves' deviations covary among themselves
+    for t in range(1, lag + 1):
+        for u in range(t + 1, lag + 1):
+            for a, b in (("wy", "wy"), ("wx", "wx"), ("wy", "wx"), ("wx", "wy")):
+                tab.add(f"{a}{t}", "~~", f"{b}{u}", value=0.0)
+    for v in ("y", "x"):
+        for t in range(1, n_waves + 1):
+            tab.add(f"{v}{t}", "~~", f"{v}{t}", free=False, value=0.0)
+    for t in range(1, n_waves + 1):
+        for v in ("y", "x"):
+            tab.add(f"{v}{t}", "~1", "", value=st[f"mean_{v}"])
+    for lat in ["ri_y", "ri_x"] + [f"w{v}{t}" for v in ("y", "x") for t in range(1, n_waves + 1)]:
+        tab.add(lat, "~1", "", free=False, value=0.0)
+    return tab
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _path_rows(
+    fit: FimlFit,
+    labels: dict[str, tuple[str, str]],
+    order: list[str],
+) -> pd.DataFrame:
+    """One row per labelled (equality-constrained) path: estimate, SE, z, p, CI, std."""
+    tab = fit.table
+    z975 = stats.norm.ppf(0.975)
+    out = []
+    for label in order:
+        term, kind = labels[label]
+        rows = tab[tab["label"] == label]
+        est = float(rows["est"].iloc[0])
+        se = float(rows["se"].iloc[0])
+        zval = est / se if se > 0 else np.nan
+        out.append(
+            {
+                "term": term,
+                "estimate": est,
+                "se": se,
+                "df": np.nan,
+                "statistic": zval,
+                "p": 2.0 * stats.norm.sf(abs(zval)) if np.isfinite(zval) else np.nan,
+                "ci_low": est - z975 * se,
+                "ci_high": est + z975 * se,
+                "std_estimate": float(rows["std_all"].mean()),
+                "path": kind,
+                "label": label,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def _standardized_by_wave(fit: FimlFit, labels: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    tab = fit.table[fit.table["label"].isin(list(labels))]
+    return pd.DataFrame(
+        {
+            "term": tab["label"].map(lambda k: labels[k][0]).to_numpy(),
+            "lhs": tab["lhs"].to_numpy(),
+            "rhs": tab["rhs"].to_numpy(),
+            "std_estimate": tab["std_all"].to_numpy(),
+        }
+    )
+
+
+def _named(table: pd.DataFrame, names: dict[str, str], waves: list[int]) -> pd.DataFrame:
+    """The full parameter table with readable variable names (y3 -> phq9[s3])."""
+    first = waves[0]
+
+    def rename(v: str) -> str:
+        for short, long in names.items():
+            if v.startswith(short) and v[len(short) :].isdigit():
+                return f"{long}[s{int(v[len(short) :]) + first - 1}]"
+        return v
+
+    out = table.copy()
+    out["lhs_name"] = out["lhs"].map(rename)
+    out["rhs_name"] = out["rhs"].map(lambda v: rename(v) if v else v)
+    return out
+
+
+def _starts(panel: _Panel) -> dict[str, float]:
+    return {
+        "var_y": _var(panel.y),
+        "var_x": _var(panel.x),
+        "mean_y": float(np.nanmean(panel.y)),
+        "mean_x": float(np.nanmean(panel.x)),
+    }
+
+
+def _fit_panel(panel: _Panel, table: ParTable) -> tuple[FimlFit, int]:
+    wide = np.hstack([panel.y, panel.x])
+    n_par = len({(r[3] or f"row{k}") for k, r in enumerate(table.rows) if r[4]})
+    if len(panel.clients) <= n_par // 4:
+        raise ValueError(
+            f"{len(panel.clients)} clients are too few for a model with {n_par} parameters "
+            f"over {len(panel.waves)} sessions; pass max_sessions= to use fewer sessions"
+        )
+    return fit_fiml(table, wide), n_par
+
+
+def _common_notes(fit: FimlFit, panel: _Panel, therapist: str | None) -> list[str]:
+    notes = []
+    if not fit.converged:
+        notes.append(f"the model did not converge cleanly: {fit.message}")
+    if panel.n_single:
+        notes.append(
+            f"{panel.n_single} clients rated only one session; they are kept and inform the "
+            "session means and variances under FIML"
+        )
+    if therapist is not None:
+        notes.append(
+            f"clients are nested in {therapist!r}, which this single-level SEM does not model; "
+            "standard errors assume independent clients"
+        )
+    return notes
+
+
+# --------------------------------------------------------------------------- public
+
+
+def dynamic_panel(
+    data,
+    alliance: str = "alliance",
+    outcome: str = "outcome",
+    client: str = "client",
+    session: str = "session",
+    *,
+    reverse: bool = False,
+    lag: int = 1,
+    max_sessions: int | None = None,
+    min_clients: int = 10,
+    slopes: bool = False,
+    equal_residuals: bool = False,
+    therapist: str | None = None,
+) -> ModelResult:
+    """Dynamic panel model of alliance and symptoms by ML-SEM (Allison et al., 2017).
+
+    Each session's outcome depends on the outcome and the alliance ``lag`` sessions
+    earlier, and each session's alliance on the alliance and the outcome ``lag`` sessions
+    earlier (coefficients equal over sessions). A client's stable level of each series
+    is a latent fixed effect that correlates freely with the other's and with the first
+    ``lag`` sessions, which are treated as predetermined, so the lagged effects are
+    within-client effects without the Nickell bias of a multilevel model with a lagged
+    outcome (Falkenström, Finkel, Sandell, Rubel & Holmqvist, 2017). Intercepts, residual
+    variances and the residual covariance of alliance and outcome are free at each
+    session.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Study
+        Long format, one row per client x session (a Study's ``sessions``).
+    alliance, outcome, client, session : str
+        Column names. The sessions are the waves of the panel: a missed session is a
+        missing wave, not a shorter lag.
+    reverse : bool, default False
+        Which cross-lagged path the result leads with: False for alliance -> next
+        outcome, True for outcome -> next alliance. Both are always estimated.
+    lag : int, default 1
+        Sessions between cause and effect.
+    max_sessions : int, optional
+        Use sessions up to this number only (later rows are counted in ``excluded``).
+    min_clients : int, default 10
+        Sessions are used up to the last one before a session with fewer than this many
+        clients with both scores (later rows are counted in ``excluded``).
+    slopes : bool, default False
+        Add client-specific linear trends (latent slopes with loadings ``session - 1``)
+        to both series, correlated with the fixed effects and the first sessions. Use it
+        when clients improve at different rates; the fixed effects alone absorb stable
+        differences in level, not in rate of change.
+    equal_residuals : bool, default False
+        Constrain the residual (co)variances to be equal over sessions.
+    therapist : str, optional
+        Accepted for a uniform interface; the nesting of clients in therapists is not
+        modelled (a note says so).
+
+    Returns
+    -------
+    ModelResult
+        ``params``: the two cross-lagged and two autoregressive paths (raw estimates,
+        z tests, 95% Wald CIs, and ``std_estimate`` = lavaan's ``std.all`` averaged over
+        sessions), the focal path first, with columns ``path`` and ``label``;
+        ``variance_components``: fixed-effect (co)variances; ``extra``: ``focal_term``,
+        ``terms`` (role -> term), ``parameter_table`` (every parameter, with lavaan-style
+        names), ``standardized_by_wave``, ``fit`` (npar, AIC, BIC, patterns) and
+        ``sessions`` (the waves used).
+
+    Raises
+    ------
+    KeyError
+        A named column is missing.
+    ValueError
+        Sessions that are not whole numbers, repeated client x session rows, too few
+        sessions or clients for the model.
+
+    Notes
+    -----
+    Missing sessions and scores are handled by FIML under missing at random; clients
+    who attended one session are kept. The fixed effects absorb stable between-client
+    differences (the "between" part), so the lagged paths are within-client effects;
+    they are on the raw scales of the columns (divide a WAI-SR total by 12 for item-mean
+    units).
+
+    References
+    ----------
+    Allison, P. D., Williams, R., & Moral-Benito, E. (2017). Maximum likelihood for
+    cross-lagged panel models with fixed effects. Socius, 3, 1-17.
+
+    Falkenström, F., Finkel, S., Sandell, R., Rubel, J. A., & Holmqvist, R. (2017).
+    Dynamic models of individual change in psychotherapy process research. Journal of
+    Consulting and Clinical Psychology, 85(6), 537-549.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.models.sem import dynamic_panel
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> fit = dynamic_panel(study.sessions, alliance="wai_sr", outcome="phq9",
+    ...                     max_sessions=8)
+    >>> fit.params["term"].tolist()[:2]
+    ['wai_sr[t-1] -> phq9[t]', 'phq9[t-1] -> wai_sr[t]']
+    >>> bool(fit.params["estimate"].iloc[0] < 0)
+    True
+    """
+    panel = _prepare(
+        data,
+        alliance,
+        outcome,
+        client,
+        session,
+        lag=lag,
+        max_sessions=max_sessions,
+        min_clients=min_clients,
+        n_waves_needed=lag + 2 + (1 if slopes else 0),
+    )
+    table = dpm_table(
+        len(panel.waves),
+        lag=lag,
+        slopes=slopes,
+        equal_residuals=equal_residuals,
+        starts=_starts(panel),
+    )
+    fit, _ = _fit_panel(panel, table)
+    lg = f"t-{lag}"
+    labels = {
+        "beta_yx": (f"{alliance}[{lg}] -> {outcome}[t]", "cross-lagged"),
+        "beta_xy": (f"{outcome}[{lg}] -> {alliance}[t]", "cross-lagged"),
+        "rho_y": (f"{outcome}[{lg}] -> {outcome}[t]", "autoregressive"),
+        "rho_x": (f"{alliance}[{lg}] -> {alliance}[t]", "autoregressive"),
+    }
+    order = (
+        ["beta_xy", "beta_yx", "rho_x", "rho_y"]
+        if reverse
+        else ["beta_yx", "beta_xy", "rho_y", "rho_x"]
+    )
+    params = _path_rows(fit, labels, order)
+    vc = _latent_components(fit, outcome, alliance, slopes=slopes)
+    full = _named(fit.table, {"y": outcome, "x": alliance}, panel.waves)
+    notes = _common_notes(fit, panel, therapist)
+    if not slopes:
+        notes.append(
+            "the fixed effects absorb stable differences in level between clients, not "
+            "client-specific trends; with clients who change at different rates use slopes=True"
+        )
+    return ModelResult(
+        model="dynamic panel model (ML-SEM)",
+        params=params,
+        variance_components=vc,
+        loglik=fit.loglik,
+        nobs=int(fit.n),
+        excluded=panel.excluded,
+        missing_data=FIML_POLICY.format(patterns=fit.n_patterns),
+        citation=DPM_CITATION,
+        notes=notes,
+        extra={
+            "focal_term": params["term"].iloc[0],
+            "terms": {
+                "alliance_to_outcome": labels["beta_yx"][0],
+                "outcome_to_alliance": labels["beta_xy"][0],
+                "outcome_autoregressive": labels["rho_y"][0],
+                "alliance_autoregressive": labels["rho_x"][0],
+            },
+            "parameter_table": full,
+            "standardized_by_wave": _standardized_by_wave(fit, labels),
+            "fit": _fit_stats(fit),
+            "sessions": panel.waves,
+            "n_clients": len(panel.clients),
+            "converged": fit.converged,
+        },
+    )
+
+
+def riclpm(
+    data,
+    alliance: str = "alliance",
+    outcome: str = "outcome",
+    client: str = "client",
+    session: str = "session",
+    *,
+    reverse: bool = False,
+    lag: int = 1,
+    max_sessions: int | None = None,
+    min_clients: int = 10,
+    therapist: str | None = None,
+) -> ModelResult:
+    """Random-intercept cross-lagged panel model (Hamaker, Kuiper & Grasman, 2015).
+
+    Each session's score is the session mean, plus the client's random intercept (their
+    stable level over treatment), plus a within-client deviation. The deviations follow
+    a cross-lagged panel model: the outcome deviation at ``t`` depends on the outcome and
+    alliance deviations ``lag`` sessions earlier, and the alliance deviation on both as
+    well (paths equal over sessions; residual variances and covariances free per
+    session). The random intercepts are correlated with each other (the between-client
+    association) and not with the first deviations, as in Hamaker et al. (2015).
+
+    Parameters
+    ----------
+    data : pandas.DataFrame or Study
+        Long format, one row per client x session.
+    alliance, outcome, client, session : str
+        Column names; sessions are the waves.
+    reverse : bool, default False
+        Lead with the outcome -> next alliance path instead of alliance -> next outcome.
+    lag : int, default 1
+        Sessions between cause and effect.
+    max_sessions, min_clients : int
+        As in :func:`dynamic_panel`.
+    therapist : str, optional
+        Accepted for a uniform interface; nesting in therapists is not modelled.
+
+    Returns
+    -------
+    ModelResult
+        ``params``: within-client cross-lagged and autoregressive paths with
+        ``std_estimate`` (lavaan's ``std.all`` averaged over sessions);
+        ``variance_components``: random-intercept variances and their correlation (the
+        between-client association); ``extra`` as in :func:`dynamic_panel`.
+
+    Notes
+    -----
+    The RI-CLPM and the DPM differ in where the stable part enters: in the RI-CLPM it is
+    added to the observed scores (a trait around which the deviations fluctuate), in the
+    DPM it enters each session's equation (an accumulating cause). With stationary
+    processes both give within-client lagged effects; see ``docs/models_sem.md``.
+
+    References
+    ----------
+    Hamaker, E. L., Kuiper, R. M., & Grasman, R. P. P. P. (2015). A critique of the
+    cross-lagged panel model. Psychological Methods, 20(1), 102-116.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.models.sem import riclpm
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> fit = riclpm(study.sessions, alliance="wai_sr", outcome="phq9", max_sessions=6)
+    >>> fit.params["term"].iloc[0]
+    'within wai_sr[t-1] -> phq9[t]'
+    >>> fit.variance_components["group"].iloc[0]
+    'client (random intercept)'
+    """
+    panel = _prepare(
+        data,
+        alliance,
+        outcome,
+        client,
+        session,
+        lag=lag,
+        max_sessions=max_sessions,
+        min_clients=min_clients,
+        n_waves_needed=lag + 2,
+    )
+    table = riclpm_table(len(panel.waves), lag=lag, starts=_starts(panel))
+    fit, _ = _fit_panel(panel, table)
+    lg = f"t-{lag}"
+    labels = {
+        "beta_yx": (f"within {alliance}[{lg}] -> {outcome}[t]", "cross-lagged"),
+        "beta_xy": (f"within {outcome}[{lg}] -> {alliance}[t]", "cross-lagged"),
+        "alpha_y": (f"within {outcome}[{lg}] -> {outcome}[t]", "autoregressive"),
+        "alpha_x": (f"within {alliance}[{lg}] -> {alliance}[t]", "autoregressive"),
+    }
+    order = (
+        ["beta_xy", "beta_yx", "alpha_x", "alpha_y"]
+        if reverse
+        else ["beta_yx", "beta_xy", "alpha_y", "alpha_x"]
+    )
+    params = _path_rows(fit, labels, order)
+    tab = fit.table
+    get = {
+        (r.lhs, r.rhs): (r.est, r.se)
+        for r in tab[tab["op"] == "~~"].itertuples()
+        if r.lhs.startswith("ri_")
+    }
+    vy, vx, cyx = get[("ri_y", "ri_y")][0], get[("ri_x", "ri_x")][0], get[("ri_y", "ri_x")][0]
+    vc = pd.DataFrame(
+        {
+            "group": ["client (random intercept)"] * 3,
+            "term": [outcome, alliance, outcome],
+            "term2": [None, None, alliance],
+            "vcov": [vy, vx, cyx],
+            "sdcor": [
+                math.sqrt(max(vy, 0.0)),
+                math.sqrt(max(vx, 0.0)),
+                cyx / math.sqrt(vy * vx) if vy > 0 and vx > 0 else np.nan,
+            ],
+            "se": [get[k][1] for k in (("ri_y", "ri_y"), ("ri_x", "ri_x"), ("ri_y", "ri_x"))],
+        }
+    )
+    notes = _common_notes(fit, panel, therapist)
+    if vy <= 0 or vx <= 0:
+        notes.append("a random-intercept variance is not positive (a Heywood case)")
+    return ModelResult(
+        model="random-intercept cross-lagged panel model (RI-CLPM)",
+        params=params,
+        variance_components=vc,
+        loglik=fit.loglik,
+        nobs=int(fit.n),
+        excluded=panel.excluded,
+        missing_data=FIML_POLICY.format(patterns=fit.n_patterns),
+        citation=RICLPM_CITATION,
+        notes=notes,
+        extra={
+            "focal_term": params["term"].iloc[0],
+            "terms": {
+                "alliance_to_outcome": labels["beta_yx"][0],
+                "outcome_to_alliance": labels["beta_xy"][0],
+                "outcome_autoregressive": labels["alpha_y"][0],
+                "alliance_autoregressive": labels["alpha_x"][0],
+            },
+            "parameter_table": _named(
+                fit.table, {"wy": outcome, "wx": alliance, "y": outcome, "x": alliance}, panel.waves
+            ),
+            "standardized_by_wave": _standardized_by_wave(fit, labels),
+            "fit": _fit_stats(fit),
+            "sessions": panel.waves,
+            "n_clients": len(panel.clients),
+            "converged": fit.converged,
+        },
+    )
+
+
+def _latent_components(fit: FimlFit, outcome: str, alliance: str, *, slopes: bool) -> pd.DataFrame:
+    tab = fit.table
+    names = {
+        "eta_y": outcome,
+        "eta_x": alliance,
+        "slope_y": f"{outcome} slope",
+        "slope_x": f"{alliance} slope",
+    }
+    lat = tab[(tab["op"] == "~~") & tab["lhs"].isin(list(names)) & tab["rhs"].isin(list(names))]
+    var = {r.lhs: r.est for r in lat.itertuples() if r.lhs == r.rhs}
+    rows = []
+    for r in lat.itertuples():
+        same = r.lhs == r.rhs
+        sdcor = (
+            math.sqrt(max(r.est, 0.0))
+            if same
+            else (
+                r.est / math.sqrt(var[r.lhs] * var[r.rhs])
+                if var[r.lhs] > 0 and var[r.rhs] > 0
+                else np.nan
+            )
+        )
+        rows.append(
+            {
+                "group": "client (fixed effect)",
+                "term": names[r.lhs],
+                "term2": None if same else names[r.rhs],
+                "vcov": r.est,
+                "sdcor": sdcor,
+                "se": r.se,
+            }
+        )
+    return pd.DataFrame(rows, columns=["group", "term", "term2", "vcov", "sdcor", "se"])
+
+
+def _fit_stats(fit: FimlFit) -> dict[str, float]:
+    return {
+        "npar": fit.n_par,
+        "loglik": fit.loglik,
+        "aic": fit.aic,
+        "bic": fit.bic,
+        "n_patterns": fit.n_patterns,
+        "max_gradient": fit.gradient_max,
+    }
