@@ -450,3 +450,12 @@ def test_every_result_has_the_common_api(demo):
 def test_lazy_submodules():
     with pytest.raises(AttributeError):
         alliance.models.no_such_module  # noqa: B018
+
+
+def test_dpm_runs_the_real_sem_module_when_present(demo):
+    pytest.importorskip("alliance.models.sem")
+    fit = within_between(
+        demo, alliance="wai", outcome="phq9", method="dpm", max_sessions=6, therapist=None
+    )
+    assert isinstance(fit, ModelResult)
+    assert len(fit.params)

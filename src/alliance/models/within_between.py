@@ -387,7 +387,7 @@ def _mlm(
 
 def _dpm(data, alliance, outcome, client, session, therapist, lag, reverse, options):
     """Validate and hand over to the ML-SEM dynamic panel model."""
-    frame = as_long(data, client, session, alliance, outcome)
+    frame = as_long(data, client, session, therapist, alliance, outcome)
     check_sessions(frame, session, client)
     if therapist is not None:
         options = {**options, "therapist": therapist}
