@@ -115,20 +115,80 @@ def validate(
 @app.command()
 def simulate(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write the study into."),
-    therapists: int = typer.Option(30, help="Number of therapists."),
-    clients_per_therapist: int = typer.Option(10, help="Clients per therapist."),
-    sessions: int = typer.Option(16, help="Planned sessions per client."),
-    sites: int = typer.Option(3, help="Number of sites."),
+    therapists: int = typer.Option(
+        None, help="Number of therapists (default 30; not with --clients)."
+    ),
+    clients_per_therapist: int = typer.Option(
+        None, help="Clients per therapist (default 10, or 25 with --clients)."
+    ),
+    sessions: int = typer.Option(
+        None, help="Planned sessions per client (default 16, or 20 with --clients)."
+    ),
+    sites: int = typer.Option(None, help="Number of sites (default 3, or 20 with --clients)."),
     seed: int = typer.Option(2026, help="Random seed: the same seed gives the same study."),
-    fmt: str = typer.Option("csv", "--format", help="csv, parquet, tsv, xlsx, sav or dta."),
+    fmt: str = typer.Option(
+        "csv",
+        "--format",
+        help="csv, parquet, tsv, xlsx, sav or dta (parquet or csv with --clients).",
+    ),
+    clients: int = typer.Option(
+        None,
+        "--clients",
+        help="Total number of clients: write a routine-outcome-monitoring-scale study in "
+        "chunks of clients (memory stays bounded; e.g. --clients 500000 --format parquet).",
+    ),
+    chunk_clients: int = typer.Option(
+        20_000, "--chunk-clients", help="With --clients: clients simulated at once."
+    ),
 ) -> None:
-    """Write a simulated study with known truth (sessions, clients, events, codebook)."""
-    from alliance.io import write_study
-    from alliance.simulate import simulate_study
+    """Write a simulated study with known truth (sessions, clients, events, codebook).
 
+    With --clients the study is written chunk by chunk with
+    alliance.simulate.simulate_rom (reproducible for the same seed and --chunk-clients);
+    without it, the whole study is made in memory by simulate_study and the simulated
+    ruptures are written to truth_ruptures.csv.
+    """
+    from alliance.io import write_study
+    from alliance.simulate import simulate_rom, simulate_study
+
+    if clients is not None:
+        if therapists is not None:
+            err.print(
+                "give either --clients (total clients) or --therapists, not both; with "
+                "--clients the number of therapists is clients / --clients-per-therapist"
+            )
+            raise typer.Exit(2)
+        try:
+            folder = simulate_rom(
+                clients,
+                out_dir,
+                n_sessions=20 if sessions is None else sessions,
+                clients_per_therapist=25
+                if clients_per_therapist is None
+                else clients_per_therapist,
+                n_sites=20 if sites is None else sites,
+                seed=seed,
+                chunk_clients=chunk_clients,
+                fmt=fmt,
+                progress=True,
+            )
+        except ValueError as error:
+            err.print(str(error), markup=False)
+            raise typer.Exit(2) from None
+        out.print(
+            f"wrote {clients} simulated clients to {folder} (sessions.{fmt}, clients.{fmt}, "
+            f"events.{fmt}, datapackage.json)",
+            markup=False,
+            highlight=False,
+        )
+        return
     try:
         study = simulate_study(
-            therapists, clients_per_therapist, sessions, n_sites=sites, seed=seed
+            30 if therapists is None else therapists,
+            10 if clients_per_therapist is None else clients_per_therapist,
+            16 if sessions is None else sessions,
+            n_sites=3 if sites is None else sites,
+            seed=seed,
         )
     except ValueError as error:
         err.print(str(error), markup=False)

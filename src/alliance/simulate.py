@@ -19,18 +19,22 @@ The generating model follows the findings the field builds on (see the README):
   random given the observed data), and some sessions are missed.
 
 All randomness comes from one ``numpy.random.Generator`` seeded by ``seed``.
+
+:func:`simulate_rom` writes studies of routine-outcome-monitoring size (hundreds of
+thousands of clients) to Parquet or CSV in chunks of clients, so memory stays bounded.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from alliance.study import Codebook, Study
 
-__all__ = ["Effects", "simulate_study", "codebook_for"]
+__all__ = ["Effects", "simulate_study", "simulate_rom", "codebook_for"]
 
 WAI_ITEMS = 12
 PHQ_ITEMS = 9
@@ -411,6 +415,226 @@ def simulate_study(
         truth=truth,
         name=name,
     )
+
+
+def simulate_rom(
+    n_clients: int,
+    path: str | Path,
+    *,
+    n_sessions: int = 20,
+    clients_per_therapist: int = 25,
+    n_sites: int = 20,
+    effects: Effects | dict | None = None,
+    seed: int = 2026,
+    chunk_clients: int = 20_000,
+    fmt: str = "parquet",
+    progress: bool = False,
+) -> Path:
+    """Write a routine-outcome-monitoring-scale simulated study, chunk by chunk.
+
+    The clients are simulated in chunks of ``chunk_clients`` with :func:`simulate_study`
+    (so each chunk follows the same generating model), and each chunk is appended to
+    the files before the next is made: memory depends on the chunk size, not on
+    ``n_clients`` (about 0.6 GB at the default 20,000 clients x 20 sessions).
+
+    Parameters
+    ----------
+    n_clients : int
+        Number of clients in all.
+    path : str or pathlib.Path
+        Folder to write ``sessions.<fmt>``, ``clients.<fmt>``, ``events.<fmt>`` and
+        ``datapackage.json`` into (made if absent; existing files of those names are
+        replaced).
+    n_sessions : int, default 20
+        Planned sessions per client (dropout and missed sessions make fewer rows;
+        about 13.5 rows per client at 20 planned sessions with the default effects).
+    clients_per_therapist : int, default 25
+        Caseload of each therapist. When ``n_clients`` is not a multiple of it, the
+        last therapist has fewer clients.
+    n_sites : int, default 20
+        Sites per chunk; site ``S1`` of every chunk is the same site, so a site's
+        therapists come from every chunk.
+    effects : Effects or dict, optional
+        Generating values, as in :func:`simulate_study`.
+    seed : int, default 2026
+        Each chunk gets a child seed from ``numpy.random.SeedSequence(seed).spawn``.
+        The files are reproducible for the same ``seed``, ``n_clients``,
+        ``clients_per_therapist``, ``n_sessions``, ``n_sites`` and ``chunk_clients``;
+        another chunk size draws other (equally distributed) data.
+    chunk_clients : int, default 20000
+        Clients simulated at once (rounded down to a whole number of caseloads).
+    fmt : {"parquet", "csv"}, default "parquet"
+        File format.
+    progress : bool, default False
+        Show a progress bar (chunks written).
+
+    Returns
+    -------
+    pathlib.Path
+        The folder, readable with :func:`alliance.read_study` (or streamed with
+        :func:`alliance.io.scan_sessions`). Identifiers are unique over the whole
+        study: clients ``C0000001 ..``, therapists ``T000001 ..``; each client's rows
+        are contiguous and in session order.
+
+    Examples
+    --------
+    >>> import tempfile, alliance
+    >>> from alliance.simulate import simulate_rom
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     folder = simulate_rom(120, tmp, n_sessions=6, clients_per_therapist=10,
+    ...                           n_sites=2, chunk_clients=50, seed=1)
+    ...     study = alliance.read_study(folder)
+    >>> study.n_clients, study.clients["therapist"].nunique()
+    (120, 12)
+    >>> study.clients["client"].iloc[[0, -1]].tolist()
+    ['C000001', 'C000120']
+    """
+    from tqdm.auto import tqdm
+
+    for arg, value, low in (
+        ("n_clients", n_clients, 1),
+        ("clients_per_therapist", clients_per_therapist, 1),
+        ("n_sessions", n_sessions, 2),
+        ("n_sites", n_sites, 1),
+        ("chunk_clients", chunk_clients, 1),
+    ):
+        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{arg} must be a whole number of at least {low}, got {value!r}")
+    if fmt not in ("parquet", "csv"):
+        raise ValueError(
+            f"fmt must be 'parquet' or 'csv' for a chunked simulation, got {fmt!r}; "
+            "convert afterwards with alliance.io.write_table if you need another format"
+        )
+    if isinstance(seed, np.random.Generator) or not isinstance(seed, int | np.integer):
+        raise ValueError(
+            f"seed must be a whole number (the chunks' seeds derive from it), got {seed!r}"
+        )
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    per_chunk = max(1, chunk_clients // clients_per_therapist) * clients_per_therapist
+    starts = np.arange(0, n_clients, per_chunk)
+    children = np.random.SeedSequence(int(seed)).spawn(len(starts))
+    n_therapists = -(-n_clients // clients_per_therapist)
+    client_width = max(6, len(str(n_clients)))
+    therapist_width = max(6, len(str(n_therapists)))
+    writers = {
+        t: _ChunkWriter(folder / f"{t}.{fmt}", fmt) for t in ("sessions", "clients", "events")
+    }
+    try:
+        bar = tqdm(
+            zip(starts, children, strict=True),
+            total=len(starts),
+            desc="simulating",
+            unit="chunk",
+            disable=not progress,
+        )
+        for first, child in bar:
+            size = int(min(per_chunk, n_clients - first))
+            chunk_therapists = -(-size // clients_per_therapist)
+            study = simulate_study(
+                chunk_therapists,
+                clients_per_therapist,
+                n_sessions,
+                n_sites=min(n_sites, chunk_therapists),
+                effects=effects,
+                seed=np.random.default_rng(child),
+            )
+            tables = _relabel(
+                study,
+                client_offset=int(first),
+                therapist_offset=int(first) // clients_per_therapist,
+                keep=size,
+                client_width=client_width,
+                therapist_width=therapist_width,
+            )
+            for table, frame in tables.items():
+                writers[table].write(frame)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    description = (
+        f"Synthetic routine-outcome-monitoring data: {n_clients} clients, "
+        f"{n_sessions} planned sessions, from alliance.simulate.simulate_rom(seed={seed}, "
+        f"chunk_clients={chunk_clients}); no real person is described."
+    )
+    codebook_for("simulated_rom", description).write(folder / "datapackage.json")
+    return folder
+
+
+class _ChunkWriter:
+    """Append DataFrames to one Parquet or CSV file with the first chunk's schema."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt = path, fmt
+        self.writer = None
+        self.schema = None
+        self.started = False
+        if path.exists():
+            path.unlink()
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.fmt == "csv":
+            frame.to_csv(self.path, mode="a", header=not self.started, index=False)
+            self.started = True
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            schema = pa.Schema.from_pandas(frame, preserve_index=False)
+            # an empty first chunk (e.g. no events) has no types: text columns are strings
+            fields = [
+                pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in schema
+            ]
+            self.schema = pa.schema(fields)
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+        self.writer.write_table(table)
+        self.started = True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _labels(prefix: str, first: int, n: int, width: int) -> np.ndarray:
+    """Identifiers ``<prefix><number>`` for numbers first + 1 .. first + n, zero-padded."""
+    numbers = np.arange(first + 1, first + n + 1).astype(str)
+    return np.char.add(prefix, np.char.zfill(numbers, width)).astype(object)
+
+
+def _relabel(
+    study: Study,
+    *,
+    client_offset: int,
+    therapist_offset: int,
+    keep: int,
+    client_width: int,
+    therapist_width: int,
+) -> dict[str, pd.DataFrame]:
+    """Give a chunk's clients and therapists study-wide identifiers; keep ``keep`` clients.
+
+    :func:`simulate_study` numbers clients and therapists in order (``C001 ..``,
+    ``T01 ..``), so the position of a local identifier among the sorted local ones is
+    its number within the chunk.
+    """
+    local_clients = pd.Index(np.sort(study.clients["client"].to_numpy().astype(str)))
+    local_therapists = pd.Index(np.sort(study.clients["therapist"].unique().astype(str)))
+    new_clients = _labels("C", client_offset, len(local_clients), client_width)
+    new_therapists = _labels("T", therapist_offset, len(local_therapists), therapist_width)
+    kept = local_clients[:keep]
+    out = {}
+    for table in ("sessions", "clients", "events"):
+        frame = getattr(study, table)
+        if keep < len(local_clients):
+            frame = frame[frame["client"].isin(kept)]
+        frame = frame.copy()
+        frame["client"] = new_clients[local_clients.get_indexer(frame["client"])]
+        if "therapist" in frame.columns:
+            codes = local_therapists.get_indexer(frame["therapist"])
+            frame["therapist"] = new_therapists[codes]
+        out[table] = frame.reset_index(drop=True)
+    return out
 
 
 def _effects(effects: Effects | dict | None) -> Effects:
