@@ -27,9 +27,13 @@ __all__ = [
     "as_long",
     "check_sessions",
     "client_table",
+    "code_moderator",
     "decompose",
+    "fisher_ci",
+    "fit_client_model",
     "lead",
     "lmm_params",
+    "r_from_t",
     "standardize",
 ]
 
