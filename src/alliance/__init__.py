@@ -10,16 +10,35 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from alliance import datasets, instruments, io
+from alliance import datasets, instruments, io, schema, scoring
 from alliance.datasets import load_study
 from alliance.io import read_study
 from alliance.schema import ValidationError, validate
+from alliance.scoring import score
 from alliance.study import Codebook, Study
 
 try:
     __version__ = version("alliance")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
+
+# Heavier layers load on first use (``alliance.models``, ``alliance.plots``, ...), so
+# ``import alliance`` stays quick for the command line and for parallel workers.
+_LAZY = (
+    "change",
+    "describe",
+    "export",
+    "meta",
+    "models",
+    "paths",
+    "plots",
+    "power",
+    "privacy",
+    "reliability",
+    "report",
+    "ruptures",
+    "simulate",
+)
 
 __all__ = [
     "Codebook",
@@ -31,29 +50,12 @@ __all__ = [
     "io",
     "load_study",
     "read_study",
+    "schema",
+    "score",
+    "scoring",
     "validate",
+    *_LAZY,
 ]
-
-from alliance import reliability, scoring
-from alliance.scoring import score
-
-__all__ += ["reliability", "score", "scoring"]
-
-# Heavier layers load on first use (``alliance.plots``, ``alliance.models``, ...), so
-# ``import alliance`` stays quick for the command line.
-_LAZY = {
-    "plots",
-    "models",
-    "meta",
-    "report",
-    "describe",
-    "privacy",
-    "simulate",
-    "change",
-    "ruptures",
-    "power",
-    "paths",
-}
 
 
 def __getattr__(name: str):
@@ -64,5 +66,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'alliance' has no attribute {name!r}")
 
 
-# change and ruptures load on first use through __getattr__ (see _LAZY)
-__all__ += ["change", "ruptures"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -267,6 +267,105 @@ def report(
     out.print(f"report written: {result.index}", markup=False, highlight=False)
 
 
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        err.print(f"{option} expects whole numbers separated by commas, e.g. 10,20,40")
+        raise typer.Exit(2) from None
+    if not values or min(values) < 1:
+        err.print(f"{option} expects whole numbers of at least 1, e.g. 10,20,40")
+        raise typer.Exit(2)
+    return values
+
+
+@app.command()
+def power(
+    therapists: str = typer.Option("10,20", help="Numbers of therapists, comma-separated."),
+    clients_per_therapist: str = typer.Option("5,10", help="Clients per therapist, e.g. 5,10."),
+    sessions: str = typer.Option("12", help="Planned sessions per client, e.g. 8,12."),
+    model: str = typer.Option(
+        "within", help="within, reverse or prior_negative_therapy (the effect to detect)."
+    ),
+    effect: list[str] = typer.Option(
+        [], "--effect", "-e", help="A generating value, NAME=VALUE (repeatable), e.g. within=-1."
+    ),
+    sims: int = typer.Option(100, help="Simulations per design."),
+    seed: int = typer.Option(2026, help="Seed: the same seed gives the same power."),
+    jobs: int = typer.Option(-1, help="Local processes (-1: all cores)."),
+    dask: str = typer.Option(None, help="Address of a Dask scheduler to run on instead."),
+    save_dir: Path = typer.Option(
+        None, help="Folder for finished simulations; rerun with it to resume."
+    ),
+    out_file: Path = typer.Option(None, "--out", "-o", help="Write the power table (CSV)."),
+) -> None:
+    """Power to detect an alliance effect, by simulation over a grid of designs.
+
+    Example: alliance power --therapists 10,20 --clients-per-therapist 5,10 --sessions 12
+    --model within --effect within=-1.5 --sims 200 --save-dir power_runs
+    """
+    import itertools
+
+    import pandas as pd
+
+    from alliance.power import simulate_power
+
+    grid = pd.DataFrame(
+        list(
+            itertools.product(
+                _int_list(therapists, "--therapists"),
+                _int_list(clients_per_therapist, "--clients-per-therapist"),
+                _int_list(sessions, "--sessions"),
+            )
+        ),
+        columns=["n_therapists", "clients_per_therapist", "n_sessions"],
+    )
+    effects = {}
+    for pair in effect:
+        name, _, value = pair.partition("=")
+        try:
+            effects[name.strip()] = float(value)
+        except ValueError:
+            err.print(f"--effect expects NAME=NUMBER (e.g. within=-1.5), got {pair!r}")
+            raise typer.Exit(2) from None
+    try:
+        table = simulate_power(
+            grid,
+            effects,
+            model,
+            n_sims=sims,
+            seed=seed,
+            n_jobs=jobs,
+            backend="dask" if dask else "loky",
+            address=dask,
+            save_dir=save_dir,
+            progress=True,
+        )
+    except (KeyError, ValueError) as error:
+        err.print(str(error).strip('"'), markup=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("stopped; finished simulations are kept in --save-dir (if given)")
+        raise typer.Exit(130) from None
+    if out_file is not None:
+        table.to_csv(out_file, index=False)
+    shown = table[
+        [
+            "n_therapists",
+            "clients_per_therapist",
+            "n_sessions",
+            "n_sims",
+            "n_failed",
+            "power",
+            "power_ci_low",
+            "power_ci_high",
+            "bias",
+            "coverage",
+        ]
+    ]
+    out.print(shown.round(3).to_string(index=False), markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Entry point of the ``alliance`` script."""
     app()
