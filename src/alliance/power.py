@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from alliance._checks import close_matches, require_frame
-from alliance.simulate import Effects, simulate_study
+from alliance.simulate import Effects, _effects, simulate_study
 
 __all__ = ["POWER_MODELS", "PowerModel", "simulate_power", "summarize_power"]
 
@@ -307,12 +307,7 @@ def simulate_power(
     grid = _designs(design_grid)
     spec = _model(model)
     effects = dict(effects or {})
-    Effects(
-        **{
-            **Effects().__dict__,
-            **{k: v for k, v in effects.items() if k in Effects.__dataclass_fields__},
-        }
-    )
+    _effects(effects)  # unknown names fail here, with a close match
     if engine not in ("alliance", "statsmodels"):
         raise ValueError(f"engine must be 'alliance' or 'statsmodels', not {engine!r}")
     if backend not in ("loky", "dask", "sequential"):
