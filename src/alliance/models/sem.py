@@ -404,10 +404,12 @@ def _starts(panel: _Panel) -> dict[str, float]:
 def _fit_panel(panel: _Panel, table: ParTable) -> tuple[FimlFit, int]:
     wide = np.hstack([panel.y, panel.x])
     n_par = len({(r[3] or f"row{k}") for k, r in enumerate(table.rows) if r[4]})
-    if len(panel.clients) <= n_par // 4:
+    n_clients, n_vars = len(panel.clients), wide.shape[1]
+    if n_clients <= n_vars:
         raise ValueError(
-            f"{len(panel.clients)} clients are too few for a model with {n_par} parameters "
-            f"over {len(panel.waves)} sessions; pass max_sessions= to use fewer sessions"
+            f"{n_clients} clients are too few for a panel of {len(panel.waves)} sessions "
+            f"({n_vars} observed variables, {n_par} parameters): the model needs more clients "
+            "than observed variables. Pass max_sessions= to use fewer sessions"
         )
     return fit_fiml(table, wide), n_par
 

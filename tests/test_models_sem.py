@@ -1,0 +1,312 @@
+"""Tests of alliance.models.sem: lavaan agreement, recovery of simulated truth, data handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alliance.models import _sem_core as core
+from alliance.models import sem
+from alliance.simulate import simulate_study
+
+REF = Path(__file__).parent / "reference"
+
+
+# --------------------------------------------------------------------------- lavaan
+
+
+@pytest.fixture(scope="module")
+def panel_long():
+    return pd.read_csv(REF / "data" / "sem_panel_long.csv")
+
+
+@pytest.fixture(scope="module")
+def lavaan():
+    return json.loads((REF / "lavaan_sem.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def fits(panel_long):
+    return {
+        "dpm": sem.dynamic_panel(panel_long),
+        "dpm_slopes": sem.dynamic_panel(panel_long, slopes=True),
+        "riclpm": sem.riclpm(panel_long),
+    }
+
+
+def _key(lhs, op, rhs):
+    return ("~~", *sorted([lhs, rhs])) if op == "~~" else (op, lhs, rhs)
+
+
+@pytest.mark.parametrize("model", ["dpm", "dpm_slopes", "riclpm"])
+def test_agrees_with_lavaan(fits, lavaan, model):
+    fit, ref = fits[model], lavaan[model]
+    assert fit.extra["converged"]
+    assert fit.extra["fit"]["npar"] == ref["npar"]
+    assert fit.nobs == ref["nobs"]
+    assert fit.loglik == pytest.approx(ref["loglik"], abs=1e-6)
+    ours = fit.extra["parameter_table"]
+    theirs = pd.DataFrame(ref["params"])
+    theirs["key"] = [_key(*k) for k in zip(theirs.lhs, theirs.op, theirs.rhs, strict=True)]
+    ours = ours.assign(key=[_key(*k) for k in zip(ours.lhs, ours.op, ours.rhs, strict=True)])
+    both = ours[ours["free"]].merge(theirs, on="key", suffixes=("", "_lavaan"))
+    assert len(both) == int(ours["free"].sum())  # every free parameter has a lavaan twin
+    # ML estimates: lavaan stops at its own convergence tolerance, ours after Newton steps
+    scale = np.maximum(np.abs(both["est_lavaan"]), both["se_lavaan"])
+    assert np.max(np.abs(both["est"] - both["est_lavaan"]) / scale) < 1e-3
+    assert np.max(np.abs(both["se"] / both["se_lavaan"] - 1)) < 1e-4
+    paths = both[both["op"] == "~"]
+    assert np.max(np.abs(paths["std_all"] - paths["std.all"])) < 1e-4
+
+
+def test_lavaan_found_a_worse_local_maximum_that_we_avoid(fits, lavaan):
+    # the DPM likelihood of these data has two maxima; the reference keeps lavaan's best
+    found = lavaan["dpm"]["local_maxima"]
+    assert min(found.values()) < lavaan["dpm"]["loglik"] - 10
+    assert fits["dpm"].loglik == pytest.approx(max(found.values()), abs=1e-6)
+
+
+def test_gradient_is_the_derivative_of_the_loglik(panel_long):
+    panel = sem._prepare(
+        panel_long,
+        "alliance",
+        "outcome",
+        "client",
+        "session",
+        lag=1,
+        max_sessions=4,
+        min_clients=10,
+        n_waves_needed=3,
+    )
+    data = np.hstack([panel.y, panel.x])
+    rng = np.random.default_rng(3)
+    for table in (
+        sem.dpm_table(4, slopes=True, starts=sem._starts(panel)),
+        sem.riclpm_table(4, starts=sem._starts(panel)),
+    ):
+        ram = core._Ram(table)
+        obj = core._Objective(ram, core._patterns(data)[0])
+        theta = ram.start + rng.normal(0, 0.01, ram.n_par)
+        _, grad = obj.loglik(theta, gradient=True)
+        eye = np.eye(ram.n_par) * 1e-6
+        numeric = [(obj.loglik(theta + e) - obj.loglik(theta - e)) / 2e-6 for e in eye]
+        assert np.allclose(grad, numeric, rtol=1e-5, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def _dpm_data(n=800, waves=6, rho_y=0.3, beta_yx=-0.5, rho_x=0.4, beta_xy=-0.1, seed=5):
+    """A dynamic panel with fixed effects correlated with the predictors (long format)."""
+    rng = np.random.default_rng(seed)
+    eta = rng.multivariate_normal([0, 0], [[1.0, 0.4], [0.4, 1.0]], n)
+    y = np.empty((n, waves))
+    x = np.empty((n, waves))
+    y[:, 0] = 2 * eta[:, 0] + rng.normal(0, 1, n)
+    x[:, 0] = 2 * eta[:, 1] + rng.normal(0, 1, n)
+    for t in range(1, waves):
+        y[:, t] = 10 - 0.3 * t + rho_y * y[:, t - 1] + beta_yx * x[:, t - 1] + eta[:, 0]
+        y[:, t] += rng.normal(0, 1, n)
+        x[:, t] = 3 + rho_x * x[:, t - 1] + beta_xy * y[:, t - 1] + eta[:, 1]
+        x[:, t] += rng.normal(0, 0.8, n)
+    long = pd.DataFrame(
+        {
+            "client": np.repeat(np.arange(n), waves),
+            "session": np.tile(np.arange(1, waves + 1), n),
+            "outcome": y.ravel(),
+            "alliance": x.ravel(),
+        }
+    )
+    drop = rng.random(len(long)) < 0.08  # missed sessions
+    return long[~drop | (long["session"] == 1)].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def clean_panel():
+    return _dpm_data()
+
+
+def test_dpm_recovers_lagged_effects_of_a_dynamic_panel(clean_panel):
+    fit = sem.dynamic_panel(clean_panel)
+    p = fit.params.set_index("label")
+    truth = {"rho_y": 0.3, "beta_yx": -0.5, "rho_x": 0.4, "beta_xy": -0.1}
+    for label, value in truth.items():
+        assert abs(p.loc[label, "estimate"] - value) < 3 * p.loc[label, "se"], label
+    assert p.loc["beta_yx", "ci_low"] < -0.5 < p.loc["beta_yx", "ci_high"]
+
+
+def test_naive_fixed_effects_regression_has_nickell_bias(clean_panel):
+    # within-client OLS of y_t on y_{t-1} and x_{t-1} (the "naive" model): rho is biased
+    # down by about (1 + rho) / (T - 1) (Nickell, 1981); the DPM is not
+    wide = clean_panel.pivot(index="client", columns="session")
+    y, x = wide["outcome"].to_numpy(), wide["alliance"].to_numpy()
+    rows = pd.DataFrame(
+        {
+            "client": np.repeat(np.arange(len(y)), y.shape[1] - 1),
+            "y": y[:, 1:].ravel(),
+            "ylag": y[:, :-1].ravel(),
+            "xlag": x[:, :-1].ravel(),
+        }
+    ).dropna()
+    demeaned = rows[["y", "ylag", "xlag"]] - rows.groupby("client")[
+        ["y", "ylag", "xlag"]
+    ].transform("mean")
+    coef = np.linalg.lstsq(demeaned[["ylag", "xlag"]], demeaned["y"], rcond=None)[0]
+    dpm = sem.dynamic_panel(clean_panel).params.set_index("label")
+    assert coef[0] < 0.3 - 0.1  # biased towards zero and beyond
+    assert abs(dpm.loc["rho_y", "estimate"] - 0.3) < 0.08
+
+
+@pytest.fixture(scope="module")
+def simulated_fits():
+    # reliable within-client alliance variation and no unexplained symptom slopes, so that
+    # the observed-score model can see the generating within effect
+    out = {}
+    for within in (-2.0, 0.0):
+        study = simulate_study(
+            n_therapists=50,
+            clients_per_therapist=10,
+            n_sessions=8,
+            effects={"within": within, "symptom_slope_sd": 0.0, "alliance_residual_sd": 0.5},
+            seed=7,
+        )
+        sessions = study.sessions.assign(alliance_item=study.sessions["wai_sr"] / 12)
+        out[within] = (
+            study,
+            sem.dynamic_panel(sessions, alliance="alliance_item", outcome="phq9"),
+            sessions,
+        )
+    return out
+
+
+def test_dpm_recovers_the_simulated_within_effect(simulated_fits):
+    study, fit, _ = simulated_fits[-2.0]
+    truth = study.truth["effects"]["within"]
+    est = fit.params.set_index("label").loc["beta_yx"]
+    # item-level measurement error in the WAI-SR total attenuates any observed-score effect
+    # (reliability of the within-client deviation about .9 here), hence the band below -2
+    assert truth - 0.4 < est["estimate"] < truth + 0.6
+    assert est["ci_high"] < -1.0
+
+
+def test_dpm_finds_no_effect_when_the_within_effect_is_zero(simulated_fits):
+    _, fit, _ = simulated_fits[0.0]
+    est = fit.params.set_index("label").loc["beta_yx"]
+    assert abs(est["estimate"]) < 0.4
+    assert not (-2.4 < est["estimate"] < -1.4)  # the recovery band above rejects it
+
+
+def test_alliance_scale_only_rescales_the_paths(simulated_fits):
+    _, item_fit, sessions = simulated_fits[-2.0]
+    total_fit = sem.dynamic_panel(sessions, alliance="wai_sr", outcome="phq9")
+    a = item_fit.params.set_index("label")
+    b = total_fit.params.set_index("label")
+    # wai_sr = 12 x item mean: alliance -> outcome shrinks by 12, outcome -> alliance grows
+    assert b.loc["beta_yx", "estimate"] * 12 == pytest.approx(a.loc["beta_yx", "estimate"], 1e-5)
+    assert b.loc["beta_xy", "estimate"] / 12 == pytest.approx(a.loc["beta_xy", "estimate"], 1e-5)
+    assert b.loc["beta_yx", "std_estimate"] == pytest.approx(a.loc["beta_yx", "std_estimate"], 1e-5)
+    # the likelihood changes by the Jacobian of the rescaling only
+    used = sessions[sessions["session"] <= item_fit.extra["sessions"][-1]]
+    n_alliance = int(used["alliance_item"].notna().sum())
+    assert total_fit.loglik == pytest.approx(item_fit.loglik - n_alliance * np.log(12), abs=1e-5)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def test_result_object(fits):
+    fit = fits["dpm"]
+    assert fit.params["term"].tolist() == [
+        "alliance[t-1] -> outcome[t]",
+        "outcome[t-1] -> alliance[t]",
+        "outcome[t-1] -> outcome[t]",
+        "alliance[t-1] -> alliance[t]",
+    ]
+    assert fit.extra["focal_term"] == "alliance[t-1] -> outcome[t]"
+    assert fit.params["std_estimate"].notna().all()
+    assert set(fit.params["path"]) == {"cross-lagged", "autoregressive"}
+    assert "FIML" in fit.missing_data and "missing at random" in fit.missing_data
+    assert "Allison" in fit.citation
+    assert "dynamic panel" in fit.summary()
+    assert fit.to_frame()["model"].iloc[0] == fit.model
+    assert fit.apa_table().columns.tolist() == ["Term", "b", "SE", "95% CI", "β", "p"]
+    assert fit.extra["sessions"] == [1, 2, 3, 4, 5, 6]
+    vc = fits["riclpm"].variance_components
+    assert vc["group"].eq("client (random intercept)").all() and len(vc) == 3
+    assert "Hamaker" in fits["riclpm"].citation
+
+
+def test_reverse_leads_with_outcome_to_alliance(panel_long, fits):
+    fit = sem.dynamic_panel(panel_long, reverse=True)
+    assert fit.extra["focal_term"] == "outcome[t-1] -> alliance[t]"
+    a = fit.params.set_index("label")["estimate"]
+    b = fits["dpm"].params.set_index("label")["estimate"]
+    assert np.allclose(a[b.index], b, rtol=1e-6)
+
+
+def test_single_session_clients_are_kept_and_missing_rows_counted(panel_long, fits):
+    data = panel_long.copy()
+    n_single = int((data.groupby("client").size() == 1).sum())
+    assert n_single > 0
+    assert fits["dpm"].nobs == data["client"].nunique()
+    assert any("rated only one session" in n for n in fits["dpm"].notes)
+    # a row without either score is left out and counted
+    empty = data["alliance"].isna() & data["outcome"].isna()
+    assert empty.sum() == 2  # the reference data have two already
+    data.loc[[3, 4], ["alliance", "outcome"]] = np.nan
+    fit = sem.dynamic_panel(data, max_sessions=5)
+    ex = fit.excluded.set_index("reason")
+    assert ex.loc["no alliance or outcome score at the session", "n_rows"] == 4
+    scored = data["alliance"].notna() | data["outcome"].notna()
+    late = int(((data["session"] > 5) & scored).sum())
+    assert ex.loc["session after max_sessions=5", "n_rows"] == late
+    assert fit.extra["sessions"] == [1, 2, 3, 4, 5]
+
+
+def test_thin_late_sessions_are_cut_and_counted(panel_long):
+    late = panel_long[panel_long["session"] == 6].head(3).assign(session=7)
+    data = pd.concat([panel_long, late], ignore_index=True)
+    fit = sem.riclpm(data, min_clients=10)
+    assert fit.extra["sessions"][-1] == 6
+    ex = fit.excluded.set_index("reason")["n_rows"]
+    assert ex[ex.index.str.startswith("session after 6")].sum() == 3
+
+
+def test_accepts_a_study():
+    study = simulate_study(n_therapists=6, clients_per_therapist=10, n_sessions=4, seed=3)
+    fit = sem.dynamic_panel(study, alliance="wai_sr", outcome="phq9", therapist="therapist")
+    assert fit.nobs == study.sessions["client"].nunique()
+    assert any("therapist" in n for n in fit.notes)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        (dict(alliance="wai"), KeyError, "alliance column"),
+        (dict(alliance="outcome"), ValueError, "two\\s+different series"),
+        (dict(lag=0), ValueError, "lag must be"),
+        (dict(lag=5), ValueError, "consecutive"),
+        (dict(max_sessions=1), ValueError, "raise max_sessions"),
+    ],
+)
+def test_refuses_what_it_cannot_fit(panel_long, change, error, match):
+    with pytest.raises(error, match=match):
+        sem.dynamic_panel(panel_long, **change)
+
+
+def test_refuses_bad_sessions(panel_long):
+    bad = panel_long.copy()
+    bad["session"] = bad["session"].astype(float)
+    bad.loc[5, "session"] = 2.5
+    with pytest.raises(ValueError, match="non-integer"):
+        sem.riclpm(bad)
+    dup = pd.concat([panel_long, panel_long.head(1)], ignore_index=True)
+    with pytest.raises(ValueError, match="repeat a client x session"):
+        sem.riclpm(dup)
+    few = panel_long[panel_long["client"].isin(panel_long["client"].unique()[:12])]
+    with pytest.raises(ValueError, match="too few|consecutive"):
+        sem.dynamic_panel(few, min_clients=2)
