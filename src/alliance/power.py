@@ -367,7 +367,7 @@ def _part_name(design: int, first_sim: int) -> str:
 
 def _execute(tasks, spec, engine, seed, n_jobs, backend, address, progress):
     from joblib import Parallel, delayed, parallel_config
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     bar = tqdm(
         total=sum(len(t[1]) for t in tasks), disable=not progress, unit="sim", desc="simulations"

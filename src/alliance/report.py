@@ -201,7 +201,7 @@ def build_report(
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from alliance.datasets import load_study
     from alliance.schema import find_scores
