@@ -1,0 +1,18 @@
+"""The README's five-minute tour runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_tour_runs(capsys):
+    text = README.read_text(encoding="utf-8")
+    tour = text[text.index("## A five-minute tour") :]
+    code = re.search(r"```python\n(.*?)```", tour, re.S).group(1)
+    exec(compile(code, "README tour", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "Study('demo', 3666 sessions, 300 clients, 85 events)" in printed
+    assert "wai_within" in printed and "0.289 58.1" in printed
