@@ -2,13 +2,18 @@
 
 Input files are only ever opened for reading. Wide layouts (one row per client, one
 column per session) convert to the long layout the rest of the package uses, and back.
+
+Big CSV, TSV and Parquet files are read through DuckDB in batches with compact dtypes
+(``read_study(..., engine="duckdb")``, chosen by ``engine="auto"`` when a pandas load
+would take much of the memory), or streamed a batch of whole clients at a time with
+:func:`scan_sessions`; see docs/scale.md.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +29,13 @@ __all__ = [
     "write_study",
     "wide_to_long",
     "long_to_wide",
+    "scan_sessions",
+    "choose_engine",
+    "ENGINES",
 ]
+
+#: Engines of :func:`read_study`: "auto" chooses between "pandas" and "duckdb".
+ENGINES = ("auto", "pandas", "duckdb")
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +75,7 @@ def read_table(
     *,
     columns: Mapping[str, str] | None = None,
     sheet: str | int = 0,
+    usecols: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Read one table from a file, choosing the reader by the file's suffix.
 
@@ -75,6 +87,8 @@ def read_table(
         Renames applied after reading, e.g. ``{"ClientID": "client"}``.
     sheet : str or int, default 0
         The Excel sheet to read.
+    usecols : list of str, optional
+        Read only these columns (named as after ``columns`` renames); all by default.
 
     Returns
     -------
@@ -100,18 +114,24 @@ def read_table(
         tip = f" Files with close names: {', '.join(near)}." if near else ""
         raise FileNotFoundError(f"no file at {path}.{tip}")
     fmt = _format_of(path)
+    wanted = None
+    if usecols is not None:
+        if isinstance(usecols, str):
+            raise TypeError(f"usecols must be a list of column names, not the string {usecols!r}")
+        back = {new: old for old, new in dict(columns or {}).items()}
+        wanted = [back.get(c, c) for c in usecols]
     if fmt == "csv":
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, usecols=wanted)
     elif fmt == "tsv":
-        frame = pd.read_csv(path, sep="\t")
+        frame = pd.read_csv(path, sep="\t", usecols=wanted)
     elif fmt == "excel":
-        frame = pd.read_excel(path, sheet_name=sheet)
+        frame = pd.read_excel(path, sheet_name=sheet, usecols=wanted)
     elif fmt == "parquet":
-        frame = pd.read_parquet(path)
+        frame = pd.read_parquet(path, columns=wanted)
     elif fmt == "spss":
-        frame = pd.read_spss(path, convert_categoricals=False)
+        frame = pd.read_spss(path, convert_categoricals=False, usecols=wanted)
     else:
-        frame = pd.read_stata(path, convert_categoricals=False)
+        frame = pd.read_stata(path, convert_categoricals=False, columns=wanted)
     if columns:
         frame = frame.rename(columns=dict(columns))
     logger.info("read %s rows x %s columns from %s", *frame.shape, path)
@@ -198,52 +218,13 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def read_study(
+def _locate(
     path: str | Path | Sequence[str | Path],
-    *,
-    clients: str | Path | None = None,
-    events: str | Path | None = None,
-    codebook: str | Path | Codebook | None = None,
-    columns: Mapping[str, str] | None = None,
-    sheet: str | int = 0,
-    name: str | None = None,
-) -> Study:
-    """Read a study from one file of sessions, a folder, or several files.
-
-    Parameters
-    ----------
-    path : str, pathlib.Path or list of them
-        A sessions file (any format :func:`read_table` reads); or a folder holding
-        ``sessions.*``, optionally ``clients.*``, ``events.*`` and ``datapackage.json``;
-        or a list of files whose names say which table each is
-        (``sessions.csv``, ``clients.sav``, ...).
-    clients, events : str or pathlib.Path, optional
-        Paths of the clients and events tables when not found in ``path``.
-    codebook : str, pathlib.Path or Codebook, optional
-        A ``datapackage.json``. Found next to the data when not given.
-    columns : mapping, optional
-        Column renames applied to every table, e.g. ``{"ClientID": "client"}``.
-    sheet : str or int, default 0
-        The Excel sheet to read.
-    name : str, optional
-        A label for reports; defaults to the folder or file name.
-
-    Returns
-    -------
-    Study
-        The tables as read; check them with :func:`alliance.validate`. Files are never
-        modified.
-
-    Examples
-    --------
-    >>> import alliance
-    >>> from alliance.datasets import dataset_path
-    >>> study = alliance.read_study(dataset_path("demo"))
-    >>> study.name
-    'demo'
-    >>> sorted(study.files)
-    ['clients', 'codebook', 'events', 'sessions']
-    """
+    clients: str | Path | None,
+    events: str | Path | None,
+    codebook: str | Path | Codebook | None,
+) -> tuple[dict[str, Path], Codebook, Path | None, list[Path]]:
+    """The files of a study (table -> path), its codebook and codebook path."""
     found: dict[str, Path] = {}
     book_path: Path | None = None
     paths = [Path(p) for p in path] if isinstance(path, list | tuple) else [Path(path)]
@@ -282,8 +263,6 @@ def read_study(
     if book_path is None and codebook is None:
         candidate = found["sessions"].parent / "datapackage.json"
         book_path = candidate if candidate.exists() else None
-
-    tables = {t: read_table(p, columns=columns, sheet=sheet) for t, p in found.items()}
     if isinstance(codebook, Codebook):
         book = codebook
     elif codebook is not None:
@@ -291,8 +270,213 @@ def read_study(
         book = Codebook.from_file(book_path)
     else:
         book = Codebook.from_file(book_path) if book_path else Codebook()
+    return found, book, book_path, paths
+
+
+def choose_engine(
+    path: str | Path,
+    *,
+    usecols: Sequence[str] | None = None,
+    columns: Mapping[str, str] | None = None,
+    memory: int | None = None,
+) -> str:
+    """The engine ``read_study(..., engine="auto")`` uses for one file.
+
+    "pandas" for formats other than CSV, TSV and Parquet and for files whose pandas
+    load (estimated from the Parquet metadata's row count, or a CSV file's size, times
+    the columns read) takes at most a quarter of the available memory or 1 GiB;
+    "duckdb" otherwise (batched reading with compact dtypes, about a quarter of the
+    memory).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file.
+    usecols : list of str, optional
+        The columns that would be read (after ``columns`` renames).
+    columns : mapping, optional
+        Column renames, as in :func:`read_study`.
+    memory : int, optional
+        Bytes of memory to plan for; by default what the system has available.
+
+    Returns
+    -------
+    str
+        "pandas" or "duckdb".
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.datasets import dataset_path
+    >>> alliance.io.choose_engine(dataset_path("demo") / "sessions.csv.gz")
+    'pandas'
+    """
+    from alliance import _stream
+
+    path = Path(path)
+    if _format_of(path) not in ("csv", "tsv", "parquet"):
+        return "pandas"
+    con = _stream.connect()
+    try:
+        source = _stream.open_source(con, path)
+    finally:
+        con.close()
+    cols = _stream.select_columns(source, usecols, dict(columns or {}))
+    need = _stream.estimate_bytes(source, cols, compact=False)
+    budget = min((memory or _stream.available_memory()) // 4, 2**30)
+    return "pandas" if need <= budget else "duckdb"
+
+
+def _read_duckdb(
+    path: Path,
+    *,
+    columns: Mapping[str, str] | None,
+    usecols: Sequence[str] | None,
+    progress: bool,
+    batch_rows: int = 1_000_000,
+    check_memory: bool = False,
+) -> pd.DataFrame:
+    """Read a CSV/TSV/Parquet file through DuckDB in batches, with compact dtypes."""
+    from alliance import _stream
+
+    rename = dict(columns or {})
+    with _stream.temporary_folder() as tmp:
+        con = _stream.connect(temp_directory=tmp)
+        try:
+            source = _stream.open_source(con, path)
+            cols = _stream.select_columns(source, usecols, rename)
+            if check_memory:
+                need = _stream.estimate_bytes(source, cols, compact=True)
+                have = _stream.available_memory()
+                if need > 0.7 * have:
+                    raise MemoryError(
+                        f"{path.name} needs about {need / 2**30:.1f} GB in memory even with "
+                        f"compact dtypes, and {have / 2**30:.1f} GB are available. Read fewer "
+                        "columns (read_study(..., usecols=[...])), or stream the file: "
+                        "alliance.io.scan_sessions, alliance.schema.validate_file and "
+                        "alliance.scoring.score_file work a batch at a time"
+                    )
+            plan = _stream.plan_dtypes(con, source, cols)
+            parts = list(
+                _stream.iter_frames(
+                    con, source, plan, batch_rows=batch_rows, progress=progress, desc=path.name
+                )
+            )
+        finally:
+            con.close()
+    if parts:
+        frame = pd.concat(parts, copy=False) if len(parts) > 1 else parts[0]
+        del parts
+    else:
+        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    frame = frame.reset_index(drop=True)
+    if rename:
+        frame = frame.rename(columns=rename)
+    logger.info("read %s rows x %s columns from %s with DuckDB", *frame.shape, path)
+    return frame
+
+
+def read_study(
+    path: str | Path | Sequence[str | Path],
+    *,
+    clients: str | Path | None = None,
+    events: str | Path | None = None,
+    codebook: str | Path | Codebook | None = None,
+    columns: Mapping[str, str] | None = None,
+    sheet: str | int = 0,
+    name: str | None = None,
+    engine: str = "auto",
+    usecols: Sequence[str] | None = None,
+    progress: bool = False,
+) -> Study:
+    """Read a study from one file of sessions, a folder, or several files.
+
+    Parameters
+    ----------
+    path : str, pathlib.Path or list of them
+        A sessions file (any format :func:`read_table` reads); or a folder holding
+        ``sessions.*``, optionally ``clients.*``, ``events.*`` and ``datapackage.json``;
+        or a list of files whose names say which table each is
+        (``sessions.csv``, ``clients.sav``, ...).
+    clients, events : str or pathlib.Path, optional
+        Paths of the clients and events tables when not found in ``path``.
+    codebook : str, pathlib.Path or Codebook, optional
+        A ``datapackage.json``. Found next to the data when not given.
+    columns : mapping, optional
+        Column renames applied to every table, e.g. ``{"ClientID": "client"}``.
+    sheet : str or int, default 0
+        The Excel sheet to read.
+    name : str, optional
+        A label for reports; defaults to the folder or file name.
+    engine : {"auto", "pandas", "duckdb"}, default "auto"
+        How each table is read. "pandas" reads the whole file with pandas' default
+        dtypes. "duckdb" (CSV, TSV and Parquet) reads it through DuckDB in batches
+        with compact dtypes: text as ``string[pyarrow]``, registry item columns
+        (``wai_sr_3``) as nullable ``Int8``, other whole numbers as ``int32`` (nullable
+        ``Int32`` with missing values), other numbers as ``float64``; values are never
+        changed, only stored in less memory (about a quarter of pandas'). "auto" uses
+        "duckdb" when a pandas load would take more than a quarter of the available
+        memory or 1 GiB (see :func:`choose_engine`), and raises a ``MemoryError``
+        pointing to the streaming functions when even the compact load would not fit.
+    usecols : list of str, optional
+        Read only these columns of the sessions table (named as after ``columns``
+        renames), e.g. the identifiers and one instrument's items.
+    progress : bool, default False
+        Show a progress bar while the DuckDB engine reads.
+
+    Returns
+    -------
+    Study
+        The tables as read; check them with :func:`alliance.validate`. Files are never
+        modified. Each table's ``attrs["engine"]`` says which engine read it.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.datasets import dataset_path
+    >>> study = alliance.read_study(dataset_path("demo"))
+    >>> study.name
+    'demo'
+    >>> sorted(study.files)
+    ['clients', 'codebook', 'events', 'sessions']
+    >>> study.sessions.attrs["engine"]
+    'pandas'
+
+    The DuckDB engine keeps the values and stores them compactly:
+
+    >>> compact = alliance.read_study(dataset_path("demo"), engine="duckdb",
+    ...                               usecols=["client", "session", "wai_sr_1"])
+    >>> compact.sessions.dtypes.astype(str).tolist()
+    ['string', 'int32', 'Int8']
+    >>> bool(compact.sessions["wai_sr_1"].sum() == study.sessions["wai_sr_1"].sum())
+    True
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}")
+    found, book, book_path, paths = _locate(path, clients, events, codebook)
+    tables = {}
+    for table, file in found.items():
+        cols = usecols if table == "sessions" else None
+        chosen = engine
+        if engine == "auto":
+            chosen = (
+                choose_engine(file, usecols=cols, columns=columns) if file.exists() else "pandas"
+            )
+        if chosen == "duckdb":
+            tables[table] = _read_duckdb(
+                file,
+                columns=columns,
+                usecols=cols,
+                progress=progress,
+                check_memory=engine == "auto",
+            )
+        else:
+            tables[table] = read_table(file, columns=columns, sheet=sheet, usecols=cols)
+        tables[table].attrs["engine"] = chosen
     if "events" in tables:
+        engine_used = tables["events"].attrs.get("engine")
         tables["events"] = _events_types(tables["events"])
+        tables["events"].attrs["engine"] = engine_used
     files = {t: str(p) for t, p in found.items()}
     if book_path is not None:
         files["codebook"] = str(book_path)
@@ -307,6 +491,147 @@ def read_study(
         name=name,
         files=files,
     )
+
+
+def scan_sessions(
+    path: str | Path,
+    *,
+    batch_rows: int = 500_000,
+    columns: Mapping[str, str] | None = None,
+    usecols: Sequence[str] | None = None,
+    client: str = "client",
+    progress: bool = False,
+) -> Iterator[pd.DataFrame]:
+    """Stream a big sessions file as DataFrames of whole clients, in bounded memory.
+
+    Each batch holds every row of its clients, so per-client analyses
+    (:func:`alliance.change.reliable_change`, :func:`alliance.ruptures.detect`, ...)
+    can run batch by batch and their results be concatenated. Batches have about
+    ``batch_rows`` rows (more when one client has more rows than that). When the file
+    keeps each client's rows together (as exports usually do), batches follow the
+    file's order; otherwise DuckDB first sorts a temporary copy by each client's first
+    row (spilling to disk beyond its memory limit), so clients come in the order they
+    first appear and their rows in file order.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A CSV, TSV or Parquet sessions file (CSV is read through DuckDB; a temporary
+        Parquet copy is made when the rows must be regrouped).
+    batch_rows : int, default 500000
+        Target rows per batch; memory is about ``batch_rows`` x the compact row size
+        (see :func:`read_study`, ``engine="duckdb"``).
+    columns : mapping, optional
+        Column renames, e.g. ``{"ClientID": "client"}``.
+    usecols : list of str, optional
+        Read only these columns (named as after renaming); the client column is
+        always read.
+    client : str, default "client"
+        The client identifier column (after renaming).
+    progress : bool, default False
+        Show a progress bar (rows read).
+
+    Yields
+    ------
+    pandas.DataFrame
+        Compact dtypes as with ``read_study(..., engine="duckdb")``; the index (named
+        ``row``) holds each row's number in the file, the first data row being row 1 as
+        in :func:`alliance.validate`'s messages.
+
+    Raises
+    ------
+    KeyError
+        The client column (or a ``usecols`` column) is not in the file.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.datasets import dataset_path
+    >>> batches = list(alliance.io.scan_sessions(dataset_path("demo") / "sessions.csv.gz",
+    ...                                          batch_rows=1000, usecols=["session", "phq9"]))
+    >>> [len(b) for b in batches]
+    [986, 1000, 1003, 677]
+    >>> batches[1].index[0] == batches[0].index[-1] + 1
+    True
+    >>> any(set(a["client"]) & set(b["client"]) for a, b in zip(batches, batches[1:]))
+    False
+    """
+    from alliance import _stream
+
+    if not isinstance(batch_rows, int) or batch_rows < 1:
+        raise ValueError(f"batch_rows must be a whole number of at least 1, got {batch_rows!r}")
+    rename = dict(columns or {})
+    path = Path(path)
+    tmp = _stream.temporary_folder()
+    con = _stream.connect(temp_directory=tmp.name)
+    try:
+        source = _stream.open_source(con, path)
+        back = {new: old for old, new in rename.items()}
+        if back.get(client, client) not in source.columns:
+            have = [rename.get(c, c) for c in source.columns]
+            near = close_matches(client, have)
+            tip = f" Did you mean {near[0]!r}? Pass client={near[0]!r}" if near else ""
+            raise KeyError(
+                f"the client column {client!r} is not in {path.name}.{tip} (or rename it with "
+                f"columns={{'<yours>': {client!r}}})"
+            )
+        if usecols is not None:
+            usecols = [client, *[c for c in usecols if c != client]]
+        cols = _stream.select_columns(source, usecols, rename)
+        source = _stream.as_parquet(con, source, tmp.name)
+        plan = _stream.plan_dtypes(con, source, cols)
+        key = _stream.quote(back.get(client, client))
+        scattered = con.execute(
+            f"SELECT count(*) FROM (SELECT max(file_row_number) - min(file_row_number) + 1 "
+            f"AS span, count(*) AS n FROM {source.sql} GROUP BY {key}) WHERE span <> n"
+        ).fetchall()[0][0]
+        if scattered:
+            ordered = f"{tmp.name}/by_client.parquet"
+            con.execute(
+                f"COPY (SELECT s.*, s.file_row_number AS __row FROM {source.sql} s JOIN "
+                f"(SELECT {key} AS k, min(file_row_number) AS first FROM {source.sql} GROUP BY "
+                f"{key}) f ON s.{key} IS NOT DISTINCT FROM f.k ORDER BY f.first, "
+                f"s.file_row_number) TO {_stream.literal(ordered)} (FORMAT parquet)"
+            ).fetchall()
+            frames = _stream.iter_frames(
+                con,
+                source,
+                plan,
+                batch_rows=batch_rows,
+                row_column="__row",
+                from_sql=f"read_parquet({_stream.literal(ordered)})",
+                progress=progress,
+                desc=path.name,
+            )
+        else:
+            frames = _stream.iter_frames(
+                con, source, plan, batch_rows=batch_rows, progress=progress, desc=path.name
+            )
+        key_col = back.get(client, client)
+        pending: list[pd.DataFrame] = []
+        n_pending = 0
+        for frame in frames:
+            pending.append(frame)
+            n_pending += len(frame)
+            if n_pending < batch_rows:
+                continue
+            whole = pd.concat(pending, copy=False) if len(pending) > 1 else pending[0]
+            ids = whole[key_col]
+            last = ids.iloc[-1]
+            tail = (ids.isna() if pd.isna(last) else ids.eq(last).fillna(False)).to_numpy(bool)
+            if tail.all():  # one client so far: keep reading
+                pending, n_pending = [whole], len(whole)
+                continue
+            out = whole[~tail]
+            pending = [whole[tail]]
+            n_pending = len(pending[0])
+            yield out.rename(columns=rename) if rename else out
+        if n_pending:
+            out = pd.concat(pending, copy=False) if len(pending) > 1 else pending[0]
+            yield out.rename(columns=rename) if rename else out
+    finally:
+        con.close()
+        tmp.cleanup()
 
 
 def _events_types(events: pd.DataFrame) -> pd.DataFrame:

@@ -5,6 +5,10 @@ sessions, duplicates, one therapist per client), the codebook (declared columns,
 ranges, allowed values) and the instrument registry (item ranges for columns named
 ``<instrument>_<item>``). Missing scores are never an error: they are counted in the
 report.
+
+:func:`validate_file` does the same checks on a sessions file too big for memory:
+rules about single rows batch by batch, rules across rows (duplicates, one therapist
+per client, clients without sessions) with DuckDB SQL over the file.
 """
 
 from __future__ import annotations
@@ -20,7 +24,14 @@ from alliance import instruments
 from alliance._checks import close_matches, format_rows
 from alliance.study import EVENT_KINDS, EVENT_SOURCES, PHASES, Study
 
-__all__ = ["ValidationError", "ValidationReport", "validate", "find_scores", "KNOWN_COLUMNS"]
+__all__ = [
+    "ValidationError",
+    "ValidationReport",
+    "validate",
+    "validate_file",
+    "find_scores",
+    "KNOWN_COLUMNS",
+]
 
 #: Column names the package knows without a codebook, per table.
 KNOWN_COLUMNS = {
@@ -98,8 +109,12 @@ class _Problems:
         self.rows: list[dict] = []
         self.notes: list[dict] = []
         self.files = files
+        # table -> file row number of each position (when checks run on a subset of rows)
+        self.row_numbers: dict[str, np.ndarray] = {}
 
     def add(self, table: str, column: str | None, rows, problem: str, fix: str) -> None:
+        if rows is not None and table in self.row_numbers:
+            rows = self.row_numbers[table][np.asarray(rows, dtype=np.int64) - 1]
         rows = [int(r) for r in rows] if rows is not None else []
         self.rows.append(
             {
@@ -345,6 +360,11 @@ def _check_duplicates(found: _Problems, sessions: pd.DataFrame) -> None:
 
 
 def _check_therapists(found: _Problems, sessions: pd.DataFrame, allow: bool) -> pd.DataFrame:
+    _check_therapist_missing(found, sessions)
+    return _check_therapist_change(found, sessions, allow)
+
+
+def _check_therapist_missing(found: _Problems, sessions: pd.DataFrame) -> None:
     missing = sessions["therapist"].isna()
     if missing.any():
         found.add(
@@ -354,6 +374,9 @@ def _check_therapists(found: _Problems, sessions: pd.DataFrame, allow: bool) -> 
             "therapist identifier is empty",
             "fill in who saw the client in that session",
         )
+
+
+def _check_therapist_change(found: _Problems, sessions: pd.DataFrame, allow: bool) -> pd.DataFrame:
     counts = sessions.groupby("client", sort=False)["therapist"].nunique()
     multi = counts[counts > 1].index
     if not len(multi):
@@ -404,11 +427,13 @@ def _check_allowed(found, table, data, column, allowed) -> None:
         )
 
 
-def _check_codebook(found: _Problems, study: Study) -> None:
+def _check_codebook(
+    found: _Problems, study: Study, tables: tuple[str, ...] = ("sessions", "clients", "events")
+) -> None:
     fields = study.codebook.fields()
     if fields.empty:
         return
-    for table in ("sessions", "clients", "events"):
+    for table in tables:
         data = getattr(study, table)
         declared = fields[fields["table"] == table]
         if declared.empty or data is None:
@@ -534,6 +559,14 @@ def _check_instrument_items(found: _Problems, study: Study) -> None:
 
 
 def _check_clients(found: _Problems, sessions: pd.DataFrame, clients: pd.DataFrame) -> None:
+    _check_client_table(found, clients)
+    if "client" not in sessions.columns:
+        return
+    _check_orphans(found, sessions, clients)
+    _check_client_links(found, sessions, clients)
+
+
+def _check_client_table(found: _Problems, clients: pd.DataFrame) -> None:
     dup = clients["client"].duplicated(keep=False)
     if dup.any():
         found.add(
@@ -553,8 +586,9 @@ def _check_clients(found: _Problems, sessions: pd.DataFrame, clients: pd.DataFra
                 "value is not true/false",
                 "use true/false (or 1/0, yes/no); leave empty when unknown",
             )
-    if "client" not in sessions.columns:
-        return
+
+
+def _check_orphans(found: _Problems, sessions: pd.DataFrame, clients: pd.DataFrame) -> None:
     known = set(clients["client"].dropna())
     orphan = ~sessions["client"].isin(known) & sessions["client"].notna()
     if orphan.any():
@@ -566,6 +600,10 @@ def _check_clients(found: _Problems, sessions: pd.DataFrame, clients: pd.DataFra
             f"{len(ids)} client(s) in sessions but not in clients (e.g. {ids[:3].tolist()})",
             "add them to the clients table, or check for typos in the identifiers",
         )
+
+
+def _check_client_links(found: _Problems, sessions: pd.DataFrame, clients: pd.DataFrame) -> None:
+    """Clients without sessions; a clients-table therapist that differs from the sessions'."""
     unseen = ~clients["client"].isin(set(sessions["client"].dropna()))
     if unseen.any():
         found.note("clients", "client", f"{int(unseen.sum())} client(s) have no session rows")
@@ -617,6 +655,262 @@ def _check_events(found: _Problems, sessions: pd.DataFrame, events: pd.DataFrame
                 "event for a client with no session rows",
                 "check the client identifier against the sessions table",
             )
+
+
+def _row_level_checks(
+    found: _Problems,
+    sessions: pd.DataFrame,
+    clients: pd.DataFrame | None,
+    codebook,
+    check_instruments: bool,
+) -> None:
+    """The checks that look at one sessions row at a time, in :func:`validate`'s order."""
+    cols = set(sessions.columns)
+    if {"client", "session"} <= cols:
+        _check_ids(found, "sessions", sessions)
+        _check_session_numbers(found, "sessions", sessions)
+    if {"client", "therapist"} <= cols:
+        _check_therapist_missing(found, sessions)
+    if "phase" in cols:
+        _check_allowed(found, "sessions", sessions, "phase", PHASES)
+    part = Study(sessions=sessions, clients=pd.DataFrame(columns=["client"]), codebook=codebook)
+    _check_codebook(found, part, tables=("sessions",))
+    if check_instruments:
+        _check_instrument_items(found, part)
+    if clients is not None and "client" in clients.columns and "client" in cols:
+        _check_orphans(found, sessions, clients)
+
+
+def validate_file(
+    path,
+    *,
+    clients=None,
+    events=None,
+    codebook=None,
+    columns: dict[str, str] | None = None,
+    allow_therapist_change: bool = False,
+    check_instruments: bool = True,
+    raise_on_error: bool = True,
+    batch_rows: int = 1_000_000,
+    progress: bool = False,
+) -> ValidationReport:
+    """Validate a study whose sessions file is too big for memory, batch by batch.
+
+    The same checks and the same messages as :func:`validate`: rules about one row
+    (identifiers, session numbers, ranges, allowed values, clients missing from the
+    clients table) run on batches of ``batch_rows`` rows; rules across rows (repeated
+    client x session, clients with more than one therapist, clients without sessions,
+    events of unknown clients) run as DuckDB SQL over the file. Memory depends on
+    ``batch_rows``, not on the file's length. Row numbers are the file's (the first
+    data row is row 1).
+
+    Parameters
+    ----------
+    path : str, pathlib.Path or list
+        A CSV, TSV or Parquet sessions file, or a folder holding ``sessions.*`` (and
+        optionally ``clients.*``, ``events.*``, ``datapackage.json``), as for
+        :func:`alliance.read_study`. The clients and events tables are read into memory.
+    clients, events, codebook : optional
+        As for :func:`alliance.read_study`.
+    columns : mapping, optional
+        Column renames applied to every table, e.g. ``{"ClientID": "client"}``.
+    allow_therapist_change, check_instruments, raise_on_error : bool
+        As for :func:`validate`.
+    batch_rows : int, default 1000000
+        Rows checked at once.
+    progress : bool, default False
+        Show a progress bar (rows checked).
+
+    Returns
+    -------
+    ValidationReport
+        As from :func:`validate`. The problems' ``rows`` are row numbers of the file.
+
+    Raises
+    ------
+    ValidationError
+        When a problem is found and ``raise_on_error`` is True.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.datasets import dataset_path
+    >>> report = alliance.schema.validate_file(dataset_path("demo"), batch_rows=1000)
+    >>> report.ok, report.n_sessions, report.n_clients
+    (True, 3666, 300)
+    """
+    from alliance import _stream
+    from alliance.io import _events_types, _locate, read_table
+
+    if not isinstance(batch_rows, int) or batch_rows < 1:
+        raise ValueError(f"batch_rows must be a whole number of at least 1, got {batch_rows!r}")
+    rename = dict(columns or {})
+    back = {new: old for old, new in rename.items()}
+    found_paths, book, book_path, _ = _locate(path, clients, events, codebook)
+    files = {t: str(p) for t, p in found_paths.items()}
+    if book_path is not None:
+        files["codebook"] = str(book_path)
+    client_table = (
+        read_table(found_paths["clients"], columns=rename) if "clients" in found_paths else None
+    )
+    event_table = (
+        _events_types(read_table(found_paths["events"], columns=rename))
+        if "events" in found_paths
+        else None
+    )
+
+    def q(name: str) -> str:
+        return _stream.quote(back.get(name, name))
+
+    with _stream.temporary_folder() as tmp:
+        con = _stream.connect(temp_directory=tmp)
+        try:
+            source = _stream.open_source(con, found_paths["sessions"])
+            source = _stream.as_parquet(con, source, tmp)
+            plan = _stream.plan_dtypes(con, source, source.columns)
+            names = [rename.get(c, c) for c in source.columns]
+            flagged: list[pd.DataFrame] = []
+            n_missing = pd.Series(0, index=names, dtype=np.int64)
+            n_rows = 0
+            template = None
+            for batch in _stream.iter_frames(
+                con, source, plan, batch_rows=batch_rows, progress=progress, desc="validating"
+            ):
+                batch = batch.rename(columns=rename) if rename else batch
+                if template is None:
+                    template = batch.iloc[:0]
+                n_rows += len(batch)
+                n_missing += batch.isna().sum().astype(np.int64)
+                scratch = _Problems({})
+                _row_level_checks(scratch, batch, client_table, book, check_instruments)
+                hits = [p["rows"] for p in scratch.rows if p["table"] == "sessions" and p["rows"]]
+                if hits:
+                    positions = np.unique(np.concatenate([np.asarray(h) for h in hits])) - 1
+                    flagged.append(batch.iloc[positions])
+            if template is None:
+                template = pd.DataFrame({c: pd.Series(dtype=object) for c in names})
+            rows_flagged = pd.concat([template, *flagged]) if flagged else template
+
+            def subframe(sql: str, cols: list[str]) -> pd.DataFrame:
+                sub = {back.get(c, c): plan[back.get(c, c)] for c in cols}
+                table = con.sql(sql).to_arrow_table()
+                frame = _stream.to_pandas(table, sub).rename(columns=rename)
+                frame.index = pd.Index(
+                    np.asarray(table.column("file_row_number").to_numpy(), np.int64) + 1
+                )
+                return frame
+
+            src = source.sql
+            has = set(names)
+            dups = therapist_rows = per_client = None
+            n_therapists = 0
+            if {"client", "session"} <= has:
+                dups = subframe(
+                    f"SELECT s.file_row_number, s.{q('client')}, s.{q('session')} FROM {src} s "
+                    f"JOIN (SELECT {q('client')} AS c, {q('session')} AS n FROM {src} "
+                    f"WHERE {q('session')} IS NOT NULL GROUP BY ALL HAVING count(*) > 1) d "
+                    f"ON s.{q('client')} IS NOT DISTINCT FROM d.c AND s.{q('session')} = d.n "
+                    "ORDER BY s.file_row_number",
+                    ["client", "session"],
+                )
+            if "client" in has:
+                if "therapist" in has:
+                    therapist_rows = subframe(
+                        f"SELECT file_row_number, {q('client')}, {q('therapist')} FROM {src} "
+                        f"WHERE {q('client')} IN (SELECT {q('client')} FROM {src} GROUP BY ALL "
+                        f"HAVING count(DISTINCT {q('therapist')}) > 1) ORDER BY file_row_number",
+                        ["client", "therapist"],
+                    )
+                    per_client = subframe(
+                        f"SELECT {q('client')}, {q('therapist')}, min(file_row_number) AS "
+                        f"file_row_number FROM {src} GROUP BY ALL ORDER BY file_row_number",
+                        ["client", "therapist"],
+                    )
+                    count = f"SELECT count(DISTINCT {q('therapist')}) FROM {src}"
+                    n_therapists = int(con.sql(count).fetchall()[0][0])
+                else:
+                    per_client = subframe(
+                        f"SELECT {q('client')}, min(file_row_number) AS file_row_number "
+                        f"FROM {src} GROUP BY ALL ORDER BY file_row_number",
+                        ["client"],
+                    )
+        finally:
+            con.close()
+
+    found = _Problems(files)
+    empty_events = event_table is None or not len(event_table.columns)
+    _check_required(found, "sessions", rows_flagged)
+    if client_table is not None:
+        _check_required(found, "clients", client_table)
+    if not empty_events:
+        _check_required(found, "events", event_table)
+
+    def on(frame: pd.DataFrame) -> pd.DataFrame:
+        found.row_numbers["sessions"] = frame.index.to_numpy()
+        return frame
+
+    flagged_rows = on(rows_flagged)
+    if {"client", "session"} <= has:
+        _check_ids(found, "sessions", flagged_rows)
+        _check_session_numbers(found, "sessions", flagged_rows)
+        _check_duplicates(found, on(dups))
+    changes = pd.DataFrame()
+    if {"client", "therapist"} <= has:
+        _check_therapist_missing(found, on(rows_flagged))
+        changes = _check_therapist_change(found, on(therapist_rows), allow_therapist_change)
+    elif "therapist" not in has:
+        found.note(
+            "sessions",
+            "therapist",
+            "no therapist column: therapist-level models and ICCs will not be available",
+        )
+    on(rows_flagged)
+    if "phase" in has:
+        _check_allowed(found, "sessions", rows_flagged, "phase", PHASES)
+    whole = Study(
+        sessions=rows_flagged,
+        clients=client_table if client_table is not None else pd.DataFrame(columns=["client"]),
+        events=event_table,
+        codebook=book,
+    )
+    _check_codebook(found, whole, tables=("sessions", "clients", "events"))
+    if check_instruments:
+        _check_instrument_items(found, whole)
+    if client_table is not None and "client" in client_table.columns:
+        _check_client_table(found, client_table)
+        if "client" in has:
+            _check_orphans(found, rows_flagged, client_table)
+            _check_client_links(found, per_client, client_table)
+    found.row_numbers.pop("sessions")
+    if (
+        not empty_events
+        and len(event_table)
+        and {"client", "session"} <= set(event_table.columns)
+        and per_client is not None
+    ):
+        _check_events(found, per_client, event_table)
+
+    problems = found.frame()
+    missing = (
+        n_missing.rename("n_missing")
+        .rename_axis("column")
+        .reset_index()
+        .assign(share_missing=lambda d: d["n_missing"] / max(n_rows, 1))
+        .sort_values("n_missing", ascending=False, kind="stable")
+        .reset_index(drop=True)
+    )
+    report = ValidationReport(
+        problems=problems,
+        notes=pd.DataFrame(found.notes, columns=["table", "column", "note"]),
+        missing=missing,
+        n_clients=int(per_client["client"].nunique()) if per_client is not None else 0,
+        n_sessions=n_rows,
+        n_therapists=n_therapists,
+        therapist_changes=changes,
+    )
+    if len(problems) and raise_on_error:
+        raise ValidationError(_message(problems), problems)
+    return report
 
 
 def find_scores(
