@@ -9,6 +9,7 @@ import statsmodels.formula.api as smf
 
 import alliance
 from alliance.datasets.make_demo import DEMO_DESIGN, DEMO_SEED
+from alliance.models import lmm
 from alliance.simulate import Effects, simulate_study
 
 
@@ -47,8 +48,8 @@ def test_bad_arguments():
 
 def _icc_components(sessions: pd.DataFrame) -> dict[str, float]:
     first = sessions[sessions["session"] == 1].assign(a=lambda d: d["wai_sr"] / 12)
-    fit = smf.mixedlm("a ~ 1", first, groups="therapist").fit(reml=True)
-    return {"therapist_var": float(fit.cov_re.iloc[0, 0]), "residual_var": float(fit.scale)}
+    vc = lmm("a ~ 1 + (1 | therapist)", first).variance_components.set_index("group")["vcov"]
+    return {"therapist_var": float(vc["therapist"]), "residual_var": float(vc["Residual"])}
 
 
 def test_therapist_and_client_variance_recovered(big):
