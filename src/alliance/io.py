@@ -549,9 +549,9 @@ def scan_sessions(
     >>> from alliance.datasets import dataset_path
     >>> batches = list(alliance.io.scan_sessions(dataset_path("demo") / "sessions.csv.gz",
     ...                                          batch_rows=1000, usecols=["session", "phq9"]))
-    >>> [len(b) for b in batches]
-    [986, 1000, 1003, 677]
-    >>> batches[1].index[0] == batches[0].index[-1] + 1
+    >>> sum(len(b) for b in batches), max(len(b) for b in batches) < 1100
+    (3666, True)
+    >>> int(batches[1].index[0]) == int(batches[0].index[-1]) + 1
     True
     >>> any(set(a["client"]) & set(b["client"]) for a, b in zip(batches, batches[1:]))
     False
