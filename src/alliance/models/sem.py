@@ -572,6 +572,13 @@ def dynamic_panel(
     vc = _latent_components(fit, outcome, alliance, slopes=slopes)
     full = _named(fit.table, {"y": outcome, "x": alliance}, panel.waves)
     notes = _common_notes(fit, panel, therapist)
+    variances = vc.loc[vc["term2"].isna(), "vcov"]
+    if (variances <= 0).any():
+        notes.append(
+            "a fixed-effect (or slope) variance is not positive (a Heywood case): the fit may "
+            "be a poor local maximum or the model too rich for these sessions; compare fits "
+            "with max_sessions= or slopes="
+        )
     if not slopes:
         notes.append(
             "the fixed effects absorb stable differences in level between clients, not "
