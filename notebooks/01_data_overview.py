@@ -80,4 +80,4 @@ alliance.plots.sessions_per_client(study.sessions, ax=axes[0])
 for ax, col in zip(axes[1:], columns, strict=True):
     alliance.plots.mean_trajectory(study.sessions, col, ax=ax)
 fig.tight_layout()
-save_figure(fig, "attendance_and_mean_trajectories", export_dir)
+figure_files = save_figure(fig, "attendance_and_mean_trajectories", export_dir)
