@@ -305,6 +305,18 @@ def test_analytic_gradient_equals_finite_differences(seed, reml):
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5)
 
 
+def test_gradient_in_chunks_equals_gradient_at_once(monkeypatch):
+    from alliance.models import _lmm_core
+
+    data = simulate_sessions(9, n_sites=3)
+    dev = ProfiledDeviance(_structure(data, three_levels=True), reml=True)
+    theta = np.array([0.9, -0.1, 0.3, 0.6, 0.4])
+    _, whole = dev.deviance_and_gradient(theta)
+    monkeypatch.setattr(_lmm_core, "_CHUNK_BYTES", 8 * 30)  # a few groups per chunk
+    _, chunked = dev.deviance_and_gradient(theta)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_designs_fit_and_are_invariant(seed):
     data = simulate_sessions(seed)

@@ -43,6 +43,9 @@ __all__ = ["LevelSpec", "Structure", "Factor", "build_structure", "ProfiledDevia
 # only and every numpy call works on whole vectors of groups.
 
 
+_CHUNK_BYTES = 64 * 2**20  # largest temporary per chunk of groups in the gradient
+
+
 def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Stacked product ``(i, k, G) @ (k, j, G) -> (i, j, G)``."""
     return np.einsum("ikg,kjg->ijg", a, b)
@@ -420,42 +423,58 @@ class ProfiledDeviance:
         grads = [np.zeros((q, q)) for q in st.q]
         sroot = self.sigma_xx(f) if with_x else np.zeros((0, 0))
         parent_f = np.zeros((0, 0, 0))
-        for k in range(kk - 1, -1, -1):
-            blocks = [f.m[k][j] for j in range(k + 1, kk)]
+
+        def level_pass(k: int, sl: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            """Selected-inverse blocks of the groups ``sl`` of level k; adds their gradient."""
+            blocks = [f.m[k][j][..., sl] for j in range(k + 1, kk)]
             if with_x:
-                blocks.append(f.mroot[k][:p])
-            li = f.linv[k]
-            gk = st.ngroups[k]
+                blocks.append(f.mroot[k][:p, :, sl])
+            li = f.linv[k][..., sl]
             top_level = k == kk - 1
+            sanc = None
             if blocks:
-                b = np.concatenate(blocks, axis=0)  # (d_anc, q_k, G_k)
-                sanc = None if top_level else np.take(parent_f, st.anc[k][k + 1], axis=2)
-                sanc_b = _lmul(sroot, b) if top_level else _mm(sanc, b)
+                b = np.concatenate(blocks, axis=0)  # (d_anc, q_k, groups)
+                if top_level:
+                    sanc_b = _lmul(sroot, b)
+                else:
+                    sanc = np.take(parent_f, st.anc[k][k + 1][sl], axis=2)
+                    sanc_b = _mm(sanc, b)
                 t = _mm(sanc_b, li)  # Sigma_anc B L^{-1}
                 sig_gg = _mm(_t(li), li + _mm(_t(b), t))
                 sig_ag = -t
             else:
-                sanc = None
                 sig_gg = _mm(_t(li), li)
-                sig_ag = np.zeros((0, st.q[k], gk))
+                sig_ag = np.zeros((0, *li.shape[1:]))
             lk = f.lam[k]
-            grads[k] += 2.0 * _gsum(_rmul(st.r[k][k], lk), sig_gg)
+            grads[k] += 2.0 * _gsum(_rmul(st.r[k][k][..., sl], lk), sig_gg)
             off = 0
             for j in range(k + 1, kk):
                 qj = st.q[j]
                 s_ag = sig_ag[off : off + qj]
-                rk = st.r[k][j]
+                rk = st.r[k][j][..., sl]
                 grads[k] += 2.0 * _gsum(_rmul(rk, f.lam[j]), s_ag)
                 grads[j] += 2.0 * _gsum(_rmul(_t(rk), lk), _t(s_ag))
                 off += qj
             if with_x:
-                grads[k] += 2.0 * _gsum(st.rroot[k][:, :p], sig_ag[off:])
+                grads[k] += 2.0 * _gsum(st.rroot[k][:, :p, sl], sig_ag[off:])
+            return sig_gg, sig_ag, sanc
+
+        for k in range(kk - 1, -1, -1):
+            gk = st.ngroups[k]
             if k > 0:
-                if top_level:
+                sig_gg, sig_ag, sanc = level_pass(k, slice(None))
+                if sanc is None:  # the outermost level: its ancestor is the X block only
                     sanc = np.broadcast_to(sroot[:, :, None], (*sroot.shape, gk))
                 top = np.concatenate([sig_gg, _t(sig_ag)], axis=1)
                 bottom = np.concatenate([sig_ag, sanc], axis=1)
                 parent_f = np.concatenate([top, bottom], axis=0)
+            else:
+                # the innermost level needs no blocks for a level below: process its groups in
+                # chunks so that the gathered ancestor blocks (d_anc^2 per group) stay small
+                d_anc = sum(st.q[1:]) + p
+                step = max(1, _CHUNK_BYTES // (8 * max(d_anc, 1) ** 2))
+                for lo in range(0, gk, step):
+                    level_pass(0, slice(lo, min(lo + step, gk)))
         return grads
 
     def _to_theta(self, per_level: list[np.ndarray]) -> np.ndarray:
