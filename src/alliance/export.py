@@ -24,7 +24,7 @@ IDENTIFIER_COLUMNS = ("client", "therapist", "date")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def _target(export_dir: str | Path | None, name: str) -> Path | None:
+def _target(export_dir: str | Path | None, name: str, kind: str) -> Path | None:
     if export_dir is None:
         return None
     if not _NAME.match(name):
@@ -32,7 +32,7 @@ def _target(export_dir: str | Path | None, name: str) -> Path | None:
             f"file name {name!r} may hold only letters, digits, '_', '-' and '.'; "
             "e.g. 'alliance_by_session'"
         )
-    folder = Path(export_dir)
+    folder = Path(export_dir) / kind
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name
 
@@ -47,7 +47,7 @@ def save_figure(fig: Figure, name: str, export_dir: str | Path | None) -> list[P
     name : str
         File name without suffix.
     export_dir : str, pathlib.Path or None
-        Folder to write into; nothing is written when None.
+        Report folder; files go into its ``figures/``. Nothing is written when None.
 
     Returns
     -------
@@ -63,7 +63,7 @@ def save_figure(fig: Figure, name: str, export_dir: str | Path | None) -> list[P
     ...     [p.suffix for p in save_figure(fig, "demo", tmp)]
     ['.png', '.svg']
     """
-    base = _target(export_dir, name)
+    base = _target(export_dir, name, "figures")
     if base is None:
         return []
     paths = []
@@ -93,7 +93,7 @@ def save_table(
     name : str
         File name without suffix.
     export_dir : str, pathlib.Path or None
-        Folder to write into; nothing is written when None.
+        Report folder; the file goes into its ``tables/``. Nothing is written when None.
     count : str, optional
         Column counting clients per row; rows under ``min_count`` are suppressed.
     min_count : int, default 5
@@ -123,7 +123,7 @@ def save_table(
             f"table {name!r} has identifier column(s) {leaked}; shared tables hold summaries "
             "only: aggregate first, or drop the column"
         )
-    path = _target(export_dir, name)
+    path = _target(export_dir, name, "tables")
     if path is None:
         return None
     if count is not None:

@@ -430,14 +430,19 @@ def refresh_notebooks(folder: Path | None = None) -> list[Path]:
 
 
 def _strip_volatile(book: Path) -> None:
-    """Drop papermill's timing metadata so re-running leaves no diff when nothing changed."""
+    """Drop timing metadata and merge split streams: a rerun leaves no diff if nothing changed."""
     import nbformat
 
+    from nbconvert.preprocessors.coalescestreams import CoalesceStreamsPreprocessor
+
     nb = nbformat.read(book, as_version=4)
+    merge = CoalesceStreamsPreprocessor()
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            merge.preprocess_cell(cell, {}, 0)  # one print, one output block, run after run
     nbformat.write(nb, book)
 
 
