@@ -68,10 +68,14 @@ def save_figure(fig: Figure, name: str, export_dir: str | Path | None) -> list[P
         return []
     paths = []
     with mpl.rc_context({"svg.hashsalt": "alliance", "svg.fonttype": "path"}):
-        for suffix, meta in ((".png", {"Software": None}), (".svg", {"Date": None, "Creator": None})):
+        for suffix, meta in (
+            (".png", {"Software": None}),
+            (".svg", {"Date": None, "Creator": None}),
+        ):
             path = base.with_suffix(suffix)
-            fig.savefig(path, metadata=meta, dpi=144 if suffix == ".png" else None,
-                        bbox_inches="tight")
+            fig.savefig(
+                path, metadata=meta, dpi=144 if suffix == ".png" else None, bbox_inches="tight"
+            )
             paths.append(path)
     return paths
 
