@@ -181,6 +181,33 @@ def test_agrees_with_statsmodels(slope):
     assert fit.sigma**2 == pytest.approx(sm.scale, rel=1e-3)
 
 
+@pytest.mark.skipif(not _statsmodels_available(), reason="statsmodels not installed")
+def test_nested_intercepts_agree_with_statsmodels_variance_components():
+    import warnings
+
+    import statsmodels.formula.api as smf
+
+    data = pd.read_csv(REF / "data" / "lmm_main.csv").dropna()
+    fixed = "phq9 ~ alliance_within + alliance_between + session"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sm = smf.mixedlm(
+            fixed,
+            data,
+            groups=data["therapist"],
+            re_formula="1",
+            vc_formula={"client": "0 + C(client)"},
+        ).fit(reml=True, method=["powell", "lbfgs"])
+    fit = lmm(f"{fixed} + (1 | therapist/client)", data)
+    assert fit.loglik >= sm.llf - 1e-9 * abs(sm.llf)
+    assert fit.loglik == pytest.approx(sm.llf, rel=1e-8)
+    np.testing.assert_allclose(fit.params["estimate"], sm.fe_params.to_numpy(), rtol=1e-6)
+    vc = fit.variance_components.set_index("group")["vcov"]
+    assert vc["therapist"] == pytest.approx(sm.cov_re.iloc[0, 0], rel=1e-4)
+    assert vc["therapist:client"] == pytest.approx(sm.vcomp[0], rel=1e-4)
+    assert vc["Residual"] == pytest.approx(sm.scale, rel=1e-4)
+
+
 # --------------------------------------------------------------------------- random designs
 
 
