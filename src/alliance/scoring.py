@@ -1,13 +1,15 @@
 """Item responses -> scale and subscale scores, with reverse keys and prorating.
 
-The one public function, :func:`score`, works on whole columns at once (numpy over an
-``n_rows x n_items`` array), so a million session rows score in well under a second.
+:func:`score` works on whole columns at once (numpy over an ``n_rows x n_items``
+array), so a million session rows score in well under a second. :func:`score_file`
+scores a file too big for memory batch by batch and writes the scores to Parquet.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +18,7 @@ from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from alliance import instruments as _instruments
 from alliance._checks import format_rows, require_columns, require_frame
 
-__all__ = ["score"]
+__all__ = ["score", "score_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -310,3 +312,195 @@ def score(
             format_rows(frame.index[over]),
         )
     return out
+
+
+def score_file(
+    in_path: str | Path,
+    out_path: str | Path,
+    instrument: str | _instruments.Instrument,
+    items: Sequence[str] | None = None,
+    *,
+    prorate: bool | int = True,
+    reverse: Sequence[int] | None = None,
+    subscales: bool | Mapping[str, Sequence[int]] = True,
+    name: str | None = None,
+    keep: Sequence[str] | None = None,
+    columns: Mapping[str, str] | None = None,
+    batch_rows: int = 1_000_000,
+    progress: bool = False,
+) -> dict:
+    """Score a questionnaire in a sessions file too big for memory; write the scores.
+
+    The file is read a batch of ``batch_rows`` rows at a time (only the item columns
+    and the ``keep`` columns, with compact dtypes) and each batch is scored with
+    :func:`score`; the scores are appended to ``out_path``. Memory depends on
+    ``batch_rows``, not on the file's length. The output is written to a temporary
+    file first and renamed at the end, so a failed run leaves no half-written output.
+
+    Parameters
+    ----------
+    in_path : str or pathlib.Path
+        A CSV, TSV or Parquet sessions file.
+    out_path : str or pathlib.Path
+        Where to write the scores: ``.parquet`` (or ``.csv``). One row per input row,
+        in the input's order: the ``keep`` columns, then ``<name>``, its subscales and
+        ``<name>_n_missing``.
+    instrument, items, prorate, reverse, subscales, name
+        As for :func:`score`.
+    keep : list of str, optional
+        Columns copied to the output; by default those of ``client``, ``therapist``,
+        ``site`` and ``session`` that the file has.
+    columns : mapping, optional
+        Column renames applied on reading, e.g. ``{"ClientID": "client"}``.
+    batch_rows : int, default 1000000
+        Rows scored at once.
+    progress : bool, default False
+        Show a progress bar (rows scored).
+
+    Returns
+    -------
+    dict
+        What :func:`score` records in ``attrs["scoring"]``, summed over the file:
+        ``n_rows``, ``n_scored``, ``n_prorated``, ``n_over_limit`` and
+        ``rows_over_limit`` (the first 20 file rows over the limit; the first data row
+        is row 1), plus ``out_path``.
+
+    Raises
+    ------
+    KeyError
+        An item or ``keep`` column is not in the file (with close matches).
+    ValueError
+        Item values outside the instrument's range or text values, naming the file's
+        rows, from every batch; nothing is written then.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd, alliance
+    >>> from alliance.datasets import dataset_path
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     info = alliance.scoring.score_file(dataset_path("demo") / "sessions.csv.gz",
+    ...                                        f"{tmp}/wai.parquet", "wai_sr", batch_rows=1000)
+    ...     scores = pd.read_parquet(info["out_path"])
+    >>> info["n_rows"], list(scores.columns[:4])
+    (3666, ['client', 'therapist', 'site', 'session'])
+    """
+    from alliance import _stream
+
+    ins = _instruments.get(instrument)
+    item_cols = _item_columns(ins, items)
+    _max_missing(ins, prorate)
+    if not isinstance(batch_rows, int) or batch_rows < 1:
+        raise ValueError(f"batch_rows must be a whole number of at least 1, got {batch_rows!r}")
+    in_path, out_path = Path(in_path), Path(out_path)
+    out_fmt = out_path.name.lower().rsplit(".", 1)[-1]
+    if out_fmt not in ("parquet", "csv"):
+        raise ValueError(f"out_path must end in .parquet or .csv, got {out_path.name!r}")
+    if out_path.resolve() == in_path.resolve():
+        raise ValueError("out_path is the input file; input files are never overwritten")
+    rename = dict(columns or {})
+    stem = ins.name if name is None else str(name)
+    totals = {"n_rows": 0, "n_scored": 0, "n_prorated": 0, "n_over_limit": 0}
+    over_rows: list[int] = []
+    errors: list[str] = []
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(out_path.name + ".partial")
+    writer = None
+    level = logger.level
+    with _stream.temporary_folder() as tmp:
+        con = _stream.connect(temp_directory=tmp)
+        try:
+            source = _stream.open_source(con, in_path)
+            have = [rename.get(c, c) for c in source.columns]
+            if keep is None:
+                keep = [c for c in ("client", "therapist", "site", "session") if c in have]
+            keep = [c for c in keep if c not in item_cols]
+            try:
+                cols = _stream.select_columns(source, [*keep, *item_cols], rename)
+            except KeyError as error:
+                raise KeyError(
+                    f"{error.args[0]}. Pass items=[...] with your item columns in item order, "
+                    "or keep=[...] with columns the file has"
+                ) from None
+            plan = _stream.plan_dtypes(con, source, cols)
+            logger.setLevel(logging.ERROR)  # one summary warning below, not one per batch
+            for batch in _stream.iter_frames(
+                con, source, plan, batch_rows=batch_rows, progress=progress, desc="scoring"
+            ):
+                batch = batch.rename(columns=rename) if rename else batch
+                try:
+                    scored = score(
+                        batch,
+                        ins,
+                        item_cols,
+                        prorate=prorate,
+                        reverse=reverse,
+                        subscales=subscales,
+                        name=name,
+                    )
+                except ValueError as error:
+                    errors.append(str(error))
+                    continue
+                info = scored.attrs["scoring"]
+                for key in totals:
+                    totals[key] += info[key]
+                if len(over_rows) < 20:
+                    over = scored[f"{stem}_n_missing"].to_numpy() > info["max_missing"]
+                    over_rows += scored.index[over][: 20 - len(over_rows)].tolist()
+                if errors:
+                    continue
+                result = scored[[*keep, *[c for c in scored.columns if c.startswith(stem)]]]
+                result = result.drop(columns=[c for c in item_cols if c in result.columns])
+                writer = _append(writer, result, partial, out_fmt)
+        finally:
+            logger.setLevel(level)
+            con.close()
+            if writer is not None and writer is not True:
+                writer.close()
+    if errors:
+        partial.unlink(missing_ok=True)
+        shown = "\n  ".join(errors[:5])
+        more = f"\n  ... and {len(errors) - 5} more batches" if len(errors) > 5 else ""
+        raise ValueError(
+            f"{in_path.name}: nothing was written; {len(errors)} batch(es) of rows cannot be "
+            f"scored (row numbers are the file's, the first data row is row 1):\n  {shown}{more}"
+        )
+    if writer is None:  # an empty file: write an empty result
+        empty = pd.DataFrame(columns=[*keep, stem, f"{stem}_n_missing"])
+        writer = _append(None, empty, partial, out_fmt)
+        if writer is not True:
+            writer.close()
+    partial.replace(out_path)
+    if totals["n_over_limit"]:
+        logger.warning(
+            "%s: %d of %d rows of %s have more than %d missing items and get a missing "
+            "score (first %s)",
+            ins.name,
+            totals["n_over_limit"],
+            totals["n_rows"],
+            in_path.name,
+            _max_missing(ins, prorate),
+            format_rows(over_rows),
+        )
+    return {
+        "instrument": ins.name,
+        "items": item_cols,
+        "max_missing": _max_missing(ins, prorate),
+        **totals,
+        "rows_over_limit": over_rows,
+        "out_path": str(out_path),
+    }
+
+
+def _append(writer, frame: pd.DataFrame, path: Path, fmt: str):
+    """Append a batch to a Parquet writer (made on the first call) or a CSV file."""
+    if fmt == "csv":
+        frame.to_csv(path, mode="a" if writer else "w", header=not writer, index=False)
+        return True
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if writer is None:
+        writer = pq.ParquetWriter(path, table.schema)
+    writer.write_table(table.cast(writer.schema))
+    return writer
