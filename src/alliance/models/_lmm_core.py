@@ -493,35 +493,43 @@ class ProfiledDeviance:
         return dev, g_ld + nr / f.r2 * g_r2
 
     # ---- the deviance as a function of (theta, sigma), as lmerTest uses it
-    def varpar_parts(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """``d log|M| / d theta``, ``d r^2 / d theta`` and ``r^2`` at ``theta``.
+    def varpar_parts(
+        self, theta: np.ndarray
+    ) -> tuple[float, np.ndarray, np.ndarray, float, np.ndarray]:
+        """Profiled deviance, ``d log|M| / d theta``, ``d r^2 / d theta``, ``r^2`` and
+        ``(R_X' R_X)^{-1}`` at ``theta``.
 
         The non-profiled deviance ``-2 log L(theta, sigma)`` at beta-hat(theta) is
         ``log|M| + r^2 / sigma^2 + nr log(2 pi sigma^2)``, so its gradient in theta is
-        ``g_logdet + g_r2 / sigma^2`` and its sigma derivatives are analytic.
+        ``g_logdet + g_r2 / sigma^2`` and its sigma derivatives are analytic; the profiled
+        deviance's gradient is ``g_logdet + nr / r^2 g_r2``.
         """
         f = self.factor(theta)
         beta, u = self.solve(f)
         g_r2 = self._to_theta(self.grad_r2(f, beta, u))
         g_ld = self._to_theta(self.grad_logdet(f, with_x=self.reml))
-        return g_ld, g_r2, f.r2
+        return self.deviance_from(f), g_ld, g_r2, f.r2, self.sigma_xx(f)
 
-    def varpar_hessian(self, theta: np.ndarray, sigma: float, rel: float = 1e-4) -> np.ndarray:
-        """Hessian of ``-2 log L(theta, sigma)``: central differences of the analytic gradient
-        in theta, analytic in sigma."""
+    def varpar_hessian(
+        self, theta: np.ndarray, sigma: float, g_r2: np.ndarray, r2: float, rel: float = 1e-4
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Hessian of ``-2 log L(theta, sigma)`` (central differences of the analytic gradient
+        in theta, analytic in sigma) and, from the same evaluations, ``d (R_X'R_X)^{-1} / d
+        theta`` (``(ntheta, p, p)``). ``g_r2`` and ``r2`` are those at ``theta``."""
         k = len(theta)
         nr = self.st.n - self.st.p if self.reml else self.st.n
         s2 = sigma * sigma
         h = np.empty((k + 1, k + 1))
+        dsxx = np.empty((k, self.st.p, self.st.p))
         for i in range(k):
             step = rel * max(abs(theta[i]), 0.1)
             e = np.zeros(k)
             e[i] = step
-            ld_p, r2g_p, _ = self.varpar_parts(theta + e)
-            ld_m, r2g_m, _ = self.varpar_parts(theta - e)
+            _, ld_p, r2g_p, _, sxx_p = self.varpar_parts(theta + e)
+            _, ld_m, r2g_m, _, sxx_m = self.varpar_parts(theta - e)
             h[:k, i] = (ld_p - ld_m + (r2g_p - r2g_m) / s2) / (2 * step)
-        _, g_r2, r2 = self.varpar_parts(theta)
+            dsxx[i] = (sxx_p - sxx_m) / (2 * step)
         h[:k, :k] = 0.5 * (h[:k, :k] + h[:k, :k].T)
         h[:k, k] = h[k, :k] = -2.0 * g_r2 / (s2 * sigma)
         h[k, k] = 6.0 * r2 / (s2 * s2) - 2.0 * nr / s2
-        return h
+        return h, dsxx
