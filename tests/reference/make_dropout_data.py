@@ -1,0 +1,26 @@
+"""Write the tables the dropout models fit on the demo study, for the R reference.
+
+Run from the repository root: python tests/reference/make_dropout_data.py
+Then: Rscript tests/reference/sandwich_dropout.R
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import alliance
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    study = alliance.datasets.load_dataset("demo")
+    therapist = study.clients[["client", "therapist"]]
+    for method, name in (("logistic", "logistic"), ("discrete_time", "person_period")):
+        fit = alliance.models.dropout_model(study, alliance="wai_sr", method=method)
+        table = fit.extra["data"].merge(therapist, on="client", how="left")
+        table.drop(columns=["client"]).to_csv(HERE / "data" / f"dropout_{name}.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()
