@@ -87,3 +87,31 @@ def test_simulate_writes_a_valid_study(tmp_path):
 def test_report_unknown_data_is_a_usage_error(tmp_path):
     result = runner.invoke(app, ["report", "--data", "nothing-here", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "neither a bundled dataset" in result.output
+
+
+def test_score_writes_scores_and_never_touches_the_input(tmp_path):
+    source = dataset_path("demo") / "sessions.csv.gz"
+    before = source.read_bytes()
+    out = tmp_path / "scored.parquet"
+    result = runner.invoke(
+        app, ["score", str(source), "-i", "phq9", "-i", "wai_sr", "--prorate", "2", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "phq9: 3666 of 3666 rows scored, 324 prorated" in result.stdout
+    scored = pd.read_parquet(out)
+    assert {"phq9", "phq9_n_missing", "wai_sr_goal"} <= set(scored.columns)
+    assert source.read_bytes() == before
+
+
+def test_score_errors(tmp_path):
+    source = dataset_path("demo") / "sessions.csv.gz"
+    result = runner.invoke(app, ["score", str(source), "-i", "phq8", "-o", str(tmp_path / "x.csv")])
+    assert result.exit_code == 2 and "Did you mean 'phq9'" in result.output
+    result = runner.invoke(app, ["score", str(source), "-i", "phq9", "-o", str(source)])
+    assert result.exit_code == 2 and "never modified" in result.output
+
+
+def test_report_pseudonymize_needs_a_salt(tmp_path, monkeypatch):
+    monkeypatch.delenv("ALLIANCE_SALT", raising=False)
+    result = runner.invoke(app, ["report", "--pseudonymize", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "salt" in result.output

@@ -22,8 +22,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -110,6 +110,63 @@ def validate(
         err.print(f"cannot read the study: {error}", markup=False, highlight=False)
         raise typer.Exit(1) from None
     out.print(report.summary(), markup=False, highlight=False)
+
+
+@app.command()
+def score(
+    sessions_file: Path = typer.Argument(
+        ..., help="A sessions file (csv, xlsx, parquet, sav, dta)."
+    ),
+    instrument: list[str] = typer.Option(
+        ..., "--instrument", "-i", help="Registry name, e.g. phq9 or wai_sr (repeatable)."
+    ),
+    out_file: Path = typer.Option(
+        ..., "--out", "-o", help="Where to write the scored table (any readable format)."
+    ),
+    prorate: int = typer.Option(
+        None,
+        help="Most missing items a score may be prorated over (default: the instrument's "
+        "published rule).",
+    ),
+    column: list[str] = typer.Option(
+        [], "--column", "-c", help="Rename a column on reading, OLD=NEW (repeatable)."
+    ),
+) -> None:
+    """Score questionnaires: scale and subscale scores and a missing-item count per row.
+
+    Items are read from the columns <instrument>_1 .. <instrument>_k. Rows with too many
+    missing items keep a missing score and are counted; the input file is never changed.
+    """
+    import alliance
+    from alliance.io import read_table, write_table
+
+    if out_file.resolve() == sessions_file.resolve():
+        err.print("--out must differ from the input: input files are never modified")
+        raise typer.Exit(2)
+    if not sessions_file.exists():
+        err.print(f"no such file: {sessions_file}", markup=False)
+        raise typer.Exit(2)
+    try:
+        data = read_table(sessions_file, columns=_parse_columns(column) or None)
+        for name in instrument:
+            data = alliance.score(data, name, prorate=True if prorate is None else prorate)
+            c = data.attrs.get("scoring", {})
+            if c:
+                out.print(
+                    f"{name}: {c['n_scored']} of {c['n_rows']} rows scored, {c['n_prorated']} "
+                    f"prorated, {c['n_over_limit']} over the missing-item limit "
+                    f"({c['max_missing']}; score left missing)",
+                    markup=False,
+                    highlight=False,
+                )
+    except KeyError as error:
+        err.print(str(error).strip('"'), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except ValueError as error:
+        err.print(str(error), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    write_table(data, out_file)
+    out.print(f"wrote {len(data)} rows to {out_file}", markup=False, highlight=False)
 
 
 @app.command()
