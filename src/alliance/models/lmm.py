@@ -128,6 +128,15 @@ class _SimpleSpec:
         return cls(intercept, cols)
 
 
+def _float_matrix(frame: pd.DataFrame) -> np.ndarray:
+    """A frame as a float matrix, column by column (much faster than ``to_numpy`` when the
+    columns have mixed dtypes, as model matrices of factors and integers do)."""
+    out = np.empty((len(frame), frame.shape[1]), order="F")
+    for j in range(frame.shape[1]):
+        out[:, j] = frame.iloc[:, j].to_numpy(dtype=float)
+    return out
+
+
 def _materialize(expr: str, frame: pd.DataFrame, what: str) -> pd.DataFrame:
     try:
         return model_matrix(expr, frame)
@@ -340,7 +349,7 @@ class LmmResult:
                     for spec in lv.specs:
                         need |= set(spec.required_variables)
             require_columns(data, table="data", **{f"variable {c!r}": c for c in sorted(need)})
-            x = f["fixed_spec"].get_model_matrix(data).to_numpy(dtype=float)
+            x = _float_matrix(f["fixed_spec"].get_model_matrix(data))
             index = data.index
             zs, codes = [], []
             for lv in f["levels"]:
@@ -348,7 +357,7 @@ class LmmResult:
                     zs.append(None)
                     codes.append(None)
                     continue
-                parts = [spec.get_model_matrix(data).to_numpy(dtype=float) for spec in lv.specs]
+                parts = [_float_matrix(spec.get_model_matrix(data)) for spec in lv.specs]
                 zs.append(np.column_stack(parts))
                 if len(lv.keys) == 1:
                     key = pd.Index(data[lv.keys[0]])
@@ -661,8 +670,8 @@ def lmm(
             f"the outcome {response!r} must be one numeric column (got {mm.lhs.shape[1]} "
             "columns; is it a text or categorical column?)."
         )
-    y = mm.lhs.to_numpy(dtype=float)[:, 0]
-    x = mm.rhs.to_numpy(dtype=float)
+    y = _float_matrix(mm.lhs)[:, 0]
+    x = _float_matrix(mm.rhs)
     xnames = [str(c) for c in mm.rhs.columns]
     for what, arr in (("outcome", y[:, None]), ("fixed-effect design", x)):
         bad = ~np.isfinite(arr).all(axis=1)
@@ -697,7 +706,7 @@ def lmm(
                         f"{':'.join(keys)!r}; list each column in one term only."
                     )
             names.extend(cols)
-            zs.append(zm.to_numpy(dtype=float))
+            zs.append(_float_matrix(zm))
             idx = list(range(start_col, start_col + len(cols)))
             if term.correlated:
                 blocks.append(idx)
