@@ -432,7 +432,6 @@ def refresh_notebooks(folder: Path | None = None) -> list[Path]:
 def _strip_volatile(book: Path) -> None:
     """Drop timing metadata and merge split streams: a rerun leaves no diff if nothing changed."""
     import nbformat
-
     from nbconvert.preprocessors.coalescestreams import CoalesceStreamsPreprocessor
 
     nb = nbformat.read(book, as_version=4)
