@@ -255,7 +255,6 @@ if dpm is not None:
     print(f"clients: {dpm.extra['n_clients']}; sessions used: {dpm.extra['sessions']}")
 
 # %%
-# NBVAL_CHECK_OUTPUT
 if dpm is not None:
     print(
         dpm.params[["term", "estimate", "se", "ci_low", "ci_high", "p", "std_estimate"]]

@@ -213,7 +213,6 @@ save_table(classes, "rupture_classes", export_dir, count="n_clients")
 classes.round(2)
 
 # %%
-# NBVAL_CHECK_OUTPUT
 rupture_apa = pd.concat(
     [ruptures_client.apa_table(), ruptures_session.apa_table()],
     keys=["client level (end outcome)", "session level (next-session change)"],
@@ -266,7 +265,6 @@ print(
 )
 
 # %%
-# NBVAL_CHECK_OUTPUT
 if dropout_module:
     dropout_table = pd.concat(
         [dropout_early.params, dropout_hazard.params],
