@@ -391,20 +391,35 @@ def iter_frames(
 
     reader = csv_error_retry(con, source, run)
     bar = tqdm(total=source.n_rows, desc=desc, unit="rows", unit_scale=True, disable=not progress)
+
+    def gathered():
+        """DuckDB's record batches joined into tables of at least ``batch_rows`` rows."""
+        import pyarrow as pa
+
+        pending, n = [], 0
+        for batch in reader:
+            if batch.num_rows:
+                pending.append(batch)
+                n += batch.num_rows
+            if n >= batch_rows:
+                yield pa.Table.from_batches(pending)
+                pending, n = [], 0
+        if pending:
+            yield pa.Table.from_batches(pending)
+
     seen = 0
     try:
-        for batch in reader:
-            n = batch.num_rows
-            if not n:
-                continue
-            frame = to_pandas(batch, plan)
+        for table in gathered():
+            n = table.num_rows
+            frame = to_pandas(table, plan)
             if row_column:
-                rows = np.asarray(batch.column(row_column).to_numpy(), dtype=np.int64) + 1
+                rows = np.asarray(table.column(row_column).to_numpy(), dtype=np.int64) + 1
                 frame.index = pd.Index(rows, name="row")
             else:
                 frame.index = pd.RangeIndex(seen + 1, seen + n + 1, name="row")
             seen += n
             bar.update(n)
+            del table
             yield frame
     finally:
         bar.close()

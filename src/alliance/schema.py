@@ -588,9 +588,31 @@ def _check_client_table(found: _Problems, clients: pd.DataFrame) -> None:
             )
 
 
+def _is_arrow_text(values: pd.Series) -> bool:
+    return isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow"
+
+
+def _isin(values: pd.Series, pool: pd.Series) -> pd.Series:
+    """``values.isin(set(pool.dropna()))``, fast when either holds Arrow-backed text."""
+    uniques = pd.unique(pool.dropna())
+    if _is_arrow_text(values) or _is_arrow_text(pool):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            left = pa.array(values.array if _is_arrow_text(values) else values.to_numpy(object))
+            right = pa.array(uniques if _is_arrow_text(pool) else np.asarray(uniques, object))
+            mask = pc.is_in(left, value_set=right.cast(left.type))
+            return pd.Series(
+                mask.fill_null(False).to_numpy(zero_copy_only=False), index=values.index
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            pass
+    return values.isin(set(uniques))
+
+
 def _check_orphans(found: _Problems, sessions: pd.DataFrame, clients: pd.DataFrame) -> None:
-    known = set(clients["client"].dropna())
-    orphan = ~sessions["client"].isin(known) & sessions["client"].notna()
+    orphan = ~_isin(sessions["client"], clients["client"]) & sessions["client"].notna()
     if orphan.any():
         ids = sessions.loc[orphan, "client"].astype(str).unique()
         found.add(
@@ -604,7 +626,7 @@ def _check_orphans(found: _Problems, sessions: pd.DataFrame, clients: pd.DataFra
 
 def _check_client_links(found: _Problems, sessions: pd.DataFrame, clients: pd.DataFrame) -> None:
     """Clients without sessions; a clients-table therapist that differs from the sessions'."""
-    unseen = ~clients["client"].isin(set(sessions["client"].dropna()))
+    unseen = ~_isin(clients["client"], sessions["client"])
     if unseen.any():
         found.note("clients", "client", f"{int(unseen.sum())} client(s) have no session rows")
     if {"therapist"} <= set(clients.columns) & set(sessions.columns):
@@ -646,7 +668,7 @@ def _check_events(found: _Problems, sessions: pd.DataFrame, events: pd.DataFrame
                 "use true/false, or leave empty when it is not known whether it was resolved",
             )
     if "client" in sessions.columns:
-        orphan = ~events["client"].isin(set(sessions["client"].dropna()))
+        orphan = ~_isin(events["client"], sessions["client"])
         if orphan.any():
             found.add(
                 "events",
@@ -658,11 +680,7 @@ def _check_events(found: _Problems, sessions: pd.DataFrame, events: pd.DataFrame
 
 
 def _row_level_checks(
-    found: _Problems,
-    sessions: pd.DataFrame,
-    clients: pd.DataFrame | None,
-    codebook,
-    check_instruments: bool,
+    found: _Problems, sessions: pd.DataFrame, codebook, check_instruments: bool
 ) -> None:
     """The checks that look at one sessions row at a time, in :func:`validate`'s order."""
     cols = set(sessions.columns)
@@ -677,8 +695,6 @@ def _row_level_checks(
     _check_codebook(found, part, tables=("sessions",))
     if check_instruments:
         _check_instrument_items(found, part)
-    if clients is not None and "client" in clients.columns and "client" in cols:
-        _check_orphans(found, sessions, clients)
 
 
 def validate_file(
@@ -782,7 +798,7 @@ def validate_file(
                 n_rows += len(batch)
                 n_missing += batch.isna().sum().astype(np.int64)
                 scratch = _Problems({})
-                _row_level_checks(scratch, batch, client_table, book, check_instruments)
+                _row_level_checks(scratch, batch, book, check_instruments)
                 hits = [p["rows"] for p in scratch.rows if p["table"] == "sessions" and p["rows"]]
                 if hits:
                     positions = np.unique(np.concatenate([np.asarray(h) for h in hits])) - 1
@@ -802,7 +818,16 @@ def validate_file(
 
             src = source.sql
             has = set(names)
-            dups = therapist_rows = per_client = None
+            dups = therapist_rows = per_client = orphans = None
+            if client_table is not None and "client" in client_table.columns and "client" in has:
+                known = pd.DataFrame({"k": client_table["client"].dropna().astype(str).unique()})
+                con.register("known_clients", known)
+                orphans = subframe(
+                    f"SELECT file_row_number, {q('client')} FROM {src} WHERE {q('client')} IS "
+                    f"NOT NULL AND CAST({q('client')} AS VARCHAR) NOT IN "
+                    "(SELECT k FROM known_clients) ORDER BY file_row_number",
+                    ["client"],
+                )
             n_therapists = 0
             if {"client", "session"} <= has:
                 dups = subframe(
@@ -879,7 +904,7 @@ def validate_file(
     if client_table is not None and "client" in client_table.columns:
         _check_client_table(found, client_table)
         if "client" in has:
-            _check_orphans(found, rows_flagged, client_table)
+            _check_orphans(found, on(orphans), client_table)
             _check_client_links(found, per_client, client_table)
     found.row_numbers.pop("sessions")
     if (
