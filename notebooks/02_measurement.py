@@ -1,5 +1,8 @@
 # ---
 # jupyter:
+#   alliance:
+#     requires: [alliance, outcome]
+#     columns: [wai_sr_1, phq9_1]
 #   jupytext:
 #     formats: ipynb,py:percent
 #     text_representation:

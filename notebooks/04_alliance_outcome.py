@@ -1,5 +1,7 @@
 # ---
 # jupyter:
+#   alliance:
+#     requires: [alliance, outcome]
 #   jupytext:
 #     formats: ipynb,py:percent
 #     text_representation:
@@ -53,7 +55,6 @@ dpm_max_sessions = 8
 export_dir = None  # set by `alliance report`: where figures and tables are written
 
 # %%
-import logging
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -66,7 +67,6 @@ from alliance.export import save_figure, save_table
 plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
 # The models' warnings (e.g. Nickell bias) are in their .notes, printed below; this keeps
 # them from being logged a second time to the notebook's stderr.
-logging.getLogger("alliance").addHandler(logging.NullHandler())
 study = alliance.datasets.load_study(data)
 therapist = "therapist" if "therapist" in study.sessions.columns else None
 summed = alliance.instruments.list_instruments().query("scoring == 'sum'")

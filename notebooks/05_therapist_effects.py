@@ -1,5 +1,7 @@
 # ---
 # jupyter:
+#   alliance:
+#     requires: [alliance, outcome, therapist]
 #   jupytext:
 #     formats: ipynb,py:percent
 #     text_representation:
@@ -42,7 +44,6 @@ k_alliance = 3  # a client's alliance: mean of the first k rated sessions (None:
 export_dir = None  # set by `alliance report`: where figures and tables are written
 
 # %%
-import logging
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -56,7 +57,6 @@ from alliance.export import save_figure, save_table
 plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
 # The models' warnings are in their .notes, printed below; this keeps them from being
 # logged a second time to the notebook's stderr.
-logging.getLogger("alliance").addHandler(logging.NullHandler())
 study = alliance.datasets.load_study(data)
 if "therapist" not in study.sessions.columns:
     raise ValueError("this notebook needs a 'therapist' column in the sessions table")

@@ -1,5 +1,7 @@
 # ---
 # jupyter:
+#   alliance:
+#     requires: [outcome]
 #   jupytext:
 #     formats: ipynb,py:percent
 #     text_representation:

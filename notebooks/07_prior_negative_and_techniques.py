@@ -1,5 +1,8 @@
 # ---
 # jupyter:
+#   alliance:
+#     requires: [alliance, outcome]
+#     columns: [prior_negative_therapy, reflection]
 #   jupytext:
 #     formats: ipynb,py:percent
 #     text_representation:
@@ -43,7 +46,7 @@ instrument = "phq9"  # outcome's registry name (its direction of improvement)
 alliance_items = None
 moderator = "prior_negative_therapy"  # client-level moderator (in the clients table)
 technique = "reflection"  # session-level technique count, the mediation's predictor
-n_boot = 100  # cluster-bootstrap draws for the indirect effects (publication: 1000+)
+n_boot = 60  # cluster-bootstrap draws for the indirect effects (publication: 1000+)
 k_early = 3  # early alliance: mean of the first k rated sessions
 # Ruptures: the study's rupture events when it has any; otherwise detected as a fall of at
 # least this many points of alliance_col from the previous rated session.
@@ -51,7 +54,6 @@ rupture_drop = 8
 export_dir = None  # set by `alliance report`: where figures and tables are written
 
 # %%
-import logging
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -63,7 +65,6 @@ from alliance.export import save_figure, save_table
 plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
 # The models' warnings are in their .notes, printed below; this keeps them from being
 # logged a second time to the notebook's stderr.
-logging.getLogger("alliance").addHandler(logging.NullHandler())
 study = alliance.datasets.load_study(data)
 therapist = "therapist" if "therapist" in study.sessions.columns else None
 summed = alliance.instruments.list_instruments().query("scoring == 'sum'")
@@ -153,7 +154,7 @@ figure_files = save_figure(fig, "simple_slopes_prior_negative_therapy", export_d
 # indirect effect is a x b, within clients and between clients. The indirect effects'
 # intervals come from a cluster bootstrap that resamples therapists with all their
 # clients (percentile; `n_boot` draws) and from Monte Carlo draws. This notebook uses
-# `n_boot = 100` draws to stay fast; a publication should use 1000 or more (about 0.06 s
+# `n_boot = 60` draws to stay fast; a publication should use 1000 or more (about 0.06 s
 # a draw on the demo data). Between-client indirect effects rest on few clusters and are
 # unstable.
 

@@ -1,5 +1,7 @@
 # ---
 # jupyter:
+#   alliance:
+#     requires: [alliance, outcome, site]
 #   jupytext:
 #     formats: ipynb,py:percent
 #     text_representation:

@@ -36,8 +36,8 @@ clients_per_therapist = 8
 n_sessions = 12
 within_effect = -1.0  # PHQ-9 points per alliance item-mean point (demo truth: -2.0)
 prior_negative_effect = -0.35  # early alliance difference in item-mean points
-n_sims = 30
-n_jobs = 2
+n_sims = 20
+n_jobs = 1  # 1: no process start-up; use all cores (-1) for a real plan
 export_dir = None
 
 # %%

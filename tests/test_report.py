@@ -95,3 +95,21 @@ def test_a_page_showing_identifiers_is_refused(tmp_path):
     page = result.pages[0].read_text()
     assert "C001" not in page and ">P" in page
     assert result.provenance["pseudonymized"] is True
+
+
+def test_notebooks_that_do_not_apply_are_skipped_and_listed(tmp_path):
+    books = [b for b in list_notebooks() if b.name.startswith(("01_", "03_", "05_"))]
+    result = build_report("btheb", tmp_path / "btheb", notebooks=books)
+    assert [p.name for p in result.pages] == ["01_data_overview.html"]
+    reasons = {s["reason"] for s in result.provenance["skipped"]}
+    assert "needs an alliance score" in reasons
+    assert "needs an alliance score, a therapist column" in reasons
+    assert "do not apply to these data" in (result.folder / "index.html").read_text()
+
+
+def test_figures_are_byte_stable(demo_report, tmp_path):
+    again = build_report("demo", tmp_path / "again", notebooks=list_notebooks()[:1])
+    for name in ("attendance_and_mean_trajectories.png", "attendance_and_mean_trajectories.svg"):
+        first = (demo_report.folder / "figures" / name).read_bytes()
+        second = (again.folder / "figures" / name).read_bytes()
+        assert first == second, name

@@ -243,7 +243,14 @@ def build_report(
             "export_dir": str(staging.resolve()),
         }
         forbidden = _identifiers(study, show_therapists)
+        skipped: list[tuple[str, str]] = []
         for book in tqdm(books, desc="notebooks", disable=not progress, unit="nb"):
+            lacking = requirements(nbformat.read(book, as_version=4), study, scores)
+            if lacking:
+                skipped.append(
+                    (_title(nbformat.read(book, as_version=4), book), "needs " + ", ".join(lacking))
+                )
+                continue
             executed = staging / "notebooks" / book.name
             try:
                 pm.execute_notebook(
@@ -275,6 +282,7 @@ def build_report(
         shutil.rmtree(staging / ".data", ignore_errors=True)
         for kind in ("figures", "tables"):
             (staging / kind).mkdir(exist_ok=True)
+        prov["skipped"] = [{"notebook": t, "reason": r} for t, r in skipped]
         (staging / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n", "utf-8")
         (staging / "index.html").write_text(_index(pages, prov, staging), encoding="utf-8")
         if out.exists():
@@ -338,6 +346,13 @@ def _title(nb, book: Path) -> str:
 def _index(pages: list[tuple[str, str]], prov: dict, folder: Path) -> str:
     esc = html.escape
     items = "\n".join(f'<li><a href="{esc(p)}">{esc(t)}</a></li>' for p, t in pages)
+    skipped = "".join(
+        f"<li>{esc(s['notebook'])}: not run, {esc(s['reason'])}</li>"
+        for s in prov.get("skipped", [])
+    )
+    if skipped:
+        items += f'</ol><p>Analyses that do not apply to these data:</p><ul class="skip">{skipped}</ul><ol>'
+
     gallery = "\n".join(
         f'<figure><a href="figures/{esc(f.name)}"><img src="figures/{esc(f.name)}" '
         f'alt="{esc(f.stem.replace("_", " "))}"></a><figcaption>'
@@ -411,22 +426,47 @@ clients are suppressed.</p>
 def refresh_notebooks(folder: Path | None = None) -> list[Path]:
     """Re-execute the committed notebooks in place with their default parameters.
 
-    Outputs are stored in the notebooks (that is what nbval checks), and the paired
-    jupytext ``.py`` files are synced. Used by ``make notebooks``.
+    Each notebook's text is first taken from its jupytext twin (``NN_name.py``) when that
+    is newer, keeping cell ids so diffs stay small. Outputs are stored in the notebooks
+    (that is what nbval checks). Used by ``make notebooks``.
     """
     import jupytext
+    import nbformat
     import papermill as pm
+    from jupytext.combine import combine_inputs_with_outputs
 
     books = list_notebooks(folder)
     for book in books:
         paired = book.with_suffix(".py")
         if paired.exists() and paired.stat().st_mtime > book.stat().st_mtime:
-            jupytext.write(jupytext.read(paired), book)
+            merged = combine_inputs_with_outputs(
+                jupytext.read(paired), nbformat.read(book, as_version=4)
+            )
+            nbformat.write(merged, book)
         pm.execute_notebook(
             str(book), str(book), progress_bar=False, cwd=str(book.parent), kernel_name="python3"
         )
         _strip_volatile(book)
     return books
+
+
+def requirements(nb, study, scores: dict) -> list[str]:
+    """What a notebook needs that the study lacks (empty when it can run).
+
+    A notebook declares its needs in its metadata (the jupytext header of its ``.py``
+    twin): ``alliance: {requires: [alliance, outcome, therapist, site], columns: [...]}``.
+    """
+    spec = nb.metadata.get("alliance", {})
+    columns = set(study.sessions.columns) | set(study.clients.columns)
+    missing = []
+    for role in spec.get("requires", []):
+        if role in ("alliance", "outcome"):
+            if not scores.get(role):
+                missing.append(f"an {role} score" if role == "alliance" else "an outcome score")
+        elif role not in columns:
+            missing.append(f"a {role} column")
+    missing += [f"the column {c!r}" for c in spec.get("columns", []) if c not in columns]
+    return missing
 
 
 def _strip_volatile(book: Path) -> None:

@@ -350,7 +350,7 @@ def _mlm(
     notes = []
     if lagged_outcome:
         notes.append(NICKELL_NOTE)
-        log.warning("within_between: %s", NICKELL_NOTE)
+        log.info("within_between: %s", NICKELL_NOTE)
     if fit.singular:
         notes.append(
             "Singular fit: a random-effect variance is at zero or a correlation at +-1; "
