@@ -380,7 +380,7 @@ def iter_frames(
     ``row_column`` names a column of ``from_sql`` holding 0-based file row numbers (for a
     reordered source); otherwise rows are counted in the order read.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     extra = [quote(row_column)] if row_column else []
     sql = f"SELECT {select_sql(plan, extra)} FROM {from_sql or source.sql}"

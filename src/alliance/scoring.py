@@ -303,7 +303,7 @@ def score(
         "rows_over_limit": frame.index[over][:20].tolist(),
     }
     if n_over:
-        logger.warning(
+        logger.info(
             "%s: %d of %d rows have more than %d missing items and get a missing score (%s)",
             ins.name,
             n_over,
@@ -471,7 +471,7 @@ def score_file(
             writer.close()
     partial.replace(out_path)
     if totals["n_over_limit"]:
-        logger.warning(
+        logger.info(
             "%s: %d of %d rows of %s have more than %d missing items and get a missing "
             "score (first %s)",
             ins.name,

@@ -489,7 +489,7 @@ def simulate_rom(
     >>> study.clients["client"].iloc[[0, -1]].tolist()
     ['C000001', 'C000120']
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     for arg, value, low in (
         ("n_clients", n_clients, 1),
