@@ -78,7 +78,7 @@ def test_prorate_options_phq9():
 def test_rows_over_limit_kept_counted_and_logged(caplog):
     df = items_frame("phq9", [[1] * 9, [np.nan] * 9, [0] * 9])
     df.index = [10, 11, 12]
-    with caplog.at_level(logging.WARNING, logger="alliance.scoring"):
+    with caplog.at_level(logging.INFO, logger="alliance.scoring"):
         out = alliance.score(df, "phq9")
     assert len(out) == 3 and out.index.tolist() == [10, 11, 12]
     assert out.attrs["scoring"]["rows_over_limit"] == [11]
