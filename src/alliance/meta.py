@@ -242,6 +242,36 @@ def _check_options(method: str, test: str, level: float) -> None:
         raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}")
 
 
+def _pooled_frame(result, common: dict[str, Any]) -> pd.DataFrame:
+    """The pooled estimate on the analysis scale, and on the r scale for correlations."""
+    rows = [
+        {
+            "scale": "z" if result.measure == "r" else "yi",
+            "estimate": result.estimate,
+            "se": result.se,
+            "ci_low": result.ci_low,
+            "ci_high": result.ci_high,
+            "pi_low": result.pi_low,
+            "pi_high": result.pi_high,
+            **common,
+        }
+    ]
+    if result.measure == "r":
+        rows.append(
+            {
+                "scale": "r",
+                "estimate": result.r,
+                "se": np.nan,
+                "ci_low": result.r_ci_low,
+                "ci_high": result.r_ci_high,
+                "pi_low": result.r_pi_low,
+                "pi_high": result.r_pi_high,
+                **common,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 # --------------------------------------------------------------------------------------
 # results
 # --------------------------------------------------------------------------------------
@@ -453,32 +483,7 @@ class MetaResult:
                 out[key] = val
             out["R2"] = self.R2
             return out
-        rows = [
-            {
-                "scale": "z" if self.measure == "r" else "yi",
-                "estimate": self.estimate,
-                "se": self.se,
-                "ci_low": self.ci_low,
-                "ci_high": self.ci_high,
-                "pi_low": self.pi_low,
-                "pi_high": self.pi_high,
-                **common,
-            }
-        ]
-        if self.measure == "r":
-            rows.append(
-                {
-                    "scale": "r",
-                    "estimate": self.r,
-                    "se": np.nan,
-                    "ci_low": self.r_ci_low,
-                    "ci_high": self.r_ci_high,
-                    "pi_low": self.r_pi_low,
-                    "pi_high": self.r_pi_high,
-                    **common,
-                }
-            )
-        return pd.DataFrame(rows)
+        return _pooled_frame(self, common)
 
     def summary(self) -> str:
         """A plain-text summary (like printing a metafor model)."""
@@ -773,32 +778,7 @@ class MultilevelMetaResult:
             for key, val in common.items():
                 out[key] = val
             return out
-        rows = [
-            {
-                "scale": "z" if self.measure == "r" else "yi",
-                "estimate": self.estimate,
-                "se": self.se,
-                "ci_low": self.ci_low,
-                "ci_high": self.ci_high,
-                "pi_low": self.pi_low,
-                "pi_high": self.pi_high,
-                **common,
-            }
-        ]
-        if self.measure == "r":
-            rows.append(
-                {
-                    "scale": "r",
-                    "estimate": self.r,
-                    "se": np.nan,
-                    "ci_low": self.r_ci_low,
-                    "ci_high": self.r_ci_high,
-                    "pi_low": self.r_pi_low,
-                    "pi_high": self.r_pi_high,
-                    **common,
-                }
-            )
-        return pd.DataFrame(rows)
+        return _pooled_frame(self, common)
 
     def summary(self) -> str:
         """A plain-text summary."""
