@@ -12,12 +12,15 @@ from alliance.report import NotebookFailed, PrivacyError, build_report, list_not
 
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory):
+    # every notebook, as `make report` runs them: the main job must work end to end
     out = tmp_path_factory.mktemp("reports") / "demo"
-    return build_report("demo", out, notebooks=list_notebooks()[:1], command="pytest")
+    return build_report("demo", out, command="pytest")
 
 
 def test_report_pages_and_provenance(demo_report):
     folder = demo_report.folder
+    assert [p.name for p in demo_report.pages] == [b.stem + ".html" for b in list_notebooks()]
+    assert demo_report.provenance["skipped"] == []
     assert (folder / "index.html").exists() and (folder / "01_data_overview.html").exists()
     prov = json.loads((folder / "provenance.json").read_text())
     assert prov["seed"] == 2026 and prov["command"] == "pytest"

@@ -46,7 +46,8 @@ def suppress_small_cells(
     1    B        <5   NaN
     """
     require_columns(table, "table", count=count)
-    small = table[count] < min_count
+    # a count already suppressed ("<5") is text; it stays as it is (idempotent)
+    small = pd.to_numeric(table[count], errors="coerce") < min_count
     out = table.copy()
     if not small.any():
         return out
