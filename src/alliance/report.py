@@ -252,11 +252,12 @@ def build_report(
                 )
                 continue
             executed = staging / "notebooks" / book.name
+            declared = pm.inspect_notebook(str(book))
             try:
                 pm.execute_notebook(
                     str(book),
                     str(executed),
-                    parameters=params,
+                    parameters={k: v for k, v in params.items() if k in declared},
                     progress_bar=False,
                     cwd=str(book.parent),
                     kernel_name="python3",
