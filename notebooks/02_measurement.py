@@ -1,8 +1,7 @@
 # ---
 # jupyter:
 #   alliance:
-#     requires: [alliance, outcome]
-#     columns: [wai_sr_1, phq9_1]
+#     requires: [alliance, outcome, alliance_items, outcome_items]
 #   jupytext:
 #     formats: ipynb,py:percent
 #     text_representation:

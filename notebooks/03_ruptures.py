@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   alliance:
-#     requires: [alliance, outcome]
+#     requires: [alliance, outcome, alliance_items]
 #   jupytext:
 #     formats: ipynb,py:percent
 #     text_representation:

@@ -116,3 +116,24 @@ def test_figures_are_byte_stable(demo_report, tmp_path):
         first = (demo_report.folder / "figures" / name).read_bytes()
         second = (again.folder / "figures" / name).read_bytes()
         assert first == second, name
+
+
+def test_a_plain_csv_of_scores_with_its_own_column_names(tmp_path, demo):
+    path = tmp_path / "scores.csv"
+    demo.sessions[["client", "therapist", "session", "wai_sr", "phq9"]].rename(
+        columns={"wai_sr": "alliance_total", "phq9": "symptoms"}
+    ).to_csv(path, index=False)
+    before = path.read_bytes()
+    books = [b for b in list_notebooks() if b.name.startswith(("01_", "03_"))]
+    result = build_report(
+        path,
+        tmp_path / "mine",
+        notebooks=books,
+        alliance="alliance_total",
+        outcome="symptoms",
+        instrument="phq9",
+    )
+    assert [p.name for p in result.pages] == ["01_data_overview.html"]
+    assert result.provenance["skipped"][0]["reason"] == "needs the alliance questionnaire's items"
+    assert "alliance score: alliance_total; outcome score: symptoms" in result.pages[0].read_text()
+    assert path.read_bytes() == before

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from alliance import instruments as _instruments
 from alliance.datasets import _REGISTRY as DATASETS
 from alliance.datasets import dataset_path
 from alliance.paths import notebooks_dir
@@ -240,6 +241,7 @@ def build_report(
             "alliance_col": scores["alliance"],
             "outcome": scores["outcome"],
             "instrument": instrument or scores["instrument"],
+            "alliance_instrument": scores["alliance_instrument"],
             "export_dir": str(staging.resolve()),
         }
         forbidden = _identifiers(study, show_therapists)
@@ -455,13 +457,21 @@ def requirements(nb, study, scores: dict) -> list[str]:
     """What a notebook needs that the study lacks (empty when it can run).
 
     A notebook declares its needs in its metadata (the jupytext header of its ``.py``
-    twin): ``alliance: {requires: [alliance, outcome, therapist, site], columns: [...]}``.
+    twin): ``alliance: {requires: [...], columns: [...]}``, where a requirement is
+    ``alliance`` or ``outcome`` (a score), ``alliance_items`` or ``outcome_items`` (all items
+    of that score's questionnaire) or a column such as ``therapist`` or ``site``.
     """
     spec = nb.metadata.get("alliance", {})
     columns = set(study.sessions.columns) | set(study.clients.columns)
     missing = []
     for role in spec.get("requires", []):
-        if role in ("alliance", "outcome"):
+        if role in ("alliance_items", "outcome_items"):
+            name = scores.get("alliance_instrument" if role == "alliance_items" else "instrument")
+            items = _instruments.get(name).items if name else []
+            if not items or not set(items) <= columns:
+                which = role.split("_")[0]
+                missing.append(f"the {which} questionnaire's items")
+        elif role in ("alliance", "outcome"):
             if not scores.get(role):
                 missing.append(f"an {role} score" if role == "alliance" else "an outcome score")
         elif role not in columns:

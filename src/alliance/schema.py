@@ -951,17 +951,17 @@ def find_scores(
     Returns
     -------
     dict
-        ``{"alliance": column or None, "outcome": column or None, "instrument": name or None}``;
-        ``instrument`` is the outcome's instrument when known.
+        ``alliance`` and ``outcome`` (columns or None), ``instrument`` (the outcome's
+        registry name when known) and ``alliance_instrument`` (the alliance's).
 
     Examples
     --------
     >>> import alliance
     >>> from alliance.schema import find_scores
     >>> find_scores(alliance.datasets.load_dataset("demo"))
-    {'alliance': 'wai_sr', 'outcome': 'phq9', 'instrument': 'phq9'}
-    >>> find_scores(alliance.datasets.load_dataset("btheb"))
-    {'alliance': None, 'outcome': 'bdi_ii', 'instrument': 'bdi_ii'}
+    {'alliance': 'wai_sr', 'outcome': 'phq9', 'instrument': 'phq9', 'alliance_instrument': 'wai_sr'}
+    >>> find_scores(alliance.datasets.load_dataset("btheb"))["outcome"]
+    'bdi_ii'
     """
     columns = list(study.sessions.columns)
     found: dict[str, str | None] = {"alliance": alliance, "outcome": outcome}
@@ -989,4 +989,7 @@ def find_scores(
             found[role] = column
         instrument_of.setdefault(column, ins.name)
     found["instrument"] = instrument_of.get(found["outcome"]) if found["outcome"] else None
+    found["alliance_instrument"] = (
+        instrument_of.get(found["alliance"]) if found["alliance"] else None
+    )
     return found
