@@ -143,7 +143,7 @@ print(
 )
 
 # %%
-omega.attrs["loadings"].round(2)
+omega.tables["loadings"].round(2)
 
 # %% [markdown]
 # ## Reliability of between-client differences and of change (Shrout & Lane, 2012)

@@ -28,7 +28,7 @@ def test_summary_columns_and_counts(sequential):
     assert sequential["n_sims"].tolist() == [6, 6]
     assert sequential["n_failed"].tolist() == [0, 0]
     assert (sequential["truth"] == -0.35).all()
-    sims = sequential.attrs["simulations"]
+    sims = sequential.tables["simulations"]
     assert len(sims) == 12 and sims["error"].eq("").all()
     assert (
         (sequential["power_ci_low"] <= sequential["power"])
@@ -39,7 +39,7 @@ def test_summary_columns_and_counts(sequential):
 def test_same_numbers_for_any_number_of_processes(sequential):
     loky = _run(backend="loky", n_jobs=2)
     pd.testing.assert_frame_equal(
-        loky.attrs["simulations"], sequential.attrs["simulations"], check_dtype=False
+        loky.tables["simulations"], sequential.tables["simulations"], check_dtype=False
     )
 
 
@@ -53,7 +53,7 @@ def test_same_numbers_on_a_dask_cluster(sequential):
     ):
         on_dask = _run(backend="dask")
     pd.testing.assert_frame_equal(
-        on_dask.attrs["simulations"], sequential.attrs["simulations"], check_dtype=False
+        on_dask.tables["simulations"], sequential.tables["simulations"], check_dtype=False
     )
 
 
@@ -112,7 +112,7 @@ def test_failed_fits_are_counted_not_dropped():
         backend="sequential",
     )
     assert table["n_failed"].iloc[0] == 3 and pd.isna(table["power"].iloc[0])
-    assert table.attrs["simulations"]["error"].str.contains("cannot fit").all()
+    assert table.tables["simulations"]["error"].str.contains("cannot fit").all()
 
 
 def test_bad_arguments():
@@ -152,3 +152,10 @@ def test_cli_power(tmp_path):
     assert pd.read_csv(out)["n_sims"].tolist() == [4]
     bad = CliRunner().invoke(app, ["power", "--therapists", "x"])
     assert bad.exit_code == 2 and "whole numbers" in bad.output
+
+
+def test_result_prints_and_concatenates_when_truncated(sequential):
+    with pd.option_context("display.max_columns", 3, "display.max_rows", 1):
+        assert "power" in repr(sequential) or "..." in repr(sequential)
+    both = pd.concat([sequential, sequential])
+    assert len(both) == 4

@@ -303,7 +303,7 @@ def test_omega_matches_psych(key, csv):
     out = rel.omega(data(csv), n_factors=3)
     for name in ("omega_h", "omega_total", "omega_limit", "alpha", "g6"):
         np.testing.assert_allclose(out.loc[0, name], r[name], rtol=RTOL_OMEGA, err_msg=name)
-    loadings = out.attrs["loadings"]
+    loadings = out.tables["loadings"]
     np.testing.assert_allclose(loadings["g"], r["g"], atol=RTOL_OMEGA)
     np.testing.assert_allclose(loadings["h2"], r["h2"], atol=RTOL_OMEGA)
 

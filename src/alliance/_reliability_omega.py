@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import optimize
 
 from alliance._checks import require_columns, require_frame
+from alliance._frames import with_tables
 
 __all__ = ["omega"]
 
@@ -131,7 +132,7 @@ def omega(
     pandas.DataFrame
         One row: omega_h, omega_total, omega_limit (omega_h / omega_total), alpha, g6,
         n_items, n_factors, n (rows of raw data; missing for a correlation matrix),
-        method. ``result.attrs["loadings"]`` holds the Schmid-Leiman table (g, the group
+        method. ``result.tables["loadings"]`` holds the Schmid-Leiman table (g, the group
         factors, h2, u2).
 
     Examples
@@ -208,6 +209,6 @@ def omega(
             }
         ]
     )
-    out.attrs["loadings"] = table
+    out = with_tables(out, loadings=table)
     out.attrs["reversed"] = [c for c, k in zip(items, key, strict=True) if k < 0]
     return out

@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from alliance._checks import close_matches, require_frame
+from alliance._frames import with_tables
 from alliance.simulate import Effects, _effects, simulate_study
 
 __all__ = ["POWER_MODELS", "PowerModel", "simulate_power", "summarize_power"]
@@ -290,7 +291,7 @@ def simulate_power(
         One row per design: the design columns, ``truth``, ``n_sims``, ``n_failed``,
         ``power`` with ``power_ci_low``/``power_ci_high`` (Wilson), ``mean_estimate``,
         ``bias``, ``relative_bias``, ``empirical_se``, ``mean_se``, ``coverage``. The table
-        of every simulation is in ``.attrs["simulations"]``; failed fits are counted in
+        of every simulation is in ``.tables["simulations"]``; failed fits are counted in
         ``n_failed`` and their errors kept there, never dropped silently.
 
     Examples
@@ -470,5 +471,4 @@ def summarize_power(
             }
         )
     out = pd.DataFrame(rows)
-    out.attrs["simulations"] = sims
-    return out
+    return with_tables(out, simulations=sims)
