@@ -51,13 +51,41 @@ def main() -> None:
                     "power": round(float(table["power"].iloc[0]), 3),
                 }
             )
+    grid3 = pd.DataFrame(
+        {"n_therapists": [10, 20, 40], "clients_per_therapist": [8] * 3, "n_sessions": [12] * 3}
+    )
+    for nested in (False, True):
+        start = time.perf_counter()
+        simulate_power(
+            grid3,
+            model="within",
+            n_sims=args.sims // 2,
+            backend="sequential",
+            nested=nested,
+            seed=1,
+        )
+        seconds = time.perf_counter() - start
+        fits = 3 * (args.sims // 2)
+        rows.append(
+            {
+                "engine": "alliance",
+                "backend": "sequential" + (", nested" if nested else ""),
+                "processes": 1,
+                "simulations": fits,
+                "seconds": round(seconds, 1),
+                "sims_per_second": round(fits / seconds, 2),
+                "power": float("nan"),
+            }
+        )
     result = pd.DataFrame(rows)
     text = result.to_markdown(index=False) if hasattr(result, "to_markdown") else result.to_string()
     header = (
         f"# Power analysis throughput\n\nMachine: {os.cpu_count()} cores, "
         f"{platform.platform()}, Python {platform.python_version()}.\n"
         "Design: 20 therapists x 8 clients x 12 sessions; model `within`.\n"
-        "Process start-up (importing the package in each worker) is included.\n\n"
+        "Process start-up (importing the package in each worker) is included.\n"
+        "Last two rows: a grid of 10, 20 and 40 therapists; `nested` simulates the largest "
+        "design once per draw and fits the smaller ones on its first therapists.\n\n"
     )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(header + text + "\n", encoding="utf-8")

@@ -23,7 +23,10 @@
 # interval, so a design that finds an effect by overestimating it is visible.
 #
 # The defaults keep this notebook quick (few simulations, a small grid); raise `n_sims` to
-# 500 or more for a real plan, and use `save_dir` so a long run can resume.
+# 500 or more for a real plan, and use `save_dir` so a long run can resume. With
+# `nested=True` each draw simulates the largest design once and the smaller designs are its
+# first therapists, so the points of a curve share their random draws and the curve is
+# smoother.
 
 # %% tags=["parameters"]
 data = "demo"  # not used for simulation; kept so `alliance report` can run every notebook
@@ -38,6 +41,7 @@ within_effect = -1.0  # PHQ-9 points per alliance item-mean point (demo truth: -
 prior_negative_effect = -0.35  # early alliance difference in item-mean points
 n_sims = 20
 n_jobs = 1  # 1: no process start-up; use all cores (-1) for a real plan
+nested = True  # one simulated study per draw, the smaller designs cut from it
 export_dir = None
 
 # %%
@@ -68,7 +72,13 @@ grid
 
 # %%
 within = simulate_power(
-    grid, {"within": within_effect}, "within", n_sims=n_sims, seed=seed, n_jobs=n_jobs
+    grid,
+    {"within": within_effect},
+    "within",
+    n_sims=n_sims,
+    seed=seed,
+    n_jobs=n_jobs,
+    nested=nested,
 )
 save_table(within, "power_within", export_dir)
 columns = [
@@ -98,6 +108,7 @@ prior = simulate_power(
     n_sims=n_sims,
     seed=seed,
     n_jobs=n_jobs,
+    nested=nested,
 )
 save_table(prior, "power_prior_negative_therapy", export_dir)
 

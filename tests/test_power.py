@@ -159,3 +159,28 @@ def test_result_prints_and_concatenates_when_truncated(sequential):
         assert "power" in repr(sequential) or "..." in repr(sequential)
     both = pd.concat([sequential, sequential])
     assert len(both) == 4
+
+
+def test_nested_designs_share_one_simulated_study_per_draw():
+    from alliance.power import _subset
+    from alliance.simulate import simulate_study
+
+    big = simulate_study(6, 5, 8, seed=1)
+    small = _subset(big, {"n_therapists": 3, "clients_per_therapist": 2, "n_sessions": 4})
+    assert sorted(small.clients["therapist"].unique()) == ["T01", "T02", "T03"]
+    assert small.clients.groupby("therapist").size().tolist() == [2, 2, 2]
+    assert small.sessions["session"].max() <= 4
+    assert set(small.sessions["client"]) <= set(small.clients["client"])
+    kept = big.sessions.merge(small.sessions[["client", "session"]], on=["client", "session"])
+    pd.testing.assert_frame_equal(
+        kept.reset_index(drop=True), small.sessions.reset_index(drop=True), check_dtype=False
+    )
+
+
+def test_nested_run_is_reproducible_on_any_back_end():
+    one = _run(backend="sequential", nested=True)
+    two = _run(backend="loky", n_jobs=2, nested=True)
+    pd.testing.assert_frame_equal(
+        one.tables["simulations"], two.tables["simulations"], check_dtype=False
+    )
+    assert one["n_sims"].tolist() == [6, 6] and one["n_failed"].tolist() == [0, 0]

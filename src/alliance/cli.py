@@ -355,6 +355,12 @@ def power(
         None, help="Folder for finished simulations; rerun with it to resume."
     ),
     out_file: Path = typer.Option(None, "--out", "-o", help="Write the power table (CSV)."),
+    nested: bool = typer.Option(
+        False,
+        "--nested",
+        help="Simulate the largest design once per draw and fit the smaller ones on its "
+        "first therapists, clients and sessions (faster, smoother curves).",
+    ),
 ) -> None:
     """Power to detect an alliance effect, by simulation over a grid of designs.
 
@@ -394,6 +400,7 @@ def power(
             seed=seed,
             n_jobs=jobs,
             backend="dask" if dask else "loky",
+            nested=nested,
             address=dask,
             save_dir=save_dir,
             progress=True,

@@ -27,6 +27,7 @@ from scipy import stats
 from alliance._checks import close_matches, require_frame
 from alliance._frames import with_tables
 from alliance.simulate import Effects, _effects, simulate_study
+from alliance.study import Study
 
 __all__ = ["POWER_MODELS", "PowerModel", "simulate_power", "summarize_power"]
 
@@ -202,32 +203,90 @@ def _effects_for(design: pd.Series, effects: dict) -> dict:
     return out
 
 
+def _subset(study: Study, design: dict) -> Study:
+    """The first therapists, clients per therapist and sessions of a larger simulated study."""
+    clients = study.clients
+    therapists = pd.unique(clients["therapist"])[: int(design["n_therapists"])]
+    position = clients.groupby("therapist", sort=False).cumcount()
+    chosen = clients[
+        clients["therapist"].isin(therapists) & (position < int(design["clients_per_therapist"]))
+    ]
+    keep = set(chosen["client"])
+    horizon = int(design["n_sessions"])
+    sessions, events = study.sessions, study.events
+    return Study(
+        sessions=sessions[
+            sessions["client"].isin(keep) & (sessions["session"] <= horizon)
+        ].reset_index(drop=True),
+        clients=chosen.reset_index(drop=True),
+        events=events[events["client"].isin(keep) & (events["session"] <= horizon)].reset_index(
+            drop=True
+        ),
+        codebook=study.codebook,
+        truth=study.truth,
+        name=study.name,
+    )
+
+
 def _run_chunk(
-    i: int, sims: list[int], design: dict, effects: dict, model: PowerModel, engine: str, seed: int
+    key: tuple[int, ...],
+    sims: list[int],
+    superset: dict,
+    members: list[tuple[int, dict]],
+    effects: dict,
+    model: PowerModel,
+    engine: str,
+    seed: int,
 ) -> pd.DataFrame:
+    """Simulate ``superset`` once per simulation and fit every member design on it."""
     from threadpoolctl import threadpool_limits
 
     rows = []
     with threadpool_limits(1):
         for j in sims:
-            rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(i, j)))
-            row = {"design": i, "sim": j}
+            rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(*key, j)))
             try:
                 study = simulate_study(
-                    int(design["n_therapists"]),
-                    int(design["clients_per_therapist"]),
-                    int(design["n_sessions"]),
-                    n_sites=int(design.get("n_sites", 1) or 1),
+                    int(superset["n_therapists"]),
+                    int(superset["clients_per_therapist"]),
+                    int(superset["n_sessions"]),
+                    n_sites=int(superset.get("n_sites", 1) or 1),
                     effects=effects,
                     seed=rng,
                 )
-                row.update(model.fit(study, engine))
-                row["error"] = ""
-            except (ValueError, np.linalg.LinAlgError, KeyError) as err:
-                row.update({k: np.nan for k in ("estimate", "se", "ci_low", "ci_high", "p")})
-                row["error"] = f"{type(err).__name__}: {err}"[:300]
-            rows.append(row)
+                simulated = ""
+            except (ValueError, KeyError) as err:
+                study, simulated = None, f"{type(err).__name__}: {err}"[:300]
+            for i, design in members:
+                row = {"design": i, "sim": j}
+                try:
+                    if study is None:
+                        raise ValueError(simulated)
+                    sample = study if design == superset else _subset(study, design)
+                    row.update(model.fit(sample, engine))
+                    row["error"] = ""
+                except (ValueError, np.linalg.LinAlgError, KeyError) as err:
+                    row.update({k: np.nan for k in ("estimate", "se", "ci_low", "ci_high", "p")})
+                    row["error"] = f"{type(err).__name__}: {err}"[:300]
+                rows.append(row)
     return pd.DataFrame(rows, columns=_SIM_COLUMNS)
+
+
+def _groups(grid: pd.DataFrame, nested: bool) -> list[tuple[tuple[int, ...], dict, list]]:
+    """(seed key, design to simulate, member designs) for each stream of simulations."""
+    designs = [(i, grid.iloc[i].to_dict()) for i in range(len(grid))]
+    if not nested:
+        return [((i,), d, [(i, d)]) for i, d in designs]
+    by = [c for c in ("dropout", "n_sites") if c in grid.columns]
+    labels = grid[by].astype(str).agg("|".join, axis=1) if by else pd.Series("", grid.index)
+    out = []
+    for g, label in enumerate(pd.unique(labels)):
+        members = [(i, d) for i, d in designs if labels.iloc[i] == label]
+        superset = dict(members[0][1])
+        for col in _DESIGN_COLUMNS:
+            superset[col] = max(d[col] for _, d in members)
+        out.append(((1_000_000 + g,), superset, members))
+    return out
 
 
 def simulate_power(
@@ -244,6 +303,7 @@ def simulate_power(
     engine: str = "alliance",
     save_dir: str | Path | None = None,
     chunk_size: int = 10,
+    nested: bool = False,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Power, bias and coverage by simulation, for each design of a grid.
@@ -282,6 +342,15 @@ def simulate_power(
         folder skips what is already there; change ``seed`` or the grid and use a new folder.
     chunk_size : int, default 10
         Simulations per task (and per saved file).
+    nested : bool, default False
+        Reuse one simulated study across the designs of the grid: each simulation draws the
+        largest design once (per ``dropout`` and ``n_sites``), and every smaller design is
+        fitted on its first therapists, clients per therapist and sessions. The designs
+        then share their random draws (common random numbers), so power curves are
+        smoother and a grid costs one simulation per draw instead of one per design. The
+        smaller samples follow the same generating model, except at their last session
+        (a rupture may start there, and the last planned session may be missed), which
+        matters little for power.
     progress : bool, default False
         Show a progress bar.
 
@@ -316,9 +385,10 @@ def simulate_power(
     if n_sims < 1 or chunk_size < 1:
         raise ValueError("n_sims and chunk_size must be at least 1")
     truth = float(effects.get(spec.effect, getattr(Effects(), spec.effect)))
+    streams = _groups(grid, nested)
     chunks = [
-        (i, list(range(start, min(start + chunk_size, n_sims))))
-        for i in range(len(grid))
+        (g, list(range(start, min(start + chunk_size, n_sims))))
+        for g in range(len(streams))
         for start in range(0, n_sims, chunk_size)
     ]
     done: list[pd.DataFrame] = []
@@ -327,25 +397,29 @@ def simulate_power(
         folder.mkdir(parents=True, exist_ok=True)
         finished = {p.name for p in folder.glob("part-*.parquet")}
         todo = []
-        for i, sims in chunks:
-            name = _part_name(i, sims[0])
+        for g, sims in chunks:
+            name = _part_name(streams[g][0], sims[0])
             if name in finished:
                 done.append(pd.read_parquet(folder / name))
             else:
-                todo.append((i, sims))
+                todo.append((g, sims))
         if done:
             logger.info("resuming: %d of %d chunks already in %s", len(done), len(chunks), folder)
         chunks = todo
     tasks = [
-        (i, sims, _effects_for(grid.iloc[i], effects), grid.iloc[i].to_dict()) for i, sims in chunks
+        (
+            streams[g][0],
+            sims,
+            streams[g][1],
+            streams[g][2],
+            _effects_for(pd.Series(streams[g][1]), effects),
+        )
+        for g, sims in chunks
     ]
     try:
-        for frame in _execute(tasks, spec, engine, seed, n_jobs, backend, address, progress):
+        for key, frame in _execute(tasks, spec, engine, seed, n_jobs, backend, address, progress):
             if folder is not None:
-                frame.to_parquet(
-                    folder / _part_name(int(frame["design"].iloc[0]), int(frame["sim"].iloc[0])),
-                    index=False,
-                )
+                frame.to_parquet(folder / _part_name(key, int(frame["sim"].min())), index=False)
             done.append(frame)
     except KeyboardInterrupt:
         logger.warning(
@@ -362,40 +436,46 @@ def simulate_power(
     return summarize_power(sims, grid, truth=truth, alpha=alpha)
 
 
-def _part_name(design: int, first_sim: int) -> str:
-    return f"part-d{design:05d}-s{first_sim:07d}.parquet"
+def _part_name(key: tuple[int, ...], first_sim: int) -> str:
+    return f"part-k{key[0]:07d}-s{first_sim:07d}.parquet"
 
 
 def _execute(tasks, spec, engine, seed, n_jobs, backend, address, progress):
+    """Run the chunks; yield (seed key, finished simulations) as they finish."""
     from joblib import Parallel, delayed, parallel_config
     from tqdm import tqdm
 
     bar = tqdm(
-        total=sum(len(t[1]) for t in tasks), disable=not progress, unit="sim", desc="simulations"
+        total=sum(len(t[1]) * len(t[3]) for t in tasks),
+        disable=not progress,
+        unit="fit",
+        desc="simulations",
     )
-    calls = (
-        delayed(_run_chunk)(i, sims, design, eff, spec, engine, seed)
-        for i, sims, eff, design in tasks
-    )
+
+    def run(task):
+        key, sims, superset, members, eff = task
+        return key, _run_chunk(key, sims, superset, members, eff, spec, engine, seed)
+
     try:
         if backend == "sequential":
-            for i, sims, eff, design in tasks:
-                frame = _run_chunk(i, sims, design, eff, spec, engine, seed)
+            for task in tasks:
+                key, frame = run(task)
                 bar.update(len(frame))
-                yield frame
+                yield key, frame
             return
+        calls = (delayed(run)(task) for task in tasks)
         if backend == "dask":
             client = _dask_client(address)
             with parallel_config(backend="dask", scheduler_host=client.scheduler.address):
-                runner = Parallel(return_as="generator_unordered")
-                for frame in runner(calls):
+                results = Parallel(return_as="generator_unordered")(calls)
+                for key, frame in results:
                     bar.update(len(frame))
-                    yield frame
+                    yield key, frame
             return
-        runner = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
-        for frame in runner(calls):
+        results = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")(calls)
+        for key, frame in results:
             bar.update(len(frame))
-            yield frame
+            yield key, frame
     finally:
         bar.close()
 
