@@ -137,3 +137,8 @@ def test_a_plain_csv_of_scores_with_its_own_column_names(tmp_path, demo):
     assert result.provenance["skipped"][0]["reason"] == "needs the alliance questionnaire's items"
     assert "alliance score: alliance_total; outcome score: symptoms" in result.pages[0].read_text()
     assert path.read_bytes() == before
+
+
+def test_provenance_of_the_real_dataset_hashes_the_file_it_is_read_from():
+    files = [i["file"] for i in provenance("btheb", seed=1)["inputs"]]
+    assert files == ["datapackage.json", "resources.tar.gz"]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from alliance import instruments as _instruments
 from alliance.datasets import _REGISTRY as DATASETS
-from alliance.datasets import dataset_path
+from alliance.datasets import dataset_files
 from alliance.paths import notebooks_dir
 
 __all__ = [
@@ -92,11 +92,7 @@ def _sha256(path: Path) -> str:
 
 def _input_files(data: str) -> list[Path]:
     if data in DATASETS:
-        try:
-            folder = dataset_path(data)
-        except KeyError:
-            return []
-        return sorted(p for p in folder.iterdir() if p.is_file())
+        return dataset_files(data)
     path = Path(data)
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.is_file())

