@@ -242,6 +242,22 @@ def _check_options(method: str, test: str, level: float) -> None:
         raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}")
 
 
+def _params_frame(terms, fit) -> pd.DataFrame:
+    """The coefficient table of a fitted (multilevel) meta-analytic model."""
+    return pd.DataFrame(
+        {
+            "term": terms,
+            "estimate": fit.beta,
+            "se": fit.se,
+            "statistic": fit.stat,
+            "df": fit.ddf,
+            "p": fit.pval,
+            "ci_low": fit.ci_low,
+            "ci_high": fit.ci_high,
+        }
+    )
+
+
 def _pooled_frame(result, common: dict[str, Any]) -> pd.DataFrame:
     """The pooled estimate on the analysis scale, and on the r scale for correlations."""
     rows = [
@@ -342,18 +358,7 @@ class MetaResult:
         frame["weight"] = 100 * w / w.sum()
         self.data = frame
         self.labels = prep.labels
-        self.params = pd.DataFrame(
-            {
-                "term": self.terms,
-                "estimate": fit.beta,
-                "se": fit.se,
-                "statistic": fit.stat,
-                "df": fit.ddf,
-                "p": fit.pval,
-                "ci_low": fit.ci_low,
-                "ci_high": fit.ci_high,
-            }
-        )
+        self.params = _params_frame(self.terms, fit)
         self.intercept_only = fit.p == 1 and prep.mods is None
         if self.intercept_only:
             pred = core.predict_uni(fit)
@@ -726,18 +731,7 @@ class MultilevelMetaResult:
         self.data = prep.frame.copy()
         self.data["sei"] = np.sqrt(self.data["vi"])
         self.labels = prep.labels
-        self.params = pd.DataFrame(
-            {
-                "term": self.terms,
-                "estimate": fit.beta,
-                "se": fit.se,
-                "statistic": fit.stat,
-                "df": fit.ddf,
-                "p": fit.pval,
-                "ci_low": fit.ci_low,
-                "ci_high": fit.ci_high,
-            }
-        )
+        self.params = _params_frame(self.terms, fit)
         self.intercept_only = prep.mods is None
         if self.intercept_only:
             est, se, crit = float(fit.beta[0]), float(fit.se[0]), fit.crit
