@@ -235,14 +235,34 @@ def validate(
     if events is not None and len(events) and {"client", "session"} <= set(events.columns):
         _check_events(found, sessions, events)
 
+    return _finish(
+        found,
+        sessions.isna().sum(),
+        n_rows=len(sessions),
+        n_clients=int(sessions["client"].nunique()) if "client" in sessions else 0,
+        n_therapists=int(sessions["therapist"].nunique()) if "therapist" in sessions else 0,
+        changes=changes,
+        raise_on_error=raise_on_error,
+    )
+
+
+def _finish(
+    found: _Problems,
+    n_missing: pd.Series,
+    *,
+    n_rows: int,
+    n_clients: int,
+    n_therapists: int,
+    changes: pd.DataFrame,
+    raise_on_error: bool,
+) -> ValidationReport:
+    """The report of :func:`validate` and :func:`validate_file`; raises on a problem."""
     problems = found.frame()
     missing = (
-        sessions.isna()
-        .sum()
-        .rename("n_missing")
+        n_missing.rename("n_missing")
         .rename_axis("column")
         .reset_index()
-        .assign(share_missing=lambda d: d["n_missing"] / max(len(sessions), 1))
+        .assign(share_missing=lambda d: d["n_missing"] / max(n_rows, 1))
         .sort_values("n_missing", ascending=False, kind="stable")
         .reset_index(drop=True)
     )
@@ -250,9 +270,9 @@ def validate(
         problems=problems,
         notes=pd.DataFrame(found.notes, columns=["table", "column", "note"]),
         missing=missing,
-        n_clients=int(sessions["client"].nunique()) if "client" in sessions else 0,
-        n_sessions=len(sessions),
-        n_therapists=int(sessions["therapist"].nunique()) if "therapist" in sessions else 0,
+        n_clients=n_clients,
+        n_sessions=n_rows,
+        n_therapists=n_therapists,
         therapist_changes=changes,
     )
     if len(problems) and raise_on_error:
@@ -915,27 +935,15 @@ def validate_file(
     ):
         _check_events(found, per_client, event_table)
 
-    problems = found.frame()
-    missing = (
-        n_missing.rename("n_missing")
-        .rename_axis("column")
-        .reset_index()
-        .assign(share_missing=lambda d: d["n_missing"] / max(n_rows, 1))
-        .sort_values("n_missing", ascending=False, kind="stable")
-        .reset_index(drop=True)
-    )
-    report = ValidationReport(
-        problems=problems,
-        notes=pd.DataFrame(found.notes, columns=["table", "column", "note"]),
-        missing=missing,
+    return _finish(
+        found,
+        n_missing,
+        n_rows=n_rows,
         n_clients=int(per_client["client"].nunique()) if per_client is not None else 0,
-        n_sessions=n_rows,
         n_therapists=n_therapists,
-        therapist_changes=changes,
+        changes=changes,
+        raise_on_error=raise_on_error,
     )
-    if len(problems) and raise_on_error:
-        raise ValidationError(_message(problems), problems)
-    return report
 
 
 def find_scores(
