@@ -242,6 +242,18 @@ def _check_options(method: str, test: str, level: float) -> None:
         raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}")
 
 
+def _set_r_scale(result) -> None:
+    """Back-transform a Fisher-z pooled estimate and its intervals to r (None otherwise)."""
+    if result.measure == "r":
+        result.z = result.estimate
+        result.r = float(np.tanh(result.estimate))
+        result.r_ci_low, result.r_ci_high = np.tanh(result.ci_low), np.tanh(result.ci_high)
+        result.r_pi_low, result.r_pi_high = np.tanh(result.pi_low), np.tanh(result.pi_high)
+    else:
+        result.z = result.r = None
+        result.r_ci_low = result.r_ci_high = result.r_pi_low = result.r_pi_high = None
+
+
 def _params_frame(terms, fit) -> pd.DataFrame:
     """The coefficient table of a fitted (multilevel) meta-analytic model."""
     return pd.DataFrame(
@@ -371,14 +383,7 @@ class MetaResult:
         else:
             self.estimate = self.se = self.ci_low = self.ci_high = np.nan
             self.pi_low = self.pi_high = np.nan
-        if self.measure == "r":
-            self.z = self.estimate
-            self.r = float(np.tanh(self.estimate))
-            self.r_ci_low, self.r_ci_high = np.tanh(self.ci_low), np.tanh(self.ci_high)
-            self.r_pi_low, self.r_pi_high = np.tanh(self.pi_low), np.tanh(self.pi_high)
-        else:
-            self.z = self.r = None
-            self.r_ci_low = self.r_ci_high = self.r_pi_low = self.r_pi_high = None
+        _set_r_scale(self)
         self.R2 = np.nan
         if not self.intercept_only and self.method == "FE":
             # adjusted R^2 of the weighted regression (as metafor for fixed-effects models)
@@ -742,14 +747,7 @@ class MultilevelMetaResult:
         else:
             self.estimate = self.se = self.ci_low = self.ci_high = np.nan
             self.pi_low = self.pi_high = np.nan
-        if self.measure == "r":
-            self.z = self.estimate
-            self.r = float(np.tanh(self.estimate))
-            self.r_ci_low, self.r_ci_high = np.tanh(self.ci_low), np.tanh(self.ci_high)
-            self.r_pi_low, self.r_pi_high = np.tanh(self.pi_low), np.tanh(self.pi_high)
-        else:
-            self.z = self.r = None
-            self.r_ci_low = self.r_ci_high = self.r_pi_low = self.r_pi_high = None
+        _set_r_scale(self)
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: as :meth:`MetaResult.to_frame`, with one sigma2 column per level."""
