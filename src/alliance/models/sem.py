@@ -584,31 +584,17 @@ def dynamic_panel(
             "the fixed effects absorb stable differences in level between clients, not "
             "client-specific trends; with clients who change at different rates use slopes=True"
         )
-    return ModelResult(
-        model="dynamic panel model (ML-SEM)",
-        params=params,
-        variance_components=vc,
-        loglik=fit.loglik,
-        nobs=int(fit.n),
-        excluded=panel.excluded,
-        missing_data=FIML_POLICY.format(patterns=fit.n_patterns),
-        citation=DPM_CITATION,
-        notes=notes,
-        extra={
-            "focal_term": params["term"].iloc[0],
-            "terms": {
-                "alliance_to_outcome": labels["beta_yx"][0],
-                "outcome_to_alliance": labels["beta_xy"][0],
-                "outcome_autoregressive": labels["rho_y"][0],
-                "alliance_autoregressive": labels["rho_x"][0],
-            },
-            "parameter_table": full,
-            "standardized_by_wave": _standardized_by_wave(fit, labels),
-            "fit": _fit_stats(fit),
-            "sessions": panel.waves,
-            "n_clients": len(panel.clients),
-            "converged": fit.converged,
-        },
+    return _panel_result(
+        "dynamic panel model (ML-SEM)",
+        DPM_CITATION,
+        fit,
+        panel,
+        params,
+        vc,
+        notes,
+        labels,
+        autoregressive=("rho_y", "rho_x"),
+        parameter_table=full,
     )
 
 
@@ -731,27 +717,45 @@ def riclpm(
     notes = _common_notes(fit, panel, therapist)
     if vy <= 0 or vx <= 0:
         notes.append("a random-intercept variance is not positive (a Heywood case)")
+    return _panel_result(
+        "random-intercept cross-lagged panel model (RI-CLPM)",
+        RICLPM_CITATION,
+        fit,
+        panel,
+        params,
+        vc,
+        notes,
+        labels,
+        autoregressive=("alpha_y", "alpha_x"),
+        parameter_table=_named(
+            fit.table, {"wy": outcome, "wx": alliance, "y": outcome, "x": alliance}, panel.waves
+        ),
+    )
+
+
+def _panel_result(
+    model, citation, fit, panel, params, vc, notes, labels, *, autoregressive, parameter_table
+) -> ModelResult:
+    """The ModelResult of a panel model fitted by FIML (dynamic panel model or RI-CLPM)."""
     return ModelResult(
-        model="random-intercept cross-lagged panel model (RI-CLPM)",
+        model=model,
         params=params,
         variance_components=vc,
         loglik=fit.loglik,
         nobs=int(fit.n),
         excluded=panel.excluded,
         missing_data=FIML_POLICY.format(patterns=fit.n_patterns),
-        citation=RICLPM_CITATION,
+        citation=citation,
         notes=notes,
         extra={
             "focal_term": params["term"].iloc[0],
             "terms": {
                 "alliance_to_outcome": labels["beta_yx"][0],
                 "outcome_to_alliance": labels["beta_xy"][0],
-                "outcome_autoregressive": labels["alpha_y"][0],
-                "alliance_autoregressive": labels["alpha_x"][0],
+                "outcome_autoregressive": labels[autoregressive[0]][0],
+                "alliance_autoregressive": labels[autoregressive[1]][0],
             },
-            "parameter_table": _named(
-                fit.table, {"wy": outcome, "wx": alliance, "y": outcome, "x": alliance}, panel.waves
-            ),
+            "parameter_table": parameter_table,
             "standardized_by_wave": _standardized_by_wave(fit, labels),
             "fit": _fit_stats(fit),
             "sessions": panel.waves,
