@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alliance import _sniff
 from alliance import instruments as _instruments
 from alliance._checks import close_matches
 
@@ -89,9 +90,7 @@ def literal(text: str | Path) -> str:
 
 def file_format(path: Path) -> str:
     """csv, tsv or parquet; a clear error for the formats the streaming engine cannot read."""
-    from alliance.io import _format_of
-
-    fmt = _format_of(path)
+    fmt = _sniff.format_of(path)
     if fmt not in _STREAM_FORMATS:
         raise ValueError(
             f"{path.name} is a {fmt} file; the DuckDB engine and the streaming functions read "
@@ -115,23 +114,60 @@ class Source:
     extra: dict = field(default_factory=dict)
 
 
-def _csv_sql(path: Path, fmt: str, sample_all: bool) -> str:
-    sep = "\\t" if fmt == "tsv" else ","
+def header_of(path: Path, dialect: tuple = (None, None, None)) -> list[str]:
+    """Column names of a CSV/TSV/Parquet file (duplicated names refused)."""
+    _sniff.require_file(path)
+    fmt = file_format(path)
+    _sniff.check_binary(path, fmt)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(path).names
+        _sniff.check_header(names, path.name)
+        return names
+    found = _sniff.sniff(path, fmt, sep=dialect[0], decimal=dialect[1], encoding=dialect[2])
+    with _sniff.open_text(path, found.encoding) as handle:
+        import csv
+
+        header = next(csv.reader(handle, delimiter=found.sep), None) or []
+    if header and header[0].startswith("\ufeff"):
+        header[0] = header[0][1:]
+    _sniff.check_header(header, path.name)
+    return header
+
+
+def _csv_sql(path: Path, fmt: str, sample_all: bool, extra: dict | None = None) -> str:
+    extra = extra or {}
+    found = extra.get("dialect")
+    sep = found.sep if found else ("\t" if fmt == "tsv" else ",")
+    sep = "\\t" if sep == "\t" else sep.replace("'", "''")
     sample = ", sample_size=-1" if sample_all else ""
+    options = ""
+    if found is not None:
+        if found.decimal == ",":
+            options += ", decimal_separator=','"
+        if found.encoding not in ("utf-8", "utf-8-sig"):
+            options += ", encoding='latin-1'"
+    ids = extra.get("ids") or []
+    if ids:
+        options += ", types={" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in ids) + "}"
     # no date/time detection: text stays text, as pandas.read_csv leaves it
     return (
-        f"read_csv({literal(path)}, header=true, delim=E'{sep}'{sample}, "
+        f"read_csv({literal(path)}, header=true, delim=E'{sep}'{sample}{options}, "
         "auto_type_candidates=['BOOLEAN', 'BIGINT', 'DOUBLE', 'VARCHAR'])"
     )
 
 
-def open_source(con, path: str | Path) -> Source:
-    """Describe a file: its columns, DuckDB types and (for Parquet) its row count."""
-    path = Path(path)
-    if not path.exists():
-        from alliance.io import read_table
+def open_source(
+    con, path: str | Path, *, dialect: tuple = (None, None, None), ids: Sequence[str] = ()
+) -> Source:
+    """Describe a file: its columns, DuckDB types and (for Parquet) its row count.
 
-        read_table(path)  # raises FileNotFoundError with close names
+    ``ids`` (file column names; by default client, therapist and site) are read as text.
+    """
+    path = Path(path)
+    header = header_of(path, dialect)
+    ids = list(ids) or [c for c in header if c in _sniff.ID_COLUMNS]
     fmt = file_format(path)
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -141,15 +177,57 @@ def open_source(con, path: str | Path) -> Source:
         row_numbers = True
     else:
         n_rows = None
-        sql = _csv_sql(path, fmt, sample_all=False)
+        found = _sniff.sniff(path, fmt, sep=dialect[0], decimal=dialect[1], encoding=dialect[2])
+        extra = {"dialect": found, "ids": ids}
+        sql = _csv_sql(path, fmt, sample_all=False, extra=extra)
         row_numbers = False
-    described = con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
+    described = translate(path, lambda: con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall())
     types = {
         str(name): str(kind)
         for name, kind, *_ in described
         if name != "file_row_number" and not str(name).startswith("__index_level_")
     }
-    return Source(path, fmt, sql, list(types), types, n_rows, row_numbers)
+    source = Source(path, fmt, sql, list(types), types, n_rows, row_numbers)
+    source.extra["ids"] = [c for c in ids if c in types]
+    if fmt != "parquet":
+        source.extra["dialect"] = found
+    return source
+
+
+def translate(path: Path, run):
+    """Run ``run()``; a DuckDB error becomes a one-line :class:`ReadError` naming the fix."""
+    import duckdb
+
+    try:
+        return run()
+    except duckdb.OutOfMemoryException:
+        raise
+    except duckdb.Error as error:
+        raise _sniff.ReadError(duckdb_message(path, error)) from None
+
+
+def duckdb_message(path: Path, error: Exception) -> str:
+    """What a DuckDB reading error means, in one line with the fix."""
+    text = str(error)
+    line = re.search(r"[Ll]ine:? ?(\d+)", text)
+    where = f" (near line {line.group(1)})" if line else ""
+    if "Expected Number of Columns" in text or "too many columns" in text.lower():
+        return (
+            f"{path.name} has rows with a different number of fields than its header{where}; "
+            "fix those lines, or pass the right separator (sep=... / --sep)"
+        )
+    if "unicode" in text.lower() or "utf" in text.lower() or "encoding" in text.lower():
+        return (
+            f"{path.name} is not valid UTF-8{where}; pass its encoding, e.g. "
+            "encoding='cp1252' (--encoding cp1252)"
+        )
+    if "Could not convert" in text or "Conversion" in type(error).__name__:
+        return (
+            f"{path.name} has a value that does not fit its column's type{where}; fix the "
+            "value, or read the file with engine='pandas'"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return f"{path.name} cannot be read as a table{where} ({first[:200]}); export it again"
 
 
 def csv_error_retry(con, source: Source, query) -> object:
@@ -158,14 +236,20 @@ def csv_error_retry(con, source: Source, query) -> object:
 
     try:
         return query(source)
-    except duckdb.ConversionException:
+    except duckdb.ConversionException as error:
         if source.fmt == "parquet" or source.extra.get("sample_all"):
-            raise
-    source.sql = _csv_sql(source.path, source.fmt, sample_all=True)
+            raise _sniff.ReadError(duckdb_message(source.path, error)) from None
+    except duckdb.OutOfMemoryException:
+        raise
+    except duckdb.Error as error:
+        raise _sniff.ReadError(duckdb_message(source.path, error)) from None
+    source.sql = _csv_sql(source.path, source.fmt, sample_all=True, extra=source.extra)
     source.extra["sample_all"] = True
-    described = con.execute(f"DESCRIBE SELECT * FROM {source.sql}").fetchall()
+    described = translate(
+        source.path, lambda: con.execute(f"DESCRIBE SELECT * FROM {source.sql}").fetchall()
+    )
     source.types = {str(name): str(kind) for name, kind, *_ in described}
-    return query(source)
+    return translate(source.path, lambda: query(source))
 
 
 def as_parquet(con, source: Source, folder: str) -> Source:
@@ -276,10 +360,12 @@ def select_columns(
 
 def plan_dtypes(con, source: Source, columns: Sequence[str]) -> dict[str, tuple[str, str | None]]:
     """Column -> (pandas dtype, SQL cast or None), from one DuckDB pass over the numbers."""
+    ids = set(source.extra.get("ids") or ())
     numeric = [
         c
         for c in columns
-        if source.types[c].upper() in _INT_TYPES
+        if c not in ids
+        and source.types[c].upper() in _INT_TYPES
         or (source.types[c].upper() in _FLOAT_TYPES and _is_item(c))
         or source.types[c].upper() == "BOOLEAN"
     ]
@@ -305,9 +391,12 @@ def plan_dtypes(con, source: Source, columns: Sequence[str]) -> dict[str, tuple[
             n, low, high, whole = row[1 + 4 * i : 5 + 4 * i]
             stats[c] = (n < total, low, high, whole)
     plan: dict[str, tuple[str, str | None]] = {}
+    ids = set(source.extra.get("ids") or ())
     for c in columns:
         kind = source.types[c].upper()
-        if kind.startswith("VARCHAR"):
+        if c in ids and not kind.startswith("VARCHAR"):
+            plan[c] = ("string", "ID_FLOAT" if kind in _FLOAT_TYPES else "VARCHAR")
+        elif kind.startswith("VARCHAR"):
             plan[c] = ("string", None)
         elif kind == "BOOLEAN":
             plan[c] = ("boolean" if stats[c][0] else "bool", None)
@@ -333,7 +422,14 @@ def select_sql(plan: dict[str, tuple[str, str | None]], extra: Sequence[str] = (
     """The SELECT list that casts each column to its compact type."""
     parts = []
     for c, (_, cast) in plan.items():
-        parts.append(f"CAST({quote(c)} AS {cast}) AS {quote(c)}" if cast else quote(c))
+        q = quote(c)
+        if cast == "ID_FLOAT":  # identifiers stored as numbers: 12.0 -> '12'
+            parts.append(
+                f"CASE WHEN {q} = trunc({q}) THEN CAST(CAST({q} AS HUGEINT) AS VARCHAR) "
+                f"ELSE CAST({q} AS VARCHAR) END AS {q}"
+            )
+        else:
+            parts.append(f"CAST({q} AS {cast}) AS {q}" if cast else q)
     return ", ".join([*parts, *extra])
 
 
@@ -396,8 +492,19 @@ def iter_frames(
         """DuckDB's record batches joined into tables of at least ``batch_rows`` rows."""
         import pyarrow as pa
 
+        import duckdb
+
         pending, n = [], 0
-        for batch in reader:
+        batches = iter(reader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except duckdb.OutOfMemoryException:
+                raise
+            except (duckdb.Error, pa.ArrowInvalid) as error:
+                raise _sniff.ReadError(duckdb_message(source.path, error)) from None
             if batch.num_rows:
                 pending.append(batch)
                 n += batch.num_rows

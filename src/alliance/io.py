@@ -16,8 +16,10 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from alliance import _sniff
 from alliance._checks import close_matches, require_columns, require_frame
 from alliance.study import Codebook, Study
 
@@ -32,6 +34,7 @@ __all__ = [
     "scan_sessions",
     "choose_engine",
     "ENGINES",
+    "ReadError",
 ]
 
 #: Engines of :func:`read_study`: "auto" chooses between "pandas" and "duckdb".
@@ -40,34 +43,40 @@ ENGINES = ("auto", "pandas", "duckdb")
 logger = logging.getLogger(__name__)
 
 #: File suffix -> format name understood by :func:`read_table` and :func:`write_table`.
-FORMATS = {
-    ".csv": "csv",
-    ".csv.gz": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".txt": "tsv",
-    ".xlsx": "excel",
-    ".xls": "excel",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".sav": "spss",
-    ".zsav": "spss",
-    ".dta": "stata",
-}
+FORMATS = _sniff.FORMATS
+
+#: A file that cannot be read as a table (re-exported from the reading helpers).
+ReadError = _sniff.ReadError
 
 _TABLES = ("sessions", "clients", "events")
 
 
 def _format_of(path: Path) -> str:
-    name = path.name.lower()
-    for suffix in sorted(FORMATS, key=len, reverse=True):
-        if name.endswith(suffix):
-            return FORMATS[suffix]
-    known = ", ".join(sorted(FORMATS))
-    raise ValueError(
-        f"cannot tell the format of {path.name!r} from its name; use one of the suffixes "
-        f"{known} (rename the file or convert it, e.g. save Excel sheets as .xlsx)"
-    )
+    return _sniff.format_of(path)
+
+
+def _id_text(values: pd.Series) -> pd.Series:
+    """Identifiers as text: ``12`` and ``12.0`` stored as numbers become ``"12"``."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype("string").astype(object)
+
+    def one(v):
+        if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+            return v if v is not pd.NA else None
+        if isinstance(v, float | np.floating) and float(v).is_integer():
+            return str(int(v))
+        if isinstance(v, bytes):
+            return v.decode("utf-8", errors="replace")
+        return str(v)
+
+    return pd.Series([one(v) for v in values.tolist()], index=values.index, dtype=object)
+
+
+def _file_ids(header, columns: Mapping[str, str] | None, ids: Sequence[str] | None) -> list[str]:
+    """File column names to read as identifiers (``ids`` are named after renaming)."""
+    rename = dict(columns or {})
+    wanted = set(_sniff.ID_COLUMNS) | set(ids or ())
+    return [c for c in header if rename.get(c, c) in wanted]
 
 
 def read_table(
@@ -76,6 +85,10 @@ def read_table(
     columns: Mapping[str, str] | None = None,
     sheet: str | int = 0,
     usecols: Sequence[str] | None = None,
+    sep: str | None = None,
+    decimal: str | None = None,
+    encoding: str | None = None,
+    ids: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Read one table from a file, choosing the reader by the file's suffix.
 
@@ -89,12 +102,28 @@ def read_table(
         The Excel sheet to read.
     usecols : list of str, optional
         Read only these columns (named as after ``columns`` renames); all by default.
+    sep, decimal, encoding : str, optional
+        The CSV/TSV dialect: separator (``,`` ``;`` tab ``|``), decimal mark (``.`` or
+        ``,``) and encoding (``utf-8``, ``cp1252``, ``latin-1``, ...). Detected from the
+        file when not given (a UTF-8 byte-order mark is recognised).
+    ids : list of str, optional
+        Further identifier columns (after renames) read as text, beside ``client``,
+        ``therapist`` and ``site``.
 
     Returns
     -------
     pandas.DataFrame
-        The table. SPSS and Stata value labels are not applied (codes are kept), so
-        item values keep their numeric scoring.
+        The table. Identifier columns hold text exactly as written (``01`` stays
+        ``01``; a number stored in a typed format becomes ``"12"``, not ``"12.0"``).
+        SPSS and Stata value labels are not applied (codes are kept), so item values
+        keep their numeric scoring.
+
+    Raises
+    ------
+    alliance.io.ReadError
+        The file is not a table of its format: empty, binary, wrongly encoded,
+        duplicated column names, or rows with a different number of fields than the
+        header (named by line).
 
     Examples
     --------
@@ -105,36 +134,72 @@ def read_table(
     True
     """
     path = Path(path)
-    if not path.exists():
-        near = (
-            close_matches(path.name, [p.name for p in path.parent.glob("*")])
-            if path.parent.exists()
-            else []
-        )
-        tip = f" Files with close names: {', '.join(near)}." if near else ""
-        raise FileNotFoundError(f"no file at {path}.{tip}")
+    _sniff.require_file(path)
     fmt = _format_of(path)
+    _sniff.check_binary(path, fmt)
     wanted = None
     if usecols is not None:
         if isinstance(usecols, str):
             raise TypeError(f"usecols must be a list of column names, not the string {usecols!r}")
         back = {new: old for old, new in dict(columns or {}).items()}
         wanted = [back.get(c, c) for c in usecols]
-    if fmt == "csv":
-        frame = pd.read_csv(path, usecols=wanted)
-    elif fmt == "tsv":
-        frame = pd.read_csv(path, sep="\t", usecols=wanted)
-    elif fmt == "excel":
+    try:
+        frame = _read_any(path, fmt, sheet, wanted, sep, decimal, encoding, columns, ids)
+    except (_sniff.ReadError, KeyError, TypeError, FileNotFoundError):
+        raise
+    except (ValueError, OSError, UnicodeError, pd.errors.ParserError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise _sniff.ReadError(
+            f"{path.name} cannot be read as a {fmt} table ({first}); open it in the program "
+            "that made it and export it again"
+        ) from None
+    if columns:
+        frame = frame.rename(columns=dict(columns))
+    logger.info("read %s rows x %s columns from %s", *frame.shape, path)
+    return frame
+
+
+def _read_any(path, fmt, sheet, wanted, sep, decimal, encoding, columns, ids) -> pd.DataFrame:
+    if fmt in ("csv", "tsv"):
+        dialect = _sniff.sniff(path, fmt, sep=sep, decimal=decimal, encoding=encoding)
+        header = _sniff.scan_csv(path, dialect)
+        if wanted is not None:
+            missing = [c for c in wanted if c not in header]
+            if missing:
+                raise KeyError(
+                    f"usecols names column(s) {missing} that {path.name} lacks; its columns "
+                    f"are {', '.join(header)}"
+                )
+        text = _file_ids(header, columns, ids)
+        frame = pd.read_csv(
+            path,
+            sep=dialect.sep,
+            decimal=dialect.decimal,
+            encoding=dialect.encoding,
+            usecols=wanted,
+            dtype={c: str for c in text},
+            keep_default_na=False,
+            na_values=_sniff.NA_VALUES,
+            skip_blank_lines=True,
+            index_col=False,
+        )
+        frame.columns = header if wanted is None else [c for c in header if c in wanted]
+        return frame
+    if fmt == "excel":
+        top = pd.read_excel(path, sheet_name=sheet, header=None, nrows=1)
+        _sniff.check_header([str(c) for c in top.iloc[0].tolist()] if len(top) else [], path.name)
         frame = pd.read_excel(path, sheet_name=sheet, usecols=wanted)
     elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        _sniff.check_header(pq.read_schema(path).names, path.name)
         frame = pd.read_parquet(path, columns=wanted)
     elif fmt == "spss":
         frame = pd.read_spss(path, convert_categoricals=False, usecols=wanted)
     else:
         frame = pd.read_stata(path, convert_categoricals=False, columns=wanted)
-    if columns:
-        frame = frame.rename(columns=dict(columns))
-    logger.info("read %s rows x %s columns from %s", *frame.shape, path)
+    for col in _file_ids(list(frame.columns), columns, ids):
+        frame[col] = _id_text(frame[col])
     return frame
 
 
@@ -242,7 +307,7 @@ def _locate(
                     f".parquet, .sav, .dta), or pass the file itself"
                 )
         elif not p.exists():
-            read_table(p)  # raises a FileNotFoundError with close names
+            _sniff.require_file(p)  # raises a FileNotFoundError with close names
         elif p.name == "datapackage.json":
             book_path = p
         else:
@@ -316,6 +381,11 @@ def choose_engine(
     path = Path(path)
     if _format_of(path) not in ("csv", "tsv", "parquet"):
         return "pandas"
+    budget = min((memory or _stream.available_memory()) // 4, 2**30)
+    _sniff.require_file(path)
+    size = path.stat().st_size * (6 if path.name.lower().endswith(".gz") else 1)
+    if size * 12 <= budget and size <= 64 * 2**20:
+        return "pandas"  # small files: no DuckDB at all
     con = _stream.connect()
     try:
         source = _stream.open_source(con, path)
@@ -323,13 +393,20 @@ def choose_engine(
         con.close()
     cols = _stream.select_columns(source, usecols, dict(columns or {}))
     need = _stream.estimate_bytes(source, cols, compact=False)
-    budget = min((memory or _stream.available_memory()) // 4, 2**30)
     return "pandas" if need <= budget else "duckdb"
+
+
+def _codebook_ids(book: Codebook, table: str) -> list[str]:
+    """Columns the codebook declares as text (``type: string``) in one table."""
+    fields = book.fields(table)
+    return [str(n) for n in fields.loc[fields["type"] == "string", "name"]]
 
 
 def _read_duckdb(
     path: Path,
     *,
+    dialect: tuple = (None, None, None),
+    ids: Sequence[str] | None = None,
     columns: Mapping[str, str] | None,
     usecols: Sequence[str] | None,
     progress: bool,
@@ -343,7 +420,8 @@ def _read_duckdb(
     with _stream.temporary_folder() as tmp:
         con = _stream.connect(temp_directory=tmp)
         try:
-            source = _stream.open_source(con, path)
+            file_ids = _file_ids(_stream.header_of(path, dialect), rename, ids)
+            source = _stream.open_source(con, path, dialect=dialect, ids=file_ids)
             cols = _stream.select_columns(source, usecols, rename)
             if check_memory:
                 need = _stream.estimate_bytes(source, cols, compact=True)
@@ -388,6 +466,9 @@ def read_study(
     engine: str = "auto",
     usecols: Sequence[str] | None = None,
     progress: bool = False,
+    sep: str | None = None,
+    decimal: str | None = None,
+    encoding: str | None = None,
 ) -> Study:
     """Read a study from one file of sessions, a folder, or several files.
 
@@ -465,13 +546,24 @@ def read_study(
         if chosen == "duckdb":
             tables[table] = _read_duckdb(
                 file,
+                dialect=(sep, decimal, encoding),
+                ids=_codebook_ids(book, table),
                 columns=columns,
                 usecols=cols,
                 progress=progress,
                 check_memory=engine == "auto",
             )
         else:
-            tables[table] = read_table(file, columns=columns, sheet=sheet, usecols=cols)
+            tables[table] = read_table(
+                file,
+                columns=columns,
+                sheet=sheet,
+                usecols=cols,
+                sep=sep,
+                decimal=decimal,
+                encoding=encoding,
+                ids=_codebook_ids(book, table),
+            )
         tables[table].attrs["engine"] = chosen
     if "events" in tables:
         engine_used = tables["events"].attrs.get("engine")
