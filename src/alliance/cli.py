@@ -49,6 +49,29 @@ def _main(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
 
 
+def _dialect_options():
+    sep = typer.Option(None, "--sep", help="CSV separator: ',' ';' '|' or 'tab' (detected).")
+    dec = typer.Option(None, "--decimal", help="Decimal mark of a CSV: '.' or ',' (detected).")
+    enc = typer.Option(
+        None, "--encoding", help="Text encoding of a CSV, e.g. utf-8, cp1252 (detected)."
+    )
+    return sep, dec, enc
+
+
+_SEP, _DECIMAL, _ENCODING = _dialect_options()
+
+
+def _dialect(sep: str | None, decimal: str | None, encoding: str | None) -> dict:
+    if sep is not None and sep.lower() in ("tab", "\\t"):
+        sep = "\t"
+    return {"sep": sep, "decimal": decimal, "encoding": encoding}
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().strip('"') or type(error).__name__
+    return text
+
+
 def _parse_columns(pairs: list[str]) -> dict[str, str]:
     mapping = {}
     for pair in pairs:
@@ -89,25 +112,41 @@ def validate(
     allow_therapist_change: bool = typer.Option(
         False, "--allow-therapist-change", help="Accept clients who changed therapist."
     ),
+    sep: str = _SEP,
+    decimal: str = _DECIMAL,
+    encoding: str = _ENCODING,
 ) -> None:
-    """Check a study and list every problem at once (exit 0 when valid, 1 when not)."""
+    """Check a study and list every problem at once.
+
+    Exit 0 when valid, 1 when the data are invalid (the problems are listed), 2 when
+    the input cannot be read (missing, not a table, ragged rows, duplicated names).
+    """
     import alliance
 
     for path in files:
         if not path.exists():
-            err.print(f"[red]no such file or folder:[/red] {path}")
+            err.print(f"no such file or folder: {path}", markup=False, highlight=False)
             raise typer.Exit(2)
+    columns = _parse_columns(column) or None
     try:
         study = alliance.read_study(
             [str(f) for f in files] if len(files) > 1 else files[0],
-            columns=_parse_columns(column) or None,
+            columns=columns,
+            **_dialect(sep, decimal, encoding),
         )
+    except (ValueError, KeyError, OSError) as error:
+        err.print(f"cannot read the study: {_one_line(error)}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except Exception as error:  # noqa: BLE001 - never a traceback for the user
+        err.print(f"cannot read the study: {_one_line(error)}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    try:
         report = alliance.validate(study, allow_therapist_change=allow_therapist_change)
     except alliance.ValidationError as error:
         err.print(str(error), markup=False, highlight=False)
         raise typer.Exit(1) from None
     except (ValueError, KeyError) as error:
-        err.print(f"cannot read the study: {error}", markup=False, highlight=False)
+        err.print(f"the study is invalid: {_one_line(error)}", markup=False, highlight=False)
         raise typer.Exit(1) from None
     out.print(report.summary(), markup=False, highlight=False)
 
@@ -131,6 +170,9 @@ def score(
     column: list[str] = typer.Option(
         [], "--column", "-c", help="Rename a column on reading, OLD=NEW (repeatable)."
     ),
+    sep: str = _SEP,
+    decimal: str = _DECIMAL,
+    encoding: str = _ENCODING,
 ) -> None:
     """Score questionnaires: scale and subscale scores and a missing-item count per row.
 
@@ -147,7 +189,18 @@ def score(
         err.print(f"no such file: {sessions_file}", markup=False)
         raise typer.Exit(2)
     try:
-        data = read_table(sessions_file, columns=_parse_columns(column) or None)
+        data = read_table(
+            sessions_file,
+            columns=_parse_columns(column) or None,
+            **_dialect(sep, decimal, encoding),
+        )
+    except (ValueError, KeyError, OSError) as error:
+        err.print(f"cannot read {sessions_file.name}: {_one_line(error)}", markup=False)
+        raise typer.Exit(2) from None
+    except Exception as error:  # noqa: BLE001 - never a traceback for the user
+        err.print(f"cannot read {sessions_file.name}: {_one_line(error)}", markup=False)
+        raise typer.Exit(2) from None
+    try:
         for name in instrument:
             data = alliance.score(data, name, prorate=True if prorate is None else prorate)
             c = data.attrs.get("scoring", {})
@@ -273,6 +326,9 @@ def report(
     show_therapists: bool = typer.Option(
         False, "--show-therapists", help="Allow therapist identifiers and dates in the report."
     ),
+    sep: str = _SEP,
+    decimal: str = _DECIMAL,
+    encoding: str = _ENCODING,
 ) -> None:
     """Run the analysis notebooks on a study and render an HTML report with provenance.
 
@@ -297,6 +353,9 @@ def report(
             )
             raise typer.Exit(2)
 
+    for key, value in _dialect(sep, decimal, encoding).items():
+        if value is not None:  # read_study in the notebooks' kernels takes these defaults
+            os.environ[f"ALLIANCE_{key.upper()}"] = value
     name = data if not Path(data).exists() else Path(data).stem
     target = out_dir or Path("reports") / name
     try:

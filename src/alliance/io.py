@@ -335,6 +335,20 @@ def _locate(
         book = Codebook.from_file(book_path)
     else:
         book = Codebook.from_file(book_path) if book_path else Codebook()
+    if book_path is not None and book_path.parent == found["sessions"].parent:
+        # the codebook describes the folder: read the sibling tables it names
+        for res in book.package.get("resources", []):
+            table = res.get("name")
+            if table not in _TABLES or table in found:
+                continue
+            named = res.get("path")
+            hit = (
+                book_path.parent / named
+                if isinstance(named, str) and (book_path.parent / named).is_file()
+                else _find_table(book_path.parent, table)
+            )
+            if hit is not None:
+                found[table] = hit
     return found, book, book_path, paths
 
 
@@ -504,6 +518,10 @@ def read_study(
         renames), e.g. the identifiers and one instrument's items.
     progress : bool, default False
         Show a progress bar while the DuckDB engine reads.
+    sep, decimal, encoding : str, optional
+        CSV/TSV dialect, as for :func:`read_table`; detected when not given. Defaults
+        may come from the ``ALLIANCE_SEP``, ``ALLIANCE_DECIMAL`` and ``ALLIANCE_ENCODING``
+        environment variables (``alliance report --sep`` sets them for its notebooks).
 
     Returns
     -------
@@ -532,6 +550,11 @@ def read_study(
     >>> bool(compact.sessions["wai_sr_1"].sum() == study.sessions["wai_sr_1"].sum())
     True
     """
+    import os
+
+    sep = sep if sep is not None else os.environ.get("ALLIANCE_SEP") or None
+    decimal = decimal if decimal is not None else os.environ.get("ALLIANCE_DECIMAL") or None
+    encoding = encoding if encoding is not None else os.environ.get("ALLIANCE_ENCODING") or None
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}")
     found, book, book_path, paths = _locate(path, clients, events, codebook)

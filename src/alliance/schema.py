@@ -212,6 +212,19 @@ def validate(
         _check_required(found, "events", events)
 
     ok_cols = set(sessions.columns)
+    if len(sessions) == 0:
+        found.add(
+            "sessions",
+            None,
+            None,
+            "the sessions table has no rows (an empty or header-only file)",
+            "export the table again with one row per client x session",
+        )
+    _check_whitespace(found, "sessions", sessions, _text_columns(study, "sessions"))
+    if not clients.attrs.get("derived"):
+        _check_whitespace(found, "clients", clients, _text_columns(study, "clients"))
+    _check_scores(found, study)
+    _check_numeric_text(found, study)
     if {"client", "session"} <= ok_cols:
         _check_ids(found, "sessions", sessions)
         _check_session_numbers(found, "sessions", sessions)
@@ -307,6 +320,85 @@ def _check_required(found: _Problems, table: str, data: pd.DataFrame) -> None:
                 else f"add a {col!r} column or map yours with read_study(..., columns={{...}})"
             )
             found.add(table, col, None, f"required column {col!r} is missing", tip)
+
+
+def _text_columns(study: Study, table: str) -> list[str]:
+    """Identifier columns: client, therapist, site and the codebook's text fields."""
+    data = getattr(study, table)
+    fields = study.codebook.fields(table)
+    declared = set(fields.loc[fields["type"] == "string", "name"])
+    return [c for c in data.columns if c in {"client", "therapist", "site"} | declared]
+
+
+def _check_whitespace(found: _Problems, table: str, data: pd.DataFrame, cols) -> None:
+    for col in cols:
+        values = data[col]
+        if pd.api.types.is_numeric_dtype(values.dtype):
+            continue
+        text = values.dropna().astype(str)
+        padded = text[text != text.str.strip()]
+        if len(padded):
+            mask = data[col].isin(set(padded.unique()))
+            shown = [repr(v) for v in padded.unique()[:3]]
+            found.add(
+                table,
+                col,
+                _row_numbers(mask),
+                f"identifier(s) with spaces before or after them ({', '.join(shown)}); "
+                "' 01' and '01' would be two different people",
+                "remove the spaces in the source file (identifiers are matched exactly as written)",
+            )
+
+
+def _score_columns(study: Study) -> dict[str, tuple[float, float, str]]:
+    """Registry total-score columns of the sessions table -> (low, high, instrument)."""
+    declared = study.codebook.fields("sessions")
+    ranged = set(declared.loc[declared["minimum"].notna() | declared["maximum"].notna(), "name"])
+    out = {}
+    for col in study.sessions.columns:
+        if col in ranged:
+            continue
+        try:
+            ins = instruments.get(str(col))
+        except KeyError:
+            continue
+        if ins.name != col or ins.scoring != "sum":
+            continue
+        k = ins.n_items * ins.multiplier
+        out[col] = (k * ins.item_min, k * ins.item_max, ins.name)
+    return out
+
+
+def _check_scores(found: _Problems, study: Study) -> None:
+    for col, (low, high, name) in _score_columns(study).items():
+        _check_numeric(
+            found, "sessions", study.sessions, col, low, high, f"{name} registry entry (items x item range)"
+        )
+
+
+def _check_numeric_text(found: _Problems, study: Study) -> None:
+    """Text among numbers in a column the codebook and registry do not describe."""
+    data = study.sessions
+    declared = set(study.codebook.fields("sessions")["name"])
+    skip = set(_text_columns(study, "sessions")) | {"session", "date", "phase"} | declared
+    skip |= set(_score_columns(study))
+    item = re.compile(r"^(?P<name>.+)_(?P<item>\d+)$")
+    for col in data.columns:
+        if col in skip or pd.api.types.is_numeric_dtype(data[col].dtype):
+            continue
+        match = item.match(str(col))
+        if match:
+            try:
+                instruments.get(match["name"])
+                continue  # checked against the registry
+            except KeyError:
+                pass
+        raw = data[col].dropna()
+        if raw.empty:
+            continue
+        num = pd.to_numeric(raw.astype(str).str.strip(), errors="coerce")
+        if num.notna().mean() >= 0.5:
+            _check_numeric(found, "sessions", data, col, None, None, "data")
 
 
 def _check_ids(found: _Problems, table: str, data: pd.DataFrame) -> None:
@@ -456,8 +548,8 @@ def _check_codebook(
     for table in tables:
         data = getattr(study, table)
         declared = fields[fields["table"] == table]
-        if declared.empty or data is None:
-            continue
+        if declared.empty or data is None or data.attrs.get("derived"):
+            continue  # a table made from the sessions (no file given) is not checked
         names = set(declared["name"])
         for col in data.columns:
             if col not in names:
@@ -512,6 +604,11 @@ def _check_numeric(found, table, data, column, low, high, source) -> None:
         num = pd.to_numeric(raw, errors="coerce")
         text = raw.astype("string").str.strip()
         not_number = num.isna() & raw.notna() & (text != "")
+    text_all = raw.astype("string").str.strip().str.lower()
+    nan_text = text_all.isin(["nan", "inf", "-inf", "+inf", "infinity", "-infinity"])
+    infinite = pd.Series(np.isinf(num.to_numpy(dtype="float64", na_value=np.nan)), index=data.index)
+    infinite |= nan_text.fillna(False).astype(bool)
+    not_number &= ~infinite
     if not_number.any():
         examples = raw[not_number].astype(str).unique()[:3].tolist()
         found.add(
@@ -521,6 +618,16 @@ def _check_numeric(found, table, data, column, low, high, source) -> None:
             f"value(s) {examples} are not numbers",
             "recode text such as 'n/a' or '3 (guess)' to a number or an empty cell",
         )
+    if infinite.any():
+        examples = raw[infinite].astype(str).unique()[:3].tolist()
+        found.add(
+            table,
+            column,
+            _row_numbers(infinite),
+            f"value(s) {examples} are not finite numbers",
+            "replace inf / nan by the real value, or leave the cell empty when it is missing",
+        )
+        num = num.where(~infinite)
     outside = pd.Series(False, index=data.index)
     if low is not None and not pd.isna(low):
         outside |= num < low

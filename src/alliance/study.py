@@ -211,6 +211,7 @@ class Study:
                 self.clients = self.sessions[keep].drop_duplicates("client").reset_index(drop=True)
             else:
                 self.clients = pd.DataFrame(columns=keep)
+            self.clients.attrs["derived"] = True  # made from sessions, not read from a file
         if self.events is None:
             self.events = _empty_events()
         if self.codebook is None:
