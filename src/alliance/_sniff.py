@@ -181,7 +181,7 @@ def sniff(
                     continue
                 width = len(rows[0])
                 same = sum(len(r) == width for r in rows) / len(rows)
-                if width > best and same >= 0.9:
+                if width > best and same >= 0.5:
                     best, sep = width, cand
     if decimal is None:
         decimal = "."

@@ -181,12 +181,33 @@ def open_source(
         extra = {"dialect": found, "ids": ids}
         sql = _csv_sql(path, fmt, sample_all=False, extra=extra)
         row_numbers = False
-    described = translate(path, lambda: con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall())
+    try:
+        described = translate(
+            path, lambda: con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
+        )
+    except _sniff.ReadError:
+        if fmt == "parquet" or not ids:
+            raise
+        extra = {"dialect": found, "ids": []}  # DuckDB's sniffer saw other names: cast later
+        sql = _csv_sql(path, fmt, sample_all=False, extra=extra)
+        described = translate(
+            path, lambda: con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
+        )
     types = {
         str(name): str(kind)
         for name, kind, *_ in described
         if name != "file_row_number" and not str(name).startswith("__index_level_")
     }
+    seen = list(types)
+    if fmt != "parquet" and (
+        len(seen) != len(header)
+        or any(str(h).strip() and str(h).strip() != a.strip() for h, a in zip(header, seen))
+    ):
+        raise _sniff.ReadError(
+            f"{path.name} has rows with a different number of fields than its header "
+            f"({len(header)} columns); fix those lines (a separator inside a value needs "
+            "quotes), or pass the right separator (sep=... / --sep)"
+        )
     source = Source(path, fmt, sql, list(types), types, n_rows, row_numbers)
     source.extra["ids"] = [c for c in ids if c in types]
     if fmt != "parquet":

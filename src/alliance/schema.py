@@ -314,6 +314,18 @@ def _check_required(found: _Problems, table: str, data: pd.DataFrame) -> None:
     for col in _REQUIRED[table]:
         if col not in data.columns:
             near = close_matches(col, data.columns)
+            one = [str(c) for c in data.columns]
+            if len(one) == 1 and any(ch in one[0] for ch in ",;\t|"):
+                found.add(
+                    table,
+                    col,
+                    None,
+                    f"required column {col!r} is missing: the whole header is one column "
+                    f"({one[0][:40]!r})",
+                    "the file uses another separator: pass it (read_study(..., sep=';') / "
+                    "--sep ';'), or leave --sep out to detect it",
+                )
+                continue
             tip = (
                 f"rename {near[0]!r} to {col!r} (read_study(..., columns={{{near[0]!r}: {col!r}}}))"
                 if near
