@@ -63,7 +63,13 @@ def _replace(old: str, new: str, base: str = GOOD):
 # name, maker, extra CLI options, exit code, substrings the message must hold (problem, fix)
 CASES = [
     ("euro_excel", _csv(EURO, "cp1252"), [], 0, ["valid"]),
-    ("euro_excel_explicit", _csv(EURO, "cp1252"), ["--sep", ";", "--decimal", ",", "--encoding", "cp1252"], 0, ["valid"]),
+    (
+        "euro_excel_explicit",
+        _csv(EURO, "cp1252"),
+        ["--sep", ";", "--decimal", ",", "--encoding", "cp1252"],
+        0,
+        ["valid"],
+    ),
     ("utf8_bom", _csv("\ufeff" + GOOD), [], 0, ["valid"]),
     ("utf8_bom_semicolon", _csv("\ufeff" + EURO), [], 0, ["valid"]),
     ("tab_in_csv", _csv(GOOD.replace(",", "\t")), [], 0, ["valid"]),
@@ -73,35 +79,137 @@ CASES = [
     ("ragged_extra", _replace("C1,T1,2,42,10", "C1,T1,2,42,10,7"), [], 2, ["line 3", "separator"]),
     ("ragged_short", _replace("C2,T2,1,38,15", "C2,T2,1"), [], 2, ["line 4", "Fix those lines"]),
     ("ragged_many", _csv(GOOD + "C3,T3,1\nC3,T3,2\n"), [], 2, ["line 6", "line 7"]),
-    ("wrong_sep_given", _csv(GOOD), ["--sep", "|"], 1, ["whole header is one column", "another separator"]),
+    (
+        "wrong_sep_given",
+        _csv(GOOD),
+        ["--sep", "|"],
+        1,
+        ["whole header is one column", "another separator"],
+    ),
     ("binary", _bytes(bytes(range(256)) * 8), [], 2, ["not a text table", "save it"]),
     ("png", _bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64), [], 2, ["PNG image"]),
     ("zip", _bytes(_zip_bytes()), [], 2, ["zip archive", "unzip"]),
     ("xlsx_named_csv", _bytes(_xlsx_bytes()), [], 2, ["xlsx", "save it as .xlsx"]),
     ("pdf", _bytes(b"%PDF-1.4\n" + b"x" * 50), [], 2, ["PDF document"]),
     ("empty", _bytes(b""), [], 2, ["empty", "export the table again"]),
-    ("header_only", _csv("client,therapist,session,wai_sr\n"), [], 1, ["no rows", "export the table again"]),
+    (
+        "header_only",
+        _csv("client,therapist,session,wai_sr\n"),
+        [],
+        1,
+        ["no rows", "export the table again"],
+    ),
     ("blank_lines_only", _csv("client,session\n\n\n"), [], 1, ["no rows"]),
-    ("dup_wai_sr", _csv("client,therapist,session,wai_sr,phq9,wai_sr\nC1,T1,1,40,12,41\n"), [], 2, ["'wai_sr' at columns 4, 6", "own name"]),
-    ("dup_client", _csv("client,therapist,client,session\nC1,T1,C9,1\n"), [], 2, ["'client' at columns 1, 3", "own name"]),
+    (
+        "dup_wai_sr",
+        _csv("client,therapist,session,wai_sr,phq9,wai_sr\nC1,T1,1,40,12,41\n"),
+        [],
+        2,
+        ["'wai_sr' at columns 4, 6", "own name"],
+    ),
+    (
+        "dup_client",
+        _csv("client,therapist,client,session\nC1,T1,C9,1\n"),
+        [],
+        2,
+        ["'client' at columns 1, 3", "own name"],
+    ),
     ("inf_score", _replace("40,12", "inf,12"), [], 1, ["not finite", "leave the cell empty"]),
     ("minus_inf_score", _replace("38,15", "-inf,15"), [], 1, ["not finite", "replace inf"]),
     ("nan_text_score", _replace("42,10", "nan,10"), [], 1, ["not finite", "replace inf"]),
-    ("huge_score", _replace("40,12", "1e308,12"), [], 1, ["outside the range 12 to 60", "correct the entries"]),
+    (
+        "huge_score",
+        _replace("40,12", "1e308,12"),
+        [],
+        1,
+        ["outside the range 12 to 60", "correct the entries"],
+    ),
     ("guess_text_score", _replace("40,12", "40,3 (guess)"), [], 1, ["'3 (guess)'", "recode text"]),
-    ("guess_text_other", _csv("client,session,mood\nC1,1,3\nC1,2,3 (guess)\nC2,1,4\n"), [], 1, ["'3 (guess)'", "recode text"]),
-    ("phq9_total_too_high", _replace("40,12", "40,99"), [], 1, ["outside the range 0 to 27", "correct the entries"]),
-    ("wai_total_too_low", _replace("40,12", "3,12"), [], 1, ["outside the range 12 to 60", "correct the entries"]),
-    ("item_out_of_range", _csv("client,session,wai_sr_1\nC1,1,9\n"), [], 1, ["outside the range 1 to 5", "correct the entries"]),
-    ("negative_session", _replace("C1,T1,2,", "C1,T1,-2,"), [], 1, ["negative session", "sessions count from 0"]),
-    ("fractional_session", _replace("C1,T1,2,", "C1,T1,2.5,"), [], 1, ["non-integer session", "whole numbers"]),
+    (
+        "guess_text_other",
+        _csv("client,session,mood\nC1,1,3\nC1,2,3 (guess)\nC2,1,4\n"),
+        [],
+        1,
+        ["'3 (guess)'", "recode text"],
+    ),
+    (
+        "phq9_total_too_high",
+        _replace("40,12", "40,99"),
+        [],
+        1,
+        ["outside the range 0 to 27", "correct the entries"],
+    ),
+    (
+        "wai_total_too_low",
+        _replace("40,12", "3,12"),
+        [],
+        1,
+        ["outside the range 12 to 60", "correct the entries"],
+    ),
+    (
+        "item_out_of_range",
+        _csv("client,session,wai_sr_1\nC1,1,9\n"),
+        [],
+        1,
+        ["outside the range 1 to 5", "correct the entries"],
+    ),
+    (
+        "negative_session",
+        _replace("C1,T1,2,", "C1,T1,-2,"),
+        [],
+        1,
+        ["negative session", "sessions count from 0"],
+    ),
+    (
+        "fractional_session",
+        _replace("C1,T1,2,", "C1,T1,2.5,"),
+        [],
+        1,
+        ["non-integer session", "whole numbers"],
+    ),
     ("text_session", _replace("C1,T1,2,", "C1,T1,S2,"), [], 1, ["not a number", "recode labels"]),
-    ("space_around_id", _replace("C1,T1,2,", " C1,T1,2,"), [], 1, ["spaces before or after", "remove the spaces"]),
-    ("space_around_therapist", _replace("C2,T2,1,", "C2,T2 ,1,"), [], 1, ["spaces before or after", "remove the spaces"]),
-    ("missing_client_column", _csv("ClientID,session\nC1,1\n"), [], 1, ["required column 'client'", "ClientID"]),
-    ("duplicate_client_session", _replace("C1,T1,2,", "C1,T1,1,"), [], 1, ["more than once", "keep one row"]),
-    ("unknown_extension", _csv(GOOD, name="sessions.foo"), [], 2, ["cannot tell the format", "rename the file"]),
-    ("wrong_encoding_given", _csv(EURO, "cp1252"), ["--encoding", "utf-8"], 2, ["not valid utf-8", "--encoding cp1252"]),
+    (
+        "space_around_id",
+        _replace("C1,T1,2,", " C1,T1,2,"),
+        [],
+        1,
+        ["spaces before or after", "remove the spaces"],
+    ),
+    (
+        "space_around_therapist",
+        _replace("C2,T2,1,", "C2,T2 ,1,"),
+        [],
+        1,
+        ["spaces before or after", "remove the spaces"],
+    ),
+    (
+        "missing_client_column",
+        _csv("ClientID,session\nC1,1\n"),
+        [],
+        1,
+        ["required column 'client'", "ClientID"],
+    ),
+    (
+        "duplicate_client_session",
+        _replace("C1,T1,2,", "C1,T1,1,"),
+        [],
+        1,
+        ["more than once", "keep one row"],
+    ),
+    (
+        "unknown_extension",
+        _csv(GOOD, name="sessions.foo"),
+        [],
+        2,
+        ["cannot tell the format", "rename the file"],
+    ),
+    (
+        "wrong_encoding_given",
+        _csv(EURO, "cp1252"),
+        ["--encoding", "utf-8"],
+        2,
+        ["not valid utf-8", "--encoding cp1252"],
+    ),
     ("bad_decimal_option", _csv(GOOD), ["--decimal", "x"], 2, ["decimal must be", "','"]),
     ("bad_sep_option", _csv(GOOD), ["--sep", ";;"], 2, ["sep must be one character", "';'"]),
 ]
@@ -117,7 +225,9 @@ def _no_traceback(result):
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
 
 
-@pytest.mark.parametrize(("name", "make", "options", "code", "needles"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "make", "options", "code", "needles"), CASES, ids=[c[0] for c in CASES]
+)
 def test_validate_corpus(tmp_path, name, make, options, code, needles):
     path = make(tmp_path)
     before = _sha(path)
@@ -171,7 +281,12 @@ def test_leading_zeros_match_clients_on_text(tmp_path):
 @pytest.mark.parametrize("fmt", ["xlsx", "sav", "dta", "parquet"])
 def test_typed_formats_numeric_ids_become_text(tmp_path, fmt):
     frame = pd.DataFrame(
-        {"client": [12.0, 12.0, 7.0], "therapist": [3, 3, 4], "session": [1, 2, 1], "phq9": [10.0, 9.0, np.nan]}
+        {
+            "client": [12.0, 12.0, 7.0],
+            "therapist": [3, 3, 4],
+            "session": [1, 2, 1],
+            "phq9": [10.0, 9.0, np.nan],
+        }
     )
     path = tmp_path / f"sessions.{fmt}"
     alliance.io.write_table(frame, path)

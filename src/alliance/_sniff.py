@@ -186,7 +186,9 @@ def sniff(
     if decimal is None:
         decimal = "."
         if sep != ",":
-            cells = [c for r in csv.reader(io.StringIO("\n".join(lines[1:])), delimiter=sep) for c in r]
+            cells = [
+                c for r in csv.reader(io.StringIO("\n".join(lines[1:])), delimiter=sep) for c in r
+            ]
             comma = sum(bool(re.fullmatch(r"-?\d+,\d+", c.strip())) for c in cells)
             point = sum(bool(re.fullmatch(r"-?\d+\.\d+", c.strip())) for c in cells)
             if comma > 0 and point == 0:
@@ -239,14 +241,18 @@ def scan_csv(path: Path, dialect: Dialect) -> list[str]:
             "(--encoding cp1252)"
         ) from None
     except csv.Error as err:
-        raise ReadError(f"{path.name} cannot be read as CSV ({err}); save it again as CSV") from None
+        raise ReadError(
+            f"{path.name} cannot be read as CSV ({err}); save it again as CSV"
+        ) from None
     if header and header[0].startswith("\ufeff"):
         header[0] = header[0][1:]
     check_header(header, path.name)
     if ragged:
         shown = ", ".join(f"line {ln} ({n} fields)" for ln, n in ragged[:5])
         more = f" and {len(ragged) - 5} more" if len(ragged) > 5 else ""
-        label = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}.get(dialect.sep, repr(dialect.sep))
+        label = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}.get(
+            dialect.sep, repr(dialect.sep)
+        )
         raise ReadError(
             f"{path.name} has rows with a different number of fields than its header "
             f"({width}, separator {label}): {shown}{more}. Fix those lines (a separator inside "

@@ -182,17 +182,13 @@ def open_source(
         sql = _csv_sql(path, fmt, sample_all=False, extra=extra)
         row_numbers = False
     try:
-        described = translate(
-            path, lambda: con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
-        )
+        described = translate(path, lambda: con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall())
     except _sniff.ReadError:
         if fmt == "parquet" or not ids:
             raise
         extra = {"dialect": found, "ids": []}  # DuckDB's sniffer saw other names: cast later
         sql = _csv_sql(path, fmt, sample_all=False, extra=extra)
-        described = translate(
-            path, lambda: con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
-        )
+        described = translate(path, lambda: con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall())
     types = {
         str(name): str(kind)
         for name, kind, *_ in described
@@ -201,7 +197,10 @@ def open_source(
     seen = list(types)
     if fmt != "parquet" and (
         len(seen) != len(header)
-        or any(str(h).strip() and str(h).strip() != a.strip() for h, a in zip(header, seen))
+        or any(
+            str(h).strip() and str(h).strip() != a.strip()
+            for h, a in zip(header, seen, strict=False)
+        )
     ):
         raise _sniff.ReadError(
             f"{path.name} has rows with a different number of fields than its header "
@@ -511,9 +510,8 @@ def iter_frames(
 
     def gathered():
         """DuckDB's record batches joined into tables of at least ``batch_rows`` rows."""
-        import pyarrow as pa
-
         import duckdb
+        import pyarrow as pa
 
         pending, n = [], 0
         batches = iter(reader)

@@ -137,7 +137,7 @@ def validate(
     except (ValueError, KeyError, OSError) as error:
         err.print(f"cannot read the study: {_one_line(error)}", markup=False, highlight=False)
         raise typer.Exit(2) from None
-    except Exception as error:  # noqa: BLE001 - never a traceback for the user
+    except Exception as error:  # never a traceback for the user
         err.print(f"cannot read the study: {_one_line(error)}", markup=False, highlight=False)
         raise typer.Exit(2) from None
     try:
@@ -197,7 +197,7 @@ def score(
     except (ValueError, KeyError, OSError) as error:
         err.print(f"cannot read {sessions_file.name}: {_one_line(error)}", markup=False)
         raise typer.Exit(2) from None
-    except Exception as error:  # noqa: BLE001 - never a traceback for the user
+    except Exception as error:  # never a traceback for the user
         err.print(f"cannot read {sessions_file.name}: {_one_line(error)}", markup=False)
         raise typer.Exit(2) from None
     try:

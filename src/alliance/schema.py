@@ -384,7 +384,13 @@ def _score_columns(study: Study) -> dict[str, tuple[float, float, str]]:
 def _check_scores(found: _Problems, study: Study) -> None:
     for col, (low, high, name) in _score_columns(study).items():
         _check_numeric(
-            found, "sessions", study.sessions, col, low, high, f"{name} registry entry (items x item range)"
+            found,
+            "sessions",
+            study.sessions,
+            col,
+            low,
+            high,
+            f"{name} registry entry (items x item range)",
         )
 
 
