@@ -224,7 +224,31 @@ def scan_csv(path: Path, dialect: Dialect) -> list[str]:
     ragged: list[tuple[int, int]] = []
     try:
         with open_text(path, dialect.encoding) as handle:
-            reader = csv.reader(handle, delimiter=dialect.sep)
+            text = handle.read()
+    except UnicodeDecodeError as err:
+        raise ReadError(
+            f"{path.name} is not valid {dialect.encoding} beyond its first part (byte "
+            f"{err.start} of a later chunk); pass its encoding, e.g. encoding='cp1252' "
+            "(--encoding cp1252)"
+        ) from None
+    if '"' not in text and "\r" not in text:  # no quoting: count separators per line
+        lines = text.split("\n")
+        header = lines[0].split(dialect.sep) if lines and lines[0].strip() else None
+        if header is None:
+            raise ReadError(f"{path.name} has no header row: it is empty")
+        width = len(header) - 1
+        sep = dialect.sep
+        for number, line in enumerate(lines[1:], start=2):
+            n = line.count(sep)
+            if n != width and line.strip():
+                cells = line.split(sep)
+                if n > width and not any(c.strip() for c in cells[width + 1 :]):
+                    continue
+                ragged.append((number, n + 1))
+        width += 1
+    else:
+        try:
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=dialect.sep)
             header = next(reader, None)
             if header is None:
                 raise ReadError(f"{path.name} has no header row: it is empty")
@@ -234,16 +258,10 @@ def scan_csv(path: Path, dialect: Dialect) -> list[str]:
                     continue
                 if len(row) != width:
                     ragged.append((reader.line_num, len(row)))
-    except UnicodeDecodeError as err:
-        raise ReadError(
-            f"{path.name} is not valid {dialect.encoding} beyond its first part (byte "
-            f"{err.start} of a later chunk); pass its encoding, e.g. encoding='cp1252' "
-            "(--encoding cp1252)"
-        ) from None
-    except csv.Error as err:
-        raise ReadError(
-            f"{path.name} cannot be read as CSV ({err}); save it again as CSV"
-        ) from None
+        except csv.Error as err:
+            raise ReadError(
+                f"{path.name} cannot be read as CSV ({err}); save it again as CSV"
+            ) from None
     if header and header[0].startswith("\ufeff"):
         header[0] = header[0][1:]
     check_header(header, path.name)
