@@ -75,6 +75,8 @@ CASES = [
     ("tab_in_csv", _csv(GOOD.replace(",", "\t")), [], 0, ["valid"]),
     ("pipe", _csv(GOOD.replace(",", "|")), [], 0, ["valid"]),
     ("latin1_names", _csv(GOOD.replace("T1", "Zoë"), "latin-1"), [], 0, ["valid"]),
+    ("crlf_line_ends", _csv(GOOD.replace("\n", "\r\n")), [], 0, ["valid"]),
+    ("quoted_ragged", _csv(GOOD + '"C3",T3,1,40\n'), [], 2, ["line 6", "needs quotes"]),
     ("tsv_suffix", _csv(GOOD.replace(",", "\t"), name="sessions.tsv"), [], 0, ["valid"]),
     ("ragged_extra", _replace("C1,T1,2,42,10", "C1,T1,2,42,10,7"), [], 2, ["line 3", "separator"]),
     ("ragged_short", _replace("C2,T2,1,38,15", "C2,T2,1"), [], 2, ["line 4", "Fix those lines"]),
@@ -375,3 +377,26 @@ def test_simulate_output_validates_from_its_sessions_file(tmp_path):
     _no_traceback(result)
     assert result.exit_code == 0, result.output
     assert hashes == {p.name: _sha(p) for p in folder.iterdir()}
+
+
+def test_read_study_dialect_arguments(tmp_path):
+    path = _csv(EURO, "cp1252")(tmp_path)
+    study = alliance.read_study(path, sep=";", decimal=",", encoding="cp1252")
+    assert study.sessions["wai_sr"].tolist() == [40.5, 42.5, 38.0]
+    with pytest.raises(ReadError, match="not valid utf-8"):
+        alliance.read_study(path, encoding="utf-8")
+    with pytest.raises(ValueError, match="decimal must be"):
+        alliance.read_study(path, decimal=";")
+
+
+def test_io_and_stream_do_not_import_each_other():
+    import ast
+    import inspect
+
+    from alliance import _stream
+
+    tree = ast.parse(inspect.getsource(_stream))
+    names = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert "alliance.io" not in names
