@@ -400,3 +400,21 @@ def test_io_and_stream_do_not_import_each_other():
         node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
     }
     assert "alliance.io" not in names
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        GOOD.replace("C1,T1,2,", " C1,T1,2,", 1),
+        GOOD.replace("40,12", "40,99", 1),
+        GOOD.replace("40,12", "inf,12", 1),
+        "client,therapist,session,wai_sr\n",
+    ],
+    ids=["space", "range", "inf", "header_only"],
+)
+def test_validate_file_finds_the_same_problems(tmp_path, text):
+    path = _csv(text)(tmp_path)
+    memory = alliance.validate(alliance.read_study(path), raise_on_error=False)
+    streamed = alliance.schema.validate_file(path, raise_on_error=False)
+    assert len(memory.problems) == 1, memory.problems
+    pd.testing.assert_frame_equal(memory.problems, streamed.problems)

@@ -829,6 +829,9 @@ def _row_level_checks(
 ) -> None:
     """The checks that look at one sessions row at a time, in :func:`validate`'s order."""
     cols = set(sessions.columns)
+    part = Study(sessions=sessions, clients=pd.DataFrame(columns=["client"]), codebook=codebook)
+    _check_whitespace(found, "sessions", sessions, _text_columns(part, "sessions"))
+    _check_scores(found, part)
     if {"client", "session"} <= cols:
         _check_ids(found, "sessions", sessions)
         _check_session_numbers(found, "sessions", sessions)
@@ -1018,6 +1021,24 @@ def validate_file(
     def on(frame: pd.DataFrame) -> pd.DataFrame:
         found.row_numbers["sessions"] = frame.index.to_numpy()
         return frame
+
+    if n_rows == 0:
+        found.add(
+            "sessions",
+            None,
+            None,
+            "the sessions table has no rows (an empty or header-only file)",
+            "export the table again with one row per client x session",
+        )
+    head = Study(
+        sessions=on(rows_flagged),
+        clients=client_table if client_table is not None else None,
+        codebook=book,
+    )
+    _check_whitespace(found, "sessions", rows_flagged, _text_columns(head, "sessions"))
+    if client_table is not None:
+        _check_whitespace(found, "clients", client_table, _text_columns(head, "clients"))
+    _check_scores(found, head)
 
     flagged_rows = on(rows_flagged)
     if {"client", "session"} <= has:
