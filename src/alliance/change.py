@@ -52,6 +52,36 @@ __all__ = [
 _LOWER = ("lower", "lower_is_better", "decrease")
 _HIGHER = ("higher", "higher_is_better", "increase")
 
+_METHODS = ("JT", "GLN", "HLL", "EN", "NK", "HA")
+
+_NAMES = {
+    "JT": "Jacobson & Truax",
+    "GLN": "Gulliksen-Lord-Novick",
+    "HLL": "Hsu-Linn-Lord",
+    "EN": "Edwards-Nunnally",
+    "NK": "Nunnally-Kotsch",
+    "HA": "Hageman & Arrindell",
+}
+
+_CITATIONS = {
+    "JT": "Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical "
+    "approach to defining meaningful change in psychotherapy research. Journal of "
+    "Consulting and Clinical Psychology, 59(1), 12-19.",
+    "GLN": "Hsu, L. M. (1989). Reliable changes in psychotherapy: Taking into account "
+    "regression toward the mean. Behavioral Assessment, 11, 459-467 (the "
+    "Gulliksen-Lord-Novick index).",
+    "HLL": "Hsu, L. M. (1995). Regression toward the mean associated with measurement "
+    "error and the identification of improvement and deterioration in psychotherapy. "
+    "Journal of Consulting and Clinical Psychology, 63(1), 141-144.",
+    "EN": "Speer, D. C. (1992). Clinically significant change: Jacobson and Truax (1991) "
+    "revisited. Journal of Consulting and Clinical Psychology, 60(3), 402-408.",
+    "NK": "Nunnally, J. C., & Kotsch, W. E. (1983). Studies of individual subjects: "
+    "Logic and methods of analysis. British Journal of Clinical Psychology, 22, 83-93.",
+    "HA": "Hageman, W. J. J. M., & Arrindell, W. A. (1999). Establishing clinically "
+    "significant change: Increment of precision and the distinction between individual "
+    "and group level of analysis. Behaviour Research and Therapy, 37(12), 1169-1193.",
+}
+
 #: Largest complete client x session grid built before refusing (cells).
 _MAX_GRID = 200_000_000
 
@@ -296,9 +326,11 @@ def reliable_change(
     last: int | str = "last",
     carry_forward: bool = False,
     direction: str | None = None,
-    z: float = 1.96,
+    z: float | None = None,
+    method: str = "JT",
+    reliability_post: float | None = None,
 ) -> pd.DataFrame:
-    """Reliable change per client (Jacobson & Truax, 1991).
+    """Reliable change per client (Jacobson & Truax, 1991, and five alternatives).
 
     Parameters
     ----------
@@ -325,8 +357,16 @@ def reliable_change(
         ``'carried forward'``.
     direction : {'lower_is_better', 'higher_is_better'}, optional
         Which way is improvement; default the instrument's, else lower is better.
-    z : float
-        Critical value of the RCI (1.96 for two-sided .05).
+    z : float, optional
+        Critical value of the RCI: default 1.96 (two-sided .05), and 1.645 for
+        ``method='HA'`` (one-sided .05, as Hageman & Arrindell, 1999).
+    method : {'JT', 'GLN', 'HLL', 'EN', 'NK', 'HA'}
+        Reliable-change method (formulas in Notes). All but ``'JT'`` need
+        ``reliability=`` and take the mean and SD of the pre scores (and the post
+        scores for HLL and HA) from the clients with both scores; ``sd=`` a number
+        replaces the SD of the pre scores.
+    reliability_post : float, optional
+        Reliability at post, needed for ``method='NK'``.
 
     Returns
     -------
@@ -346,6 +386,24 @@ def reliable_change(
     ``|change| >= T``, and ``rci`` is reported as ``change / (T / z)`` so that both
     yardsticks read on the same scale.
 
+    The other methods (``M1``, ``S1``: mean and SD of pre; ``M2``, ``S2``: of post;
+    ``r``: reliability; improvement is ``rci`` beyond ``z`` in the better direction):
+
+    - GLN (Gulliksen, Lord & Novick): ``(x2 - M1 - r (x1 - M1)) / (S1 sqrt(1 - r^2))``.
+    - HLL (Hsu, 1989, 1995; Hsu-Linn-Lord): ``(x2 - M2 - r (x1 - M1)) / (S1 sqrt(1 - r^2))``.
+    - EN (Edwards-Nunnally as reformulated by Speer, 1992): the estimated true pre
+      score ``t1 = r (x1 - M1) + M1``; ``rci = (x2 - t1) / (S1 sqrt(1 - r))``.
+    - NK (Nunnally & Kotsch, 1983): ``(x2 - t1) / sqrt(r^2 S1^2 (1 - r) + S1^2 (1 - r2))``
+      with ``r2`` the post-test reliability.
+    - HA (Hageman & Arrindell, 1999): ``SE = S1 sqrt(1 - r)``, ``r_xx1 = (S1^2 - SE^2) / S1^2``,
+      ``r_xx2 = (S2^2 - SE^2) / S2^2``, ``r12`` the pre-post correlation,
+      ``r_dd = (S1^2 r_xx1 + S2^2 r_xx2 - 2 S1 S2 r12) / (S1^2 + S2^2 - 2 S1 S2 r12)``,
+      ``RC_indiv = ((x2 - x1) r_dd + (M2 - M1)(1 - r_dd)) / (sqrt(r_dd) sqrt(2 SE^2))``,
+      critical value 1.645.
+
+    These are the formulas of the R package clinicalsignificance (Claus, Wager &
+    Bonnet, 2024), read from its documentation and re-written here.
+
     Examples
     --------
     >>> import alliance
@@ -357,13 +415,29 @@ def reliable_change(
     >>> len(rc) == study.sessions["client"].nunique()
     True
     """
+    key = str(method).upper()
+    if key not in _METHODS:
+        raise ValueError(
+            f"method={method!r} is not a reliable-change method; pass one of "
+            f"{', '.join(repr(m) for m in _METHODS)}"
+        )
     higher = _higher_is_better(direction, instrument)
     long = _check_long(data, client, session, outcome)
     out = _pre_post(long, first, last, carry_forward)
-    s_diff, points, method = _rci_parameters(
+    change = out["post"] - out["pre"]
+    if key != "JT":
+        if z is None:
+            z = 1.645 if key == "HA" else 1.96
+        rci, described = _rci_alternative(
+            key, out, sd, reliability, reliability_post, instrument
+        )
+        reliable = rci.abs() > z
+        return _finish_rc(out, change, rci, reliable, higher, described, key, z)
+    if z is None:
+        z = 1.96
+    s_diff, points, described = _rci_parameters(
         instrument, sd, reliability, threshold, out["pre"].to_numpy(dtype=float)
     )
-    change = out["post"] - out["pre"]
     if points is not None:
         if points <= 0:
             raise ValueError(f"the reliable-change threshold must be positive, not {points}")
@@ -372,10 +446,20 @@ def reliable_change(
     else:
         rci = change / s_diff
         reliable = rci.abs() > z
-    better = change > 0 if higher else change < 0
+    return _finish_rc(out, change, rci, reliable, higher, described, "JT", z)
+
+
+def _finish_rc(out, change, rci, reliable, higher, described, key, z) -> pd.DataFrame:
+    """Categories and attrs of :func:`reliable_change` for any method."""
+    if key == "JT":
+        better = change > 0 if higher else change < 0
+        worse = ~better & (change != 0)
+    else:  # the adjusted index decides the direction
+        better = rci > 0 if higher else rci < 0
+        worse = rci < 0 if higher else rci > 0
     known = change.notna()
     improvement = (reliable & better).astype("boolean").where(known, pd.NA)
-    deterioration = (reliable & ~better & (change != 0)).astype("boolean").where(known, pd.NA)
+    deterioration = (reliable & worse).astype("boolean").where(known, pd.NA)
     category = np.select(
         [
             out["pre"].isna(),
@@ -393,9 +477,78 @@ def reliable_change(
         reliable_deterioration=deterioration,
         category=category,
     ).reset_index()
-    out.attrs["method"] = method
+    out.attrs["method"] = described
+    out.attrs["rci_method"] = key
+    out.attrs["critical_value"] = float(z)
+    out.attrs["citation"] = _CITATIONS[key]
     out.attrs["direction"] = "higher_is_better" if higher else "lower_is_better"
     return out
+
+
+def _rci_alternative(key, out, sd, reliability, reliability_post, instrument):
+    """RCI of the GLN, HLL, EN, NK and HA methods (see :func:`reliable_change`)."""
+    ins = _instrument(instrument)
+    if reliability is None and ins is not None and ins.reliability is not None:
+        reliability = ins.reliability
+    if reliability is None:
+        raise ValueError(
+            f"method={key!r} needs reliability= (e.g. Cronbach's alpha or the "
+            "test-retest r of the instrument)"
+        )
+    r = float(reliability)
+    if not 0 < r < 1:
+        raise ValueError(f"reliability={reliability} must be between 0 and 1 (exclusive)")
+    both = out["pre"].notna() & out["post"].notna()
+    pre, post = out["pre"].to_numpy(dtype=float), out["post"].to_numpy(dtype=float)
+    x1, x2 = pre[both.to_numpy()], post[both.to_numpy()]
+    if len(x1) < 3:
+        raise ValueError(
+            f"method={key!r} needs at least 3 clients with both a pre and a post score, "
+            f"not {len(x1)}; use method='JT' with sd= a normative SD"
+        )
+    m1, m2 = float(x1.mean()), float(x2.mean())
+    s1 = float(x1.std(ddof=1)) if sd is None or isinstance(sd, str) else float(sd)
+    s2 = float(x2.std(ddof=1))
+    if isinstance(sd, str) and sd != "pre":
+        raise ValueError(f"sd={sd!r}: pass a number or 'pre'")
+    detail = f"M_pre={m1:.4g}, SD_pre={s1:.4g}, reliability={r:g}"
+    if key == "GLN":
+        rci = (post - m1 - r * (pre - m1)) / (s1 * np.sqrt(1 - r**2))
+    elif key == "HLL":
+        rci = (post - m2 - r * (pre - m1)) / (s1 * np.sqrt(1 - r**2))
+        detail += f", M_post={m2:.4g}"
+    elif key == "EN":
+        rci = (post - (r * (pre - m1) + m1)) / (s1 * np.sqrt(1 - r))
+    elif key == "NK":
+        if reliability_post is None:
+            raise ValueError(
+                "method='NK' needs reliability_post= (the reliability at post-test)"
+            )
+        r2 = float(reliability_post)
+        if not 0 < r2 < 1:
+            raise ValueError(f"reliability_post={reliability_post} must be in (0, 1)")
+        denom = np.sqrt(r**2 * s1**2 * (1 - r) + s1**2 * (1 - r2))
+        rci = (post - (r * (pre - m1) + m1)) / denom
+        detail += f", reliability_post={r2:g}"
+    else:  # HA
+        se = s1 * np.sqrt(1 - r)
+        rxx1 = (s1**2 - se**2) / s1**2
+        rxx2 = (s2**2 - se**2) / s2**2
+        r12 = float(np.corrcoef(x1, x2)[0, 1])
+        r_dd = (s1**2 * rxx1 + s2**2 * rxx2 - 2 * s1 * s2 * r12) / (
+            s1**2 + s2**2 - 2 * s1 * s2 * r12
+        )
+        if not r_dd > 0:
+            raise ValueError(
+                f"the reliability of the difference scores is {r_dd:.3g} (not positive), "
+                "so the Hageman-Arrindell index is undefined; use another method"
+            )
+        rci = ((post - pre) * r_dd + (m2 - m1) * (1 - r_dd)) / (
+            np.sqrt(r_dd) * np.sqrt(2 * se**2)
+        )
+        detail += f", M_post={m2:.4g}, SD_post={s2:.4g}, r_pre_post={r12:.4g}, r_dd={r_dd:.4g}"
+    described = f"{_NAMES[key]} RCI ({detail}; {int(both.sum())} clients with pre and post)"
+    return pd.Series(rci, index=out.index), described
 
 
 # ------------------------------------------------------------ clinical significance
@@ -475,7 +628,15 @@ def clinical_significance(
     last: int | str = "last",
     carry_forward: bool = False,
     direction: str | None = None,
-    z: float = 1.96,
+    z: float | None = None,
+    method: str = "JT",
+    reliability_post: float | None = None,
+    approach: str = "combined",
+    pct_improvement: float | None = None,
+    pct_deterioration: float | None = None,
+    mid_improvement: float | None = None,
+    mid_deterioration: float | None = None,
+    with_cutoff: bool = False,
 ) -> pd.DataFrame:
     """Clinically significant change per client (Jacobson & Truax, 1991).
 
@@ -493,8 +654,27 @@ def clinical_significance(
         and SD of this sample's pre scores.
     functional_mean, functional_sd : float, optional
         Norms of the functional population; default the instrument's (needed for b, c).
-    sd, reliability, threshold, first, last, carry_forward, direction, z
+    sd, reliability, threshold, first, last, carry_forward, direction, z, method, reliability_post
         As in :func:`reliable_change`.
+    approach : {'combined', 'distribution', 'statistical', 'percentage', 'anchor'}
+        ``'combined'`` (default): reliable change by ``method`` and the cut-off
+        (recovered, improved, unchanged, deteriorated, harmed). ``'distribution'``:
+        reliable change only (improved, unchanged, deteriorated). ``'statistical'``:
+        the cut-off only (recovered: from the dysfunctional to the functional side;
+        harmed: the other way; unchanged otherwise). ``'percentage'``: change as a
+        proportion of the pre score, improved when at least ``pct_improvement`` in
+        the better direction, deteriorated when at least ``pct_deterioration`` (default
+        ``pct_improvement``) in the worse one. ``'anchor'``: improved when the change
+        is at least ``mid_improvement`` points (a minimal important difference) in
+        the better direction, deteriorated at ``mid_deterioration`` (default
+        ``mid_improvement``) points the other way.
+    pct_improvement, pct_deterioration : float, optional
+        Thresholds of the percentage approach as proportions (0.5 = 50%).
+    mid_improvement, mid_deterioration : float, optional
+        Minimal important differences (points) of the anchor approach.
+    with_cutoff : bool
+        With ``approach='percentage'`` or ``'anchor'``: combine the change criterion
+        with the cut-off as in the combined approach (recovered, harmed).
 
     Returns
     -------
@@ -503,8 +683,13 @@ def clinical_significance(
         pre_dysfunctional, post_functional and category: 'recovered' (reliable
         improvement from the dysfunctional to the functional side of the cut-off),
         'improved' (reliable improvement otherwise), 'unchanged', 'deteriorated'
-        (reliable deterioration), or 'no post score' / 'no pre score'.
-        ``attrs['cutoffs']`` holds a, b and c.
+        (reliable deterioration), 'harmed' (reliable deterioration from the
+        functional to the dysfunctional side of the cut-off), or 'no post score' /
+        'no pre score'. ``attrs['cutoffs']`` holds a, b and c; ``attrs['summary']``
+        counts the categories with percentages over the clients with both scores
+        only (``attrs['summary_note']`` says how many were left out);
+        ``attrs['approach']``, ``attrs['rci_method']`` and ``attrs['citation']``
+        name what was done.
 
     Examples
     --------
@@ -533,6 +718,17 @@ def clinical_significance(
         carry_forward=carry_forward,
         direction="higher_is_better" if higher else "lower_is_better",
         z=z,
+        method=method,
+        reliability_post=reliability_post,
+    )
+    approach = str(approach).lower()
+    if approach not in _APPROACHES:
+        raise ValueError(
+            f"approach={approach!r}: pass one of {', '.join(repr(a) for a in _APPROACHES)}"
+        )
+    improved, worse = _change_criterion(
+        rc, approach, higher, pct_improvement, pct_deterioration, mid_improvement,
+        mid_deterioration,
     )
 
     def pick(value, attr):
@@ -586,18 +782,23 @@ def clinical_significance(
         post_fun = rc["post"] < value
     pre_dys = pre_dys.astype("boolean").where(rc["pre"].notna(), pd.NA)
     post_fun = post_fun.astype("boolean").where(rc["post"].notna(), pd.NA)
-    improved = rc["reliable_improvement"].fillna(False).astype(bool)
-    worse = rc["reliable_deterioration"].fillna(False).astype(bool)
+    crossed = pre_dys.fillna(False) & post_fun.fillna(False)
+    fell = (~pre_dys.fillna(True)) & (~post_fun.fillna(True))
+    missing = [rc["category"].eq("no pre score"), rc["category"].eq("no post score")]
+    if approach == "distribution":
+        conditions = [*missing, improved, worse]
+        labels = ["improved", "deteriorated"]
+    elif approach == "statistical":
+        conditions = [*missing, crossed, fell]
+        labels = ["recovered", "harmed"]
+    elif approach in ("percentage", "anchor") and not with_cutoff:
+        conditions = [*missing, improved, worse]
+        labels = ["improved", "deteriorated"]
+    else:
+        conditions = [*missing, improved & crossed, improved, worse & fell, worse]
+        labels = ["recovered", "improved", "harmed", "deteriorated"]
     category = np.select(
-        [
-            rc["category"].eq("no pre score"),
-            rc["category"].eq("no post score"),
-            improved & pre_dys.fillna(False) & post_fun.fillna(False),
-            improved,
-            worse,
-        ],
-        ["no pre score", "no post score", "recovered", "improved", "deteriorated"],
-        default="unchanged",
+        conditions, ["no pre score", "no post score", *labels], default="unchanged"
     )
     out = rc.assign(
         cutoff=value,
@@ -608,7 +809,66 @@ def clinical_significance(
     )
     out.attrs = dict(rc.attrs)
     out.attrs["cutoffs"] = dict(zip(table["cutoff"], table["value"].astype(float), strict=True))
+    out.attrs["approach"] = approach + (" + cut-off" if with_cutoff else "")
+    summary, note = _category_summary(out["category"], {"unchanged", *labels})
+    out.attrs["summary"] = summary
+    out.attrs["summary_note"] = note
     return out
+
+
+_APPROACHES = ("combined", "distribution", "statistical", "percentage", "anchor")
+
+#: Category order of every approach.
+CATEGORIES = ("recovered", "improved", "unchanged", "deteriorated", "harmed")
+
+
+def _change_criterion(rc, approach, higher, pct_imp, pct_det, mid_imp, mid_det):
+    """Improved / worsened per client under the chosen change criterion."""
+    sign = 1.0 if higher else -1.0
+    if approach == "percentage":
+        if pct_imp is None:
+            raise ValueError(
+                "approach='percentage' needs pct_improvement= (a proportion, e.g. 0.5 "
+                "for a 50% reduction of a symptom score)"
+            )
+        pct_det = pct_imp if pct_det is None else pct_det
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pct = sign * rc["change"] / rc["pre"].abs()
+        return (pct >= pct_imp).fillna(False).astype(bool), (pct <= -pct_det).fillna(
+            False
+        ).astype(bool)
+    if approach == "anchor":
+        if mid_imp is None:
+            raise ValueError(
+                "approach='anchor' needs mid_improvement= (the minimal important "
+                "difference in points of the scale)"
+            )
+        mid_det = mid_imp if mid_det is None else mid_det
+        d = sign * rc["change"]
+        return (d >= mid_imp).fillna(False).astype(bool), (d <= -mid_det).fillna(
+            False
+        ).astype(bool)
+    return (
+        rc["reliable_improvement"].fillna(False).astype(bool),
+        rc["reliable_deterioration"].fillna(False).astype(bool),
+    )
+
+
+def _category_summary(category: pd.Series, labels) -> tuple[pd.DataFrame, str]:
+    """Counts per category, percentages over clients with both scores."""
+    counts = category.value_counts()
+    present = [c for c in CATEGORIES if c in labels]
+    n = int(sum(counts.get(c, 0) for c in CATEGORIES))
+    rows = [(c, int(counts.get(c, 0))) for c in present]
+    table = pd.DataFrame(rows, columns=["category", "n"])
+    table["percent"] = 100 * table["n"] / n if n else np.nan
+    left = int(counts.get("no post score", 0) + counts.get("no pre score", 0))
+    note = (
+        f"percentages are over the {n} clients with a pre and a post score; "
+        f"{left} clients without them are left out (categories 'no post score' / "
+        "'no pre score')"
+    )
+    return table, note
 
 
 # ------------------------------------------------------------ sudden gains / losses
