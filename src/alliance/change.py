@@ -428,9 +428,7 @@ def reliable_change(
     if key != "JT":
         if z is None:
             z = 1.645 if key == "HA" else 1.96
-        rci, described = _rci_alternative(
-            key, out, sd, reliability, reliability_post, instrument
-        )
+        rci, described = _rci_alternative(key, out, sd, reliability, reliability_post, instrument)
         reliable = rci.abs() > z
         return _finish_rc(out, change, rci, reliable, higher, described, key, z)
     if z is None:
@@ -521,9 +519,7 @@ def _rci_alternative(key, out, sd, reliability, reliability_post, instrument):
         rci = (post - (r * (pre - m1) + m1)) / (s1 * np.sqrt(1 - r))
     elif key == "NK":
         if reliability_post is None:
-            raise ValueError(
-                "method='NK' needs reliability_post= (the reliability at post-test)"
-            )
+            raise ValueError("method='NK' needs reliability_post= (the reliability at post-test)")
         r2 = float(reliability_post)
         if not 0 < r2 < 1:
             raise ValueError(f"reliability_post={reliability_post} must be in (0, 1)")
@@ -543,9 +539,7 @@ def _rci_alternative(key, out, sd, reliability, reliability_post, instrument):
                 f"the reliability of the difference scores is {r_dd:.3g} (not positive), "
                 "so the Hageman-Arrindell index is undefined; use another method"
             )
-        rci = ((post - pre) * r_dd + (m2 - m1) * (1 - r_dd)) / (
-            np.sqrt(r_dd) * np.sqrt(2 * se**2)
-        )
+        rci = ((post - pre) * r_dd + (m2 - m1) * (1 - r_dd)) / (np.sqrt(r_dd) * np.sqrt(2 * se**2))
         detail += f", M_post={m2:.4g}, SD_post={s2:.4g}, r_pre_post={r12:.4g}, r_dd={r_dd:.4g}"
     described = f"{_NAMES[key]} RCI ({detail}; {int(both.sum())} clients with pre and post)"
     return pd.Series(rci, index=out.index), described
@@ -727,7 +721,12 @@ def clinical_significance(
             f"approach={approach!r}: pass one of {', '.join(repr(a) for a in _APPROACHES)}"
         )
     improved, worse = _change_criterion(
-        rc, approach, higher, pct_improvement, pct_deterioration, mid_improvement,
+        rc,
+        approach,
+        higher,
+        pct_improvement,
+        pct_deterioration,
+        mid_improvement,
         mid_deterioration,
     )
 
@@ -834,9 +833,9 @@ def _change_criterion(rc, approach, higher, pct_imp, pct_det, mid_imp, mid_det):
         pct_det = pct_imp if pct_det is None else pct_det
         with np.errstate(divide="ignore", invalid="ignore"):
             pct = sign * rc["change"] / rc["pre"].abs()
-        return (pct >= pct_imp).fillna(False).astype(bool), (pct <= -pct_det).fillna(
-            False
-        ).astype(bool)
+        return (pct >= pct_imp).fillna(False).astype(bool), (pct <= -pct_det).fillna(False).astype(
+            bool
+        )
     if approach == "anchor":
         if mid_imp is None:
             raise ValueError(
@@ -845,9 +844,7 @@ def _change_criterion(rc, approach, higher, pct_imp, pct_det, mid_imp, mid_det):
             )
         mid_det = mid_imp if mid_det is None else mid_det
         d = sign * rc["change"]
-        return (d >= mid_imp).fillna(False).astype(bool), (d <= -mid_det).fillna(
-            False
-        ).astype(bool)
+        return (d >= mid_imp).fillna(False).astype(bool), (d <= -mid_det).fillna(False).astype(bool)
     return (
         rc["reliable_improvement"].fillna(False).astype(bool),
         rc["reliable_deterioration"].fillna(False).astype(bool),

@@ -1,0 +1,169 @@
+"""Reliable-change methods and clinical-significance approaches on hand-worked cases.
+
+Every expected value is worked out by hand in the comments from the formulas of the
+methods' papers as the R package clinicalsignificance (Claus, Wager & Bonnet, 2024)
+documents them.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from alliance import change
+
+# three clients, sessions 1 (pre) and 2 (post); reliability .8
+# pre 30, 20, 25: M1 = 25, S1 = 5; post 18, 22, 15: M2 = 18.3333, S2^2 = 12.3333
+# cov(pre, post) = (5 * -1/3 + -5 * 11/3 + 0 * -10/3) / 2 = -10
+DATA = pd.DataFrame(
+    {
+        "client": ["a", "a", "b", "b", "c", "c"],
+        "session": [1, 2, 1, 2, 1, 2],
+        "y": [30, 18, 20, 22, 25, 15],
+    }
+)
+
+
+def rci_a(method, **kw):
+    rc = change.reliable_change(DATA, outcome="y", reliability=0.8, method=method, **kw)
+    return rc.set_index("client").loc["a", "rci"], rc
+
+
+def test_gln_by_hand():
+    # (x2 - M1 - r (x1 - M1)) / (S1 sqrt(1 - r^2)) = (18 - 25 - 4) / (5 * 0.6) = -11 / 3
+    value, rc = rci_a("GLN")
+    assert value == pytest.approx(-11 / 3, abs=1e-9)
+    assert rc.attrs["rci_method"] == "GLN" and "Hsu" in rc.attrs["citation"]
+
+
+def test_hll_by_hand():
+    # (x2 - M2 - r (x1 - M1)) / (S1 sqrt(1 - r^2)) = (18 - 18.3333 - 4) / 3 = -1.44444
+    value, rc = rci_a("HLL")
+    assert value == pytest.approx((18 - 55 / 3 - 4) / 3, abs=1e-9)
+    assert value == pytest.approx(-1.44444, abs=1e-5)
+    # |-1.444| < 1.96: not reliable
+    assert rc.set_index("client").loc["a", "category"] == "no reliable change"
+
+
+def test_en_by_hand():
+    # true pre t1 = .8 * (30 - 25) + 25 = 29; (18 - 29) / (5 sqrt(.2)) = -11 / 2.23607
+    value, _ = rci_a("EN")
+    assert value == pytest.approx(-4.91935, abs=1e-5)
+
+
+def test_nk_by_hand():
+    # post reliability .5: sqrt(.8^2 * 25 * .2 + 25 * .5) = sqrt(3.2 + 12.5) = 3.96232
+    # (18 - 29) / 3.96232 = -2.77615
+    value, _ = rci_a("NK", reliability_post=0.5)
+    assert value == pytest.approx(-2.77615, abs=1e-5)
+    with pytest.raises(ValueError, match="reliability_post="):
+        rci_a("NK")
+
+
+def test_ha_by_hand():
+    # SE = 5 sqrt(.2), SE^2 = 5; r_xx1 = (25 - 5) / 25 = .8;
+    # r_xx2 = (12.3333 - 5) / 12.3333 = .594595; 2 S1 S2 r12 = 2 * cov = -20
+    # r_dd = (25 * .8 + 12.3333 * .594595 + 20) / (25 + 12.3333 + 20)
+    #      = 47.3333 / 57.3333 = .825581
+    # RC = (-12 * .825581 + (18.3333 - 25) * .174419) / (sqrt(.825581) * sqrt(10))
+    #    = (-9.90698 - 1.16279) / 2.87330 = -3.85263
+    value, rc = rci_a("HA")
+    assert value == pytest.approx(-3.85263, abs=1e-4)
+    assert rc.attrs["critical_value"] == pytest.approx(1.645)
+    assert "r_dd=0.8256" in rc.attrs["method"]
+
+
+def test_jt_default_unchanged():
+    # the default stays Jacobson & Truax: S_diff = sqrt(2) * 5 * sqrt(.2) = 3.16228
+    rc = change.reliable_change(DATA, outcome="y", sd="pre", reliability=0.8)
+    assert rc.loc[0, "rci"] == pytest.approx(-12 / 3.16228, abs=1e-5)
+    assert rc.attrs["rci_method"] == "JT"
+    with pytest.raises(ValueError, match="method="):
+        change.reliable_change(DATA, outcome="y", reliability=0.8, method="XYZ")
+
+
+# ------------------------------------------------------------------ approaches
+
+# threshold 7 points, cut-off 16 (lower is better: >= 16 dysfunctional)
+# a 30 -> 10  reliable better, crosses         -> recovered
+# b 30 -> 20  reliable better, stays above     -> improved
+# c 20 -> 18  no reliable change               -> unchanged
+# d 20 -> 30  reliable worse, began above      -> deteriorated
+# e 10 -> 20  reliable worse, crosses upward   -> harmed
+# f 25        no post score (left out of the percentages)
+CS = pd.DataFrame(
+    [
+        ("a", 1, 30), ("a", 2, 10), ("b", 1, 30), ("b", 2, 20), ("c", 1, 20),
+        ("c", 2, 18), ("d", 1, 20), ("d", 2, 30), ("e", 1, 10), ("e", 2, 20),
+        ("f", 1, 25),
+    ],
+    columns=["client", "session", "y"],
+)  # fmt: skip
+
+
+def cats(**kw):
+    cs = change.clinical_significance(CS, outcome="y", threshold=7, cutoff=16, **kw)
+    return cs["category"].tolist(), cs
+
+
+def test_combined_with_harmed():
+    got, cs = cats()
+    assert got == ["recovered", "improved", "unchanged", "deteriorated", "harmed", "no post score"]
+    summary = cs.attrs["summary"].set_index("category")
+    # 5 clients with both scores: each category 1 of 5 = 20%
+    assert summary["n"].tolist() == [1, 1, 1, 1, 1]
+    assert summary["percent"].tolist() == [20.0] * 5
+    assert "1 clients without them are left out" in cs.attrs["summary_note"]
+
+
+def test_distribution_and_statistical():
+    got, _ = cats(approach="distribution")
+    assert got == [
+        "improved",
+        "improved",
+        "unchanged",
+        "deteriorated",
+        "deteriorated",
+        "no post score",
+    ]
+    # cut-off only: a crosses down (recovered), e crosses up (harmed); 20 -> 18 stays
+    got, _ = cats(approach="statistical")
+    assert got == ["recovered", "unchanged", "unchanged", "unchanged", "harmed", "no post score"]
+
+
+def test_percentage_approach():
+    # improvement 50%, deterioration 25%: a -66.7% improved, b -33.3% unchanged,
+    # c -10% unchanged, d +50% deteriorated, e +100% deteriorated
+    got, _ = cats(approach="percentage", pct_improvement=0.5, pct_deterioration=0.25)
+    assert got == [
+        "improved",
+        "unchanged",
+        "unchanged",
+        "deteriorated",
+        "deteriorated",
+        "no post score",
+    ]
+    # with the cut-off: a recovered, e harmed
+    got, _ = cats(
+        approach="percentage", pct_improvement=0.5, pct_deterioration=0.25, with_cutoff=True
+    )
+    assert got == ["recovered", "unchanged", "unchanged", "deteriorated", "harmed", "no post score"]
+    with pytest.raises(ValueError, match="pct_improvement="):
+        cats(approach="percentage")
+
+
+def test_anchor_approach():
+    # MID 10 points: a (-20) and b (-10) improved, c (-2) unchanged, d and e (+10) worse
+    got, _ = cats(approach="anchor", mid_improvement=10)
+    assert got == [
+        "improved",
+        "improved",
+        "unchanged",
+        "deteriorated",
+        "deteriorated",
+        "no post score",
+    ]
+    got, _ = cats(approach="anchor", mid_improvement=10, with_cutoff=True)
+    assert got == ["recovered", "improved", "unchanged", "deteriorated", "harmed", "no post score"]
+    with pytest.raises(ValueError, match="mid_improvement="):
+        cats(approach="anchor")
