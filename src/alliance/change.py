@@ -693,8 +693,23 @@ def clinical_significance(
     ...     study.sessions, outcome="phq9", instrument="phq9", cutoff=10,
     ...     sd="pre", reliability=0.84)
     >>> set(cs["category"]) <= {"recovered", "improved", "unchanged", "deteriorated",
-    ...                         "no post score", "no pre score"}
+    ...                         "harmed", "no post score", "no pre score"}
     True
+    >>> cs.attrs["summary"]["category"].tolist()
+    ['recovered', 'improved', 'unchanged', 'deteriorated', 'harmed']
+
+    Another method and the percentage approach:
+
+    >>> en = alliance.change.clinical_significance(
+    ...     study.sessions, outcome="phq9", instrument="phq9", cutoff=10,
+    ...     reliability=0.84, method="EN")
+    >>> en.attrs["rci_method"]
+    'EN'
+    >>> pct = alliance.change.clinical_significance(
+    ...     study.sessions, outcome="phq9", instrument="phq9", cutoff=10,
+    ...     approach="percentage", pct_improvement=0.5, threshold=5)
+    >>> pct.attrs["approach"]
+    'percentage'
     """
     ins = _instrument(instrument)
     higher = _higher_is_better(direction, instrument)
