@@ -428,9 +428,11 @@ def reliable_change(
     if key != "JT":
         if z is None:
             z = 1.645 if key == "HA" else 1.96
-        rci, described = _rci_alternative(key, out, sd, reliability, reliability_post, instrument)
+        rci, described, band = _rci_alternative(
+            key, out, sd, reliability, reliability_post, instrument
+        )
         reliable = rci.abs() > z
-        return _finish_rc(out, change, rci, reliable, higher, described, key, z)
+        return _finish_rc(out, change, rci, reliable, higher, described, key, z, band)
     if z is None:
         z = 1.96
     s_diff, points, described = _rci_parameters(
@@ -441,13 +443,15 @@ def reliable_change(
             raise ValueError(f"the reliable-change threshold must be positive, not {points}")
         rci = change / (points / z)
         reliable = change.abs() >= points
+        band = (0.0, 1.0, points / z)
     else:
         rci = change / s_diff
         reliable = rci.abs() > z
-    return _finish_rc(out, change, rci, reliable, higher, described, "JT", z)
+        band = (0.0, 1.0, s_diff)
+    return _finish_rc(out, change, rci, reliable, higher, described, "JT", z, band)
 
 
-def _finish_rc(out, change, rci, reliable, higher, described, key, z) -> pd.DataFrame:
+def _finish_rc(out, change, rci, reliable, higher, described, key, z, band) -> pd.DataFrame:
     """Categories and attrs of :func:`reliable_change` for any method."""
     if key == "JT":
         better = change > 0 if higher else change < 0
@@ -478,6 +482,13 @@ def _finish_rc(out, change, rci, reliable, higher, described, key, z) -> pd.Data
     out.attrs["method"] = described
     out.attrs["rci_method"] = key
     out.attrs["critical_value"] = float(z)
+    # the no-reliable-change region in the pre-post plane: post within
+    # intercept + slope * pre +/- half_width (|rci| <= z)
+    out.attrs["band"] = {
+        "intercept": float(band[0]),
+        "slope": float(band[1]),
+        "half_width": float(z * band[2]),
+    }
     out.attrs["citation"] = _CITATIONS[key]
     out.attrs["direction"] = "higher_is_better" if higher else "lower_is_better"
     return out
@@ -512,11 +523,14 @@ def _rci_alternative(key, out, sd, reliability, reliability_post, instrument):
     detail = f"M_pre={m1:.4g}, SD_pre={s1:.4g}, reliability={r:g}"
     if key == "GLN":
         rci = (post - m1 - r * (pre - m1)) / (s1 * np.sqrt(1 - r**2))
+        band = (m1 * (1 - r), r, s1 * np.sqrt(1 - r**2))
     elif key == "HLL":
         rci = (post - m2 - r * (pre - m1)) / (s1 * np.sqrt(1 - r**2))
+        band = (m2 - r * m1, r, s1 * np.sqrt(1 - r**2))
         detail += f", M_post={m2:.4g}"
     elif key == "EN":
         rci = (post - (r * (pre - m1) + m1)) / (s1 * np.sqrt(1 - r))
+        band = (m1 * (1 - r), r, s1 * np.sqrt(1 - r))
     elif key == "NK":
         if reliability_post is None:
             raise ValueError("method='NK' needs reliability_post= (the reliability at post-test)")
@@ -525,6 +539,7 @@ def _rci_alternative(key, out, sd, reliability, reliability_post, instrument):
             raise ValueError(f"reliability_post={reliability_post} must be in (0, 1)")
         denom = np.sqrt(r**2 * s1**2 * (1 - r) + s1**2 * (1 - r2))
         rci = (post - (r * (pre - m1) + m1)) / denom
+        band = (m1 * (1 - r), r, denom)
         detail += f", reliability_post={r2:g}"
     else:  # HA
         se = s1 * np.sqrt(1 - r)
@@ -540,9 +555,10 @@ def _rci_alternative(key, out, sd, reliability, reliability_post, instrument):
                 "so the Hageman-Arrindell index is undefined; use another method"
             )
         rci = ((post - pre) * r_dd + (m2 - m1) * (1 - r_dd)) / (np.sqrt(r_dd) * np.sqrt(2 * se**2))
+        band = (-(m2 - m1) * (1 - r_dd) / r_dd, 1.0, np.sqrt(2 * se**2) / np.sqrt(r_dd))
         detail += f", M_post={m2:.4g}, SD_post={s2:.4g}, r_pre_post={r12:.4g}, r_dd={r_dd:.4g}"
     described = f"{_NAMES[key]} RCI ({detail}; {int(both.sum())} clients with pre and post)"
-    return pd.Series(rci, index=out.index), described
+    return pd.Series(rci, index=out.index), described, band
 
 
 # ------------------------------------------------------------ clinical significance
