@@ -167,3 +167,47 @@ def test_anchor_approach():
     assert got == ["recovered", "improved", "unchanged", "deteriorated", "harmed", "no post score"]
     with pytest.raises(ValueError, match="mid_improvement="):
         cats(approach="anchor")
+
+
+@pytest.mark.parametrize("method", ["JT", "GLN", "HLL", "EN", "NK", "HA"])
+def test_band_edge_is_the_critical_value(method):
+    # a post score on the band's lower edge has rci = -z exactly
+    kw = {"reliability_post": 0.5} if method == "NK" else {}
+    if method == "JT":
+        kw["sd"] = "pre"
+    rc = change.reliable_change(DATA, outcome="y", reliability=0.8, method=method, **kw)
+    band, z = rc.attrs["band"], rc.attrs["critical_value"]
+    edge = band["intercept"] + band["slope"] * 30 - band["half_width"]
+    moved = DATA.copy()
+    moved.loc[1, "y"] = edge  # client a: pre 30, post on the edge
+    # the sample means and SDs change with the moved score for GLN..HA, so compare
+    # the index of the moved score under the original parameters
+    if method == "JT":
+        again = change.reliable_change(moved, outcome="y", reliability=0.8, sd=5.0)
+        assert again.loc[0, "rci"] == pytest.approx(-z)
+    else:
+        # rci is linear in post: rci(post) = (post - intercept - slope * pre) / (hw / z)
+        a = rc.set_index("client").loc["a"]
+        slope_per_point = z / band["half_width"]
+        assert a["rci"] == pytest.approx(
+            (a["post"] - band["intercept"] - band["slope"] * 30) * slope_per_point
+        )
+
+
+def test_plots_return_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from alliance import plots
+
+    _, cs = cats()
+    ax = plots.jacobson_truax(cs)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "harmed (1)" in labels and "recovered (1)" in labels
+    assert "1 clients without both scores" in ax.get_title()
+    cs = cs.assign(condition=["x", "x", "y", "y", "y", "x"])
+    ax = plots.category_bars(cs, by="condition")
+    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
+    # x: a recovered, b improved -> 50% each; y: unchanged, deteriorated, harmed 33.3%
+    assert heights[-2:] == [50.0, 50.0]
+    assert heights.count(round(100 / 3, 6)) == 3
