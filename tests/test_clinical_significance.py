@@ -178,7 +178,7 @@ def test_band_edge_is_the_critical_value(method):
     rc = change.reliable_change(DATA, outcome="y", reliability=0.8, method=method, **kw)
     band, z = rc.attrs["band"], rc.attrs["critical_value"]
     edge = band["intercept"] + band["slope"] * 30 - band["half_width"]
-    moved = DATA.copy()
+    moved = DATA.astype({"y": float})
     moved.loc[1, "y"] = edge  # client a: pre 30, post on the edge
     # the sample means and SDs change with the moved score for GLN..HA, so compare
     # the index of the moved score under the original parameters
