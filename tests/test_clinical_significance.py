@@ -211,3 +211,25 @@ def test_plots_return_axes():
     # x: a recovered, b improved -> 50% each; y: unchanged, deteriorated, harmed 33.3%
     assert heights[-2:] == [50.0, 50.0]
     assert heights.count(round(100 / 3, 6)) == 3
+
+
+def test_within_effect_size_by_hand():
+    # pre 20, 18, 25, 22: M 21.25, SS 26.75, S1 = sqrt(8.9167) = 2.98608
+    # post 10, 12, 20, 14: M 14, SS 56, S2 = sqrt(18.6667) = 4.32049
+    # improvement pre - post 10, 6, 5, 8: M 7.25, SS 14.75, S_D = sqrt(4.9167) = 2.21736
+    # cov = (5 + 6.5 + 22.5 + 0) / 3 = 11.3333; r = 11.3333 / (2.98608 * 4.32049) = .878462
+    # d_av = 7.25 / 3.653285 = 1.98451; d_z = 7.25 / 2.21736 = 3.26966
+    # d_rm = 3.26966 * sqrt(2 * .121538) = 1.61203; J = 1 - 3 / 11 = .727273
+    # se(d_z) = sqrt(1/4 + 3.26966^2 / 8) = 1.25950
+    d = pd.DataFrame(
+        {"client": [1, 1, 2, 2, 3, 3, 4, 4], "session": [1, 2] * 4,
+         "y": [20, 10, 18, 12, 25, 20, 22, 14]}
+    )  # fmt: skip
+    es = change.within_effect_size(d, outcome="y").set_index("definition")
+    assert es.loc["d_av", "estimate"] == pytest.approx(1.98451, abs=1e-5)
+    assert es.loc["d_z", "estimate"] == pytest.approx(3.26966, abs=1e-5)
+    assert es.loc["d_rm", "estimate"] == pytest.approx(1.61203, abs=1e-5)
+    assert es.loc["d_z", "g"] == pytest.approx(3.26966 * 8 / 11, abs=1e-5)
+    assert es.loc["d_z", "se"] == pytest.approx(1.25950, abs=1e-5)
+    assert es.loc["d_z", "r"] == pytest.approx(0.878462, abs=1e-6)
+    assert es.loc["d_z", "ci_low"] == pytest.approx(3.26966 - 1.959964 * 1.25950, abs=1e-4)
