@@ -233,3 +233,18 @@ def test_within_effect_size_by_hand():
     assert es.loc["d_z", "se"] == pytest.approx(1.25950, abs=1e-5)
     assert es.loc["d_z", "r"] == pytest.approx(0.878462, abs=1e-6)
     assert es.loc["d_z", "ci_low"] == pytest.approx(3.26966 - 1.959964 * 1.25950, abs=1e-4)
+
+
+def test_benchmark_verdicts():
+    # g(d_z) of the hand-worked case 2.37794, CI 2.37794 +/- .727273 * 1.95996 * 1.2595
+    # = .58261 to 4.17326: 0.5 below the interval -> "above"; 3 inside; 5 -> "below"
+    d = pd.DataFrame(
+        {"client": [1, 1, 2, 2, 3, 3, 4, 4], "session": [1, 2] * 4,
+         "y": [20, 10, 18, 12, 25, 20, 22, 14]}
+    )  # fmt: skip
+    es = change.within_effect_size(d, outcome="y")
+    got = change.benchmark(es, {"low": 0.5, "mid": 3.0, "high": 5.0}, definition="d_z")
+    assert got["verdict"].tolist() == ["above", "not distinguishable", "below"]
+    assert got.loc[1, "difference"] == pytest.approx(2.37794 - 3.0, abs=1e-5)
+    with pytest.raises(ValueError, match="no benchmarks are built in"):
+        change.benchmark(es, {})

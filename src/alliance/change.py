@@ -42,6 +42,7 @@ from alliance import instruments as _instruments
 from alliance._checks import format_rows, require_columns
 
 __all__ = [
+    "benchmark",
     "clinical_cutoffs",
     "clinical_significance",
     "reliable_change",
@@ -1329,3 +1330,78 @@ def within_effect_size(
         "cumulative science. Frontiers in Psychology, 4, 863."
     )
     return out
+
+
+def benchmark(
+    effect: pd.DataFrame,
+    benchmarks: dict[str, float],
+    *,
+    definition: str = "d_av",
+    use_g: bool = True,
+) -> pd.DataFrame:
+    """Compare a clinic's pre-post effect size with trial benchmarks the user supplies.
+
+    Parameters
+    ----------
+    effect : pandas.DataFrame
+        The result of :func:`within_effect_size`.
+    benchmarks : dict of str to float
+        Benchmark effect sizes by label, e.g. the efficacy and natural-history
+        benchmarks of Minami et al. (2008) for the instrument and sample at hand.
+        No benchmark numbers are built in: copy them from the source you cite, on the
+        same definition of d as ``definition``.
+    definition : {'d_av', 'd_z', 'd_rm'}
+        Which pre-post d to compare.
+    use_g : bool
+        Compare Hedges' g (default) rather than d.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per benchmark: benchmark, benchmark_value, estimate, ci_low, ci_high,
+        difference (estimate - benchmark), ratio, verdict ('above', 'below', or
+        'not distinguishable' when the benchmark lies inside the interval).
+
+    Examples
+    --------
+    >>> import alliance
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> es = alliance.change.within_effect_size(study.sessions, outcome="phq9",
+    ...                                         instrument="phq9")
+    >>> alliance.change.benchmark(es, {"my trial benchmark": 0.0})["verdict"].tolist()
+    ['above']
+    """
+    if not isinstance(benchmarks, dict) or not benchmarks:
+        raise ValueError(
+            "benchmarks= must be a non-empty dict of label -> effect size, e.g. "
+            "{'efficacy benchmark': 1.2}; the numbers come from the source you cite "
+            "(no benchmarks are built in)"
+        )
+    rows = effect[effect["definition"] == definition]
+    if rows.empty:
+        raise ValueError(f"definition={definition!r}: pass 'd_av', 'd_z' or 'd_rm'")
+    row = rows.iloc[0]
+    est, lo, hi = (
+        (row["g"], row["g_ci_low"], row["g_ci_high"])
+        if use_g
+        else (row["estimate"], row["ci_low"], row["ci_high"])
+    )
+    out = []
+    for label, value in benchmarks.items():
+        value = float(value)
+        verdict = "above" if lo > value else "below" if hi < value else "not distinguishable"
+        out.append(
+            {
+                "benchmark": label,
+                "benchmark_value": value,
+                "estimate": est,
+                "ci_low": lo,
+                "ci_high": hi,
+                "difference": est - value,
+                "ratio": est / value if value else np.nan,
+                "verdict": verdict,
+            }
+        )
+    table = pd.DataFrame(out)
+    table.attrs["compared"] = ("g" if use_g else "d") + f" ({definition})"
+    return table
