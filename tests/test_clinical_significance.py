@@ -248,3 +248,22 @@ def test_benchmark_verdicts():
     assert got.loc[1, "difference"] == pytest.approx(2.37794 - 3.0, abs=1e-5)
     with pytest.raises(ValueError, match="no benchmarks are built in"):
         change.benchmark(es, {})
+
+
+def test_hlm_matches_lme4():
+    # tests/reference/hlm_eb_slopes.R: lme4 REML fit, ranef(condVar = TRUE)
+    import json
+    from pathlib import Path
+
+    ref_dir = Path(__file__).parent / "reference"
+    ref = json.loads((ref_dir / "hlm_eb_slopes.json").read_text())
+    data = pd.read_csv(ref_dir / "data" / "hlm_eb_slopes.csv")
+    rc = change.reliable_change(data, outcome="y", method="HLM")
+    rc = rc.set_index(rc["client"].astype(str)).loc[ref["client"]]
+    expect = [ref["fixed_slope"][0] + dev for dev in ref["deviation"]]
+    assert rc["eb_slope"].to_numpy() == pytest.approx(expect, abs=2e-3)
+    assert rc["eb_slope_sd"].to_numpy() == pytest.approx(ref["condsd"], abs=2e-3)
+    assert rc["rci"].to_numpy() == pytest.approx(
+        [e / s for e, s in zip(expect, ref["condsd"], strict=True)], abs=2e-2
+    )
+    assert rc.attrs["rci_method"] == "HLM"

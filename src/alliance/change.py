@@ -54,7 +54,7 @@ __all__ = [
 _LOWER = ("lower", "lower_is_better", "decrease")
 _HIGHER = ("higher", "higher_is_better", "increase")
 
-_METHODS = ("JT", "GLN", "HLL", "EN", "NK", "HA")
+_METHODS = ("JT", "GLN", "HLL", "EN", "NK", "HA", "HLM")
 
 _NAMES = {
     "JT": "Jacobson & Truax",
@@ -63,6 +63,7 @@ _NAMES = {
     "EN": "Edwards-Nunnally",
     "NK": "Nunnally-Kotsch",
     "HA": "Hageman & Arrindell",
+    "HLM": "Raudenbush & Bryk empirical-Bayes",
 }
 
 _CITATIONS = {
@@ -79,6 +80,8 @@ _CITATIONS = {
     "revisited. Journal of Consulting and Clinical Psychology, 60(3), 402-408.",
     "NK": "Nunnally, J. C., & Kotsch, W. E. (1983). Studies of individual subjects: "
     "Logic and methods of analysis. British Journal of Clinical Psychology, 22, 83-93.",
+    "HLM": "Raudenbush, S. W., & Bryk, A. S. (2002). Hierarchical linear models: "
+    "Applications and data analysis methods (2nd ed.). Sage.",
     "HA": "Hageman, W. J. J. M., & Arrindell, W. A. (1999). Establishing clinically "
     "significant change: Increment of precision and the distinction between individual "
     "and group level of analysis. Behaviour Research and Therapy, 37(12), 1169-1193.",
@@ -331,6 +334,8 @@ def reliable_change(
     z: float | None = None,
     method: str = "JT",
     reliability_post: float | None = None,
+    hlm_max_clients: int = 2000,
+    seed: int | None = 0,
 ) -> pd.DataFrame:
     """Reliable change per client (Jacobson & Truax, 1991, and five alternatives).
 
@@ -369,6 +374,16 @@ def reliable_change(
         replaces the SD of the pre scores.
     reliability_post : float, optional
         Reliability at post, needed for ``method='NK'``.
+    hlm_max_clients, seed
+        ``method='HLM'`` (Raudenbush & Bryk, 2002) uses every assessment: the
+        variance components of ``score ~ session + (1 + session | client)`` are fitted
+        by :func:`alliance.models.lmm` on the clients with 3 or more scores (a random
+        subsample of ``hlm_max_clients`` of them, drawn with ``seed``, when there are
+        more), then each client's empirical-Bayes slope (fixed slope + conditional mode)
+        and its posterior SD follow in closed form; ``rci = slope / SD`` (columns
+        ``eb_slope``, ``eb_slope_sd``). Clients with fewer than 3 scores get the category
+        'fewer than 3 scores'. The R package clinicalsignificance divides the slope's
+        deviation from the fixed slope instead; we test the client's own slope.
 
     Returns
     -------
@@ -427,6 +442,19 @@ def reliable_change(
     long = _check_long(data, client, session, outcome)
     out = _pre_post(long, first, last, carry_forward)
     change = out["post"] - out["pre"]
+    if key == "HLM":
+        z = 1.96 if z is None else z
+        slope, sd_eb, n_scores, described = _hlm_slopes(long, out.index, hlm_max_clients, seed)
+        rci = pd.Series(slope / sd_eb, index=out.index)
+        reliable = rci.abs() > z
+        res = _finish_rc(out, change, rci, reliable, higher, described, key, z, (0.0, 1.0, np.nan))
+        few = n_scores < 3
+        res["eb_slope"] = slope
+        res["eb_slope_sd"] = sd_eb
+        res.loc[few, ["reliable_improvement", "reliable_deterioration"]] = pd.NA
+        res.loc[few & res["pre"].notna(), "category"] = "fewer than 3 scores"
+        res.attrs.pop("band", None)
+        return res
     if key != "JT":
         if z is None:
             z = 1.645 if key == "HA" else 1.96
@@ -1405,3 +1433,67 @@ def benchmark(
     table = pd.DataFrame(out)
     table.attrs["compared"] = ("g" if use_g else "d") + f" ({definition})"
     return table
+
+
+def _hlm_slopes(long: pd.DataFrame, clients: pd.Index, max_clients: int, seed):
+    """Empirical-Bayes slopes of ``value ~ session + (1 + session | client)``.
+
+    Returns (eb_slope, posterior_sd, n_scores, description) aligned with ``clients``.
+    The variance components come from :func:`alliance.models.lmm` fitted (REML) on all
+    clients with 3 or more scores, or on a random subsample of ``max_clients`` of them;
+    the posterior of every client's slope then follows in closed form:
+    ``Cov = (Z'Z / s2 + T^-1)^-1``, ``b = Cov Z'(y - X g) / s2``, slope ``g1 + b1``, SD
+    ``sqrt(Cov[1, 1])`` (conditional on the fixed effects, as lme4's ``condVar``).
+    """
+    from alliance.models.lmm import lmm
+
+    obs = long[long["value"].notna()]
+    codes = pd.Index(clients).get_indexer(obs["client"])
+    n = np.bincount(codes, minlength=len(clients))
+    ok = n[codes] >= 3
+    fit_rows = obs[ok]
+    eligible = np.flatnonzero(n >= 3)
+    if len(eligible) < 3:
+        raise ValueError("method='HLM' needs at least 3 clients with 3 or more scores")
+    if len(eligible) > max_clients:
+        rng = np.random.default_rng(seed)
+        pick = clients[rng.choice(eligible, size=max_clients, replace=False)]
+        fit_rows = fit_rows[fit_rows["client"].isin(pick)]
+        sub = f"variance components from a random subsample of {max_clients} clients"
+    else:
+        sub = f"variance components from all {len(eligible)} clients with 3+ scores"
+    frame = pd.DataFrame(
+        {
+            "y": fit_rows["value"].to_numpy(float),
+            "t": fit_rows["session"].to_numpy(float),
+            "client": fit_rows["client"].astype(str).to_numpy(),
+        }
+    )
+    res = lmm("y ~ t + (1 + t | client)", frame)
+    g = res.params.set_index("term")["estimate"]
+    g0, g1 = float(g.iloc[0]), float(g["t"])
+    tau = np.asarray(res.covariances["client"], dtype=float)
+    s2 = float(res.sigma) ** 2
+    ti = np.linalg.inv(tau)
+    t = obs["session"].to_numpy(float)
+    r = obs["value"].to_numpy(float) - g0 - g1 * t
+    k = len(clients)
+    s_t = np.bincount(codes, weights=t, minlength=k)
+    s_tt = np.bincount(codes, weights=t * t, minlength=k)
+    s_r = np.bincount(codes, weights=r, minlength=k)
+    s_tr = np.bincount(codes, weights=t * r, minlength=k)
+    a = n / s2 + ti[0, 0]
+    b = s_t / s2 + ti[0, 1]
+    d = s_tt / s2 + ti[1, 1]
+    det = a * d - b * b
+    c11 = a / det  # posterior variance of the slope deviation
+    b1 = (-b * s_r + a * s_tr) / det / s2
+    slope = g1 + b1
+    sd = np.sqrt(c11)
+    slope[n < 3] = np.nan
+    sd[n < 3] = np.nan
+    desc = (
+        f"multilevel empirical-Bayes slope (lmm REML y ~ session + (1 + session | client); "
+        f"fixed slope {g1:.4g}, {sub})"
+    )
+    return slope, sd, n, desc
