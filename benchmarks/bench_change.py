@@ -107,6 +107,10 @@ def main() -> None:
                 with_cutoff=True,
             ),
         ),
+        (
+            "reliable_change HLM",
+            lambda: change.reliable_change(data, outcome="phq9", method="HLM"),
+        ),
         ("within_effect_size", lambda: change.within_effect_size(data, outcome="phq9")),
         ("sudden_gains", lambda: change.sudden_gains(data, outcome="phq9", cutoff=6)),
         ("ruptures.detect (drop)", lambda: ruptures.detect(data, alliance="wai_sr", threshold=8)),
