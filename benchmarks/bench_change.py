@@ -81,6 +81,37 @@ def main() -> None:
                 data, outcome="phq9", instrument="phq9", sd="pre", reliability=0.84
             ),
         ),
+        *[
+            (
+                f"clinical_significance {m}",
+                lambda m=m: change.clinical_significance(
+                    data,
+                    outcome="phq9",
+                    instrument="phq9",
+                    reliability=0.84,
+                    reliability_post=0.8,
+                    method=m,
+                ),
+            )
+            for m in ("GLN", "HLL", "EN", "NK", "HA")
+        ],
+        (
+            "clinical_significance percentage",
+            lambda: change.clinical_significance(
+                data,
+                outcome="phq9",
+                instrument="phq9",
+                threshold=5,
+                approach="percentage",
+                pct_improvement=0.5,
+                with_cutoff=True,
+            ),
+        ),
+        (
+            "reliable_change HLM",
+            lambda: change.reliable_change(data, outcome="phq9", method="HLM"),
+        ),
+        ("within_effect_size", lambda: change.within_effect_size(data, outcome="phq9")),
         ("sudden_gains", lambda: change.sudden_gains(data, outcome="phq9", cutoff=6)),
         ("ruptures.detect (drop)", lambda: ruptures.detect(data, alliance="wai_sr", threshold=8)),
         (

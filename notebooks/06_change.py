@@ -103,6 +103,48 @@ save_table(categories, "clinical_significance", export_dir, count="n_clients")
 print(categories.round(3).to_string(index=False))
 
 # %% [markdown]
+# ### The reliable-change methods compared
+#
+# The same cut-off with each method of `clinical_significance(method=...)`: Jacobson &
+# Truax (JT), Gulliksen-Lord-Novick (GLN), Hsu-Linn-Lord (HLL), Edwards-Nunnally (EN),
+# Nunnally-Kotsch (NK, here with the same reliability at post), Hageman & Arrindell
+# (HA) and the multilevel empirical-Bayes slope over every session (HLM). Counts of
+# clients per category; percentages are over the clients with a pre and a post score
+# (counts under five suppressed). "Harmed" is reliable deterioration into the clinical
+# range.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+by_method = []
+for rc_method in ["JT", "GLN", "HLL", "EN", "NK", "HA", "HLM"]:
+    result = alliance.change.clinical_significance(
+        sessions,
+        outcome=outcome,
+        instrument=instrument,
+        sd=rci_sd if rc_method == "JT" else None,
+        reliability=reliability,
+        reliability_post=reliability,
+        method=rc_method,
+    )
+    by_method.append(
+        result.attrs["summary"].rename(columns={"n": "n_clients"}).assign(method=rc_method)
+    )
+method_long = pd.concat(by_method, ignore_index=True)
+method_long = alliance.privacy.suppress_small_cells(method_long)
+save_table(method_long, "clinical_significance_by_method", export_dir, count="n_clients")
+method_table = method_long.pivot(index="category", columns="method", values="n_clients")
+method_table = method_table.reindex(index=list(alliance.change.CATEGORIES))
+method_table = method_table[["JT", "GLN", "HLL", "EN", "NK", "HA", "HLM"]].reset_index()
+print(result.attrs["summary_note"])
+print(method_table.to_string(index=False))
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 5))
+alliance.plots.jacobson_truax(clinical, ax=ax)
+fig.tight_layout()
+figure_files = save_figure(fig, "jacobson_truax_plot", export_dir);
+
+# %% [markdown]
 # Reliable change and clinical significance, cross-tabulated (counts of clients), and
 # the mean change in each category:
 

@@ -42,15 +42,50 @@ from alliance import instruments as _instruments
 from alliance._checks import format_rows, require_columns
 
 __all__ = [
+    "benchmark",
     "clinical_cutoffs",
     "clinical_significance",
     "reliable_change",
     "sudden_gains",
     "sudden_losses",
+    "within_effect_size",
 ]
 
 _LOWER = ("lower", "lower_is_better", "decrease")
 _HIGHER = ("higher", "higher_is_better", "increase")
+
+_METHODS = ("JT", "GLN", "HLL", "EN", "NK", "HA", "HLM")
+
+_NAMES = {
+    "JT": "Jacobson & Truax",
+    "GLN": "Gulliksen-Lord-Novick",
+    "HLL": "Hsu-Linn-Lord",
+    "EN": "Edwards-Nunnally",
+    "NK": "Nunnally-Kotsch",
+    "HA": "Hageman & Arrindell",
+    "HLM": "Raudenbush & Bryk empirical-Bayes",
+}
+
+_CITATIONS = {
+    "JT": "Jacobson, N. S., & Truax, P. (1991). Clinical significance: A statistical "
+    "approach to defining meaningful change in psychotherapy research. Journal of "
+    "Consulting and Clinical Psychology, 59(1), 12-19.",
+    "GLN": "Hsu, L. M. (1989). Reliable changes in psychotherapy: Taking into account "
+    "regression toward the mean. Behavioral Assessment, 11, 459-467 (the "
+    "Gulliksen-Lord-Novick index).",
+    "HLL": "Hsu, L. M. (1995). Regression toward the mean associated with measurement "
+    "error and the identification of improvement and deterioration in psychotherapy. "
+    "Journal of Consulting and Clinical Psychology, 63(1), 141-144.",
+    "EN": "Speer, D. C. (1992). Clinically significant change: Jacobson and Truax (1991) "
+    "revisited. Journal of Consulting and Clinical Psychology, 60(3), 402-408.",
+    "NK": "Nunnally, J. C., & Kotsch, W. E. (1983). Studies of individual subjects: "
+    "Logic and methods of analysis. British Journal of Clinical Psychology, 22, 83-93.",
+    "HLM": "Raudenbush, S. W., & Bryk, A. S. (2002). Hierarchical linear models: "
+    "Applications and data analysis methods (2nd ed.). Sage.",
+    "HA": "Hageman, W. J. J. M., & Arrindell, W. A. (1999). Establishing clinically "
+    "significant change: Increment of precision and the distinction between individual "
+    "and group level of analysis. Behaviour Research and Therapy, 37(12), 1169-1193.",
+}
 
 #: Largest complete client x session grid built before refusing (cells).
 _MAX_GRID = 200_000_000
@@ -296,9 +331,13 @@ def reliable_change(
     last: int | str = "last",
     carry_forward: bool = False,
     direction: str | None = None,
-    z: float = 1.96,
+    z: float | None = None,
+    method: str = "JT",
+    reliability_post: float | None = None,
+    hlm_max_clients: int = 2000,
+    seed: int | None = 0,
 ) -> pd.DataFrame:
-    """Reliable change per client (Jacobson & Truax, 1991).
+    """Reliable change per client (Jacobson & Truax, 1991, and five alternatives).
 
     Parameters
     ----------
@@ -325,8 +364,26 @@ def reliable_change(
         ``'carried forward'``.
     direction : {'lower_is_better', 'higher_is_better'}, optional
         Which way is improvement; default the instrument's, else lower is better.
-    z : float
-        Critical value of the RCI (1.96 for two-sided .05).
+    z : float, optional
+        Critical value of the RCI: default 1.96 (two-sided .05), and 1.645 for
+        ``method='HA'`` (one-sided .05, as Hageman & Arrindell, 1999).
+    method : {'JT', 'GLN', 'HLL', 'EN', 'NK', 'HA'}
+        Reliable-change method (formulas in Notes). All but ``'JT'`` need
+        ``reliability=`` and take the mean and SD of the pre scores (and the post
+        scores for HLL and HA) from the clients with both scores; ``sd=`` a number
+        replaces the SD of the pre scores.
+    reliability_post : float, optional
+        Reliability at post, needed for ``method='NK'``.
+    hlm_max_clients, seed
+        ``method='HLM'`` (Raudenbush & Bryk, 2002) uses every assessment: the
+        variance components of ``score ~ session + (1 + session | client)`` are fitted
+        by :func:`alliance.models.lmm` on the clients with 3 or more scores (a random
+        subsample of ``hlm_max_clients`` of them, drawn with ``seed``, when there are
+        more), then each client's empirical-Bayes slope (fixed slope + conditional mode)
+        and its posterior SD follow in closed form; ``rci = slope / SD`` (columns
+        ``eb_slope``, ``eb_slope_sd``). Clients with fewer than 3 scores get the category
+        'fewer than 3 scores'. The R package clinicalsignificance divides the slope's
+        deviation from the fixed slope instead; we test the client's own slope.
 
     Returns
     -------
@@ -346,6 +403,24 @@ def reliable_change(
     ``|change| >= T``, and ``rci`` is reported as ``change / (T / z)`` so that both
     yardsticks read on the same scale.
 
+    The other methods (``M1``, ``S1``: mean and SD of pre; ``M2``, ``S2``: of post;
+    ``r``: reliability; improvement is ``rci`` beyond ``z`` in the better direction):
+
+    - GLN (Gulliksen, Lord & Novick): ``(x2 - M1 - r (x1 - M1)) / (S1 sqrt(1 - r^2))``.
+    - HLL (Hsu, 1989, 1995; Hsu-Linn-Lord): ``(x2 - M2 - r (x1 - M1)) / (S1 sqrt(1 - r^2))``.
+    - EN (Edwards-Nunnally as reformulated by Speer, 1992): the estimated true pre
+      score ``t1 = r (x1 - M1) + M1``; ``rci = (x2 - t1) / (S1 sqrt(1 - r))``.
+    - NK (Nunnally & Kotsch, 1983): ``(x2 - t1) / sqrt(r^2 S1^2 (1 - r) + S1^2 (1 - r2))``
+      with ``r2`` the post-test reliability.
+    - HA (Hageman & Arrindell, 1999): ``SE = S1 sqrt(1 - r)``, ``r_xx1 = (S1^2 - SE^2) / S1^2``,
+      ``r_xx2 = (S2^2 - SE^2) / S2^2``, ``r12`` the pre-post correlation,
+      ``r_dd = (S1^2 r_xx1 + S2^2 r_xx2 - 2 S1 S2 r12) / (S1^2 + S2^2 - 2 S1 S2 r12)``,
+      ``RC_indiv = ((x2 - x1) r_dd + (M2 - M1)(1 - r_dd)) / (sqrt(r_dd) sqrt(2 SE^2))``,
+      critical value 1.645.
+
+    These are the formulas of the R package clinicalsignificance (Claus, Wager &
+    Bonnet, 2024), read from its documentation and re-written here.
+
     Examples
     --------
     >>> import alliance
@@ -357,25 +432,66 @@ def reliable_change(
     >>> len(rc) == study.sessions["client"].nunique()
     True
     """
+    key = str(method).upper()
+    if key not in _METHODS:
+        raise ValueError(
+            f"method={method!r} is not a reliable-change method; pass one of "
+            f"{', '.join(repr(m) for m in _METHODS)}"
+        )
     higher = _higher_is_better(direction, instrument)
     long = _check_long(data, client, session, outcome)
     out = _pre_post(long, first, last, carry_forward)
-    s_diff, points, method = _rci_parameters(
+    change = out["post"] - out["pre"]
+    if key == "HLM":
+        z = 1.96 if z is None else z
+        slope, sd_eb, n_scores, described = _hlm_slopes(long, out.index, hlm_max_clients, seed)
+        rci = pd.Series(slope / sd_eb, index=out.index)
+        reliable = rci.abs() > z
+        res = _finish_rc(out, change, rci, reliable, higher, described, key, z, (0.0, 1.0, np.nan))
+        few = n_scores < 3
+        res["eb_slope"] = slope
+        res["eb_slope_sd"] = sd_eb
+        res.loc[few, ["reliable_improvement", "reliable_deterioration"]] = pd.NA
+        res.loc[few & res["pre"].notna(), "category"] = "fewer than 3 scores"
+        res.attrs.pop("band", None)
+        return res
+    if key != "JT":
+        if z is None:
+            z = 1.645 if key == "HA" else 1.96
+        rci, described, band = _rci_alternative(
+            key, out, sd, reliability, reliability_post, instrument
+        )
+        reliable = rci.abs() > z
+        return _finish_rc(out, change, rci, reliable, higher, described, key, z, band)
+    if z is None:
+        z = 1.96
+    s_diff, points, described = _rci_parameters(
         instrument, sd, reliability, threshold, out["pre"].to_numpy(dtype=float)
     )
-    change = out["post"] - out["pre"]
     if points is not None:
         if points <= 0:
             raise ValueError(f"the reliable-change threshold must be positive, not {points}")
         rci = change / (points / z)
         reliable = change.abs() >= points
+        band = (0.0, 1.0, points / z)
     else:
         rci = change / s_diff
         reliable = rci.abs() > z
-    better = change > 0 if higher else change < 0
+        band = (0.0, 1.0, s_diff)
+    return _finish_rc(out, change, rci, reliable, higher, described, "JT", z, band)
+
+
+def _finish_rc(out, change, rci, reliable, higher, described, key, z, band) -> pd.DataFrame:
+    """Categories and attrs of :func:`reliable_change` for any method."""
+    if key == "JT":
+        better = change > 0 if higher else change < 0
+        worse = ~better & (change != 0)
+    else:  # the adjusted index decides the direction
+        better = rci > 0 if higher else rci < 0
+        worse = rci < 0 if higher else rci > 0
     known = change.notna()
     improvement = (reliable & better).astype("boolean").where(known, pd.NA)
-    deterioration = (reliable & ~better & (change != 0)).astype("boolean").where(known, pd.NA)
+    deterioration = (reliable & worse).astype("boolean").where(known, pd.NA)
     category = np.select(
         [
             out["pre"].isna(),
@@ -393,9 +509,86 @@ def reliable_change(
         reliable_deterioration=deterioration,
         category=category,
     ).reset_index()
-    out.attrs["method"] = method
+    out.attrs["method"] = described
+    out.attrs["rci_method"] = key
+    out.attrs["critical_value"] = float(z)
+    # the no-reliable-change region in the pre-post plane: post within
+    # intercept + slope * pre +/- half_width (|rci| <= z)
+    out.attrs["band"] = {
+        "intercept": float(band[0]),
+        "slope": float(band[1]),
+        "half_width": float(z * band[2]),
+    }
+    out.attrs["citation"] = _CITATIONS[key]
     out.attrs["direction"] = "higher_is_better" if higher else "lower_is_better"
     return out
+
+
+def _rci_alternative(key, out, sd, reliability, reliability_post, instrument):
+    """RCI of the GLN, HLL, EN, NK and HA methods (see :func:`reliable_change`)."""
+    ins = _instrument(instrument)
+    if reliability is None and ins is not None and ins.reliability is not None:
+        reliability = ins.reliability
+    if reliability is None:
+        raise ValueError(
+            f"method={key!r} needs reliability= (e.g. Cronbach's alpha or the "
+            "test-retest r of the instrument)"
+        )
+    r = float(reliability)
+    if not 0 < r < 1:
+        raise ValueError(f"reliability={reliability} must be between 0 and 1 (exclusive)")
+    both = out["pre"].notna() & out["post"].notna()
+    pre, post = out["pre"].to_numpy(dtype=float), out["post"].to_numpy(dtype=float)
+    x1, x2 = pre[both.to_numpy()], post[both.to_numpy()]
+    if len(x1) < 3:
+        raise ValueError(
+            f"method={key!r} needs at least 3 clients with both a pre and a post score, "
+            f"not {len(x1)}; use method='JT' with sd= a normative SD"
+        )
+    m1, m2 = float(x1.mean()), float(x2.mean())
+    s1 = float(x1.std(ddof=1)) if sd is None or isinstance(sd, str) else float(sd)
+    s2 = float(x2.std(ddof=1))
+    if isinstance(sd, str) and sd != "pre":
+        raise ValueError(f"sd={sd!r}: pass a number or 'pre'")
+    detail = f"M_pre={m1:.4g}, SD_pre={s1:.4g}, reliability={r:g}"
+    if key == "GLN":
+        rci = (post - m1 - r * (pre - m1)) / (s1 * np.sqrt(1 - r**2))
+        band = (m1 * (1 - r), r, s1 * np.sqrt(1 - r**2))
+    elif key == "HLL":
+        rci = (post - m2 - r * (pre - m1)) / (s1 * np.sqrt(1 - r**2))
+        band = (m2 - r * m1, r, s1 * np.sqrt(1 - r**2))
+        detail += f", M_post={m2:.4g}"
+    elif key == "EN":
+        rci = (post - (r * (pre - m1) + m1)) / (s1 * np.sqrt(1 - r))
+        band = (m1 * (1 - r), r, s1 * np.sqrt(1 - r))
+    elif key == "NK":
+        if reliability_post is None:
+            raise ValueError("method='NK' needs reliability_post= (the reliability at post-test)")
+        r2 = float(reliability_post)
+        if not 0 < r2 < 1:
+            raise ValueError(f"reliability_post={reliability_post} must be in (0, 1)")
+        denom = np.sqrt(r**2 * s1**2 * (1 - r) + s1**2 * (1 - r2))
+        rci = (post - (r * (pre - m1) + m1)) / denom
+        band = (m1 * (1 - r), r, denom)
+        detail += f", reliability_post={r2:g}"
+    else:  # HA
+        se = s1 * np.sqrt(1 - r)
+        rxx1 = (s1**2 - se**2) / s1**2
+        rxx2 = (s2**2 - se**2) / s2**2
+        r12 = float(np.corrcoef(x1, x2)[0, 1])
+        r_dd = (s1**2 * rxx1 + s2**2 * rxx2 - 2 * s1 * s2 * r12) / (
+            s1**2 + s2**2 - 2 * s1 * s2 * r12
+        )
+        if not r_dd > 0:
+            raise ValueError(
+                f"the reliability of the difference scores is {r_dd:.3g} (not positive), "
+                "so the Hageman-Arrindell index is undefined; use another method"
+            )
+        rci = ((post - pre) * r_dd + (m2 - m1) * (1 - r_dd)) / (np.sqrt(r_dd) * np.sqrt(2 * se**2))
+        band = (-(m2 - m1) * (1 - r_dd) / r_dd, 1.0, np.sqrt(2 * se**2) / np.sqrt(r_dd))
+        detail += f", M_post={m2:.4g}, SD_post={s2:.4g}, r_pre_post={r12:.4g}, r_dd={r_dd:.4g}"
+    described = f"{_NAMES[key]} RCI ({detail}; {int(both.sum())} clients with pre and post)"
+    return pd.Series(rci, index=out.index), described, band
 
 
 # ------------------------------------------------------------ clinical significance
@@ -475,7 +668,15 @@ def clinical_significance(
     last: int | str = "last",
     carry_forward: bool = False,
     direction: str | None = None,
-    z: float = 1.96,
+    z: float | None = None,
+    method: str = "JT",
+    reliability_post: float | None = None,
+    approach: str = "combined",
+    pct_improvement: float | None = None,
+    pct_deterioration: float | None = None,
+    mid_improvement: float | None = None,
+    mid_deterioration: float | None = None,
+    with_cutoff: bool = False,
 ) -> pd.DataFrame:
     """Clinically significant change per client (Jacobson & Truax, 1991).
 
@@ -493,8 +694,27 @@ def clinical_significance(
         and SD of this sample's pre scores.
     functional_mean, functional_sd : float, optional
         Norms of the functional population; default the instrument's (needed for b, c).
-    sd, reliability, threshold, first, last, carry_forward, direction, z
+    sd, reliability, threshold, first, last, carry_forward, direction, z, method, reliability_post
         As in :func:`reliable_change`.
+    approach : {'combined', 'distribution', 'statistical', 'percentage', 'anchor'}
+        ``'combined'`` (default): reliable change by ``method`` and the cut-off
+        (recovered, improved, unchanged, deteriorated, harmed). ``'distribution'``:
+        reliable change only (improved, unchanged, deteriorated). ``'statistical'``:
+        the cut-off only (recovered: from the dysfunctional to the functional side;
+        harmed: the other way; unchanged otherwise). ``'percentage'``: change as a
+        proportion of the pre score, improved when at least ``pct_improvement`` in
+        the better direction, deteriorated when at least ``pct_deterioration`` (default
+        ``pct_improvement``) in the worse one. ``'anchor'``: improved when the change
+        is at least ``mid_improvement`` points (a minimal important difference) in
+        the better direction, deteriorated at ``mid_deterioration`` (default
+        ``mid_improvement``) points the other way.
+    pct_improvement, pct_deterioration : float, optional
+        Thresholds of the percentage approach as proportions (0.5 = 50%).
+    mid_improvement, mid_deterioration : float, optional
+        Minimal important differences (points) of the anchor approach.
+    with_cutoff : bool
+        With ``approach='percentage'`` or ``'anchor'``: combine the change criterion
+        with the cut-off as in the combined approach (recovered, harmed).
 
     Returns
     -------
@@ -503,8 +723,13 @@ def clinical_significance(
         pre_dysfunctional, post_functional and category: 'recovered' (reliable
         improvement from the dysfunctional to the functional side of the cut-off),
         'improved' (reliable improvement otherwise), 'unchanged', 'deteriorated'
-        (reliable deterioration), or 'no post score' / 'no pre score'.
-        ``attrs['cutoffs']`` holds a, b and c.
+        (reliable deterioration), 'harmed' (reliable deterioration from the
+        functional to the dysfunctional side of the cut-off), or 'no post score' /
+        'no pre score'. ``attrs['cutoffs']`` holds a, b and c; ``attrs['summary']``
+        counts the categories with percentages over the clients with both scores
+        only (``attrs['summary_note']`` says how many were left out);
+        ``attrs['approach']``, ``attrs['rci_method']`` and ``attrs['citation']``
+        name what was done.
 
     Examples
     --------
@@ -514,8 +739,23 @@ def clinical_significance(
     ...     study.sessions, outcome="phq9", instrument="phq9", cutoff=10,
     ...     sd="pre", reliability=0.84)
     >>> set(cs["category"]) <= {"recovered", "improved", "unchanged", "deteriorated",
-    ...                         "no post score", "no pre score"}
+    ...                         "harmed", "no post score", "no pre score"}
     True
+    >>> cs.attrs["summary"]["category"].tolist()
+    ['recovered', 'improved', 'unchanged', 'deteriorated', 'harmed']
+
+    Another method and the percentage approach:
+
+    >>> en = alliance.change.clinical_significance(
+    ...     study.sessions, outcome="phq9", instrument="phq9", cutoff=10,
+    ...     reliability=0.84, method="EN")
+    >>> en.attrs["rci_method"]
+    'EN'
+    >>> pct = alliance.change.clinical_significance(
+    ...     study.sessions, outcome="phq9", instrument="phq9", cutoff=10,
+    ...     approach="percentage", pct_improvement=0.5, threshold=5)
+    >>> pct.attrs["approach"]
+    'percentage'
     """
     ins = _instrument(instrument)
     higher = _higher_is_better(direction, instrument)
@@ -533,6 +773,22 @@ def clinical_significance(
         carry_forward=carry_forward,
         direction="higher_is_better" if higher else "lower_is_better",
         z=z,
+        method=method,
+        reliability_post=reliability_post,
+    )
+    approach = str(approach).lower()
+    if approach not in _APPROACHES:
+        raise ValueError(
+            f"approach={approach!r}: pass one of {', '.join(repr(a) for a in _APPROACHES)}"
+        )
+    improved, worse = _change_criterion(
+        rc,
+        approach,
+        higher,
+        pct_improvement,
+        pct_deterioration,
+        mid_improvement,
+        mid_deterioration,
     )
 
     def pick(value, attr):
@@ -586,18 +842,23 @@ def clinical_significance(
         post_fun = rc["post"] < value
     pre_dys = pre_dys.astype("boolean").where(rc["pre"].notna(), pd.NA)
     post_fun = post_fun.astype("boolean").where(rc["post"].notna(), pd.NA)
-    improved = rc["reliable_improvement"].fillna(False).astype(bool)
-    worse = rc["reliable_deterioration"].fillna(False).astype(bool)
+    crossed = pre_dys.fillna(False) & post_fun.fillna(False)
+    fell = (~pre_dys.fillna(True)) & (~post_fun.fillna(True))
+    missing = [rc["category"].eq("no pre score"), rc["category"].eq("no post score")]
+    if approach == "distribution":
+        conditions = [*missing, improved, worse]
+        labels = ["improved", "deteriorated"]
+    elif approach == "statistical":
+        conditions = [*missing, crossed, fell]
+        labels = ["recovered", "harmed"]
+    elif approach in ("percentage", "anchor") and not with_cutoff:
+        conditions = [*missing, improved, worse]
+        labels = ["improved", "deteriorated"]
+    else:
+        conditions = [*missing, improved & crossed, improved, worse & fell, worse]
+        labels = ["recovered", "improved", "harmed", "deteriorated"]
     category = np.select(
-        [
-            rc["category"].eq("no pre score"),
-            rc["category"].eq("no post score"),
-            improved & pre_dys.fillna(False) & post_fun.fillna(False),
-            improved,
-            worse,
-        ],
-        ["no pre score", "no post score", "recovered", "improved", "deteriorated"],
-        default="unchanged",
+        conditions, ["no pre score", "no post score", *labels], default="unchanged"
     )
     out = rc.assign(
         cutoff=value,
@@ -608,7 +869,64 @@ def clinical_significance(
     )
     out.attrs = dict(rc.attrs)
     out.attrs["cutoffs"] = dict(zip(table["cutoff"], table["value"].astype(float), strict=True))
+    out.attrs["approach"] = approach + (" + cut-off" if with_cutoff else "")
+    summary, note = _category_summary(out["category"], {"unchanged", *labels})
+    out.attrs["summary"] = summary
+    out.attrs["summary_note"] = note
     return out
+
+
+_APPROACHES = ("combined", "distribution", "statistical", "percentage", "anchor")
+
+#: Category order of every approach.
+CATEGORIES = ("recovered", "improved", "unchanged", "deteriorated", "harmed")
+
+
+def _change_criterion(rc, approach, higher, pct_imp, pct_det, mid_imp, mid_det):
+    """Improved / worsened per client under the chosen change criterion."""
+    sign = 1.0 if higher else -1.0
+    if approach == "percentage":
+        if pct_imp is None:
+            raise ValueError(
+                "approach='percentage' needs pct_improvement= (a proportion, e.g. 0.5 "
+                "for a 50% reduction of a symptom score)"
+            )
+        pct_det = pct_imp if pct_det is None else pct_det
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pct = sign * rc["change"] / rc["pre"].abs()
+        return (pct >= pct_imp).fillna(False).astype(bool), (pct <= -pct_det).fillna(False).astype(
+            bool
+        )
+    if approach == "anchor":
+        if mid_imp is None:
+            raise ValueError(
+                "approach='anchor' needs mid_improvement= (the minimal important "
+                "difference in points of the scale)"
+            )
+        mid_det = mid_imp if mid_det is None else mid_det
+        d = sign * rc["change"]
+        return (d >= mid_imp).fillna(False).astype(bool), (d <= -mid_det).fillna(False).astype(bool)
+    return (
+        rc["reliable_improvement"].fillna(False).astype(bool),
+        rc["reliable_deterioration"].fillna(False).astype(bool),
+    )
+
+
+def _category_summary(category: pd.Series, labels) -> tuple[pd.DataFrame, str]:
+    """Counts per category, percentages over clients with both scores."""
+    counts = category.value_counts()
+    present = [c for c in CATEGORIES if c in labels]
+    n = int(sum(counts.get(c, 0) for c in CATEGORIES))
+    rows = [(c, int(counts.get(c, 0))) for c in present]
+    table = pd.DataFrame(rows, columns=["category", "n"])
+    table["percent"] = 100 * table["n"] / n if n else np.nan
+    left = int(counts.get("no post score", 0) + counts.get("no pre score", 0))
+    note = (
+        f"percentages are over the {n} clients with a pre and a post score; "
+        f"{left} clients without them are left out (categories 'no post score' / "
+        "'no pre score')"
+    )
+    return table, note
 
 
 # ------------------------------------------------------------ sudden gains / losses
@@ -928,3 +1246,254 @@ def sudden_losses(
         select=select,
         kind="loss",
     )
+
+
+# ------------------------------------------------------- within-group effect size
+
+
+def within_effect_size(
+    data: pd.DataFrame,
+    outcome: str = "outcome",
+    client: str = "client",
+    session: str = "session",
+    *,
+    first: int | str = "first",
+    last: int | str = "last",
+    direction: str | None = None,
+    instrument=None,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """Pre-post (within-group) standardized mean change: d_av, d_z, d_rm and Hedges' g.
+
+    Parameters
+    ----------
+    data, outcome, client, session, first, last
+        As in :func:`reliable_change`; only clients with both scores count.
+    direction, instrument
+        Which way is improvement; effect sizes are signed so that a positive value is
+        improvement.
+    level : float
+        Confidence level of the intervals.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per definition (``d_av``, ``d_z``, ``d_rm``) with estimate, se,
+        ci_low, ci_high, g (Hedges' small-sample correction ``J = 1 - 3 / (4 (n - 1) - 1)``
+        applied), g_se, g_ci_low, g_ci_high, n, r (the pre-post correlation),
+        mean_change. ``attrs['excluded']`` counts clients without both scores.
+
+    Notes
+    -----
+    With ``M`` the mean improvement, ``S1``, ``S2`` the SDs of pre and post, ``S_D``
+    the SD of the differences and ``r`` the pre-post correlation:
+    ``d_av = M / ((S1 + S2) / 2)``, ``d_z = M / S_D``,
+    ``d_rm = d_z * sqrt(2 (1 - r))`` (Lakens, 2013). Standard errors: for d_z
+    ``sqrt(1/n + d_z^2 / (2 n))``; for d_rm and d_av the standardized-mean-change
+    variance ``(1/n + d^2 / (2 n)) * 2 (1 - r)`` (Borenstein, Hedges, Higgins &
+    Rothstein, 2009, eq. 4.28), a large-sample approximation. Intervals are
+    ``estimate +/- z * se``.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> es = alliance.change.within_effect_size(study.sessions, outcome="phq9",
+    ...                                         instrument="phq9")
+    >>> es["definition"].tolist()
+    ['d_av', 'd_z', 'd_rm']
+    """
+    higher = _higher_is_better(direction, instrument)
+    long = _check_long(data, client, session, outcome)
+    pp = _pre_post(long, first, last, carry_forward=False)
+    both = pp["pre"].notna() & pp["post"].notna()
+    x1 = pp.loc[both, "pre"].to_numpy(float)
+    x2 = pp.loc[both, "post"].to_numpy(float)
+    n = len(x1)
+    if n < 3:
+        raise ValueError(
+            f"a pre-post effect size needs at least 3 clients with both scores, not {n}"
+        )
+    sign = 1.0 if higher else -1.0
+    diff = sign * (x2 - x1)
+    m = float(diff.mean())
+    s1, s2, sd_d = (float(np.std(v, ddof=1)) for v in (x1, x2, diff))
+    r = float(np.corrcoef(x1, x2)[0, 1])
+    d_av = m / ((s1 + s2) / 2)
+    d_z = m / sd_d
+    d_rm = d_z * np.sqrt(2 * (1 - r))
+    se_z = np.sqrt(1 / n + d_z**2 / (2 * n))
+
+    def se_smc(d):
+        return float(np.sqrt((1 / n + d**2 / (2 * n)) * 2 * (1 - r)))
+
+    j = 1 - 3 / (4 * (n - 1) - 1)
+    q = float(stats.norm.ppf(0.5 + level / 2))
+    rows = []
+    for name, d, se in (
+        ("d_av", d_av, se_smc(d_av)),
+        ("d_z", d_z, se_z),
+        ("d_rm", d_rm, se_smc(d_rm)),
+    ):
+        rows.append(
+            {
+                "definition": name,
+                "estimate": d,
+                "se": se,
+                "ci_low": d - q * se,
+                "ci_high": d + q * se,
+                "g": j * d,
+                "g_se": j * se,
+                "g_ci_low": j * (d - q * se),
+                "g_ci_high": j * (d + q * se),
+                "n": n,
+                "r": r,
+                "mean_change": m,
+            }
+        )
+    out = pd.DataFrame(rows)
+    out.attrs["excluded"] = int((~both).sum())
+    out.attrs["citation"] = (
+        "Lakens, D. (2013). Calculating and reporting effect sizes to facilitate "
+        "cumulative science. Frontiers in Psychology, 4, 863."
+    )
+    return out
+
+
+def benchmark(
+    effect: pd.DataFrame,
+    benchmarks: dict[str, float],
+    *,
+    definition: str = "d_av",
+    use_g: bool = True,
+) -> pd.DataFrame:
+    """Compare a clinic's pre-post effect size with trial benchmarks the user supplies.
+
+    Parameters
+    ----------
+    effect : pandas.DataFrame
+        The result of :func:`within_effect_size`.
+    benchmarks : dict of str to float
+        Benchmark effect sizes by label, e.g. the efficacy and natural-history
+        benchmarks of Minami et al. (2008) for the instrument and sample at hand.
+        No benchmark numbers are built in: copy them from the source you cite, on the
+        same definition of d as ``definition``.
+    definition : {'d_av', 'd_z', 'd_rm'}
+        Which pre-post d to compare.
+    use_g : bool
+        Compare Hedges' g (default) rather than d.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per benchmark: benchmark, benchmark_value, estimate, ci_low, ci_high,
+        difference (estimate - benchmark), ratio, verdict ('above', 'below', or
+        'not distinguishable' when the benchmark lies inside the interval).
+
+    Examples
+    --------
+    >>> import alliance
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> es = alliance.change.within_effect_size(study.sessions, outcome="phq9",
+    ...                                         instrument="phq9")
+    >>> alliance.change.benchmark(es, {"my trial benchmark": 0.0})["verdict"].tolist()
+    ['above']
+    """
+    if not isinstance(benchmarks, dict) or not benchmarks:
+        raise ValueError(
+            "benchmarks= must be a non-empty dict of label -> effect size, e.g. "
+            "{'efficacy benchmark': 1.2}; the numbers come from the source you cite "
+            "(no benchmarks are built in)"
+        )
+    rows = effect[effect["definition"] == definition]
+    if rows.empty:
+        raise ValueError(f"definition={definition!r}: pass 'd_av', 'd_z' or 'd_rm'")
+    row = rows.iloc[0]
+    est, lo, hi = (
+        (row["g"], row["g_ci_low"], row["g_ci_high"])
+        if use_g
+        else (row["estimate"], row["ci_low"], row["ci_high"])
+    )
+    out = []
+    for label, value in benchmarks.items():
+        value = float(value)
+        verdict = "above" if lo > value else "below" if hi < value else "not distinguishable"
+        out.append(
+            {
+                "benchmark": label,
+                "benchmark_value": value,
+                "estimate": est,
+                "ci_low": lo,
+                "ci_high": hi,
+                "difference": est - value,
+                "ratio": est / value if value else np.nan,
+                "verdict": verdict,
+            }
+        )
+    table = pd.DataFrame(out)
+    table.attrs["compared"] = ("g" if use_g else "d") + f" ({definition})"
+    return table
+
+
+def _hlm_slopes(long: pd.DataFrame, clients: pd.Index, max_clients: int, seed):
+    """Empirical-Bayes slopes of ``value ~ session + (1 + session | client)``.
+
+    Returns (eb_slope, posterior_sd, n_scores, description) aligned with ``clients``.
+    The variance components come from :func:`alliance.models.lmm` fitted (REML) on all
+    clients with 3 or more scores, or on a random subsample of ``max_clients`` of them;
+    the posterior of every client's slope then follows in closed form:
+    ``Cov = (Z'Z / s2 + T^-1)^-1``, ``b = Cov Z'(y - X g) / s2``, slope ``g1 + b1``, SD
+    ``sqrt(Cov[1, 1])`` (conditional on the fixed effects, as lme4's ``condVar``).
+    """
+    from alliance.models.lmm import lmm
+
+    obs = long[long["value"].notna()]
+    codes = pd.Index(clients).get_indexer(obs["client"])
+    n = np.bincount(codes, minlength=len(clients))
+    ok = n[codes] >= 3
+    fit_rows = obs[ok]
+    eligible = np.flatnonzero(n >= 3)
+    if len(eligible) < 3:
+        raise ValueError("method='HLM' needs at least 3 clients with 3 or more scores")
+    if len(eligible) > max_clients:
+        rng = np.random.default_rng(seed)
+        pick = clients[rng.choice(eligible, size=max_clients, replace=False)]
+        fit_rows = fit_rows[fit_rows["client"].isin(pick)]
+        sub = f"variance components from a random subsample of {max_clients} clients"
+    else:
+        sub = f"variance components from all {len(eligible)} clients with 3+ scores"
+    frame = pd.DataFrame(
+        {
+            "y": fit_rows["value"].to_numpy(float),
+            "t": fit_rows["session"].to_numpy(float),
+            "client": fit_rows["client"].astype(str).to_numpy(),
+        }
+    )
+    res = lmm("y ~ t + (1 + t | client)", frame)
+    g = res.params.set_index("term")["estimate"]
+    g0, g1 = float(g.iloc[0]), float(g["t"])
+    tau = np.asarray(res.covariances["client"], dtype=float)
+    s2 = float(res.sigma) ** 2
+    ti = np.linalg.inv(tau)
+    t = obs["session"].to_numpy(float)
+    r = obs["value"].to_numpy(float) - g0 - g1 * t
+    k = len(clients)
+    s_t = np.bincount(codes, weights=t, minlength=k)
+    s_tt = np.bincount(codes, weights=t * t, minlength=k)
+    s_r = np.bincount(codes, weights=r, minlength=k)
+    s_tr = np.bincount(codes, weights=t * r, minlength=k)
+    a = n / s2 + ti[0, 0]
+    b = s_t / s2 + ti[0, 1]
+    d = s_tt / s2 + ti[1, 1]
+    det = a * d - b * b
+    c11 = a / det  # posterior variance of the slope deviation
+    b1 = (-b * s_r + a * s_tr) / det / s2
+    slope = g1 + b1
+    sd = np.sqrt(c11)
+    slope[n < 3] = np.nan
+    sd[n < 3] = np.nan
+    desc = (
+        f"multilevel empirical-Bayes slope (lmm REML y ~ session + (1 + session | client); "
+        f"fixed slope {g1:.4g}, {sub})"
+    )
+    return slope, sd, n, desc
