@@ -485,11 +485,18 @@ def test_crossed_deviance_equals_dense_deviance(seed, reml):
     data["client"] = "c" + (data.groupby("therapist").cumcount() % 6).astype(str)  # crossed
     nested = _structure(data)  # the same LevelSpecs, through the crossed engine
     specs = [
-        LevelSpec("client", pd.factorize(data["client"])[0],
-                  np.column_stack([np.ones(len(data)), data["session"]]),
-                  np.array([[0, -1], [1, 2]])),
-        LevelSpec("therapist", pd.factorize(data["therapist"])[0], np.ones((len(data), 1)),
-                  np.array([[0]])),
+        LevelSpec(
+            "client",
+            pd.factorize(data["client"])[0],
+            np.column_stack([np.ones(len(data)), data["session"]]),
+            np.array([[0, -1], [1, 2]]),
+        ),
+        LevelSpec(
+            "therapist",
+            pd.factorize(data["therapist"])[0],
+            np.ones((len(data), 1)),
+            np.array([[0]]),
+        ),
     ]
     x = np.column_stack([np.ones(len(data)), data["x"], data["session"]])
     y = data["y"].to_numpy()
@@ -498,8 +505,14 @@ def test_crossed_deviance_equals_dense_deviance(seed, reml):
         st = build_crossed(y, x, order)
         dev = CrossedDeviance(st, reml=reml)
         for _ in range(3):
-            theta = np.array([rng.uniform(0.2, 2), rng.normal(0, 0.3), rng.uniform(0.05, 0.5),
-                              rng.uniform(0.1, 1.5)])
+            theta = np.array(
+                [
+                    rng.uniform(0.2, 2),
+                    rng.normal(0, 0.3),
+                    rng.uniform(0.05, 0.5),
+                    rng.uniform(0.1, 1.5),
+                ]
+            )
             th = theta if order is specs else np.concatenate([theta[3:], theta[:3]])
             assert dev.deviance(th) == pytest.approx(dense_deviance(data, theta, reml), rel=1e-10)
     assert nested.n == len(data)

@@ -622,7 +622,7 @@ def lmm(
     start: np.ndarray | None = None,
     maxiter: int = 2000,
 ) -> LmmResult:
-    """Fit a linear mixed model with nested random effects (lme4 formula syntax).
+    """Fit a linear mixed model with nested or crossed random effects (lme4 formula syntax).
 
     Parameters
     ----------
@@ -633,8 +633,9 @@ def lmm(
         ``(1 + session | client)`` correlated intercept and slope(s), any number of columns;
         ``(0 + session | client)`` slope only; ``(1 + session || client)`` uncorrelated;
         ``(1 | therapist/client)`` nesting shorthand for ``(1 | therapist) + (1 |
-        therapist:client)``. Grouping factors must be nested (each client in one therapist,
-        each therapist in one site); crossed factors are refused with an explanation.
+        therapist:client)``. Grouping factors may be nested (each client in one therapist),
+        crossed or partially crossed (clients who saw two therapists, coders by sessions):
+        ``(1 | client) + (1 | therapist)`` fits whichever the data are.
     data : pandas.DataFrame
         Long format, one row per client x session.
     reml : bool
@@ -663,7 +664,9 @@ def lmm(
     KeyError
         A variable of the formula is not a column of ``data``.
     ValueError
-        Crossed grouping factors, a rank-deficient fixed part, or too few rows or groups.
+        A rank-deficient fixed part, too few rows or groups, or a model lme4 refuses as
+        unidentifiable (a grouping factor with one observation per group, or a term with as
+        many random effects as observations).
 
     Notes
     -----
@@ -809,7 +812,13 @@ def lmm(
         fit_levels, shifts = levels, [np.eye(lv.q) for lv in levels]
     with _one_blas_thread():
         fit = _fit(
-            y_fit, x_fit, fit_levels, xnames, reml=reml, start=start, maxiter=maxiter,
+            y_fit,
+            x_fit,
+            fit_levels,
+            xnames,
+            reml=reml,
+            start=start,
+            maxiter=maxiter,
             nested=nested,
         )
 
