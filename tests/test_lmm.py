@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from alliance.models import LmmResult, lmm
 from alliance.models._lmm_core import LevelSpec, ProfiledDeviance, build_structure
+from alliance.models._lmm_crossed import CrossedDeviance, build_crossed
 from alliance.models._lmm_formula import parse_formula
 
 REF = Path(__file__).parent / "reference"
@@ -125,6 +126,8 @@ def test_conditional_modes_match_lme4(reference_fit):
             index=re_ref["levels"],
             columns=[c.replace("(Intercept)", "Intercept") for c in terms],
         )
+        if isinstance(ours.index, pd.MultiIndex):  # a:b groups, which lme4 labels "x:y"
+            ours = ours.set_axis([":".join(map(str, t)) for t in ours.index], axis=0)
         ours = ours.loc[theirs.index, theirs.columns]
         scale = np.maximum(theirs.abs().max().to_numpy(), 1e-3)
         np.testing.assert_allclose(ours.to_numpy() / scale, theirs.to_numpy() / scale, atol=1e-4)
@@ -475,17 +478,88 @@ def test_nested_shorthand_and_unique_ids_agree():
     assert isinstance(a.random_effects["therapist:client"].index, pd.MultiIndex)
 
 
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_crossed_deviance_equals_dense_deviance(seed, reml):
+    data = simulate_sessions(seed)
+    data["client"] = "c" + (data.groupby("therapist").cumcount() % 6).astype(str)  # crossed
+    nested = _structure(data)  # the same LevelSpecs, through the crossed engine
+    specs = [
+        LevelSpec(
+            "client",
+            pd.factorize(data["client"])[0],
+            np.column_stack([np.ones(len(data)), data["session"]]),
+            np.array([[0, -1], [1, 2]]),
+        ),
+        LevelSpec(
+            "therapist",
+            pd.factorize(data["therapist"])[0],
+            np.ones((len(data), 1)),
+            np.array([[0]]),
+        ),
+    ]
+    x = np.column_stack([np.ones(len(data)), data["x"], data["session"]])
+    y = data["y"].to_numpy()
+    rng = np.random.default_rng(seed)
+    for order in (specs, specs[::-1]):  # either factor may be the block-diagonal one
+        st = build_crossed(y, x, order)
+        dev = CrossedDeviance(st, reml=reml)
+        for _ in range(3):
+            theta = np.array(
+                [
+                    rng.uniform(0.2, 2),
+                    rng.normal(0, 0.3),
+                    rng.uniform(0.05, 0.5),
+                    rng.uniform(0.1, 1.5),
+                ]
+            )
+            th = theta if order is specs else np.concatenate([theta[3:], theta[:3]])
+            assert dev.deviance(th) == pytest.approx(dense_deviance(data, theta, reml), rel=1e-10)
+    assert nested.n == len(data)
+
+
+def test_shifted_slope_reaches_the_unshifted_optimum():
+    """Issue 16: sleepstudy with x = Days + 1000 is the same model as with Days."""
+    ref, data = _load(REF / "lme4_sleepstudy.json")
+    base = lmm("Reaction ~ Days + (Days | Subject)", data)
+    shifted = lmm("Reaction ~ x + (x | Subject)", data.assign(x=data["Days"] + 1000))
+    assert base.loglik == pytest.approx(ref["loglik"], rel=1e-9)
+    if shifted.converged:
+        assert shifted.loglik == pytest.approx(ref["loglik"], abs=1e-6 * abs(ref["loglik"]))
+        np.testing.assert_allclose(
+            shifted.params["estimate"].iloc[1], base.params["estimate"].iloc[1], rtol=1e-6
+        )
+    assert shifted.converged  # and it does converge (never a saddle reported as converged)
+    assert shifted.convergence["hessian_psd"]
+    vc_b = base.variance_components.set_index(["group", "term", "term2"])
+    vc_s = shifted.variance_components
+    assert vc_s["vcov"].iloc[-1] == pytest.approx(vc_b["vcov"].iloc[-1], rel=1e-5)  # residual
+
+
 # --------------------------------------------------------------------------- refusals
 
 
-def test_crossed_design_is_refused_with_a_fix():
+def test_reused_ids_fit_as_crossed_and_nesting_shorthand_still_works():
     data = simulate_sessions(3)
-    # client ids reused across therapists: c1 under every therapist
+    # client ids reused across therapists: c1 under every therapist -> crossed factors
     data["client"] = "c" + (data.groupby("therapist").cumcount() % 5).astype(str)
-    with pytest.raises(ValueError, match=r"crossed, not nested.*therapist/client"):
-        lmm("y ~ x + (1 | client) + (1 | therapist)", data)
+    crossed = lmm("y ~ x + (1 | client) + (1 | therapist)", data)
+    assert crossed.converged
+    assert crossed.ngroups == {"client": 5, "therapist": data["therapist"].nunique()}
     fit = lmm("y ~ x + (1 | therapist/client)", data)
     assert fit.converged
+
+
+def test_unidentifiable_models_are_refused_as_lme4_does():
+    data = simulate_sessions(4)
+    one = data.groupby("client").head(1).copy()  # every client one observation
+    with pytest.raises(ValueError, match="client variance and the residual variance cannot"):
+        lmm("y ~ x + (1 | client)", one)
+    few = data.groupby("client").head(2).copy()  # 2 rows, intercept + slope per client
+    with pytest.raises(ValueError, match="random effects .* cannot be told apart"):
+        lmm("y ~ x + (1 + x | client)", few)
+    with pytest.raises(ValueError, match="single group"):
+        lmm("y ~ x + (1 | client)", data.assign(client="c1"))
 
 
 def test_errors_say_how_to_fix():

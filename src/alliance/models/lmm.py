@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -23,6 +23,7 @@ from threadpoolctl import ThreadpoolController
 from alliance._checks import format_rows, require_columns, require_frame
 from alliance.models import _lmm_core as core
 from alliance.models._lmm_core import LevelSpec, ProfiledDeviance, build_structure
+from alliance.models._lmm_crossed import CrossedDeviance, build_crossed
 from alliance.models._lmm_formula import RandomTerm, parse_formula
 
 __all__ = ["lmm", "LmmResult"]
@@ -144,27 +145,82 @@ def _materialize(expr: str, frame: pd.DataFrame, what: str) -> pd.DataFrame:
         raise ValueError(f"could not build the {what} from {expr!r}: {exc}") from exc
 
 
-def _check_nesting(levels: list[_Level]) -> list[_Level]:
-    """Order levels innermost first and refuse crossed (non-nested) grouping factors."""
+def _order_levels(levels: list[_Level]) -> tuple[list[_Level], bool]:
+    """Order levels by number of groups (most first) and tell whether they are nested.
+
+    Nested designs (every group of a level inside one group of the next) take the block
+    engine of ``_lmm_core``; any other combination (crossed, partially crossed) the blocked
+    sparse engine of ``_lmm_crossed``.
+    """
     levels = sorted(levels, key=lambda lv: -len(lv.labels))
     for inner, outer in zip(levels[:-1], levels[1:], strict=True):
         first = np.empty(len(inner.labels), dtype=np.int64)
         first[inner.codes[::-1]] = np.arange(len(inner.codes) - 1, -1, -1)
         parent = outer.codes[first]
         if not np.array_equal(parent[inner.codes], outer.codes):
-            per = pd.Series(outer.codes).groupby(inner.codes).nunique()
-            bad = per[per > 1]
-            example = inner.labels[bad.index[0]]
+            return levels, False
+    return levels, True
+
+
+def _check_identifiable(levels: list[_Level], n: int) -> None:
+    """lme4's per-term checks (``check.nobs.vs.nlev``, ``check.nobs.vs.nRE``), as errors."""
+    for lv in levels:
+        g = len(lv.labels)
+        if g < 2:
             raise ValueError(
-                f"grouping factors {inner.name!r} and {outer.name!r} are crossed, not nested: "
-                f"{len(bad)} {inner.name} groups (e.g. {example!r}) occur in more than one "
-                f"{outer.name}. This engine fits nested designs only (sessions in clients in "
-                "therapists in sites). If ids are reused across groups (client 1 of therapist A "
-                "is not client 1 of therapist B), write the nesting in the term, e.g. "
-                f"(... | {outer.name}/{inner.name}) or (... | {inner.name}/{outer.name}), or "
-                "make the ids unique; for truly crossed designs use lme4 in R."
+                f"grouping factor {lv.name!r} has a single group; a variance between groups "
+                "needs at least two (drop the term)."
             )
-    return levels
+        if g >= n:
+            raise ValueError(
+                f"grouping factor {lv.name!r} has {g} groups for {n} observations: every "
+                f"{lv.name} has one observation, so the {lv.name} variance and the residual "
+                "variance cannot be told apart (lme4 refuses this model too). Drop the "
+                f"(... | {lv.name}) term, or use data with repeated observations per {lv.name}."
+            )
+        if g * lv.q >= n:
+            raise ValueError(
+                f"the term (... | {lv.name}) has {g * lv.q} random effects ({g} groups x "
+                f"{lv.q} columns) for {n} observations: the random-effect variances and the "
+                "residual variance cannot be told apart (lme4 refuses this model too). Drop "
+                "random slopes of this term or use more observations per group."
+            )
+
+
+def _centre_slopes(levels: list[_Level]) -> tuple[list[_Level], list[np.ndarray]]:
+    """Centre the slope columns of every correlated block that contains an intercept.
+
+    Returns the levels with ``z_c = z A`` and the matrices ``A`` (``b = A b_c``).
+    """
+    out, shifts = [], []
+    for lv in levels:
+        a = np.eye(lv.q)
+        ones = [i for i in range(lv.q) if np.all(lv.z[:, i] == 1.0)]
+        for block in lv.blocks:
+            i0 = next((i for i in block if i in ones), None)
+            if i0 is None or len(block) < 2:
+                continue
+            for j in block:
+                if j != i0:
+                    a[i0, j] = -float(lv.z[:, j].mean())
+        if np.array_equal(a, np.eye(lv.q)):
+            out.append(lv)
+        else:
+            out.append(replace(lv, z=lv.z @ a))
+        shifts.append(a)
+    return out, shifts
+
+
+def _lower_factor(m: np.ndarray, blocks: list[list[int]]) -> np.ndarray:
+    """Lower-triangular ``L`` (non-negative diagonal) with ``L L' = M M'``, block by block."""
+    out = np.zeros_like(m)
+    for block in blocks:
+        idx = np.ix_(block, block)
+        _, r = np.linalg.qr(m[idx].T)
+        low = r.T
+        sign = np.where(np.diag(low) < 0, -1.0, 1.0)
+        out[idx] = low * sign
+    return out
 
 
 def _check_rank(xtx: np.ndarray, names: list[str]) -> None:
@@ -566,7 +622,7 @@ def lmm(
     start: np.ndarray | None = None,
     maxiter: int = 2000,
 ) -> LmmResult:
-    """Fit a linear mixed model with nested random effects (lme4 formula syntax).
+    """Fit a linear mixed model with nested or crossed random effects (lme4 formula syntax).
 
     Parameters
     ----------
@@ -577,8 +633,9 @@ def lmm(
         ``(1 + session | client)`` correlated intercept and slope(s), any number of columns;
         ``(0 + session | client)`` slope only; ``(1 + session || client)`` uncorrelated;
         ``(1 | therapist/client)`` nesting shorthand for ``(1 | therapist) + (1 |
-        therapist:client)``. Grouping factors must be nested (each client in one therapist,
-        each therapist in one site); crossed factors are refused with an explanation.
+        therapist:client)``. Grouping factors may be nested (each client in one therapist),
+        crossed or partially crossed (clients who saw two therapists, coders by sessions):
+        ``(1 | client) + (1 | therapist)`` fits whichever the data are.
     data : pandas.DataFrame
         Long format, one row per client x session.
     reml : bool
@@ -607,7 +664,9 @@ def lmm(
     KeyError
         A variable of the formula is not a column of ``data``.
     ValueError
-        Crossed grouping factors, a rank-deficient fixed part, or too few rows or groups.
+        A rank-deficient fixed part, too few rows or groups, or a model lme4 refuses as
+        unidentifiable (a grouping factor with one observation per group, or a term with as
+        many random effects as observations).
 
     Notes
     -----
@@ -721,16 +780,11 @@ def lmm(
         levels.append(
             _Level(":".join(keys), names, blocks, specs, spec_cols, keys, z, codes, labels)
         )
-    levels = _check_nesting(levels)
+    levels, nested = _order_levels(levels)
     p = x.shape[1]
     if n <= p:
         raise ValueError(f"only {n} complete rows for {p} fixed effects; more data are needed.")
-    for lv in levels:
-        if len(lv.labels) < 2:
-            raise ValueError(
-                f"grouping factor {lv.name!r} has a single group; a variance between groups "
-                "needs at least two (drop the term)."
-            )
+    _check_identifiable(levels, n)
 
     # with an intercept, centring the outcome only shifts the intercept's estimate and keeps
     # y'y (from which the residual sum of squares is a difference) small: fewer rounding errors
@@ -749,8 +803,24 @@ def lmm(
         transform[i0, :] -= means
     else:
         x_fit, y_fit = x, y
+    # centre random slopes that share a correlated block with an intercept (z_c = z A): the
+    # same model (b = A b_c), a far better conditioned deviance when a slope variable is far
+    # from zero (e.g. calendar days), where the optimizer would otherwise stop on a ridge
+    if start is None:
+        fit_levels, shifts = _centre_slopes(levels)
+    else:
+        fit_levels, shifts = levels, [np.eye(lv.q) for lv in levels]
     with _one_blas_thread():
-        fit = _fit(y_fit, x_fit, levels, xnames, reml=reml, start=start, maxiter=maxiter)
+        fit = _fit(
+            y_fit,
+            x_fit,
+            fit_levels,
+            xnames,
+            reml=reml,
+            start=start,
+            maxiter=maxiter,
+            nested=nested,
+        )
 
     # ---- assemble results (back to the user's parametrization)
     st, sigma = fit["st"], fit["sigma"]
@@ -787,7 +857,14 @@ def lmm(
             "ci_high": beta + crit * se,
         }
     )
-    lambdas = st.lambdas(fit["theta"])
+    # random-slope columns were centred for the fit (b = A b_c): back to the user's columns
+    lambdas = [
+        _lower_factor(a @ lam, lv.blocks)
+        for a, lam, lv in zip(shifts, st.lambdas(fit["theta"]), levels, strict=True)
+    ]
+    theta = np.array([lambdas[k][i, j] for k, i, j in st.theta_pos])
+    diag_mask = np.array([i == j for _, i, j in st.theta_pos])
+    singular = bool(np.any(theta[diag_mask] < SINGULAR_TOL))
     covs = [sigma**2 * lam @ lam.T for lam in lambdas]
     vc_rows = []
     for lv, cov in zip(levels, covs, strict=True):
@@ -805,12 +882,12 @@ def lmm(
     random_effects = {}
     b_by_code = []
     for k, lv in enumerate(levels):
-        b_sorted = (lambdas[k] @ fit["u"][k]).T
+        b_sorted = (shifts[k] @ st.lambdas(fit["theta"])[k] @ fit["u"][k]).T
         b = np.empty_like(b_sorted)
         b[st.original[k]] = b_sorted
         b_by_code.append(b)
         random_effects[lv.name] = pd.DataFrame(b, index=lv.labels, columns=lv.terms)
-    ztz = [st.r[k][k].sum(axis=-1) for k in range(st.k)]
+    ztz = [lv.z.T @ lv.z for lv in levels]
     jac = fit["jac"]
     result = LmmResult(
         formula=formula,
@@ -823,11 +900,11 @@ def lmm(
         nobs=n,
         ngroups={lv.name: len(lv.labels) for lv in levels},
         converged=fit["converged"],
-        singular=fit["singular"],
+        singular=singular,
         excluded=excluded,
         n_excluded=int(drop.sum()),
         excluded_index=data.index[drop],
-        theta=fit["theta"],
+        theta=theta,
         sigma=sigma,
         convergence=fit["convergence"],
         cov_params=pd.DataFrame(vcov, index=xnames, columns=xnames),
@@ -853,12 +930,25 @@ def lmm(
 
 
 def _fit(
-    y, x, levels: list[_Level], xnames: list[str], *, reml: bool, start, maxiter: int
+    y,
+    x,
+    levels: list[_Level],
+    xnames: list[str],
+    *,
+    reml: bool,
+    start,
+    maxiter: int,
+    nested: bool = True,
 ) -> dict[str, Any]:
     specs = [LevelSpec(lv.name, lv.codes, lv.z, lv.template(), lv.terms) for lv in levels]
-    st = build_structure(y, x, specs)
-    _check_rank(st.wtw[:-1, :-1], xnames)
-    dev = ProfiledDeviance(st, reml=reml)
+    if nested:
+        st = build_structure(y, x, specs)
+        _check_rank(st.wtw[:-1, :-1], xnames)
+        dev = ProfiledDeviance(st, reml=reml)
+    else:
+        st = build_crossed(y, x, specs)
+        _check_rank(st.wtw[:-1, :-1], xnames)
+        dev = CrossedDeviance(st, reml=reml)
     if start is None:
         theta0 = _moment_start(st)
     else:
@@ -892,41 +982,67 @@ def _fit(
         if len(history) > 1 and history[-2] - history[-1] < 1e-11 * abs(history[-1]):
             raise StopIteration
 
-    res = optimize.minimize(
-        fun,
-        theta0 / scale,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options=options,
-        callback=stop_when_flat,
-    )
-    theta = res.x * scale
     diag_mask = np.array([r == c for _, r, c in st.theta_pos])
-    theta[diag_mask & (theta < 0)] = 0.0
     nr = st.n - st.p if reml else st.n
 
-    # ---- Hessian of the (theta, sigma) deviance: Satterthwaite's df, convergence check and a
-    # final Newton step that polishes the quasi-Newton optimum
-    deviance, g_ld, g_r2, r2, _ = dev.varpar_parts(theta)
-    grad = g_ld + nr / r2 * g_r2
-    sigma = math.sqrt(r2 / nr)
-    hess, dsxx = dev.varpar_hessian(theta, sigma, g_r2, r2)
-    h_theta = hess[:-1, :-1] - np.outer(hess[:-1, -1], hess[-1, :-1]) / hess[-1, -1]
-    free = ~(diag_mask & (theta <= 1e-10) & (grad > 0))
-    if free.any():
-        try:
-            step = np.linalg.solve(h_theta[np.ix_(free, free)], grad[free])
-        except np.linalg.LinAlgError:
-            step = None
-        if step is not None and np.all(np.isfinite(step)):
-            trial = theta.copy()
-            trial[free] -= step
-            trial[diag_mask & (trial < 0)] = 0.0
-            d_trial, g_trial = dev.deviance_and_gradient(trial)
-            evals["n"] += 1
-            if d_trial <= deviance:
-                theta, deviance, grad = trial, d_trial, g_trial
+    def run(start_theta):
+        res = optimize.minimize(
+            fun,
+            start_theta / scale,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options=options,
+            callback=stop_when_flat,
+        )
+        history.clear()
+        theta = res.x * scale
+        theta[diag_mask & (theta < 0)] = 0.0
+        # ---- Hessian of the (theta, sigma) deviance: Satterthwaite's df, convergence check
+        # and a final Newton step that polishes the quasi-Newton optimum
+        deviance, g_ld, g_r2, r2, _ = dev.varpar_parts(theta)
+        grad = g_ld + nr / r2 * g_r2
+        sigma = math.sqrt(r2 / nr)
+        hess, dsxx = dev.varpar_hessian(theta, sigma, g_r2, r2)
+        h_theta = hess[:-1, :-1] - np.outer(hess[:-1, -1], hess[-1, :-1]) / hess[-1, -1]
+        free = ~(diag_mask & (theta <= 1e-10) & (grad > 0))
+        if free.any():
+            try:
+                step = np.linalg.solve(h_theta[np.ix_(free, free)], grad[free])
+            except np.linalg.LinAlgError:
+                step = None
+            if step is not None and np.all(np.isfinite(step)):
+                trial = theta.copy()
+                trial[free] -= step
+                trial[diag_mask & (trial < 0)] = 0.0
+                d_trial, g_trial = dev.deviance_and_gradient(trial)
+                evals["n"] += 1
+                if d_trial <= deviance:
+                    theta, deviance, grad = trial, d_trial, g_trial
+        return res, theta, deviance, grad, hess, dsxx, h_theta
+
+    def min_curvature(theta, grad, h_theta):
+        free = ~(diag_mask & (theta <= 1e-10) & (grad > 0))
+        if not free.any():
+            return 0.0
+        vals = np.linalg.eigvalsh(h_theta[np.ix_(free, free)])
+        return float(vals.min() / max(1.0, abs(vals).max()))
+
+    best = run(theta0)
+    restarts = 0
+    # never stop at a saddle or a ridge: a Hessian that is not positive semi-definite at the
+    # optimizer's stopping point means it is not a minimum; restart from other values
+    if min_curvature(best[1], best[3], best[6]) < -1e-6:
+        alt_starts = [np.where(diag_mask, best[1], 0.0), np.where(diag_mask, 2.0 * theta0, 0.0)]
+        for alt in alt_starts:
+            restarts += 1
+            cand = run(np.maximum(alt, np.where(diag_mask, 1e-2, -np.inf)))
+            if cand[2] < best[2]:
+                best = cand
+            if min_curvature(best[1], best[3], best[6]) >= -1e-6:
+                break
+    res, theta, deviance, grad, hess, dsxx, h_theta = best
+    curvature = min_curvature(theta, grad, h_theta)
     free = ~(diag_mask & (theta <= 1e-10) & (grad > 0))
     f = dev.factor(theta)
     beta, u = dev.solve(f)
@@ -947,7 +1063,8 @@ def _fit(
         scaled = np.full(len(g_free), np.inf)
     max_grad = float(np.max(np.abs(g_free))) if free.any() else 0.0
     crit = float(np.max(np.minimum(scaled, np.abs(g_free)))) if free.any() else 0.0
-    converged = bool(np.isfinite(deviance) and crit < GRADIENT_TOL)
+    psd = curvature >= -1e-6
+    converged = bool(np.isfinite(deviance) and crit < GRADIENT_TOL and psd)
     convergence = {
         "optimizer": "L-BFGS-B",
         "message": str(res.message),
@@ -956,6 +1073,8 @@ def _fit(
         "max_abs_gradient": max_grad,
         "max_scaled_gradient": crit,
         "hessian_min_eigenvalue": float(np.linalg.eigvalsh(hess).min()),
+        "hessian_psd": bool(psd),
+        "restarts": restarts,
         "converged": converged,
     }
     return {
