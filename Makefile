@@ -9,7 +9,7 @@ export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format report notebooks data lock bench screenshots clean
+.PHONY: help venv test lint format report notebooks data lock bench screenshots clean docs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -69,3 +69,6 @@ screenshots: $(STAMP) ## screenshots of the rendered report in headless Chromium
 clean: ## remove the virtual environment and everything made by code
 	rm -rf $(VENV) reports/* data/processed/*
 	@touch reports/.gitkeep data/processed/.gitkeep
+
+docs: $(STAMP) ## build the documentation site into docs/_build/html (offline; warnings are errors)
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html

@@ -5,18 +5,18 @@ or form) with confidence intervals where the method has them. Each mirrors a fun
 of R's psych package and is tested against values psych printed
 (``tests/reference/psych_reference.R``):
 
-==========================  =====================================================
-alliance                    R
-==========================  =====================================================
-:func:`alpha`               ``psych::alpha`` (Feldt and Duhachek intervals)
-:func:`omega`               ``psych::omega`` (minres, oblimin, Schmid-Leiman)
-:func:`icc`                 ``psych::ICC(x, lmer = FALSE)`` (Shrout & Fleiss 1979)
+==============================  =====================================================
+alliance                        R
+==============================  =====================================================
+:func:`alpha`                   ``psych::alpha`` (Feldt and Duhachek intervals)
+:func:`omega`                   ``psych::omega`` (minres, oblimin, Schmid-Leiman)
+:func:`icc`                     ``psych::ICC(x, lmer = FALSE)`` (Shrout & Fleiss 1979)
 :func:`multilevel_reliability`  ``psych::multilevel.reliability`` (Shrout & Lane 2012)
-:func:`cohen_kappa`         ``psych::cohen.kappa``
-:func:`fleiss_kappa`        Fleiss (1971); null-hypothesis SE of Fleiss et al. (1979)
-:func:`krippendorff_alpha`  Krippendorff (2004), via the ``krippendorff`` package
-:func:`agreement`           all of the three above for a set of coders
-==========================  =====================================================
+:func:`cohen_kappa`             ``psych::cohen.kappa``
+:func:`fleiss_kappa`            Fleiss (1971); null-hypothesis SE of Fleiss et al. (1979)
+:func:`krippendorff_alpha`      Krippendorff (2004), via the ``krippendorff`` package
+:func:`agreement`               all of the three above for a set of coders
+==============================  =====================================================
 """
 
 from __future__ import annotations
