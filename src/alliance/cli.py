@@ -334,16 +334,86 @@ def report(
 
     Client identifiers never appear in the report; therapist identifiers and session
     dates are masked too unless --show-therapists. The report is written only when every
-    notebook ran, so a failure leaves no half-written report.
+    notebook ran, so a failure leaves no half-written report. --out must be a new or
+    empty folder or a previous report (only the files it wrote are replaced), and never
+    the data folder. Exit codes: 0 done, 1 invalid data or a failed notebook, 2 usage
+    error or unreadable input. ALLIANCE_DEBUG=1 shows tracebacks.
     """
     import os
 
-    from alliance.report import NotebookFailed, PrivacyError, build_report
+    try:
+        _report(
+            data,
+            out_dir,
+            alliance_col,
+            outcome,
+            instrument,
+            seed,
+            pseudonymize,
+            salt_file,
+            show_therapists,
+        )
+    except (typer.Exit, SystemExit):
+        raise
+    except BaseException as error:
+        if os.environ.get("ALLIANCE_DEBUG"):
+            raise
+        code, message = _report_error(error)
+        err.print(message, markup=False, highlight=False)
+        raise typer.Exit(code) from None
+
+
+def _report_error(error: BaseException) -> tuple[int, str]:
+    """Exit code and message for an error of `alliance report` (no traceback)."""
+    from alliance.report import NotebookFailed, OutputRefused, PrivacyError, UnreadableData
+    from alliance.schema import ValidationError
+
+    def line(e: BaseException) -> str:
+        text = str(e).strip().strip('"')
+        return (text.splitlines() or [type(e).__name__])[0]
+
+    if isinstance(error, KeyboardInterrupt):
+        return 130, "stopped; nothing was written to the report folder"
+    if isinstance(error, ValidationError):
+        return 1, str(error)
+    if isinstance(error, NotebookFailed | PrivacyError):
+        return 1, line(error)
+    if isinstance(error, OutputRefused | UnreadableData | FileNotFoundError):
+        return 2, line(error)
+    if isinstance(error, KeyError | ValueError):
+        return 2, line(error)
+    if isinstance(error, OSError):
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        return 2, f"cannot read or write a file{where}: {error.strerror or error}"
+    return 1, (
+        f"the report failed with {type(error).__name__}: {line(error)}. Nothing was "
+        "written; rerun with ALLIANCE_DEBUG=1 to see where"
+    )
+
+
+def _report(
+    data, out_dir, alliance_col, outcome, instrument, seed, pseudonymize, salt_file, show_therapists
+) -> None:
+    import os
+    import signal
+
+    from alliance.report import build_report
 
     salt = None
     if pseudonymize:
         if salt_file is not None:
-            salt = salt_file.read_text(encoding="utf-8").strip()
+            if not salt_file.is_file():
+                err.print(
+                    f"--salt-file {salt_file}: no such file; write the secret salt into a "
+                    "file and pass its path (or set ALLIANCE_SALT)",
+                    markup=False,
+                )
+                raise typer.Exit(2)
+            try:
+                salt = salt_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as error:
+                err.print(f"--salt-file {salt_file} cannot be read: {error}", markup=False)
+                raise typer.Exit(2) from None
         else:
             salt = os.environ.get("ALLIANCE_SALT", "")
         if not salt:
@@ -358,6 +428,14 @@ def report(
             os.environ[f"ALLIANCE_{key.upper()}"] = value
     name = data if not Path(data).exists() else Path(data).stem
     target = out_dir or Path("reports") / name
+
+    def stop(signum, frame):  # SIGTERM: clean up the staging folder as Ctrl-C does
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        previous = None
     try:
         result = build_report(
             data,
@@ -371,15 +449,11 @@ def report(
             salt=salt,
             show_therapists=show_therapists,
         )
-    except FileNotFoundError as error:
-        err.print(str(error), markup=False)
-        raise typer.Exit(2) from None
-    except KeyError as error:
-        err.print(str(error).strip('"'), markup=False)
-        raise typer.Exit(2) from None
-    except (NotebookFailed, PrivacyError) as error:
-        err.print(str(error), markup=False)
-        raise typer.Exit(1) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    for note in result.notes:
+        err.print(f"note: {note}", markup=False, highlight=False)
     out.print(f"report written: {result.index}", markup=False, highlight=False)
 
 

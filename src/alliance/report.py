@@ -1,9 +1,13 @@
 """Build reports: run the analysis notebooks with papermill and render them to HTML.
 
 A report folder holds one HTML page per notebook, the executed notebooks, an
-``index.html`` and ``provenance.json`` (SHA-256 of every input file, package versions,
-seed, command, date). It is written into a temporary folder first and moved into
-place only when every notebook ran, so a failed run never leaves half a report.
+``index.html``, ``provenance.json`` (SHA-256 of every input file that was read, package
+versions, seed, command, date) and a manifest (``.alliance-report.json``) listing every
+file the report wrote. It is built in a staging folder beside ``out`` and swapped into
+place only when every notebook ran and no page or file shows an identifier of the study,
+so a failed run never leaves half a report. ``out`` must be a new or empty folder or a
+previous report: a folder holding anything else, or the data folder, is refused and
+nothing is touched (see :mod:`alliance._outdir`).
 """
 
 from __future__ import annotations
@@ -14,23 +18,25 @@ import html
 import json
 import logging
 import platform
-import re
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from alliance import instruments as _instruments
+from alliance._outdir import OutputRefused, ReportFolder, checkpoint
 from alliance.datasets import _REGISTRY as DATASETS
 from alliance.datasets import dataset_files
 from alliance.paths import notebooks_dir
 
 __all__ = [
     "NotebookFailed",
+    "OutputRefused",
     "PrivacyError",
     "ReportResult",
+    "UnreadableData",
     "build_report",
     "provenance",
     "list_notebooks",
@@ -62,6 +68,7 @@ class ReportResult:
     folder: Path
     pages: list[Path]
     provenance: dict
+    notes: list[str] = field(default_factory=list)
 
     @property
     def index(self) -> Path:
@@ -90,17 +97,27 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _input_files(data: str) -> list[Path]:
+def _input_files(data: str, study=None) -> list[Path]:
+    """The files a study was read from (never the data folder's other files)."""
     if data in DATASETS:
         return dataset_files(data)
-    path = Path(data)
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file())
-    return [path] if path.exists() else []
+    if study is None:
+        from alliance.datasets import load_study
+
+        study = load_study(data)
+    files = []
+    for name in study.files.values():
+        path = Path(name)
+        if path.is_file() and path not in files:
+            files.append(path)
+    return files
 
 
-def provenance(data: str, *, seed: int, command: str | None = None) -> dict:
+def provenance(data: str, *, seed: int, command: str | None = None, study=None) -> dict:
     """What a report was made from: input hashes, package versions, seed, command, date.
+
+    Only the files the study was read from are listed (its sessions, clients and events
+    tables and codebook), never the other files of its folder.
 
     Examples
     --------
@@ -119,7 +136,7 @@ def provenance(data: str, *, seed: int, command: str | None = None) -> dict:
             packages[name] = None
     return {
         "data": str(data),
-        "inputs": [{"file": p.name, "sha256": _sha256(p)} for p in _input_files(str(data))],
+        "inputs": [{"file": p.name, "sha256": _sha256(p)} for p in _input_files(str(data), study)],
         "seed": seed,
         "command": command or " ".join(["alliance", *sys.argv[1:]]),
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -131,6 +148,10 @@ def provenance(data: str, *, seed: int, command: str | None = None) -> dict:
 
 class PrivacyError(RuntimeError):
     """A rendered report page showed an identifier; the report was not written."""
+
+
+class UnreadableData(ValueError):
+    """The study could not be read (exit code 2 on the command line)."""
 
 
 def build_report(
@@ -154,7 +175,9 @@ def build_report(
     data : str or pathlib.Path, default "demo"
         A bundled dataset's name, or a sessions file or study folder.
     out : str or pathlib.Path, default "reports/demo"
-        The report folder; replaced only when the whole run succeeds.
+        The report folder: a new or empty folder, or a previous report (which is replaced
+        only when the whole run succeeds, removing only the files it listed). It may not
+        be, lie in or contain the data folder.
     alliance, outcome : str, optional
         Score columns, when they cannot be found from the codebook or known names.
     instrument : str, optional
@@ -180,11 +203,17 @@ def build_report(
 
     Raises
     ------
+    OutputRefused
+        When ``out`` holds files that no report wrote, is the data folder (or lies in or
+        contains it), or another run is writing it; nothing is touched.
+    alliance.ValidationError
+        When the study is invalid (every problem listed).
     NotebookFailed
         Naming the notebook and cell that failed; nothing is written to ``out``.
     PrivacyError
-        When a page shows a client identifier (or a therapist identifier or session date
-        unless ``show_therapists``); nothing is written to ``out``.
+        When a page or file shows a client identifier (or a therapist identifier or a
+        date unless ``show_therapists``); nothing is written to ``out``. Identifiers are
+        the study's actual values (see :func:`alliance.privacy.find_identifiers`).
 
     Examples
     --------
@@ -193,15 +222,18 @@ def build_report(
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     result = build_report("demo", tmp + "/demo", notebooks=list_notebooks()[:1])
     ...     sorted(p.name for p in result.folder.iterdir())
-    ['01_data_overview.html', 'figures', 'index.html', 'notebooks', 'provenance.json', 'tables']
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['.alliance-report.json', '01_data_overview.html', 'figures', 'index.html', 'notebooks',
+     'provenance.json', 'tables']
     """
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
     from tqdm import tqdm
 
-    from alliance.datasets import load_study
-    from alliance.schema import find_scores
+    from alliance.datasets import dataset_path, load_study
+    from alliance.privacy import identifier_values
+    from alliance.schema import find_scores, validate
 
     data = str(data)
     if data not in DATASETS and not Path(data).exists():
@@ -211,13 +243,27 @@ def build_report(
         )
     if data not in DATASETS:
         data = str(Path(data).resolve())
-    out = Path(out)
-    books = notebooks or list_notebooks()
-    study = load_study(data)
+    books = list_notebooks() if notebooks is None else notebooks
+    try:
+        study = load_study(data)
+    except (FileNotFoundError, KeyError):
+        raise
+    except Exception as err:  # any reader's error: one clear message
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UnreadableData(f"cannot read {data}: {first}") from err
+    validate(study)  # raises ValidationError listing every problem
     scores = find_scores(study, alliance=alliance, outcome=outcome)
-    prov = provenance(data, seed=seed, command=command)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    prov = provenance(data, seed=seed, command=command, study=study)
+    if data in DATASETS:
+        folders = [dataset_path(data)] if data == "demo" else []
+    else:
+        folders = [Path(data)] if Path(data).is_dir() else []
+    inputs = _input_files(data, study)
+    forbidden = identifier_values(study, therapists=not show_therapists, dates=not show_therapists)
+    notes = _advice(study, salt is not None)
+    if notes:
+        prov["advice"] = notes
+    writer = ReportFolder(Path(out), folders=folders, files=inputs)
     exporter = HTMLExporter(
         template_name="lab",
         exclude_input=True,
@@ -225,7 +271,8 @@ def build_report(
         exclude_output_prompt=True,
     )
     pages: list[tuple[str, str]] = []
-    try:
+    with writer:
+        staging = writer.staging
         (staging / "notebooks").mkdir()
         run_data = data
         if salt is not None:
@@ -240,7 +287,6 @@ def build_report(
             "alliance_instrument": scores["alliance_instrument"],
             "export_dir": str(staging.resolve()),
         }
-        forbidden = _identifiers(study, show_therapists)
         skipped: list[tuple[str, str]] = []
         for book in tqdm(books, desc="notebooks", disable=not progress, unit="nb"):
             lacking = requirements(nbformat.read(book, as_version=4), study, scores)
@@ -268,34 +314,58 @@ def build_report(
                 ) from err
             nb = nbformat.read(executed, as_version=4)
             body, _ = exporter.from_notebook_node(nb)
-            leaks = _leaks(body, forbidden)
-            if leaks:
-                raise PrivacyError(
-                    f"{book.name} shows {len(leaks)} identifier(s) or date(s) (e.g. "
-                    f"{sorted(leaks)[:3]}); change the notebook to show summaries only. "
-                    f"Nothing was written to {out}."
-                )
+            _refuse_leaks(book.name, body, "html", forbidden, out)
             page = staging / (book.stem + ".html")
             page.write_text(body, encoding="utf-8")
             pages.append((page.name, _title(nb, book)))
+            checkpoint("notebook")
         shutil.rmtree(staging / ".data", ignore_errors=True)
         for kind in ("figures", "tables"):
             (staging / kind).mkdir(exist_ok=True)
         prov["skipped"] = [{"notebook": t, "reason": r} for t, r in skipped]
         (staging / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n", "utf-8")
         (staging / "index.html").write_text(_index(pages, prov, staging), encoding="utf-8")
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            out.rename(backup)
-            staging.rename(out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return ReportResult(folder=out, pages=[out / p for p, _ in pages], provenance=prov)
+        for path in sorted(staging.rglob("*")):
+            kind = _KINDS.get(path.suffix.lower())
+            if kind and path.is_file():
+                text = path.read_text(encoding="utf-8", errors="replace")
+                _refuse_leaks(path.relative_to(staging).as_posix(), text, kind, forbidden, out)
+        writer.commit(prov["packages"].get("alliance") or "unknown")
+    folder = writer.out
+    return ReportResult(
+        folder=folder, pages=[folder / p for p, _ in pages], provenance=prov, notes=notes
+    )
+
+
+#: How each kind of report file is checked for identifiers (PNG images cannot be).
+_KINDS = {".html": "html", ".svg": "svg", ".csv": "csv", ".ipynb": "ipynb", ".json": "text"}
+
+
+def _refuse_leaks(name: str, text: str, kind: str, forbidden, out) -> None:
+    from alliance.privacy import find_identifiers
+
+    leaks = find_identifiers(text, forbidden, kind=kind)
+    if leaks:
+        raise PrivacyError(
+            f"{name} shows {len(leaks)} identifier(s) or date(s) of the study (e.g. "
+            f"{sorted(leaks)[:3]}); change the notebook to show summaries only, or use "
+            f"--pseudonymize. Nothing was written to {out}."
+        )
+
+
+def _advice(study, pseudonymized: bool) -> list[str]:
+    """Advice for the report: short or numeric client ids cannot be found everywhere."""
+    from alliance.privacy import identifier_values
+
+    ids = identifier_values(study, therapists=False, dates=False)
+    if pseudonymized or not ids.short:
+        return []
+    example = sorted(ids.short, key=lambda v: (len(v), v))[0]
+    return [
+        f"Client identifiers of this study are short or numeric (e.g. {example!r}); they "
+        "were looked for only where an identifier can stand (table columns, labels, "
+        "legends, headings). Build reports you share with --pseudonymize."
+    ]
 
 
 def _pseudonymized_copy(study, folder: Path, salt: str) -> Path:
@@ -312,25 +382,6 @@ def _pseudonymized_copy(study, folder: Path, salt: str) -> Path:
                 frame[col] = pseudonymize(frame[col], salt, prefix=prefix)
         tables[name] = frame
     return write_study(Study(**tables, codebook=study.codebook), folder, fmt="parquet")
-
-
-def _identifiers(study, show_therapists: bool) -> set[str]:
-    values: set[str] = set()
-    columns = [("sessions", "client"), ("clients", "client")]
-    if not show_therapists:
-        columns += [("sessions", "therapist"), ("clients", "therapist"), ("sessions", "date")]
-    for table, col in columns:
-        frame = getattr(study, table)
-        if col in frame.columns:
-            values |= set(frame[col].dropna().astype(str))
-    return {v for v in values if len(v) >= 2}
-
-
-def _leaks(text: str, forbidden: set[str]) -> set[str]:
-    if not forbidden:
-        return set()
-    tokens = set(re.findall(r"\w[\w.:/-]*\w|\w", text))
-    return tokens & forbidden
 
 
 def _title(nb, book: Path) -> str:
@@ -373,6 +424,7 @@ def _index(pages: list[tuple[str, str]], prov: dict, folder: Path) -> str:
         if prov.get("pseudonymized")
         else ""
     )
+    pseudo += "".join(f'<p class="advice">{esc(a)}</p>' for a in prov.get("advice", []))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>alliance report: {esc(Path(prov["data"]).name)}</title>
@@ -527,7 +579,28 @@ def screenshots(folder: str | Path, out: str | Path | None = None) -> list[Path]
                 timeout=120,
             )
             shots.append(png)
+    _list_in_manifest(folder, shots)
     return shots
+
+
+def _list_in_manifest(folder: Path, paths: list[Path]) -> None:
+    """Add files written into a report folder to its manifest, so a new report replaces them."""
+    from alliance._outdir import MANIFEST, read_manifest
+
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return
+    for path in paths:
+        try:
+            rel = path.resolve().relative_to(folder.resolve())
+        except ValueError:
+            continue
+        for parent in list(rel.parents)[:-1]:
+            if parent.as_posix() not in manifest["dirs"]:
+                manifest["dirs"].append(parent.as_posix())
+        if rel.as_posix() not in manifest["files"]:
+            manifest["files"].append(rel.as_posix())
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":  # make notebooks / make screenshots
