@@ -228,7 +228,7 @@ def within_between(
             f"unexpected arguments {sorted(dpm_options)} for method='mlm' (they are options of "
             "method='dpm')."
         )
-    return _mlm(
+    return fit_mlm(
         data,
         alliance,
         outcome,
@@ -246,7 +246,7 @@ def within_between(
     )[0]
 
 
-def _mlm(
+def fit_mlm(
     data,
     alliance,
     outcome,
@@ -265,6 +265,10 @@ def _mlm(
     moderator: str | None = None,
 ):
     """Fit the multilevel model; returns (result, the pairs used, the lmm fit).
+
+    The engine of ``within_between(method="mlm")``, public for
+    :func:`alliance.models.moderation.moderation`; the caller gets a new result it may
+    build on (copy before changing it).
 
     With ``moderator`` (a client-level column), ``mod``, ``x_within:mod`` and ``x_between:mod``
     enter the fixed part (used by :func:`alliance.models.moderation.moderation`).
