@@ -170,10 +170,16 @@ figure_files = save_figure(fig, "early_alliance_outcome", export_dir)
 
 # %%
 forward = models.within_between(
-    study, alliance="alliance", outcome=outcome, therapist=therapist, lag=lag
+    study, alliance="alliance", outcome=outcome, therapist=therapist, lag=lag, method="mlm"
 )
 reverse = models.within_between(
-    study, alliance="alliance", outcome=outcome, therapist=therapist, lag=lag, reverse=True
+    study,
+    alliance="alliance",
+    outcome=outcome,
+    therapist=therapist,
+    lag=lag,
+    reverse=True,
+    method="mlm",
 )
 print(forward.citation)
 print(forward.extra["formula"])
@@ -220,6 +226,7 @@ lagged = models.within_between(
     therapist=therapist,
     lag=lag,
     lagged_outcome=True,
+    method="mlm",
 )
 print(*lagged.notes, sep="\n")
 lagged.apa_table(digits=3)

@@ -111,7 +111,10 @@ def test_non_integer_sessions_are_refused():
 def test_within_effect_recovers_truth_and_fails_when_zero(truth, null):
     ok = _within(-2.2, -1.0)
     got = [
-        _est(within_between(s, alliance="wai", outcome="phq9", therapist="therapist"), "wai_within")
+        _est(
+            within_between(s, alliance="wai", outcome="phq9", therapist="therapist", method="mlm"),
+            "wai_within",
+        )
         for s in (truth, null)
     ]
     assert ok(got[0]), got
@@ -123,7 +126,9 @@ def test_reverse_effect_recovers_truth_and_fails_when_zero(truth, null):
     ok = _within(-0.025, -0.005)
     got = [
         _est(
-            within_between(s, alliance="wai", outcome="phq9", therapist="therapist", reverse=True),
+            within_between(
+                s, alliance="wai", outcome="phq9", therapist="therapist", reverse=True, method="mlm"
+            ),
             "phq9_within",
         )
         for s in (truth, null)
@@ -139,7 +144,7 @@ def test_within_between_counts_every_row_and_handles_messy_data(demo):
     d = d.drop(index=d.index[3::29])  # more missed sessions (unbalanced)
     single = d.iloc[[0]].assign(client="X1", session=1)
     d = pd.concat([d, single], ignore_index=True)
-    fit = within_between(d, alliance="wai", outcome="phq9", therapist="therapist")
+    fit = within_between(d, alliance="wai", outcome="phq9", therapist="therapist", method="mlm")
     ex = fit.excluded.set_index("reason")
     assert fit.nobs + ex["n_rows"].sum() == len(d)
     assert ex.loc["single-session client", "n_clients"] == 1
@@ -153,21 +158,67 @@ def test_within_between_counts_every_row_and_handles_messy_data(demo):
 
 
 def test_within_between_study_and_frame_agree(demo):
-    a = within_between(demo, alliance="wai_sr", outcome="phq9", therapist="therapist")
-    b = within_between(demo.sessions, alliance="wai_sr", outcome="phq9", therapist="therapist")
+    kw = {"alliance": "wai_sr", "outcome": "phq9", "therapist": "therapist", "method": "mlm"}
+    a = within_between(demo, **kw)
+    b = within_between(demo.sessions, **kw)
     pd.testing.assert_frame_equal(a.params, b.params)
 
 
 def test_lagged_outcome_warns_of_nickell_bias(demo):
-    fit = within_between(demo, alliance="wai", outcome="phq9", lagged_outcome=True)
+    fit = within_between(demo, alliance="wai", outcome="phq9", lagged_outcome=True, method="mlm")
     assert any("Nickell" in n for n in fit.notes)
     assert "phq9_lag1" in fit.params["term"].tolist()
 
 
 def test_random_slope_and_lag_two(demo):
-    fit = within_between(demo, alliance="wai", outcome="phq9", random_slope=True, lag=2)
+    fit = within_between(
+        demo, alliance="wai", outcome="phq9", random_slope=True, lag=2, method="mlm"
+    )
     assert "x_within" in fit.extra["formula"]
     assert "no session t + 2 (last session of the client)" in fit.excluded["reason"].tolist()
+
+
+# the concurrent confound: no lagged effect, alliance and symptom innovations correlated -.5
+# within a session, symptoms autoregressive .5 (issue 16); latent scores, no measurement error
+CONFOUND = {
+    **NULL,
+    "residual_correlation": -0.5,
+    "symptom_autoregression": 0.5,
+    "growth_sd": 0.0,
+    "prior_negative_growth": 0.0,
+    "symptom_slope_sd": 0.0,
+    "alliance_residual_sd": 0.4,
+}
+
+
+def _latent(effects, seed):
+    study = simulate_study(40, 10, 8, effects=effects, seed=seed, latent=True)
+    lat = study.truth["latent"]
+    return study, lat[lat["attended"]].rename(columns={"alliance": "wai", "symptoms": "phq9"})
+
+
+def test_default_dpm_is_unconfounded_where_the_mlm_is_not():
+    _, lat = _latent(CONFOUND, 4)
+    dpm = within_between(lat, alliance="wai", outcome="phq9")
+    row = dpm.params.iloc[0]
+    assert row["term"] == "wai[t-1] -> phq9[t]"
+    assert abs(row["estimate"]) < 3 * row["se"], row  # truth 0
+    assert len(dpm.starts) == 3 and dpm.starts["kept"].sum() == 1
+    mlm = within_between(lat, alliance="wai", outcome="phq9", method="mlm")
+    naive = mlm.params.set_index("term").loc["wai_within"]
+    assert naive["p"] < 0.01 and naive["estimate"] < 0  # the false effect (-0.34, SE 0.11)
+    assert any("Concurrent confound" in n for n in mlm.notes)
+
+
+def test_dpm_estimates_the_average_of_client_varying_effects():
+    effects = {**CONFOUND, "within": -2.0, "within_sd": 1.0}
+    study, lat = _latent(effects, 5)
+    fit = within_between(lat, alliance="wai", outcome="phq9")
+    row = fit.params.iloc[0]
+    assert "average" in fit.estimand
+    # the estimand is the mean effect -2.0 (tolerance: 3 SE, about 0.45 here)
+    assert abs(row["estimate"] - (-2.0)) < 3 * row["se"], row
+    assert len(study.truth["within_by_client"]) == 400
 
 
 def test_within_between_refusals(demo):
@@ -179,9 +230,11 @@ def test_within_between_refusals(demo):
         within_between(demo.sessions, alliance="wai_s", outcome="phq9")
     only_first = demo.sessions[demo.sessions["session"] == 1]
     with pytest.raises(ValueError, match="no model can be fitted"):
-        within_between(only_first, alliance="wai", outcome="phq9")
+        within_between(only_first, alliance="wai", outcome="phq9", method="mlm")
     with pytest.raises(TypeError, match="dpm"):
-        within_between(demo, alliance="wai", outcome="phq9", n_boot=3)
+        within_between(demo, alliance="wai", outcome="phq9", n_boot=3, method="mlm")
+    with pytest.raises(TypeError, match="method='mlm'"):
+        within_between(demo, alliance="wai", outcome="phq9", lagged_outcome=True)
 
 
 def test_dpm_delegates_to_the_sem_module(demo, monkeypatch):

@@ -15,4 +15,4 @@ def test_tour_runs(capsys):
     exec(compile(code, "README tour", "exec"), {})
     printed = capsys.readouterr().out
     assert "Study('demo', 3666 sessions, 300 clients, 85 events)" in printed
-    assert "wai_within" in printed and "0.289 58.1" in printed
+    assert "wai[t-1] -> phq9[t]" in printed and "0.289 58.1" in printed

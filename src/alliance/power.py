@@ -93,7 +93,7 @@ def _fit_lagged(study, engine: str, reverse: bool) -> dict:
 
         s = study.sessions.assign(wai=study.sessions["wai_sr"] / 12.0)
         fit = within_between(
-            s, alliance="wai", outcome="phq9", reverse=reverse, session_slope=False
+            s, alliance="wai", outcome="phq9", reverse=reverse, session_slope=False, method="mlm"
         )
         row = fit.params.set_index("term").loc[("phq9" if reverse else "wai") + "_within"]
         return _row(row["estimate"], row["se"], row["ci_low"], row["ci_high"], row["p"])

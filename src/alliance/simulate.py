@@ -108,6 +108,19 @@ class Effects:
         Chance that a session (other than the first) is missed.
     item_missing_rate : float
         Chance that one item response is missing.
+    residual_correlation : float, default 0
+        Correlation of the alliance and symptom innovations of the same session (a client
+        who feels better that week rates the alliance higher: the concurrent confound of
+        Falkenström et al. 2017). Negative values (higher alliance, lower symptoms) are the
+        realistic sign, e.g. -0.5.
+    symptom_autoregression : float, default 0
+        Within-client autoregression of the symptom deviation: the deviation at t + 1 is this
+        times the deviation at t, plus the alliance effect and new noise (symptoms carry
+        over from week to week), e.g. 0.5.
+    within_sd : float, default 0
+        SD of the client-specific within-client alliance effects around ``within`` (clients
+        differ in how much a good session helps them; drawn once per client, stored in
+        ``truth["within_by_client"]``). The average effect is ``within``.
     """
 
     alliance_mean: float = 3.55
@@ -138,6 +151,9 @@ class Effects:
     dropout_alliance: float = -1.3
     missed_rate: float = 0.06
     item_missing_rate: float = 0.01
+    residual_correlation: float = 0.0
+    symptom_autoregression: float = 0.0
+    within_sd: float = 0.0
 
 
 def simulate_study(
@@ -149,6 +165,7 @@ def simulate_study(
     effects: Effects | dict | None = None,
     seed: int | np.random.Generator | None = 2026,
     name: str = "simulated",
+    latent: bool = False,
 ) -> Study:
     """Simulate a study of clients nested in therapists nested in sites.
 
@@ -169,6 +186,11 @@ def simulate_study(
         Same seed, same study.
     name : str, default "simulated"
         The study's label.
+    latent : bool, default False
+        Also store the latent session scores (alliance as item mean, symptoms on the PHQ-9
+        total scale, before item noise, rounding and missingness, for every planned session
+        whether attended or not) in ``truth["latent"]`` (columns client, session, alliance,
+        symptoms, attended): models fitted to them have no measurement error.
 
     Returns
     -------
@@ -189,6 +211,16 @@ def simulate_study(
     >>> simulate_study(n_therapists=4, clients_per_therapist=5, seed=1).sessions.equals(
     ...     study.sessions)
     True
+
+    The problems of real session-level data are options (all off by default, so the demo is
+    unchanged): same-session correlation of alliance and symptoms, autocorrelated symptoms
+    and client-specific alliance effects.
+
+    >>> hard = simulate_study(n_therapists=4, clients_per_therapist=5, seed=1,
+    ...                       effects={"residual_correlation": -0.5,
+    ...                                "symptom_autoregression": 0.5, "within_sd": 0.5})
+    >>> len(hard.truth["within_by_client"])
+    20
     """
     eff = _effects(effects)
     for arg, value, low in (
@@ -199,6 +231,19 @@ def simulate_study(
     ):
         if not isinstance(value, int | np.integer) or value < low:
             raise ValueError(f"{arg} must be a whole number of at least {low}, got {value!r}")
+    if not -1.0 < eff.residual_correlation < 1.0:
+        raise ValueError(
+            f"residual_correlation must lie strictly between -1 and 1, got {eff.residual_correlation}"
+        )
+    if not -1.0 < eff.symptom_autoregression < 1.0:
+        raise ValueError(
+            "symptom_autoregression must lie strictly between -1 and 1 (a stationary process), "
+            f"got {eff.symptom_autoregression}"
+        )
+    if eff.residual_correlation != 0.0 and eff.alliance_residual_sd <= 0:
+        raise ValueError("residual_correlation needs alliance_residual_sd > 0")
+    if eff.within_sd < 0:
+        raise ValueError(f"within_sd must be at least 0, got {eff.within_sd}")
     if n_sites > n_therapists:
         raise ValueError(
             f"n_sites ({n_sites}) is larger than n_therapists ({n_therapists}); "
@@ -272,6 +317,11 @@ def simulate_study(
     dip += 0.5 * lasting
 
     # --- the dynamic system: session by session, all clients at once ------------
+    # (the options below draw no extra random numbers when off: the default study is unchanged)
+    within = np.full(n_clients, eff.within)
+    if eff.within_sd > 0:
+        within = within + rng.normal(0.0, eff.within_sd, n_clients)
+    r_ay = eff.residual_correlation
     alliance = np.empty((n_clients, n_sess))
     symptoms = np.empty((n_clients, n_sess))
     a_dev_prev = np.zeros(n_clients)
@@ -279,13 +329,17 @@ def simulate_study(
     for s in range(n_sess):
         a_trend = alliance_level + growth * s
         y_trend = intake + slope * s
-        a_dev = (
-            eff.reverse * y_dev_prev
-            + technique[:, s]
-            - dip[:, s]
-            + rng.normal(0.0, eff.alliance_residual_sd, n_clients)
-        )
-        y_dev = eff.within * a_dev_prev + rng.normal(0.0, eff.symptom_residual_sd, n_clients)
+        a_noise = rng.normal(0.0, eff.alliance_residual_sd, n_clients)
+        y_noise = rng.normal(0.0, eff.symptom_residual_sd, n_clients)
+        if r_ay != 0.0:
+            y_noise = eff.symptom_residual_sd * (
+                r_ay * a_noise / eff.alliance_residual_sd
+                + np.sqrt(1.0 - r_ay**2) * y_noise / eff.symptom_residual_sd
+            )
+        a_dev = eff.reverse * y_dev_prev + technique[:, s] - dip[:, s] + a_noise
+        y_dev = within * a_dev_prev + y_noise
+        if eff.symptom_autoregression != 0.0:
+            y_dev = y_dev + eff.symptom_autoregression * y_dev_prev
         alliance[:, s] = a_trend + a_dev
         symptoms[:, s] = y_trend + y_dev
         a_dev_prev, y_dev_prev = a_dev, y_dev
@@ -407,6 +461,22 @@ def simulate_study(
             zip(client_ids.tolist(), (dropped_after + 1).tolist(), strict=True)
         ),
     }
+    if eff.within_sd > 0:
+        truth["within_by_client"] = dict(
+            zip(client_ids.tolist(), within.round(6).tolist(), strict=True)
+        )
+    if latent:
+        ci_all, si_all = np.indices((n_clients, n_sess)).reshape(2, -1)
+        truth["latent"] = pd.DataFrame(
+            {
+                "client": client_ids[ci_all],
+                "therapist": therapist_ids[therapist_of[ci_all]],
+                "session": t[si_all].astype("int64"),
+                "alliance": alliance[ci_all, si_all],
+                "symptoms": symptoms[ci_all, si_all],
+                "attended": present[ci_all, si_all],
+            }
+        )
     return Study(
         sessions=sessions,
         clients=clients,

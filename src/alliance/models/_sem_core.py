@@ -218,6 +218,10 @@ class _Objective:
             -0.5 * _LOG2PI * sum(float(g.n @ np.full(len(g.n), g.index.shape[1])) for g in groups)
         )
         self.n = int(sum(g.n.sum() for g in groups))
+        p = ram.n_obs
+        # flat positions of each pattern's observed block in the p x p matrix (for bincount)
+        self.flat_sig = [(g.index[:, :, None] * p + g.index[:, None, :]).ravel() for g in groups]
+        self.flat_mu = [g.index.ravel() for g in groups]
 
     def loglik(self, theta: np.ndarray, gradient: bool = False):
         ram = self.ram
@@ -233,7 +237,8 @@ class _Objective:
         if gradient:
             g_sig = np.zeros_like(sigma)
             g_mu = np.zeros_like(mu)
-        for grp in self.groups:
+        p_obs = ram.n_obs
+        for k_grp, grp in enumerate(self.groups):
             rows, cols = grp.index[:, :, None], grp.index[:, None, :]
             sub = sigma[rows, cols]
             try:
@@ -247,8 +252,16 @@ class _Objective:
             ll -= 0.5 * float(grp.n @ (logdet + np.einsum("gij,gij->g", inv, w)))
             if gradient:
                 iw = inv @ w @ inv
-                np.add.at(g_sig, (rows, cols), -0.5 * grp.n[:, None, None] * (inv - iw))
-                np.add.at(g_mu, grp.index, grp.n[:, None] * np.einsum("gij,gj->gi", inv, d))
+                g_sig += np.bincount(
+                    self.flat_sig[k_grp],
+                    weights=(-0.5 * grp.n[:, None, None] * (inv - iw)).ravel(),
+                    minlength=p_obs * p_obs,
+                ).reshape(p_obs, p_obs)
+                g_mu += np.bincount(
+                    self.flat_mu[k_grp],
+                    weights=(grp.n[:, None] * np.einsum("gij,gj->gi", inv, d)).ravel(),
+                    minlength=p_obs,
+                )
         if not np.isfinite(ll):
             return fail
         if not gradient:
@@ -307,11 +320,18 @@ class FimlFit:
         return -2.0 * self.loglik + math.log(self.n) * self.n_par
 
 
-def fit_fiml(table: ParTable, data: np.ndarray, *, maxiter: int = 5000) -> FimlFit:
+def fit_fiml(
+    table: ParTable,
+    data: np.ndarray,
+    *,
+    maxiter: int = 5000,
+    theta0: np.ndarray | None = None,
+) -> FimlFit:
     """Fit a parameter table to data (rows x observed variables, NaN = missing) by FIML.
 
     Rows with every variable missing carry no information and are left out (the caller
-    counts them).
+    counts them). ``theta0`` replaces the table's start values (e.g. another fit's
+    estimates).
     """
     ram = _Ram(table)
     data = np.asarray(data, dtype=float)
@@ -340,7 +360,7 @@ def fit_fiml(table: ParTable, data: np.ndarray, *, maxiter: int = 5000) -> FimlF
     with threadpool_limits(1):
         res = optimize.minimize(
             fun,
-            ram.start / scale,
+            (ram.start if theta0 is None else np.asarray(theta0, dtype=float)) / scale,
             jac=True,
             method="L-BFGS-B",
             options={"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": 1e-13, "gtol": 1e-7},

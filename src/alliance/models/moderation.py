@@ -19,6 +19,7 @@ Journal of Educational and Behavioral Statistics, 31(4), 437-448.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -34,7 +35,7 @@ from alliance.models._prep import (
 )
 from alliance.models._result import ModelResult
 from alliance.models.early import _attach_client_columns, early_table, fit_early
-from alliance.models.within_between import _mlm
+from alliance.models.within_between import fit_mlm
 
 __all__ = ["moderation"]
 
@@ -128,7 +129,7 @@ def moderation(
         "reml": True,
         **options,
     }
-    result, used, fit = _mlm(
+    result, used, fit = fit_mlm(
         data,
         alliance,
         outcome,
@@ -145,7 +146,7 @@ def moderation(
     y_dev = used["y"] - used.groupby("client")["y"].transform("mean")
     sd_x, sd_y = used["x_within"].std(), y_dev.std()
     sd_m = used.drop_duplicates("client")["mod"].std()
-    params = result.params
+    params = result.params.copy()
     inter = params["term"] == f"{focal}:{moderator}"
     params.loc[inter, "std_estimate"] = params.loc[inter, "estimate"] * sd_x * sd_m / sd_y
     cm = used.groupby("client")[["x_between", "y"]].mean()
@@ -164,18 +165,21 @@ def moderation(
         df_of=fit.contrast,
         std=sd_x / sd_y,
     )
-    result.model = f"moderation by {moderator} ({result.model})"
-    result.citation = f"{result.citation}; {CITATION}"
-    result.extra.update(
-        {
+    return replace(
+        result,
+        model=f"moderation by {moderator} ({result.model})",
+        params=params,
+        citation=f"{result.citation}; {CITATION}",
+        notes=list(result.notes),
+        extra={
+            **result.extra,
             "simple_slopes": slopes,
             "lines": lines.assign(focal=focal),
             "focal": focal,
             "moderator": moderator,
             "outcome_label": f"{alliance if opts['reverse'] else outcome} at t + {opts['lag']}",
-        }
+        },
     )
-    return result
 
 
 def _early(data, moderator, alliance, outcome, client, session, therapist, level, options):

@@ -41,7 +41,7 @@ Nickell, S. (1981). Biases in dynamic models with fixed effects. Econometrica, 4
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -51,11 +51,15 @@ from alliance._checks import format_rows, require_columns
 from alliance.models._result import ModelResult, exclusion_log
 from alliance.models._sem_core import FimlFit, ParTable, fit_fiml
 
-__all__ = ["dynamic_panel", "riclpm"]
+__all__ = ["dynamic_panel", "riclpm", "PanelResult"]
 
 DPM_CITATION = (
     "Allison, Williams & Moral-Benito (2017), Socius 3; as recommended for session-level "
     "alliance and symptoms by Falkenström, Finkel, Sandell, Rubel & Holmqvist (2017), JCCP 85(6)"
+)
+DPM_ESTIMAND = (
+    "the cross-lagged paths are average within-client effects: with client-specific effects "
+    "the model estimates (approximately) their mean (the paths are fixed, not random)"
 )
 RICLPM_CITATION = "Hamaker, Kuiper & Grasman (2015), Psychological Methods 20(1), 102-116"
 FIML_POLICY = (
@@ -63,6 +67,26 @@ FIML_POLICY = (
     "clients (missing sessions and missing scores are assumed missing at random given the "
     "observed scores); {patterns} missing-data patterns"
 )
+
+
+# --------------------------------------------------------------------------- result
+
+
+@dataclass
+class PanelResult(ModelResult):
+    """A panel SEM's result: a :class:`ModelResult` with the fits from each start.
+
+    Attributes
+    ----------
+    starts : pandas.DataFrame
+        One row per starting point (start, start_values, loglik, converged, the four
+        lagged paths, kept): the fit with the highest log-likelihood is the one reported.
+    estimand : str
+        What the lagged paths estimate, in words.
+    """
+
+    starts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    estimand: str = ""
 
 
 # --------------------------------------------------------------------------- data
@@ -244,10 +268,10 @@ def dpm_table(
             for t in later:
                 tab.add(f"slope_{v}", "=~", f"{v}{t}", free=False, value=float(t - 1))
     for t in later:
-        tab.add(f"y{t}", "~", f"y{t - lag}", label="rho_y")
-        tab.add(f"y{t}", "~", f"x{t - lag}", label="beta_yx")
-        tab.add(f"x{t}", "~", f"x{t - lag}", label="rho_x")
-        tab.add(f"x{t}", "~", f"y{t - lag}", label="beta_xy")
+        tab.add(f"y{t}", "~", f"y{t - lag}", label="rho_y", value=st.get("rho_y", 0.0))
+        tab.add(f"y{t}", "~", f"x{t - lag}", label="beta_yx", value=st.get("beta_yx", 0.0))
+        tab.add(f"x{t}", "~", f"x{t - lag}", label="rho_x", value=st.get("rho_x", 0.0))
+        tab.add(f"x{t}", "~", f"y{t - lag}", label="beta_xy", value=st.get("beta_xy", 0.0))
     # covariances among the fixed effects and the predetermined waves
     block = latents + exo
     for i, a in enumerate(block):
@@ -448,6 +472,7 @@ def dynamic_panel(
     slopes: bool = False,
     equal_residuals: bool = False,
     therapist: str | None = None,
+    n_starts: int = 1,
 ) -> ModelResult:
     """Dynamic panel model of alliance and symptoms by ML-SEM (Allison et al., 2017).
 
@@ -488,6 +513,13 @@ def dynamic_panel(
     therapist : str, optional
         Accepted for a uniform interface; the nesting of clients in therapists is not
         modelled (a note says so).
+    n_starts : int, default 1
+        Fit from this many starting points (1: all lagged paths at 0; then autoregressive
+        paths at 0.5, then at 0.5 with cross-lagged paths at -0.1 and 0.1 times the
+        ratio of the SDs) and keep the fit with the highest log-likelihood. The
+        likelihood can have several maxima (``docs/models_sem.md``); every start's
+        log-likelihood and paths are in ``.starts`` and a note says when they
+        disagree. :func:`~alliance.models.within_between` uses 3.
 
     Returns
     -------
@@ -548,14 +580,44 @@ def dynamic_panel(
         min_clients=min_clients,
         n_waves_needed=lag + 2 + (1 if slopes else 0),
     )
-    table = dpm_table(
-        len(panel.waves),
-        lag=lag,
-        slopes=slopes,
-        equal_residuals=equal_residuals,
-        starts=_starts(panel),
-    )
-    fit, _ = _fit_panel(panel, table)
+    if not isinstance(n_starts, int | np.integer) or isinstance(n_starts, bool) or n_starts < 1:
+        raise ValueError(f"n_starts must be a whole number >= 1, not {n_starts!r}")
+    base = _starts(panel)
+    ratio = math.sqrt(base["var_y"] / base["var_x"])
+    start_sets = [
+        {},
+        {"rho_y": 0.5, "rho_x": 0.5},
+        {"rho_y": 0.5, "rho_x": 0.5, "beta_yx": -0.1 * ratio, "beta_xy": 0.1 / ratio},
+    ]
+    while len(start_sets) < n_starts:
+        k = len(start_sets)
+        start_sets.append({"rho_y": 0.2 * k % 0.9, "rho_x": 0.3 * k % 0.9})
+    fits, tried = [], []
+    for k, extra_starts in enumerate(start_sets[:n_starts]):
+        table = dpm_table(
+            len(panel.waves),
+            lag=lag,
+            slopes=slopes,
+            equal_residuals=equal_residuals,
+            starts={**base, **extra_starts},
+        )
+        one, _ = _fit_panel(panel, table)
+        fits.append(one)
+        est = {r.label: r.est for r in one.table.itertuples() if r.label}
+        tried.append(
+            {
+                "start": k + 1,
+                "start_values": ", ".join(f"{a}={b:.3g}" for a, b in extra_starts.items())
+                or "lagged paths 0",
+                "loglik": one.loglik,
+                "converged": one.converged,
+                **{lab: est.get(lab, np.nan) for lab in ("beta_yx", "beta_xy", "rho_y", "rho_x")},
+            }
+        )
+    best = int(np.argmax([f.loglik if np.isfinite(f.loglik) else -np.inf for f in fits]))
+    fit = fits[best]
+    starts_table = pd.DataFrame(tried)
+    starts_table["kept"] = starts_table.index == best
     lg = f"t-{lag}"
     labels = {
         "beta_yx": (f"{alliance}[{lg}] -> {outcome}[t]", "cross-lagged"),
@@ -584,7 +646,15 @@ def dynamic_panel(
             "the fixed effects absorb stable differences in level between clients, not "
             "client-specific trends; with clients who change at different rates use slopes=True"
         )
-    return _panel_result(
+    if n_starts > 1:
+        spread = float(starts_table["loglik"].max() - starts_table["loglik"].min())
+        if spread > 1e-3:
+            notes.append(
+                f"the {n_starts} starting points reached different maxima (log-likelihoods "
+                f"{', '.join(f'{v:.2f}' for v in starts_table['loglik'])}); the best "
+                f"(start {best + 1}) is kept; all are in .starts"
+            )
+    result = _panel_result(
         "dynamic panel model (ML-SEM)",
         DPM_CITATION,
         fit,
@@ -596,6 +666,9 @@ def dynamic_panel(
         autoregressive=("rho_y", "rho_x"),
         parameter_table=full,
     )
+    result.starts = starts_table
+    result.estimand = DPM_ESTIMAND
+    return result
 
 
 def riclpm(
@@ -735,9 +808,9 @@ def riclpm(
 
 def _panel_result(
     model, citation, fit, panel, params, vc, notes, labels, *, autoregressive, parameter_table
-) -> ModelResult:
-    """The ModelResult of a panel model fitted by FIML (dynamic panel model or RI-CLPM)."""
-    return ModelResult(
+) -> PanelResult:
+    """The result of a panel model fitted by FIML (dynamic panel model or RI-CLPM)."""
+    return PanelResult(
         model=model,
         params=params,
         variance_components=vc,

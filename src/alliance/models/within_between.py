@@ -49,7 +49,7 @@ from alliance.models._prep import (
 from alliance.models._result import ModelResult
 from alliance.models.lmm import lmm
 
-__all__ = ["within_between", "NICKELL_NOTE"]
+__all__ = ["within_between", "NICKELL_NOTE", "CONFOUND_NOTE"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,13 @@ MISSING_MLM = (
     "all available session pairs, maximum likelihood (REML) under missing at random: a pair "
     "(predictor at t, response at t + lag) enters when both are observed; clients with gaps or "
     "dropout keep every complete pair, and single-session clients leave (counted in .excluded)."
+)
+CONFOUND_NOTE = (
+    "Concurrent confound: the response at t + lag is regressed on the predictor at t without "
+    "the response at t. Alliance and symptoms rated in the same session share that week's "
+    "state, and symptoms are autocorrelated, so the within effect mixes the lagged effect "
+    "with the same-session association (a false effect when there is none; Falkenström et "
+    "al. 2017). The default method='dpm' (dynamic panel model) avoids it."
 )
 NICKELL_NOTE = (
     "The lagged response is a predictor in a model with client random intercepts: its "
@@ -78,17 +85,27 @@ def within_between(
     lag: int = 1,
     detrend: bool = True,
     reverse: bool = False,
-    method: Literal["mlm", "dpm"] = "mlm",
-    random_slope: bool = False,
-    session_slope: bool = True,
-    lagged_outcome: bool = False,
+    method: Literal["dpm", "mlm"] = "dpm",
+    random_slope: bool | None = None,
+    session_slope: bool | None = None,
+    lagged_outcome: bool | None = None,
     covariates: list[str] | None = None,
-    reml: bool = True,
+    reml: bool | None = None,
     **dpm_options,
 ) -> ModelResult:
     """Within- and between-client effects of alliance on next-session outcome (or the reverse).
 
-    ``method="mlm"`` fits, with :func:`alliance.models.lmm`,
+    The default, ``method="dpm"``, is the dynamic panel model estimated by ML-SEM (Allison,
+    Williams & Moral-Benito 2017; :func:`alliance.models.sem.dynamic_panel`), fitted from
+    3 starting points (``n_starts=3``) with the best kept and every start in ``.starts``.
+    It answers "does a better alliance than usual for this client predict lower symptoms
+    next session?" without the two confounds of the multilevel model: alliance and
+    symptoms rated in the same session share that week's state, and symptoms carry over
+    from week to week (Falkenström et al. 2017). The cross-lagged path is an average
+    within-client effect: when clients differ in their effect it estimates the mean.
+
+    ``method="mlm"`` (an option, kept for comparison with published multilevel analyses)
+    fits, with :func:`alliance.models.lmm`,
 
     ``y[t+lag] ~ x_within[t] + x_between + session + (1 + session | client) + (1 | therapist)``
 
@@ -115,20 +132,21 @@ def within_between(
         Remove each client's linear session trend from the predictor before centring.
     reverse : bool, default False
         Outcome at t predicting the alliance at t + lag (symptoms -> next alliance).
-    method : {"mlm", "dpm"}
-        Multilevel model (here) or the dynamic panel model by ML-SEM, delegated to
-        ``alliance.models.sem.dynamic_panel`` with ``dpm_options``.
+    method : {"dpm", "mlm"}, default "dpm"
+        The dynamic panel model by ML-SEM (``alliance.models.sem.dynamic_panel`` with
+        ``dpm_options``, e.g. ``max_sessions=``, ``slopes=``, ``n_starts=``) or the
+        multilevel model.
     random_slope : bool, default False
-        Let the within-client effect vary between clients (a random slope of ``x_within``).
+        ``method="mlm"`` only: let the within-client effect vary between clients.
     session_slope : bool, default True
-        Random client slope of session (clients' own trajectories).
+        ``method="mlm"`` only: random client slope of session.
     lagged_outcome : bool, default False
-        Add the response at t as a predictor. Biased (Nickell 1981); the result says so in
-        ``.notes``; prefer ``method="dpm"``.
+        ``method="mlm"`` only: add the response at t as a predictor. Biased (Nickell
+        1981); the result says so in ``.notes``.
     covariates : list of str, optional
-        More fixed effects (session- or client-level columns).
+        ``method="mlm"`` only: more fixed effects (session- or client-level columns).
     reml : bool, default True
-        REML (default) or ML.
+        ``method="mlm"`` only: REML (default) or ML.
     **dpm_options
         Passed to ``dynamic_panel`` when ``method="dpm"``; refused with ``"mlm"``.
 
@@ -159,9 +177,22 @@ def within_between(
     >>> study = alliance.datasets.load_dataset("demo")
     >>> sessions = study.sessions.assign(wai=study.sessions["wai_sr"] / 12)
     >>> fit = alliance.models.within_between(sessions, alliance="wai", outcome="phq9",
-    ...                                      therapist="therapist")
+    ...                                      max_sessions=8)
+    >>> fit.params["term"].iloc[0]
+    'wai[t-1] -> phq9[t]'
+    >>> bool(fit.params["estimate"].iloc[0] < 0)
+    True
+    >>> int(fit.starts["kept"].sum())
+    1
+
+    The multilevel model, with the confound stated in its notes:
+
+    >>> fit = alliance.models.within_between(sessions, alliance="wai", outcome="phq9",
+    ...                                      therapist="therapist", method="mlm")
     >>> round(float(fit.params.set_index("term").loc["wai_within", "estimate"]), 1)
     -1.3
+    >>> any("Concurrent confound" in note for note in fit.notes)
+    True
     >>> fit.excluded["reason"].tolist()[:2]
     ['no session t + 1 (last session of the client)', 'session t + 1 missed']
     """
@@ -169,14 +200,35 @@ def within_between(
         raise ValueError(f"method must be 'mlm' or 'dpm', not {method!r}.")
     if not isinstance(lag, int | np.integer) or isinstance(lag, bool) or lag < 1:
         raise ValueError(f"lag must be a whole number of sessions >= 1, not {lag!r}.")
+    mlm_only = {
+        "random_slope": random_slope,
+        "session_slope": session_slope,
+        "lagged_outcome": lagged_outcome,
+        "covariates": covariates,
+        "reml": reml,
+    }
     if method == "dpm":
+        given = sorted(k for k, v in mlm_only.items() if v is not None)
+        if given:
+            raise TypeError(
+                f"{given} are options of method='mlm'; the default dynamic panel model does "
+                "not take them. Pass method='mlm' to fit the multilevel model (its notes state "
+                "its confound) or drop them."
+            )
+        if not detrend:
+            raise TypeError("detrend=False is an option of method='mlm'.")
+        dpm_options = {"n_starts": 3, **dpm_options}
         return _dpm(data, alliance, outcome, client, session, therapist, lag, reverse, dpm_options)
+    random_slope = bool(random_slope)
+    session_slope = True if session_slope is None else bool(session_slope)
+    lagged_outcome = bool(lagged_outcome)
+    reml = True if reml is None else bool(reml)
     if dpm_options:
         raise TypeError(
             f"unexpected arguments {sorted(dpm_options)} for method='mlm' (they are options of "
             "method='dpm')."
         )
-    return _mlm(
+    return fit_mlm(
         data,
         alliance,
         outcome,
@@ -194,7 +246,7 @@ def within_between(
     )[0]
 
 
-def _mlm(
+def fit_mlm(
     data,
     alliance,
     outcome,
@@ -213,6 +265,10 @@ def _mlm(
     moderator: str | None = None,
 ):
     """Fit the multilevel model; returns (result, the pairs used, the lmm fit).
+
+    The engine of ``within_between(method="mlm")``, public for
+    :func:`alliance.models.moderation.moderation`; the caller gets a new result it may
+    build on (copy before changing it).
 
     With ``moderator`` (a client-level column), ``mod``, ``x_within:mod`` and ``x_between:mod``
     enter the fixed part (used by :func:`alliance.models.moderation.moderation`).
@@ -351,6 +407,8 @@ def _mlm(
     if lagged_outcome:
         notes.append(NICKELL_NOTE)
         log.info("within_between: %s", NICKELL_NOTE)
+    else:
+        notes.append(CONFOUND_NOTE)
     if fit.singular:
         notes.append(
             "Singular fit: a random-effect variance is at zero or a correlation at +-1; "
