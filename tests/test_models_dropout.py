@@ -197,3 +197,9 @@ def test_refuses_what_it_cannot_fit(studies, kwargs, error, match):
     kwargs = {"alliance": "wai_sr", "ruptures": False, **kwargs}
     with pytest.raises(error, match=match):
         dropout_model(study, **kwargs)
+
+
+def test_default_ruptures_are_prospective(studies):
+    study = studies[0.0]
+    fit = dropout_model(_item_mean(study), alliance="alliance_item", clients=study.clients)
+    assert any("prospectively" in n and "earlier" in n for n in fit.notes)

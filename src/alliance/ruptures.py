@@ -8,11 +8,17 @@ Two published operational definitions are available in :func:`detect`:
     scale's measurement error does not explain.
 ``method="dip"``
     A rupture is a session whose alliance lies more than ``threshold`` standard
-    deviations below the client's own mean, the low point of the V-shaped
-    rupture-repair sequences of Stiles et al. (2004), who used 2 SD; Strauss et al.
-    (2006) used a less strict 1 SD. Gumz et al. (2012) recommend comparing against the
-    stricter of the client's own SD and the sample's within-client SD
-    (``spread="stricter"``).
+    deviations below the mean of the client's *earlier* rated sessions, the low point of
+    the V-shaped rupture-repair sequences of Stiles et al. (2004), who used 2 SD;
+    Strauss et al. (2006) used a less strict 1 SD. Gumz et al. (2012) recommend
+    comparing against the stricter of the client's own SD and the sample's within-client
+    SD (``spread="stricter"``). The rule is prospective: the reference mean and the
+    client's SD are running (past-only) estimates, so whether session n is a rupture
+    depends only on sessions up to n and a collapse can be found in a 5-session course
+    (with the whole-course mean and SD a single score among n can lie at most
+    (n - 1) / sqrt(n) SDs below the mean). ``spread="pooled"`` uses the sample's pooled
+    within-client SD, a property of the sample rather than of the client's future.
+    The recovery that makes the V is not part of detection: it is judged as repair.
 
 A rupture is repaired when the alliance returns to its pre-rupture level (the score
 of the last rated session before the rupture, less ``tolerance``) within ``k``
@@ -73,8 +79,9 @@ __all__ = [
 METHODS = {
     "drop": "fall from the previous rated session by at least the reliable-change size "
     "(Jacobson & Truax, 1991)",
-    "dip": "session more than `threshold` SD below the client's own mean, the low point "
-    "of a V-shaped rupture-repair sequence (Stiles et al., 2004; 1 SD: Strauss et al., 2006)",
+    "dip": "session more than `threshold` SD below the mean of the client's earlier rated "
+    "sessions (past-only), the low point of a V-shaped rupture-repair sequence "
+    "(Stiles et al., 2004; 1 SD: Strauss et al., 2006; stricter SD: Gumz et al., 2012)",
 }
 
 _DETECTED_EXTRA = [
@@ -113,6 +120,24 @@ def _drop_size(threshold, instrument, sd, reliability, z) -> float:
     )
 
 
+def _running_past(value: np.ndarray, codes: np.ndarray):
+    """Mean, SD (ddof 1) and count of each client's rated sessions BEFORE each row.
+
+    Rows are sorted by client and session; the row itself and later rows are not used,
+    so a flag at session n depends only on sessions up to n.
+    """
+    frame = pd.DataFrame({"g": codes, "v": value})
+    grouped = frame.groupby("g")["v"]
+    n_prior = grouped.cumcount().to_numpy()
+    csum = grouped.cumsum().to_numpy() - value
+    csq = (frame["v"] ** 2).groupby(frame["g"]).cumsum().to_numpy() - value**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n_prior > 0, csum / np.maximum(n_prior, 1), np.nan)
+        var = (csq - n_prior * mean**2) / (n_prior - 1)
+        sd = np.where(n_prior > 1, np.sqrt(np.clip(var, 0, None)), np.nan)
+    return mean, sd, n_prior
+
+
 def _repair_table(
     events: pd.DataFrame, obs: pd.DataFrame, k: int, tolerance: float
 ) -> pd.DataFrame:
@@ -124,14 +149,19 @@ def _repair_table(
     ev["_event"] = np.arange(len(ev))
     pairs = ev.merge(obs, on="client", suffixes=("", "_obs"))
     lag = pairs["session_obs"] - pairs["session"]
-    back = (lag > 0) & (lag <= k) & (pairs["value"] >= pairs["pre_level"] - tolerance)
+    in_window = (lag > 0) & (lag <= k)
+    back = in_window & (pairs["value"] >= pairs["pre_level"] - tolerance)
     first = pairs[back].groupby("_event")["session_obs"].min()
+    rated = pairs[in_window].groupby("_event").size().reindex(ev["_event"]).fillna(0)
     repair = first.reindex(ev["_event"]).to_numpy(dtype=float)
     last_seen = obs.groupby("client")["session"].max()
     horizon = ev["client"].map(last_seen).to_numpy(dtype=float)
     seen_k = horizon >= ev["session"].to_numpy(dtype=float) + k
     resolved = pd.array(np.where(~np.isnan(repair), True, False), dtype="boolean")
-    unknown = np.isnan(repair) & (~seen_k | np.isnan(ev["pre_level"].to_numpy(dtype=float)))
+    no_rating = rated.to_numpy() == 0  # nothing rated in the window: not knowable
+    unknown = np.isnan(repair) & (
+        ~seen_k | no_rating | np.isnan(ev["pre_level"].to_numpy(dtype=float))
+    )
     resolved[unknown] = pd.NA
     return pd.DataFrame(
         {
@@ -159,6 +189,7 @@ def detect(
     k: int = 3,
     tolerance: float = 0.0,
     z: float = 1.96,
+    min_prior: int = 2,
 ) -> pd.DataFrame:
     """Detect alliance ruptures and their repair from session-level alliance scores.
 
@@ -173,8 +204,9 @@ def detect(
         ``'drop'``: the alliance falls from the previous rated session by at least
         ``threshold`` points, by default the reliable-change size of the scale
         (Jacobson & Truax, 1991). ``'dip'``: the alliance lies more than ``threshold``
-        SDs (default 2) below the client's own mean, as in the V-shaped
-        rupture-repair sequences of Stiles et al. (2004).
+        SDs (default 2) below the mean of the client's earlier rated sessions, as in
+        the V-shaped rupture-repair sequences of Stiles et al. (2004). Both rules are
+        prospective: a flag at session n uses only sessions up to n.
     threshold : float, optional
         Points (``'drop'``) or number of SDs (``'dip'``, default 2).
     instrument : str or Instrument, optional
@@ -183,8 +215,8 @@ def detect(
         For ``'drop'`` without a published size: the size is
         ``z * sqrt(2) * sd * sqrt(1 - reliability)``.
     spread : {'client', 'pooled', 'stricter'}
-        For ``'dip'``: the client's own SD, the sample's pooled within-client SD, or the
-        larger of the two (Gumz et al., 2012).
+        For ``'dip'``: the SD of the client's earlier rated sessions (running), the
+        sample's pooled within-client SD, or the larger of the two (Gumz et al., 2012).
     k : int
         Sessions within which the alliance must return to its pre-rupture level for
         the rupture to count as repaired.
@@ -192,14 +224,17 @@ def detect(
         Points below the pre-rupture level that still count as a return.
     z : float
         Critical value for the reliable-change size.
+    min_prior : int, default 2
+        For ``'dip'``: earlier rated sessions needed before a session can be a dip
+        (the running SD needs two).
 
     Returns
     -------
     pandas.DataFrame
         One row per rupture in the events layout: client, session (first session of
         the rupture), kind ('unspecified'), resolved (True when repaired within ``k``
-        sessions, False when not, NA when the client's ratings end before ``k``
-        sessions have passed), source ('detected'), then depth (pre-rupture level minus
+        sessions, False when not, NA (unknown) when no rating falls in the repair
+        window or the client's ratings end before ``k`` sessions have passed), source ('detected'), then depth (pre-rupture level minus
         the lowest score of the rupture), method, pre_session, pre_level, nadir,
         repair_session and sessions_to_repair. Consecutive flagged sessions form one
         rupture. A rupture needs a rated session before it, so a client's first rated
@@ -236,25 +271,28 @@ def detect(
         label = f"drop >= {size:g} points from the previous rated session"
     else:
         n_sd = 2.0 if threshold is None else float(threshold)
-        grouped = obs.groupby(codes)["value"]
-        mean = grouped.transform("mean").to_numpy()
-        own = grouped.transform("std").to_numpy()
-        n_i = grouped.transform("size").to_numpy()
-        resid = value - mean
-        dof = len(value) - len(np.unique(codes))
-        pooled = np.sqrt(np.sum(resid**2) / dof) if dof > 0 else np.nan
+        if not isinstance(min_prior, int | np.integer) or min_prior < 1:
+            raise ValueError(f"min_prior={min_prior!r} must be a whole number >= 1")
+        if spread not in ("client", "pooled", "stricter"):
+            raise ValueError(f"spread={spread!r}: pass 'client', 'pooled' or 'stricter'")
+        ref_mean, ref_sd, n_prior = _running_past(value, codes)
+        if spread != "client":
+            grouped = obs.groupby(codes)["value"]
+            resid = value - grouped.transform("mean").to_numpy()
+            dof = len(value) - len(np.unique(codes))
+            pooled = np.sqrt(np.sum(resid**2) / dof) if dof > 0 else np.nan
         if spread == "client":
-            scale = own
+            scale = ref_sd
         elif spread == "pooled":
             scale = np.full(len(value), pooled)
-        elif spread == "stricter":
-            scale = np.fmax(own, pooled)
-            scale[n_i < 2] = np.nan
         else:
-            raise ValueError(f"spread={spread!r}: pass 'client', 'pooled' or 'stricter'")
+            scale = np.fmax(ref_sd, pooled)
         with np.errstate(invalid="ignore"):
-            flagged = value < mean - n_sd * scale
-        label = f"dip > {n_sd:g} SD ({spread}) below the client's mean"
+            flagged = (n_prior >= min_prior) & (value < ref_mean - n_sd * scale)
+        label = (
+            f"dip > {n_sd:g} SD ({spread}) below the mean of the client's earlier rated "
+            f"sessions (at least {min_prior})"
+        )
     flagged &= ~np.isnan(value)
     prev_flag = np.r_[False, flagged[:-1]] & same_prev
     run_start = flagged & ~prev_flag
@@ -285,7 +323,16 @@ def detect(
     events["session"] = events["session"].astype("Int64")
     events["pre_session"] = events["pre_session"].astype("Int64")
     events = events[EVENT_COLUMNS + _DETECTED_EXTRA].reset_index(drop=True)
-    events.attrs.update({"method": method, "rule": label, "k": int(k), "tolerance": tolerance})
+    events.attrs.update(
+        {
+            "method": method,
+            "rule": label,
+            "source": METHODS[method],
+            "uses": "sessions up to the flagged one (prospective); repair uses the next k",
+            "k": int(k),
+            "tolerance": tolerance,
+        }
+    )
     return events
 
 

@@ -44,6 +44,24 @@ from alliance.models._result import ModelResult, exclusion_log
 __all__ = ["dropout_model", "person_period"]
 
 METHODS = ("logistic", "discrete_time")
+#: Default rupture rule: prospective (a flag at session n uses sessions up to n only).
+DEFAULT_RUPTURES = {"method": "dip", "spread": "stricter"}
+#: Termination reasons understood without a mapping (lower case); True = dropped out.
+TERMINATION_VALUES = {
+    "dropped out": True,
+    "dropout": True,
+    "drop-out": True,
+    "dropped": True,
+    "unilateral": True,
+    "completed": False,
+    "complete": False,
+    "planned": False,
+    "planned ending": False,
+    "referred": False,
+    "transferred": False,
+    "moved": False,
+    "ongoing": False,
+}
 BASELINES = ("linear", "quadratic", "categorical")
 LOGISTIC_CITATION = (
     "logistic regression with cluster-robust standard errors (Liang & Zeger, 1986); "
@@ -90,7 +108,7 @@ def _rupture_events(
     if ruptures is None or isinstance(ruptures, dict):
         from alliance.ruptures import detect
 
-        options = {"method": "dip", **(ruptures or {})}
+        options = {**DEFAULT_RUPTURES, **(ruptures or {})}
         events = detect(sessions, alliance=alliance, client=client, session=session, **options)
         return events.rename(columns={"client": client, "session": session})
     events = require_frame(ruptures, "ruptures")
@@ -140,6 +158,8 @@ def person_period(
     planned_sessions: int | str | None = None,
     dropout: str | None = None,
     clients: pd.DataFrame | None = None,
+    termination: str | None = None,
+    termination_map: dict | None = None,
 ) -> pd.DataFrame:
     """Person-period data: one row per client x attended session, with the event flag.
 
@@ -164,6 +184,9 @@ def person_period(
     planned = _planned(planned_sessions, frame, clients, client, session)
     if dropout is not None:
         left_client = _client_column(dropout, frame, clients, client, "dropout").astype("boolean")
+    elif termination is not None:
+        reason = _client_column(termination, frame, clients, client, "termination")
+        left_client = _termination_dropout(reason, termination, termination_map)
     else:
         left_client = pd.Series(
             (last.to_numpy() < planned.reindex(last.index).to_numpy()), index=last.index
@@ -175,6 +198,28 @@ def person_period(
     out["left"] = (is_last & out[client].map(left_client).fillna(False).to_numpy(bool)).astype(int)
     out = out[out[session] < out["planned"]]
     return out.reset_index(drop=True)
+
+
+def _termination_dropout(reason: pd.Series, name: str, mapping: dict | None) -> pd.Series:
+    """True where the termination reason means dropout (NA reasons stay NA)."""
+    table = {str(k).strip().lower(): v for k, v in (mapping or TERMINATION_VALUES).items()}
+    text = reason.astype("string").str.strip().str.lower()
+    unknown = sorted(set(text.dropna()) - set(table))
+    if unknown:
+        raise ValueError(
+            f"termination column {name!r} has values {unknown} with no dropout meaning; pass "
+            "termination_map={value: True (dropped out) or False (planned ending), ...}"
+        )
+    return text.map(table).astype("boolean")
+
+
+def _find_termination(sessions, clients) -> str | None:
+    for table in (clients, sessions):
+        if table is not None:
+            for col in table.columns:
+                if str(col).lower() in ("termination", "termination_reason", "end_reason"):
+                    return col
+    return None
 
 
 def _planned(planned_sessions, frame, clients, client, session) -> pd.Series:
@@ -247,6 +292,8 @@ def dropout_model(
     clients: pd.DataFrame | None = None,
     planned_sessions: int | str | None = None,
     dropout: str | None = None,
+    termination: str | None = None,
+    termination_map: dict | None = None,
     early_sessions: int = 3,
     ruptures=None,
     covariates: list[str] | None = None,
@@ -273,7 +320,17 @@ def dropout_model(
         when their last attended session comes before it. Default: the highest session
         in ``data``.
     dropout : str, optional
-        A client column (True = dropped out) that overrides the planned-sessions rule.
+        A client column (True = dropped out) that overrides the other rules.
+    termination : str, optional
+        A client column with the reason treatment ended (e.g. "completed",
+        "dropped out", "referred"); dropout is read from it. Default: a column named
+        ``termination`` (or ``termination_reason``, ``end_reason``) when the data or the
+        clients table has one; otherwise the planned-sessions rule, stated in the notes.
+    termination_map : dict, optional
+        Meaning of each termination value, ``{value: True (dropout) / False}``; the
+        default knows dropped out / dropout / unilateral (True) and completed / planned
+        / referred / transferred / moved / ongoing (False). A client whose reason is
+        missing is counted in ``excluded``.
     early_sessions : int, default 3
         ``"logistic"``: early alliance is the mean of the rated sessions among the first
         ``early_sessions`` sessions, and ruptures are counted in the same window. Clients
@@ -282,8 +339,11 @@ def dropout_model(
     ruptures : DataFrame, dict, None or False
         An events table (client, session, resolved, optional repair_session), e.g.
         ``study.events`` or :func:`alliance.ruptures.detect` output; a dict of options
-        for :func:`alliance.ruptures.detect`; None to detect with ``method="dip"``
-        (2 SD below the client's mean); False for no rupture term.
+        for :func:`alliance.ruptures.detect`; None to detect with the prospective
+        ``method="dip", spread="stricter"`` rule (2 SD below the mean of the client's
+        earlier sessions, the larger of the client's running SD and the sample's
+        within-client SD), so a rupture at session n uses sessions up to n only;
+        False for no rupture term.
     covariates : list of str, optional
         Numeric or boolean client-level columns (e.g. ``prior_negative_therapy``).
     method : {'logistic', 'discrete_time'}
@@ -360,6 +420,34 @@ def dropout_model(
     if (values.isna() & sessions[alliance].notna()).any():
         raise ValueError(f"column {alliance!r} has values that are not numbers; convert them")
     events = _rupture_events(ruptures, sessions, alliance, client, session)
+    if dropout is None and termination is None:
+        termination = _find_termination(sessions, clients)
+    if dropout is not None:
+        rule = f"dropout from the column {dropout!r}"
+    elif termination is not None:
+        rule = f"dropout from the termination reason in {termination!r}"
+        reason = _client_column(termination, sessions, clients, client, "termination")
+        flags = _termination_dropout(reason, termination, termination_map)
+        no_reason = flags.isna()
+        if no_reason.any():
+            gone = sessions[client].isin(flags.index[no_reason])
+            rows.append(
+                (
+                    f"no termination reason in {termination!r}",
+                    termination,
+                    int(gone.sum()),
+                    int(no_reason.sum()),
+                )
+            )
+            sessions = sessions[~gone]
+    else:
+        rule = "dropout rule: the last attended session comes before " + (
+            f"the planned number of sessions ({planned_sessions!r})"
+            if planned_sessions is not None
+            else "the highest session number in the data (no termination column and no "
+            "planned_sessions=; planned short endings count as dropouts: pass "
+            "planned_sessions= or a termination column)"
+        )
     pp = person_period(
         sessions,
         alliance,
@@ -368,6 +456,8 @@ def dropout_model(
         planned_sessions=planned_sessions,
         dropout=dropout,
         clients=clients,
+        termination=termination,
+        termination_map=termination_map,
     )
     if pp.empty:
         raise ValueError(
@@ -428,9 +518,16 @@ def dropout_model(
     params = _params(fit, x, names)
     n_clusters = int(len(np.unique(groups))) if groups is not None else None
     notes = [
+        rule,
         "std_estimate is the change in log-odds per SD of the predictor; odds_ratio is "
         "exp(estimate)",
     ]
+    if events is not None and (ruptures is None or isinstance(ruptures, dict)):
+        notes.append(
+            "ruptures detected prospectively: "
+            + events.attrs.get("rule", "")
+            + "; only information available before each dropout is used"
+        )
     if groups is None:
         notes.append("standard errors assume independent clients (therapist=None)")
     else:
