@@ -38,8 +38,9 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+REPORT_OUT ?= reports/demo
 report: $(STAMP) ## the main job: build the reports from the bundled demo data into reports/
-	$(VENV)/bin/alliance report --data demo --out reports/demo
+	$(VENV)/bin/alliance report --data demo --out $(REPORT_OUT)
 
 notebooks: $(STAMP) ## re-execute the committed notebooks in place (refreshes their outputs)
 	$(PY) -m alliance.report refresh-notebooks

@@ -12,11 +12,13 @@ nothing is touched (see :mod:`alliance._outdir`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import html
 import json
 import logging
+import os
 import platform
 import shutil
 import sys
@@ -55,6 +57,37 @@ _PACKAGES = (
     "pingouin",
     "papermill",
 )
+
+
+#: The backend a notebook kernel needs for its figures to be captured in the page.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+@contextlib.contextmanager
+def inline_figures():
+    """Run notebook kernels with the inline figure backend, whatever the caller set.
+
+    A kernel inherits the environment of the process that starts it. ``MPLBACKEND=Agg``
+    (set by a Makefile, a CI job or a headless shell) would make every kernel draw its
+    figures off-screen, and the pages would have no figures at all.
+
+    Examples
+    --------
+    >>> import os
+    >>> from alliance.report import INLINE_BACKEND, inline_figures
+    >>> with inline_figures():
+    ...     os.environ["MPLBACKEND"] == INLINE_BACKEND
+    True
+    """
+    before = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = INLINE_BACKEND
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = before
 
 
 class NotebookFailed(RuntimeError):
@@ -298,15 +331,16 @@ def build_report(
             executed = staging / "notebooks" / book.name
             declared = pm.inspect_notebook(str(book))
             try:
-                pm.execute_notebook(
-                    str(book),
-                    str(executed),
-                    parameters={k: v for k, v in params.items() if k in declared},
-                    progress_bar=False,
-                    cwd=str(book.parent),
-                    kernel_name="python3",
-                    language="python",
-                )
+                with inline_figures():
+                    pm.execute_notebook(
+                        str(book),
+                        str(executed),
+                        parameters={k: v for k, v in params.items() if k in declared},
+                        progress_bar=False,
+                        cwd=str(book.parent),
+                        kernel_name="python3",
+                        language="python",
+                    )
             except pm.PapermillExecutionError as err:
                 raise NotebookFailed(
                     f"{book.name} failed in cell {err.exec_count} with {err.ename}: "
@@ -494,9 +528,14 @@ def refresh_notebooks(folder: Path | None = None) -> list[Path]:
                 jupytext.read(paired), nbformat.read(book, as_version=4)
             )
             nbformat.write(merged, book)
-        pm.execute_notebook(
-            str(book), str(book), progress_bar=False, cwd=str(book.parent), kernel_name="python3"
-        )
+        with inline_figures():
+            pm.execute_notebook(
+                str(book),
+                str(book),
+                progress_bar=False,
+                cwd=str(book.parent),
+                kernel_name="python3",
+            )
         _strip_volatile(book)
     return books
 
