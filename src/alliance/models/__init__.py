@@ -15,6 +15,7 @@ from alliance.models import dropout, sem
 from alliance.models._result import ModelResult
 from alliance.models.dropout import dropout_model, person_period
 from alliance.models.early import early_alliance
+from alliance.models.glmm import GlmmResult, glmm
 from alliance.models.lmm import LmmResult, lmm
 from alliance.models.mediation import mediation
 from alliance.models.moderation import moderation
@@ -24,12 +25,14 @@ from alliance.models.therapist import therapist_contributions
 from alliance.models.within_between import within_between
 
 __all__ = [
+    "GlmmResult",
     "LmmResult",
     "ModelResult",
     "dropout",
     "dropout_model",
     "dynamic_panel",
     "early_alliance",
+    "glmm",
     "lmm",
     "mediation",
     "moderation",

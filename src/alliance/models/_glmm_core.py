@@ -1,0 +1,356 @@
+"""Numerical core of :func:`alliance.models.glmm`: families, blocked Cholesky, PIRLS, AGQ.
+
+The system ``Lambda' Z' W Z Lambda + I`` is factored blockwise: the random term with the most
+levels is block diagonal (diagonal for a scalar term) and the remaining terms, with the fixed
+effects appended when they are updated inside PIRLS, form a small dense block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg, special, stats
+
+__all__ = ["Family", "Term", "Engine", "family"]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    link: str
+
+    def linkinv(self, eta):
+        if self.link == "logit":
+            return special.expit(eta)
+        if self.link == "probit":
+            return stats.norm.cdf(eta)
+        if self.link == "cloglog":
+            return -np.expm1(-np.exp(eta))
+        if self.link == "log":
+            return np.exp(eta)
+        return eta  # identity
+
+    def mu_eta(self, eta):
+        if self.link == "logit":
+            m = special.expit(eta)
+            return np.maximum(m * (1 - m), np.finfo(float).tiny)
+        if self.link == "probit":
+            return np.maximum(stats.norm.pdf(eta), np.finfo(float).tiny)
+        if self.link == "cloglog":
+            e = np.minimum(eta, 700)
+            return np.maximum(np.exp(e - np.exp(e)), np.finfo(float).tiny)
+        if self.link == "log":
+            return np.maximum(np.exp(eta), np.finfo(float).tiny)
+        return np.ones_like(eta)
+
+    def variance(self, mu):
+        if self.name == "binomial":
+            return mu * (1 - mu)
+        return mu
+
+    def clip(self, mu):
+        eps = 1e-15
+        if self.name == "binomial":
+            return np.clip(mu, eps, 1 - eps)
+        return np.maximum(mu, eps)
+
+    def dev_resid(self, y, mu, wt):
+        if self.name == "binomial":
+            a = special.xlogy(y, y) - special.xlogy(y, mu)
+            b = special.xlogy(1 - y, 1 - y) - special.xlogy(1 - y, 1 - mu)
+            return 2 * wt * (a + b)
+        return 2 * wt * (special.xlogy(y, y) - special.xlogy(y, mu) - (y - mu))
+
+    def aic(self, y, mu, wt):
+        """-2 log-likelihood with its constants (R's ``family()$aic`` without the 2p)."""
+        if self.name == "binomial":
+            m = np.round(wt)
+            k = np.round(m * y)
+            return -2 * np.sum(stats.binom.logpmf(k, m, mu))
+        return -2 * np.sum(wt * stats.poisson.logpmf(np.round(y), mu))
+
+
+_LINKS = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log", "identity", "sqrt")}
+
+
+def family(name: str, link: str | None) -> Family:
+    if name not in _LINKS:
+        raise ValueError(f"family must be 'binomial' or 'poisson', not {name!r}.")
+    link = link or _LINKS[name][0]
+    if link not in _LINKS[name] or link == "sqrt":
+        raise ValueError(
+            f"link {link!r} is not available for the {name} family; use one of "
+            f"{[lk for lk in _LINKS[name] if lk != 'sqrt']}."
+        )
+    return Family(name, link)
+
+
+@dataclass
+class Term:
+    """One random term: group code per row, its design columns, number of levels."""
+
+    name: str
+    codes: np.ndarray
+    x: np.ndarray  # n x k
+    columns: list[str]
+    labels: object
+    nlev: int
+
+    @property
+    def k(self) -> int:
+        return self.x.shape[1]
+
+    def tri(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row/column indices of the lower triangle, column by column (lme4's theta order)."""
+        rows, cols = [], []
+        for c in range(self.k):
+            for r in range(c, self.k):
+                rows.append(r)
+                cols.append(c)
+        return np.array(rows), np.array(cols)
+
+
+class Engine:
+    """Laplace / adaptive Gauss-Hermite deviance of a GLMM for given theta (and beta)."""
+
+    def __init__(self, y, x, terms, fam, wt, offset):
+        self.y, self.x, self.terms, self.fam = y, x, terms, fam
+        self.wt, self.offset = wt, offset
+        self.n, self.p = x.shape
+        self.ntheta = [t.k * (t.k + 1) // 2 for t in terms]
+        self.t1 = terms[0]
+        self.rest = terms[1:]
+        off = [0]
+        for t in self.rest:
+            off.append(off[-1] + t.nlev * t.k)
+        self.rest_off = off
+        self.q_rest = off[-1]
+        if self.q_rest > 4000:
+            raise ValueError(
+                f"the random terms after {self.t1.name!r} have {self.q_rest} random effects in "
+                "all; the dense block of this engine is limited to 4000. Put the factor with "
+                "most levels first is automatic; reduce the smaller crossed factors."
+            )
+        self.u = np.zeros(sum(t.nlev * t.k for t in terms))
+        self.beta = np.zeros(self.p)
+
+    # ---------------------------------------------------------------- theta
+    def lambdas(self, theta):
+        out, i = [], 0
+        for t, m in zip(self.terms, self.ntheta, strict=True):
+            lam = np.zeros((t.k, t.k))
+            r, c = t.tri()
+            lam[r, c] = theta[i : i + m]
+            out.append(lam)
+            i += m
+        return out
+
+    def lower_bounds(self):
+        lb = []
+        for t in self.terms:
+            r, c = t.tri()
+            lb += [0.0 if a == b else -np.inf for a, b in zip(r, c, strict=True)]
+        return np.array(lb)
+
+    def setup(self, theta, with_x):
+        lams = self.lambdas(theta)
+        self.v = [t.x @ lam for t, lam in zip(self.terms, lams, strict=True)]
+        self.with_x = with_x
+        # dense design of the rest block (n x q_r + p) is never formed; columns by term
+        self.qr = self.q_rest + (self.p if with_x else 0)
+
+    # ---------------------------------------------------------------- linear predictor
+    def zlu(self, u):
+        eta = np.zeros(self.n)
+        i = 0
+        for t, v in zip(self.terms, self.v, strict=True):
+            ut = u[i : i + t.nlev * t.k].reshape(t.nlev, t.k)
+            eta += np.einsum("ij,ij->i", v, ut[t.codes])
+            i += t.nlev * t.k
+        return eta
+
+    # ---------------------------------------------------------------- factor
+    def factor(self, w):
+        t1, v1 = self.t1, self.v[0]
+        k1 = t1.k
+        wv1 = v1 * w[:, None]
+        a11 = np.zeros((t1.nlev, k1, k1))
+        for a in range(k1):
+            for b in range(a, k1):
+                s = np.bincount(t1.codes, wv1[:, a] * v1[:, b], minlength=t1.nlev)
+                a11[:, a, b] = s
+                a11[:, b, a] = s
+        a11 += np.eye(k1)
+        l11 = np.linalg.cholesky(a11)
+        if k1 == 1:
+            linv = 1.0 / l11
+        else:
+            linv = np.linalg.inv(l11)
+        qr = self.qr
+        q1 = t1.nlev * k1
+        a21 = np.zeros((qr, q1))
+        a22 = np.zeros((qr, qr))
+        cols = []  # (row offset per obs, v matrix) for each rest term / X
+        for j, (t, v) in enumerate(zip(self.rest, self.v[1:], strict=True)):
+            cols.append((self.rest_off[j] + t.codes * t.k, v, t.k))
+        # A21 and A22 for random parts
+        for ri, vr, kr in cols:
+            wvr = vr * w[:, None]
+            for a in range(kr):
+                for b in range(k1):
+                    flat = (ri + a) * q1 + t1.codes * k1 + b
+                    a21 += np.bincount(flat, wvr[:, a] * v1[:, b], minlength=qr * q1).reshape(
+                        qr, q1
+                    )
+            for rj, vs, ks in cols:
+                for a in range(kr):
+                    for b in range(ks):
+                        flat = (ri + a) * qr + rj + b
+                        a22 += np.bincount(flat, wvr[:, a] * vs[:, b], minlength=qr * qr).reshape(
+                            qr, qr
+                        )
+        if self.with_x:
+            px = self.q_rest
+            wx = self.x * w[:, None]
+            a22[px:, px:] = wx.T @ self.x
+            for b in range(k1):
+                s = np.stack(
+                    [
+                        np.bincount(t1.codes, wx[:, j] * v1[:, b], minlength=t1.nlev)
+                        for j in range(self.p)
+                    ]
+                )
+                a21[px:, b::k1] = s
+            for ri, vr, kr in cols:
+                for a in range(kr):
+                    for j in range(self.p):
+                        s = np.bincount(ri + a, wx[:, j] * vr[:, a], minlength=qr)
+                        a22[px + j, : self.q_rest] += s[: self.q_rest]
+                        a22[: self.q_rest, px + j] += s[: self.q_rest]
+        if self.q_rest:
+            a22[: self.q_rest, : self.q_rest] += np.eye(self.q_rest)
+        if qr:
+            if k1 == 1:
+                l21 = a21 * linv[:, 0, 0][None, :]
+            else:
+                l21 = np.einsum("rga,gba->rgb", a21.reshape(qr, t1.nlev, k1), linv).reshape(qr, q1)
+            l22 = linalg.cholesky(a22 - l21 @ l21.T, lower=True)
+        else:
+            l21 = np.zeros((0, q1))
+            l22 = np.zeros((0, 0))
+        self.l11, self.linv, self.l21, self.l22 = l11, linv, l21, l22
+        ld = 2 * np.sum(np.log(np.diagonal(l11, axis1=1, axis2=2)))
+        d22 = np.diag(l22)
+        ld += 2 * np.sum(np.log(d22[: self.q_rest]))
+        self.ldrx = 2 * np.sum(np.log(d22[self.q_rest :]))
+        return ld
+
+    def solve(self, b1, b2):
+        t1 = self.t1
+        k1 = t1.k
+        y1 = np.einsum("gab,gb->ga", self.linv, b1.reshape(t1.nlev, k1)).ravel()
+        if self.qr:
+            y2 = linalg.solve_triangular(self.l22, b2 - self.l21 @ y1, lower=True)
+            x2 = linalg.solve_triangular(self.l22, y2, lower=True, trans="T")
+            y1 = y1 - self.l21.T @ x2
+        else:
+            x2 = b2
+        x1 = np.einsum("gba,gb->ga", self.linv, y1.reshape(t1.nlev, k1)).ravel()
+        return x1, x2
+
+    def ztw(self, r):
+        """(Z Lambda)' r split as (term-1 part, rest part)."""
+        t1, v1 = self.t1, self.v[0]
+        b1 = np.stack(
+            [np.bincount(t1.codes, r * v1[:, a], minlength=t1.nlev) for a in range(t1.k)], 1
+        ).ravel()
+        b2 = np.zeros(self.q_rest)
+        for j, (t, v) in enumerate(zip(self.rest, self.v[1:], strict=True)):
+            for a in range(t.k):
+                b2 += np.bincount(
+                    self.rest_off[j] + t.codes * t.k + a, r * v[:, a], minlength=self.q_rest
+                )
+        return b1, b2
+
+    # ---------------------------------------------------------------- PIRLS
+    def eta_of(self, u, beta):
+        return self.offset + self.x @ beta + self.zlu(u)
+
+    def pdev(self, u, beta):
+        eta = self.eta_of(u, beta)
+        mu = self.fam.clip(self.fam.linkinv(eta))
+        return np.sum(self.fam.dev_resid(self.y, mu, self.wt)) + u @ u, mu
+
+    def pirls(self, theta, beta=None, tol=1e-11, maxit=60):
+        """Conditional modes u (and beta when ``beta`` is None); returns the Laplace deviance."""
+        with_x = beta is None
+        self.setup(theta, with_x)
+        u = self.u.copy()
+        b = self.beta.copy() if with_x else np.asarray(beta, float)
+        q1 = self.t1.nlev * self.t1.k
+        old, mu = self.pdev(u, b)
+        if not np.isfinite(old):
+            u[:] = 0
+            old, mu = self.pdev(u, b)
+        for _ in range(maxit):
+            eta = self.eta_of(u, b)
+            mu = self.fam.clip(self.fam.linkinv(eta))
+            me = self.fam.mu_eta(eta)
+            w = self.wt * me**2 / self.fam.variance(mu)
+            r = self.wt * (self.y - mu) * me / self.fam.variance(mu)
+            self.factor(w)
+            b1, b2 = self.ztw(r)
+            b1 = b1 - u[:q1]
+            b2 = b2 - u[q1:]
+            if with_x:
+                b2 = np.concatenate([b2, self.x.T @ r])
+            d1, d2 = self.solve(b1, b2)
+            du = np.concatenate([d1, d2[: self.q_rest]])
+            db = d2[self.q_rest :] if with_x else 0.0
+            step = 1.0
+            for _h in range(30):
+                new, mu = self.pdev(u + step * du, b + step * db)
+                if np.isfinite(new) and new <= old + 1e-12 * abs(old):
+                    break
+                step /= 2
+            u = u + step * du
+            b = b + step * db
+            if abs(old - new) < tol * (abs(new) + 0.1):
+                old = new
+                break
+            old = new
+        eta = self.eta_of(u, b)
+        mu = self.fam.clip(self.fam.linkinv(eta))
+        me = self.fam.mu_eta(eta)
+        w = self.wt * me**2 / self.fam.variance(mu)
+        ld = self.factor(w)
+        self.u, self.mu = u, mu
+        if with_x:
+            self.beta = b
+        self.ld = ld
+        self.sqru = u @ u
+        return self.fam.aic(self.y, mu, self.wt) + u @ u + ld
+
+    def agq(self, theta, beta, nagq):
+        """lme4's adaptive Gauss-Hermite deviance for one scalar random term."""
+        self.pirls(theta, beta)
+        t = self.t1
+        u0 = self.u.copy()
+        dr0 = self.fam.dev_resid(self.y, self.mu, self.wt)
+        devc0 = np.bincount(t.codes, dr0, minlength=t.nlev) + u0**2
+        sd = 1.0 / self.l11[:, 0, 0]
+        z, wgh = np.polynomial.hermite_e.hermegauss(nagq)
+        wgh = wgh / np.sqrt(2 * np.pi) * np.exp(z**2 / 2)
+        mult = np.zeros(t.nlev)
+        lin = self.offset + self.x @ np.asarray(beta, float)
+        for zk, wk in zip(z, wgh, strict=True):
+            if zk == 0:
+                mult += wk
+                continue
+            uk = u0 + zk * sd
+            mu = self.fam.clip(self.fam.linkinv(lin + self.v[0][:, 0] * uk[t.codes]))
+            dk = np.bincount(t.codes, self.fam.dev_resid(self.y, mu, self.wt), minlength=t.nlev)
+            mult += np.exp(-(dk + uk**2 - devc0) / 2) * wk
+        self.u = u0
+        return devc0.sum() + self.ld - 2 * np.sum(np.log(mult))

@@ -1,0 +1,396 @@
+"""Generalized linear mixed models (binomial, Poisson) as lme4's ``glmer``.
+
+:func:`glmm` maximizes the Laplace approximation to the log-likelihood (``nagq=1``, glmer's
+default) or, for a single scalar random effect, adaptive Gauss-Hermite quadrature
+(``nagq > 1``). Conditional modes are found by penalized iteratively reweighted least squares;
+the optimisation runs in glmer's two stages (theta with the fixed effects inside PIRLS, then
+theta and the fixed effects together). Nested and crossed random intercepts and slopes are
+allowed. See ``docs/glmm.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from formulaic import model_matrix
+from scipy import optimize, stats
+
+from alliance._checks import require_frame
+from alliance.models._glmm_core import Engine, Term
+from alliance.models._lmm_formula import parse_formula
+from alliance.models._result import ModelResult, exclusion_log
+
+__all__ = ["glmm", "GlmmResult"]
+
+SINGULAR_TOL = 1e-4
+
+
+@dataclass
+class GlmmResult(ModelResult):
+    """Results of :func:`glmm` (a :class:`~alliance.models._result.ModelResult`).
+
+    Attributes
+    ----------
+    family, link : str
+    nagq : int
+        Quadrature points (1 = Laplace).
+    theta : numpy.ndarray
+        Relative covariance factors in lme4's order.
+    vcov : pandas.DataFrame
+        Covariance of the fixed effects (inverse of the finite-difference Hessian of the
+        deviance, as glmer's default ``use.hessian=TRUE``).
+    ranef : dict of pandas.DataFrame
+        Conditional modes per grouping factor (levels x terms), as lme4's ``ranef``.
+    aic, bic, deviance : float
+        As lme4's ``summary`` (deviance = -2 log-likelihood).
+    df_resid : int
+    converged, singular : bool
+    """
+
+    family: str = "binomial"
+    link: str = "logit"
+    nagq: int = 1
+    theta: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    vcov: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ranef: dict = field(default_factory=dict)
+    aic: float = float("nan")
+    bic: float = float("nan")
+    deviance: float = float("nan")
+    df_resid: int = 0
+    converged: bool = True
+    singular: bool = False
+
+
+def _response(lhs: str, frame: pd.DataFrame, weights):
+    """(y as proportion, prior weights) from a 0/1, ``cbind(s, f)`` or proportion response."""
+    if lhs.replace(" ", "").startswith("cbind(") and lhs.endswith(")"):
+        inner = lhs.strip()[len("cbind(") : -1]
+        depth, cut = 0, None
+        for i, ch in enumerate(inner):
+            depth += ch == "("
+            depth -= ch == ")"
+            if ch == "," and depth == 0:
+                cut = i
+        if cut is None:
+            raise ValueError(f"{lhs!r} needs two arguments: cbind(successes, failures).")
+        s = frame.eval(inner[:cut]).to_numpy(float)
+        f = frame.eval(inner[cut + 1 :]).to_numpy(float)
+        if np.any(s < 0) or np.any(f < 0):
+            raise ValueError(f"{lhs!r}: successes and failures must be non-negative counts.")
+        m = s + f
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(m > 0, s / np.where(m > 0, m, 1), 0.0)
+        return y, m
+    y = frame.eval(lhs).to_numpy(float) if lhs not in frame else frame[lhs].to_numpy(float)
+    wt = np.ones(len(y)) if weights is None else np.asarray(weights, float)
+    return y, wt
+
+
+def _vars(expr: str, frame: pd.DataFrame) -> list[str]:
+    import re
+
+    return [
+        c
+        for c in frame.columns
+        if re.search(rf"(?<![A-Za-z0-9_.]){re.escape(str(c))}(?![A-Za-z0-9_.])", expr)
+    ]
+
+
+def _separation(x: np.ndarray, y: np.ndarray, wt: np.ndarray, names: list[str]) -> str | None:
+    """Name a fixed effect whose unpenalized logistic fit diverges (complete or quasi-complete
+    separation): the linear program ``max sum(s) s.t. sign * X b >= 0`` direction test."""
+    succ = (y > 0) & (wt > 0)
+    fail = (y < 1) & (wt > 0)
+    rows = np.vstack([x[succ], -x[fail]])
+    if len(rows) == 0:
+        return None
+    # find b with rows @ b >= 0, not all zero: maximize sum(rows @ b) with |b| <= 1
+    res = optimize.linprog(
+        -rows.sum(0),
+        A_ub=-rows,
+        b_ub=np.zeros(len(rows)),
+        bounds=[(-1, 1)] * x.shape[1],
+        method="highs",
+    )
+    if res.status == 0 and -res.fun > 1e-7:
+        b = res.x
+        j = int(np.argmax(np.abs(b)))
+        return names[j]
+    return None
+
+
+def glmm(
+    formula: str,
+    data: pd.DataFrame,
+    family: str = "binomial",
+    link: str | None = None,
+    nagq: int = 1,
+    weights=None,
+    offset=None,
+) -> GlmmResult:
+    """Fit a binomial or Poisson generalized linear mixed model as lme4's ``glmer``.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax: ``"y ~ x + (1 | client) + (1 | therapist)"``; a binomial response is
+        0/1, ``cbind(successes, failures)`` or a proportion with ``weights=`` trials.
+        Crossed and nested random intercepts and slopes are allowed.
+    data : pandas.DataFrame
+    family : {"binomial", "poisson"}
+    link : str, optional
+        ``logit`` (default), ``probit`` or ``cloglog`` for binomial; ``log`` (default) or
+        ``identity`` for Poisson.
+    nagq : int
+        1 = Laplace approximation; > 1 = adaptive Gauss-Hermite quadrature with that many
+        points, only for a single scalar random effect (as glmer).
+    weights : str or array, optional
+        Prior weights (binomial trials for a proportion response): a column name or array.
+    offset : str or array, optional
+        A column name or array added to the linear predictor (e.g. log exposure).
+
+    Returns
+    -------
+    GlmmResult
+        Wald z tests, variance components, conditional modes, logLik/AIC/BIC as lme4.
+
+    Examples
+    --------
+    >>> from alliance.datasets import load_dataset
+    >>> from alliance.models import glmm
+    >>> d = load_dataset("demo").sessions
+    >>> d = d.assign(low=(d["wai_sr"] < d["wai_sr"].median()).astype(int))
+    >>> fit = glmm("low ~ session + (1 | client)", d)
+    >>> fit.params["term"].tolist()
+    ['(Intercept)', 'session']
+    >>> fit.converged
+    True
+    """
+    from alliance.models import _glmm_core as core
+
+    require_frame(data, "data")
+    fam = core.family(family, link)
+    lhs, fixed, random = parse_formula(formula)
+    if not random:
+        raise ValueError(
+            f"formula {formula!r} has no random-effect term; add one, e.g. + (1 | client)."
+        )
+    if nagq < 1 or int(nagq) != nagq:
+        raise ValueError(f"nagq must be a positive integer, not {nagq!r}.")
+    frame = data.copy()
+    extra_cols = {}
+    for nm, val in (("weights", weights), ("offset", offset)):
+        if isinstance(val, str):
+            if val not in frame:
+                raise KeyError(f"{nm}={val!r} is not a column of data.")
+            extra_cols[nm] = frame[val].to_numpy(float)
+        elif val is not None:
+            arr = np.asarray(val, float)
+            if arr.shape != (len(frame),):
+                raise ValueError(f"{nm} must have one value per row of data ({len(frame)}).")
+            extra_cols[nm] = arr
+    used = set(_vars(lhs, frame)) | set(_vars(fixed, frame))
+    for rt in random:
+        used |= set(_vars(rt.expr, frame)) | set(rt.group)
+    missing = [g for rt in random for g in rt.group if g not in frame]
+    if missing:
+        raise KeyError(f"grouping column(s) {missing} not in data.")
+    keep = frame[sorted(used)].notna().all(axis=1).to_numpy()
+    for v in extra_cols.values():
+        keep &= np.isfinite(v)
+    excluded = exclusion_log(
+        [("missing value in a model variable", None, int((~keep).sum()), 0)]
+        if (~keep).any()
+        else []
+    )
+    frame = frame.loc[keep].reset_index(drop=True)
+    extra_cols = {k: v[keep] for k, v in extra_cols.items()}
+    y, wt = _response(lhs, frame, extra_cols.get("weights"))
+    if "weights" in extra_cols and lhs.startswith("cbind"):
+        wt = wt * extra_cols["weights"]
+    if fam.name == "binomial" and (np.any(y < 0) or np.any(y > 1)):
+        raise ValueError(
+            "a binomial response must be 0/1, a proportion in [0, 1] with weights= trials, or "
+            "cbind(successes, failures)."
+        )
+    if fam.name == "poisson" and (np.any(y < 0)):
+        raise ValueError("a Poisson response must be non-negative counts.")
+    off = extra_cols.get("offset", np.zeros(len(y)))
+    mm = model_matrix(fixed, frame)
+    names = [str(c).replace("Intercept", "(Intercept)") for c in mm.columns]
+    names = [n.replace("[T.", "").replace("]", "") for n in names]
+    x = np.asarray(mm, float)
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        raise ValueError("the fixed-effect design is rank deficient; remove a redundant term.")
+    terms = []
+    for rt in random:
+        zm = model_matrix(rt.expr, frame)
+        cols = [str(c).replace("Intercept", "(Intercept)") for c in zm.columns]
+        key = frame[list(rt.group)].astype(str).agg(":".join, axis=1)
+        codes, labels = pd.factorize(key, sort=True)
+        zx = np.asarray(zm, float)
+        if rt.correlated:
+            terms.append(Term(rt.group_name, codes, zx, cols, labels, len(labels)))
+        else:
+            for j, c in enumerate(cols):
+                terms.append(Term(rt.group_name, codes, zx[:, [j]], [c], labels, len(labels)))
+    terms.sort(key=lambda t: -t.nlev)
+    if nagq > 1 and (len(terms) != 1 or terms[0].k != 1):
+        raise ValueError(
+            "nagq > 1 (adaptive Gauss-Hermite quadrature) needs a single scalar random effect, "
+            "e.g. (1 | client), as glmer; use nagq=1 (Laplace) for this design."
+        )
+    if fam.name == "binomial" and fam.link == "logit":
+        bad = _separation(x, y, wt, names)
+        if bad is not None:
+            raise ValueError(
+                f"complete or quasi-complete separation: the fixed effect {bad!r} predicts the "
+                "outcome perfectly in part of the data, so its estimate is infinite. Remove or "
+                "merge the predictor (or categories) that separates, or use a penalized model."
+            )
+    eng = Engine(y, x, terms, fam, wt, off)
+    lb = eng.lower_bounds()
+    th0 = np.where(np.isfinite(lb), 1.0, 0.0)
+    ntheta = len(th0)
+    bounds = [(0 if np.isfinite(b) else None, None) for b in lb]
+    # stage 1: theta with beta inside PIRLS (glmer's nAGQ = 0)
+    eng.beta = np.zeros(x.shape[1])
+    r1 = optimize.minimize(
+        lambda th: eng.pirls(th),
+        th0,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"ftol": 1e-12, "gtol": 1e-8},
+    )
+    eng.pirls(r1.x)
+    beta1 = eng.beta.copy()
+
+    def dev2(par):
+        th, b = par[:ntheta], par[ntheta:]
+        th = np.where(np.isfinite(lb), np.maximum(th, 0), th)
+        if nagq > 1:
+            return eng.agq(th, b, nagq)
+        return eng.pirls(th, b)
+
+    par0 = np.concatenate([r1.x, beta1])
+    bounds2 = bounds + [(None, None)] * x.shape[1]
+    r2 = optimize.minimize(
+        dev2,
+        par0,
+        method="L-BFGS-B",
+        bounds=bounds2,
+        options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 500},
+    )
+    r2b = optimize.minimize(
+        dev2, r2.x, method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 4000}
+    )
+    best = r2b if r2b.fun < r2.fun else r2
+    par = best.x.copy()
+    par[:ntheta] = np.where(np.isfinite(lb), np.maximum(par[:ntheta], 0), par[:ntheta])
+    dev = dev2(par)
+    theta, beta = par[:ntheta], par[ntheta:]
+    u = eng.u.copy()
+    # Hessian of the deviance by central differences, as lme4's deriv12 (delta 1e-4)
+    k = len(par)
+    h = np.zeros((k, k))
+    d = 1e-4
+    f0 = dev
+    fp = np.zeros(k)
+    fm = np.zeros(k)
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = d
+        fp[i], fm[i] = dev2(par + e), dev2(par - e)
+        h[i, i] = (fp[i] - 2 * f0 + fm[i]) / d**2
+    for i in range(k):
+        for j in range(i):
+            ei = np.zeros(k)
+            ej = np.zeros(k)
+            ei[i] = d
+            ej[j] = d
+            fpp = dev2(par + ei + ej)
+            h[i, j] = h[j, i] = (fpp - fp[i] - fp[j] + f0) / d**2
+    dev2(par)
+    notes: list[str] = []
+    try:
+        vc = np.linalg.inv(h / 2)[ntheta:, ntheta:]
+        if np.any(np.diag(vc) <= 0):
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        eng.pirls(theta)
+        eng.beta = beta
+        rx = eng.l22[eng.q_rest :, eng.q_rest :]
+        vc = np.linalg.inv(rx @ rx.T)
+        notes.append(
+            "the Hessian is not positive definite; the covariance of the fixed "
+            "effects is the conditional one (use.hessian=FALSE)."
+        )
+        dev2(par)
+    se = np.sqrt(np.diag(vc))
+    z = beta / se
+    p = 2 * stats.norm.sf(np.abs(z))
+    q = stats.norm.ppf(0.975)
+    params = pd.DataFrame(
+        {
+            "term": names,
+            "estimate": beta,
+            "se": se,
+            "df": np.inf,
+            "statistic": z,
+            "p": p,
+            "ci_low": beta - q * se,
+            "ci_high": beta + q * se,
+        }
+    )
+    lams = eng.lambdas(theta)
+    rows, ranef, i = [], {}, 0
+    singular = False
+    for t, lam in zip(terms, lams, strict=True):
+        cov = lam @ lam.T
+        singular |= bool(np.any(np.abs(np.diag(lam)) < SINGULAR_TOL))
+        sd = np.sqrt(np.diag(cov))
+        for a in range(t.k):
+            rows.append((t.name, t.columns[a], "", cov[a, a], sd[a]))
+        for a in range(t.k):
+            for b in range(a + 1, t.k):
+                cor = cov[b, a] / (sd[a] * sd[b]) if sd[a] * sd[b] > 0 else np.nan
+                rows.append((t.name, t.columns[a], t.columns[b], cov[b, a], cor))
+        ut = u[i : i + t.nlev * t.k].reshape(t.nlev, t.k)
+        ranef[t.name] = pd.DataFrame(
+            ut @ lam.T, index=pd.Index(t.labels, name=t.name), columns=t.columns
+        )
+        i += t.nlev * t.k
+    vcomp = pd.DataFrame(rows, columns=["group", "term", "term2", "variance", "sd_cor"])
+    loglik = -dev / 2
+    npar = ntheta + len(beta)
+    nobs = len(y)
+    grad_ok = bool(best.success or r2.success)
+    if singular:
+        notes.append("boundary (singular) fit: a random-effect variance is estimated at 0.")
+    return GlmmResult(
+        model=f"GLMM ({fam.name}, {fam.link})",
+        params=params,
+        variance_components=vcomp,
+        loglik=loglik,
+        nobs=nobs,
+        excluded=excluded,
+        missing_data="complete cases on the model variables (rows dropped are logged)",
+        citation="Bates, Maechler, Bolker & Walker (2015). Fitting linear mixed-effects models "
+        "using lme4. Journal of Statistical Software, 67(1).",
+        notes=notes,
+        family=fam.name,
+        link=fam.link,
+        nagq=int(nagq),
+        theta=theta,
+        vcov=pd.DataFrame(vc, index=names, columns=names),
+        ranef=ranef,
+        aic=-2 * loglik + 2 * npar,
+        bic=-2 * loglik + math.log(nobs) * npar,
+        deviance=-2 * loglik,
+        df_resid=nobs - npar,
+        converged=grad_ok,
+        singular=singular,
+    )
