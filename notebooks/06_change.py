@@ -142,8 +142,7 @@ print(method_table.to_string(index=False))
 fig, ax = plt.subplots(figsize=(5, 5))
 alliance.plots.jacobson_truax(clinical, ax=ax)
 fig.tight_layout()
-figure_files = save_figure(fig, "jacobson_truax_plot", export_dir);
-
+figure_files = save_figure(fig, "jacobson_truax_plot", export_dir)
 # %% [markdown]
 # Reliable change and clinical significance, cross-tabulated (counts of clients), and
 # the mean change in each category:

@@ -45,7 +45,7 @@ def _book(folder, code):
 def _study(folder, clients, therapists):
     folder.mkdir()
     rows = [
-        {"client": c, "therapist": therapists[i % len(therapists)], "session": s, "wai_sr": 4.0}
+        {"client": c, "therapist": therapists[i % len(therapists)], "session": s, "wai_sr": 40.0}
         for i, c in enumerate(clients)
         for s in (1, 2)
     ]

@@ -23,7 +23,7 @@ def study(tmp_path):
     folder = tmp_path / "study"
     folder.mkdir()
     rows = [
-        {"client": f"K{c:03d}", "therapist": f"T{c % 2}", "session": s, "wai_sr": 3.0 + s / 10}
+        {"client": f"K{c:03d}", "therapist": f"T{c % 2}", "session": s, "wai_sr": 30.0 + s}
         for c in range(1, 7)
         for s in (1, 2, 3)
     ]

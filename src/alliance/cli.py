@@ -352,6 +352,7 @@ def report(
             pseudonymize,
             salt_file,
             show_therapists,
+            _dialect(sep, decimal, encoding),
         )
     except (typer.Exit, SystemExit):
         raise
@@ -392,7 +393,16 @@ def _report_error(error: BaseException) -> tuple[int, str]:
 
 
 def _report(
-    data, out_dir, alliance_col, outcome, instrument, seed, pseudonymize, salt_file, show_therapists
+    data,
+    out_dir,
+    alliance_col,
+    outcome,
+    instrument,
+    seed,
+    pseudonymize,
+    salt_file,
+    show_therapists,
+    dialect,
 ) -> None:
     import os
     import signal
@@ -423,7 +433,7 @@ def _report(
             )
             raise typer.Exit(2)
 
-    for key, value in _dialect(sep, decimal, encoding).items():
+    for key, value in dialect.items():
         if value is not None:  # read_study in the notebooks' kernels takes these defaults
             os.environ[f"ALLIANCE_{key.upper()}"] = value
     name = data if not Path(data).exists() else Path(data).stem
