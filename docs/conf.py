@@ -38,7 +38,7 @@ extensions = [
 # Generated pages live under _generated/ and _notebooks/ (git ignores both).
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
 templates_path = ["_templates"]
-source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
 
 # API reference: one page per public function or class, from the docstrings.
@@ -78,11 +78,20 @@ def _copy_notebooks() -> None:
     target = DOCS / "_notebooks"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir()
+    import nbformat
+
     for book in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        shutil.copy2(book, target / book.name)
+        nb = nbformat.read(book, as_version=4)
         twin = book.with_suffix(".py")
         if twin.exists():
             shutil.copy2(twin, target / twin.name)
+            link = nbformat.v4.new_markdown_cell(
+                f"*Source:* {{download}}`{twin.name} <{twin.name}>` (the jupytext twin of "
+                f"`notebooks/{book.name}`; outputs as committed, not re-executed here)."
+            )
+            title = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
+            nb.cells.insert(title, link)
+        nbformat.write(nb, target / book.name)
 
 
 def _validation_page() -> None:

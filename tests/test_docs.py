@@ -59,6 +59,10 @@ def test_every_public_object_has_an_api_page(site):
         if not (site / "_generated" / "stubs" / f"{module}.{name}.html").exists()
     ]
     assert not missing, f"no API page for {missing}"
+    # the docstring is rendered, not shown as raw reStructuredText
+    page = (site / "_generated" / "stubs" / "alliance.change.reliable_change.html").read_text()
+    assert "autofunction" not in page and "currentmodule" not in page
+    assert "Parameters" in page and "Examples" in page
     assert len(list((site / "_generated" / "stubs").glob("*.html"))) > 80
 
 

@@ -592,7 +592,7 @@ def meta_analysis(
     or t(k - p) distribution (``test="knha"``).
 
     Rows with missing values are left out and listed in ``.excluded``; impossible values
-    (|r| >= 1, n <= 3, vi <= 0) raise ``ValueError``.
+    (``|r| >= 1``, ``n <= 3``, ``vi <= 0``) raise ``ValueError``.
 
     References
     ----------
@@ -1273,8 +1273,8 @@ def influence(result: MetaResult) -> pd.DataFrame:
     pandas.DataFrame
         One row per study: rstudent (externally standardized residual), dffits, cook_d,
         cov_r, tau2_del, QE_del, hat, weight (percent), one ``dfbetas_<term>`` column
-        per coefficient, and ``influential`` (metafor's rule: |dffits| > 3 sqrt(p/(k-p)),
-        pchisq(cook_d, p) > .5, hat > 3p/k, or any |dfbetas| > 1).
+        per coefficient, and ``influential`` (metafor's rule: ``|dffits| > 3 sqrt(p/(k-p))``,
+        pchisq(cook_d, p) > .5, hat > 3p/k, or any ``|dfbetas| > 1``).
 
     Examples
     --------
