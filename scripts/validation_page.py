@@ -414,7 +414,43 @@ def sandwich_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
         )
 
 
-CASES = (lme4_cases, psych_cases, metafor_cases, lavaan_cases, sandwich_cases)
+# ------------------------------------------------------------------ glmer
+def glmer_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
+    from alliance.models.glmm import glmm
+
+    # (reference file, nAGQ, tolerance of estimates, of SEs, what the row says)
+    cases = [
+        ("glmer_cbpp_agq5.json", 5, 1e-4, 1e-3, ""),
+        ("glmer_cbpp.json", 1, 1e-3, 2e-2, " (Laplace: known gap, docs/glmm.md)"),
+    ]
+    for name, nagq, tol_est, tol_se, remark in cases:
+        ref = _json(name)
+        data = REF / ref["data"]
+        fits: dict = {}
+
+        def fit(ref=ref, data=data, nagq=nagq, fits=fits):
+            if "fit" not in fits:
+                frame = pd.read_csv(data).astype({"period": str})
+                fits["fit"] = glmm(ref["formula"], frame, nagq=nagq)
+            return fits["fit"]
+
+        base = {
+            "function": "alliance.models.glmm",
+            "reference": "lme4 glmer (tests/reference/glmer_reference.R)",
+            "dataset": f"{data.name}: {ref['formula']}, nAGQ = {nagq}",
+        }
+        est, se = ref["fixef"]["estimate"], ref["fixef"]["se"]
+        yield (
+            Row("binomial GLMM" + remark, quantity="fixed effects", tolerance=tol_est, **base),
+            lambda fit=fit, est=est: agreement(fit().params["estimate"], est),
+        )
+        yield (
+            Row("binomial GLMM" + remark, quantity="standard errors", tolerance=tol_se, **base),
+            lambda fit=fit, se=se: agreement(fit().params["se"], se),
+        )
+
+
+CASES = (lme4_cases, glmer_cases, psych_cases, metafor_cases, lavaan_cases, sandwich_cases)
 
 #: Estimators checked against hand-worked published cases or a peer package's test suite.
 HAND_WORKED = [
