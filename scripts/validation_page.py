@@ -450,7 +450,51 @@ def glmer_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
         )
 
 
-CASES = (lme4_cases, glmer_cases, psych_cases, metafor_cases, lavaan_cases, sandwich_cases)
+# ------------------------------------------------------------------ HLM reliable change
+def hlm_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
+    from alliance import change
+
+    ref = _json("hlm_eb_slopes.json")
+
+    def slopes() -> pd.DataFrame:
+        rc = change.reliable_change(_csv("hlm_eb_slopes.csv"), outcome="y", method="HLM")
+        return rc.set_index(rc["client"].astype(str)).loc[ref["client"]]
+
+    expect = [ref["fixed_slope"][0] + dev for dev in ref["deviation"]]
+    base = {
+        "function": "alliance.change.reliable_change",
+        "reference": "lme4 ranef(condVar = TRUE) (tests/reference/hlm_eb_slopes.R)",
+        "dataset": "hlm_eb_slopes.csv: y ~ session + (1 + session | client), REML",
+    }
+    yield (
+        Row(
+            "reliable change, HLM empirical-Bayes slopes",
+            quantity="EB slopes",
+            tolerance=2e-3,
+            **base,
+        ),
+        lambda: agreement(slopes()["eb_slope"], expect),
+    )
+    yield (
+        Row(
+            "reliable change, HLM empirical-Bayes slopes",
+            quantity="posterior SDs",
+            tolerance=2e-3,
+            **base,
+        ),
+        lambda: agreement(slopes()["eb_slope_sd"], ref["condsd"]),
+    )
+
+
+CASES = (
+    lme4_cases,
+    glmer_cases,
+    hlm_cases,
+    psych_cases,
+    metafor_cases,
+    lavaan_cases,
+    sandwich_cases,
+)
 
 #: Estimators checked against hand-worked published cases or a peer package's test suite.
 HAND_WORKED = [
