@@ -318,6 +318,119 @@ def metafor_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
             uni,
         )
 
+    def uni_fit(dataset: str, method: str, test: str):
+        csv, args = files[dataset]
+        return meta.meta_analysis(_csv(csv), study=None, method=method, test=test, **args)
+
+    for rec in ref["egger"]:
+        test = "z" if rec["model"] == "lm" else rec["test"]
+
+        def egger(rec=rec, test=test):
+            eg = meta.egger_test(uni_fit(rec["dataset"], rec["method"], test), model=rec["model"])
+            eg = eg.iloc[0]
+            return agreement(
+                [eg["statistic"], eg["p"], eg["limit"]], [rec["stat"], rec["p"], rec["limit"]]
+            )
+
+        yield (
+            Row(
+                "Egger's regression test",
+                "alliance.meta.egger_test",
+                f"{metafor} regtest",
+                f"{files[rec['dataset']][0]}: {rec['model']}",
+                "statistic, p, limit estimate",
+                1e-6,
+            ),
+            egger,
+        )
+    for rec in ref["trimfill"]:
+
+        def trimfill(rec=rec):
+            tf = meta.trim_and_fill(
+                uni_fit(rec["dataset"], rec["method"], "z"), estimator=rec["estimator"]
+            )
+            if tf.k0 != rec["k0"]:
+                raise ValueError(f"k0 {tf.k0} against {rec['k0']}")
+            ours = [tf.result.estimate, tf.result.se, tf.result.tau2]
+            return agreement(ours, [rec["beta"], rec["se"], rec["tau2"]])
+
+        yield (
+            Row(
+                "trim-and-fill",
+                "alliance.meta.trim_and_fill",
+                f"{metafor} trimfill",
+                f"{files[rec['dataset']][0]}: {rec['method']}, {rec['estimator']}",
+                "k0, estimate, SE, tau2",
+                1e-6,
+            ),
+            trimfill,
+        )
+
+    def three_level(rec):
+        return meta.multilevel_meta_analysis(
+            _csv("meta_konstantopoulos2011.csv"),
+            yi="yi",
+            vi="vi",
+            study="district",
+            effect="school",
+            mods=rec["mods"],
+            method=rec["method"],
+            test=rec["test"],
+        )
+
+    for rec in ref["mv"]:
+
+        def mv(rec=rec):
+            res = three_level(rec)
+            ours = [*res.params["estimate"], *res.params["se"], *np.ravel(res.sigma2), res.loglik]
+            return agreement(
+                ours,
+                [*np.ravel(rec["beta"]), *np.ravel(rec["se"]), *np.ravel(rec["sigma2"]), rec["ll"]],
+            )
+
+        yield (
+            Row(
+                "three-level meta-analysis",
+                "alliance.meta.multilevel_meta_analysis",
+                f"{metafor} rma.mv",
+                f"meta_konstantopoulos2011.csv: {rec['method']}, {rec['test']}, mods {rec['mods']}",
+                "estimates, SEs, sigma2, log-likelihood",
+                1e-6,
+            ),
+            mv,
+        )
+    club = f"clubSandwich {ref['clubSandwich']} (CR2)"
+    for rec in ref["cr2"]:
+
+        def cr2(rec=rec):
+            if rec["model"] == "rma.mv":
+                res = three_level({**rec, "test": "z"})
+            else:
+                res = meta.meta_analysis(
+                    _csv("meta_konstantopoulos2011.csv"),
+                    yi="yi",
+                    vi="vi",
+                    study=None,
+                    mods=rec["mods"],
+                )
+            rob = meta.cluster_robust(res, cluster="district")
+            ours = [*rob["estimate"], *rob["se"], *rob["df"]]
+            return agreement(
+                ours, [*np.ravel(rec["beta"]), *np.ravel(rec["se"]), *np.ravel(rec["df"])]
+            )
+
+        yield (
+            Row(
+                "cluster-robust (CR2) meta-analysis",
+                "alliance.meta.cluster_robust",
+                club,
+                f"meta_konstantopoulos2011.csv: {rec['model']}, {rec['method']}, mods {rec['mods']}",
+                "estimates, SEs, Satterthwaite df",
+                1e-6,
+            ),
+            cr2,
+        )
+
 
 # ------------------------------------------------------------------ lavaan
 def lavaan_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
