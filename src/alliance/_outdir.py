@@ -327,7 +327,18 @@ class ReportFolder:
                 f"{folder} holds files that no alliance report wrote ({_describe(left)}); "
                 "they were kept. Move them elsewhere and run the report again."
             )
-        shutil.rmtree(folder)  # only empty folders are left
+        # only empty folders are left: remove them one by one, deepest first, so a file
+        # that appeared since the walk stops the removal instead of being deleted with it
+        empty = sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts))
+        try:
+            for sub in reversed(empty):
+                sub.rmdir()
+            folder.rmdir()
+        except OSError as error:
+            raise OutputRefused(
+                f"{folder} could not be removed ({error.strerror}); what it holds was kept. "
+                "Move it away and run the report again."
+            ) from None
 
     # -- the context manager -------------------------------------------------------------
     def __enter__(self) -> ReportFolder:
