@@ -1,12 +1,18 @@
 # ---
 # jupyter:
 #   alliance:
-#     requires: [alliance, outcome, alliance_items]
+#     requires:
+#     - alliance
+#     - outcome
+#     - alliance_items
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: alliance
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -173,14 +179,14 @@ per_client.groupby("source")[
     ["n_ruptures", "n_repaired", "n_unrepaired", "n_unknown", "proportion_repaired"]
 ].agg(["mean", "sum"]).round(2).drop(columns=[("proportion_repaired", "sum")])
 
-# %% [markdown]
+# %% [markdown] tags=["needs:prior_negative_therapy"]
 # ## Prior negative therapy and ruptures
 #
 # Clients who had a negative experience in an earlier therapy trust less at first and
 # rupture more. Rupture counts per client by group and source; groups of fewer than five
 # clients are suppressed.
 
-# %%
+# %% tags=["needs:prior_negative_therapy"]
 # NBVAL_CHECK_OUTPUT
 by_prior = (
     per_client.assign(any_rupture=per_client["n_ruptures"] > 0)

@@ -1,12 +1,17 @@
 # ---
 # jupyter:
 #   alliance:
-#     requires: [alliance, outcome]
+#     requires:
+#     - alliance
+#     - outcome
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: alliance
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -295,7 +300,7 @@ within_table = within_rows[
 save_table(within_table, "within_effects_by_model", export_dir)
 within_table.round(4)
 
-# %% [markdown]
+# %% [markdown] tags=["needs:truth"]
 # ## 6. Estimates and the simulated truth (demo data only)
 #
 # The demo was simulated with a within-client effect of -2.0 PHQ-9 points per WAI-SR
@@ -305,7 +310,7 @@ within_table.round(4)
 # within-client reliability of the observed alliance is about .7, so -2.0 is observed
 # near -1.4 (see `docs/models.md`, "Recovery of the simulated truth").
 
-# %%
+# %% tags=["needs:truth"]
 # NBVAL_CHECK_OUTPUT
 if study.truth:
     effects = study.truth["effects"]

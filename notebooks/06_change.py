@@ -1,12 +1,16 @@
 # ---
 # jupyter:
 #   alliance:
-#     requires: [outcome]
+#     requires:
+#     - outcome
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: alliance
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -221,7 +225,7 @@ ax.set_title(f"{outcome} around {len(gains)} sudden gains (95% CI)")
 fig.tight_layout()
 figure_files = save_figure(fig, "outcome_around_sudden_gains", export_dir)
 
-# %% [markdown]
+# %% [markdown] tags=["needs:bundled"]
 # ## Real data: Beat the Blues (BDI-II)
 #
 # 100 clients, computerised CBT or treatment as usual, BDI-II at baseline and at 2, 4, 6
@@ -231,7 +235,7 @@ figure_files = save_figure(fig, "outcome_around_sudden_gains", export_dir)
 # the baseline scores (`sd="pre"`). The cut-off is 14, the top of the "minimal" band
 # (0-13) of the BDI-II manual. Post is the last observed score.
 
-# %%
+# %% tags=["needs:bundled"]
 trial = alliance.datasets.load_study(second_data)
 trial_change = alliance.change.clinical_significance(
     trial.sessions,
@@ -244,7 +248,7 @@ trial_change = alliance.change.clinical_significance(
 print(trial)
 print(trial_change.attrs["method"])
 
-# %%
+# %% tags=["needs:bundled"]
 # NBVAL_CHECK_OUTPUT
 trial_categories = (
     trial_change.merge(trial.clients[["client", "condition"]], on="client")

@@ -1,13 +1,20 @@
 # ---
 # jupyter:
 #   alliance:
-#     requires: [alliance, outcome]
-#     columns: [prior_negative_therapy, reflection]
+#     columns:
+#     - prior_negative_therapy
+#     - reflection
+#     requires:
+#     - alliance
+#     - outcome
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: alliance
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -275,7 +282,7 @@ if dropout_module:
     save_table(dropout_table.reset_index(), "dropout", export_dir)
     print(dropout_table.round(3).to_string())
 
-# %% [markdown]
+# %% [markdown] tags=["needs:truth"]
 # ## 5. Estimates and the simulated truth (demo data only)
 #
 # The demo has no alliance x prior-negative-therapy interaction (its true value is 0);
@@ -287,7 +294,7 @@ if dropout_module:
 # self-reported ruptures are a subset, with their own timing. The log-odds of dropping
 # out change by -1.3 per item-mean point of the last alliance.
 
-# %%
+# %% tags=["needs:truth"]
 # NBVAL_CHECK_OUTPUT
 if study.truth:
     effects = study.truth["effects"]

@@ -80,7 +80,7 @@ def test_numeric_ids_still_get_their_report(tmp_path):
     assert "--pseudonymize" in (result.folder / "index.html").read_text()
     leaky = _book(
         tmp_path,
-        "import pandas as pd\npd.read_csv(data + '/sessions.csv')[['client', 'wai_sr']].head()",
+        "import alliance\nalliance.read_study(data).sessions[['client', 'wai_sr']].head()",
     )
     try:
         build_report(data, tmp_path / "r2", notebooks=[leaky])

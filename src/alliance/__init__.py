@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from alliance import datasets, instruments, io, schema, scoring
+from alliance import datasets, design, instruments, io, schema, scoring
 from alliance.datasets import load_study
+from alliance.design import Design, resolve_design
 from alliance.io import read_study
 from alliance.schema import ValidationError, validate
 from alliance.scoring import score
@@ -42,14 +43,17 @@ _LAZY = (
 
 __all__ = [
     "Codebook",
+    "Design",
     "Study",
     "ValidationError",
     "__version__",
     "datasets",
+    "design",
     "instruments",
     "io",
     "load_study",
     "read_study",
+    "resolve_design",
     "schema",
     "score",
     "scoring",

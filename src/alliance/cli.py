@@ -152,6 +152,70 @@ def validate(
 
 
 @app.command()
+def init(
+    files: list[Path] = typer.Argument(
+        ...,
+        help="Your data: one sessions file (csv, tsv, xlsx, sav, dta, parquet), a folder, "
+        "or the sessions/clients/events files of one study.",
+    ),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="A new folder for the study."),
+    column: list[str] = typer.Option(
+        [],
+        "--column",
+        "-c",
+        help="Rename a column, OLD=NEW; NEW may be a role (client, therapist, site, session, "
+        "date, phase, condition, prior_negative_therapy, termination) (repeatable).",
+    ),
+    wide: list[str] = typer.Option(
+        [],
+        "--wide",
+        help="A measure spread over sessions in a one-row-per-client file, e.g. phq9 for "
+        "phq9_s1 .. phq9_s12 (repeatable).",
+    ),
+    sheet: str = typer.Option("0", "--sheet", help="Excel sheet (name or 0-based number)."),
+    early: int = typer.Option(3, "--early", help="Sessions in the early-alliance window."),
+    sep: str = _SEP,
+    decimal: str = _DECIMAL,
+    encoding: str = _ENCODING,
+) -> None:
+    """Make a study folder from your own file(s): data, codebook and the roles guessed.
+
+    Every guess is listed with where it came from; edit datapackage.json where one is
+    wrong, then run `alliance validate STUDY` and `alliance report --data STUDY`. Input
+    files are only read; --out must be a new or empty folder. Exit codes: 0 written,
+    2 unreadable input, a role that cannot be found, or --out not empty.
+    """
+    import os
+
+    from alliance.intake import init_study
+
+    for path in files:
+        if not path.exists():
+            err.print(f"no such file or folder: {path}", markup=False, highlight=False)
+            raise typer.Exit(2)
+    try:
+        result = init_study(
+            [str(f) for f in files] if len(files) > 1 else files[0],
+            out_dir,
+            columns=_parse_columns(column) or None,
+            wide=list(wide) or None,
+            sheet=int(sheet) if sheet.isdigit() else sheet,
+            early=early,
+            **_dialect(sep, decimal, encoding),
+        )
+    except (typer.Exit, SystemExit):
+        raise
+    except Exception as error:  # never a traceback for the user
+        if os.environ.get("ALLIANCE_DEBUG"):
+            raise
+        text = _one_line(error)
+        text = text if "nothing was written" in text else f"nothing was written: {text}"
+        err.print(text, markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    out.print(result.summary(), markup=False, highlight=False)
+
+
+@app.command()
 def score(
     sessions_file: Path = typer.Argument(
         ..., help="A sessions file (csv, xlsx, parquet, sav, dta)."
@@ -326,6 +390,15 @@ def report(
     show_therapists: bool = typer.Option(
         False, "--show-therapists", help="Allow therapist identifiers and dates in the report."
     ),
+    column: list[str] = typer.Option(
+        [],
+        "--column",
+        "-c",
+        help="Rename a column of your data, OLD=NEW, e.g. ClientID=client (repeatable).",
+    ),
+    wide: list[str] = typer.Option(
+        [], "--wide", help="A measure spread over sessions, e.g. phq9 for phq9_s1.. (repeatable)."
+    ),
     sep: str = _SEP,
     decimal: str = _DECIMAL,
     encoding: str = _ENCODING,
@@ -353,6 +426,8 @@ def report(
             salt_file,
             show_therapists,
             _dialect(sep, decimal, encoding),
+            _parse_columns(column) or None,
+            list(wide) or None,
         )
     except (typer.Exit, SystemExit):
         raise
@@ -403,6 +478,8 @@ def _report(
     salt_file,
     show_therapists,
     dialect,
+    columns=None,
+    wide=None,
 ) -> None:
     import os
     import signal
@@ -458,6 +535,9 @@ def _report(
             progress=True,
             salt=salt,
             show_therapists=show_therapists,
+            columns=columns,
+            wide=wide,
+            dialect=dialect,
         )
     finally:
         if previous is not None:

@@ -26,6 +26,8 @@ from alliance.study import Codebook, Study
 __all__ = [
     "FORMATS",
     "read_table",
+    "read_columns",
+    "read_value_labels",
     "write_table",
     "read_study",
     "write_study",
@@ -203,6 +205,85 @@ def _read_any(path, fmt, sheet, wanted, sep, decimal, encoding, columns, ids) ->
     return frame
 
 
+def read_columns(
+    path: str | Path,
+    *,
+    sheet: str | int = 0,
+    sep: str | None = None,
+    decimal: str | None = None,
+    encoding: str | None = None,
+) -> list[str]:
+    """The column names of a table file, without reading its rows.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.datasets import dataset_path
+    >>> alliance.io.read_columns(dataset_path("demo") / "clients.csv")[:3]
+    ['client', 'therapist', 'site']
+    """
+    path = Path(path)
+    _sniff.require_file(path)
+    fmt = _format_of(path)
+    _sniff.check_binary(path, fmt)
+    try:
+        if fmt in ("csv", "tsv"):
+            dialect = _sniff.sniff(path, fmt, sep=sep, decimal=decimal, encoding=encoding)
+            return [str(c) for c in _sniff.scan_csv(path, dialect)]
+        if fmt == "excel":
+            top = pd.read_excel(path, sheet_name=sheet, header=None, nrows=1)
+            return [str(c) for c in top.iloc[0].tolist()] if len(top) else []
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        if fmt == "spss":
+            import pyreadstat
+
+            return list(pyreadstat.read_sav(str(path), metadataonly=True)[1].column_names)
+        import pyreadstat
+
+        return list(pyreadstat.read_dta(str(path), metadataonly=True)[1].column_names)
+    except (_sniff.ReadError, FileNotFoundError):
+        raise
+    except Exception as error:  # any reader's error becomes one clear message
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise _sniff.ReadError(
+            f"{path.name} cannot be read as a {fmt} table ({first}); open it in the program "
+            "that made it and export it again"
+        ) from None
+
+
+def read_value_labels(path: str | Path) -> dict[str, dict]:
+    """SPSS or Stata value labels of a file: column -> {code: label} (empty for others).
+
+    Reading keeps the codes (so items keep their scoring); these labels let a codebook
+    show what the codes of a condition or termination reason mean.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.datasets import dataset_path
+    >>> alliance.io.read_value_labels(dataset_path("demo") / "clients.csv")
+    {}
+    """
+    path = Path(path)
+    fmt = _format_of(path)
+    if fmt not in ("spss", "stata"):
+        return {}
+    import pyreadstat
+
+    reader = pyreadstat.read_sav if fmt == "spss" else pyreadstat.read_dta
+    try:
+        meta = reader(str(path), metadataonly=True)[1]
+    except Exception as error:
+        raise _sniff.ReadError(
+            f"{path.name} cannot be read as a {fmt} file ({error}); export it again"
+        ) from None
+    labels = meta.variable_value_labels or {}
+    return {str(col): dict(values) for col, values in labels.items() if values}
+
+
 def write_table(data: pd.DataFrame, path: str | Path) -> Path:
     """Write one table, choosing the writer by the file's suffix.
 
@@ -228,7 +309,8 @@ def write_table(data: pd.DataFrame, path: str | Path) -> Path:
     >>> back.shape == study.clients.shape
     True
     """
-    data = require_frame(data)
+    data = require_frame(data).copy(deep=False)
+    data.attrs = {}  # reading notes (engine, dialect, dates) are not part of the table
     path = Path(path)
     fmt = _format_of(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -483,6 +565,7 @@ def read_study(
     sep: str | None = None,
     decimal: str | None = None,
     encoding: str | None = None,
+    ids: Sequence[str] | None = None,
 ) -> Study:
     """Read a study from one file of sessions, a folder, or several files.
 
@@ -522,6 +605,9 @@ def read_study(
         CSV/TSV dialect, as for :func:`read_table`; detected when not given. Defaults
         may come from the ``ALLIANCE_SEP``, ``ALLIANCE_DECIMAL`` and ``ALLIANCE_ENCODING``
         environment variables (``alliance report --sep`` sets them for its notebooks).
+    ids : list of str, optional
+        Further identifier columns (named as after ``columns`` renames) read as text,
+        beside ``client``, ``therapist``, ``site`` and the codebook's identifiers.
 
     Returns
     -------
@@ -570,7 +656,7 @@ def read_study(
             tables[table] = _read_duckdb(
                 file,
                 dialect=(sep, decimal, encoding),
-                ids=_codebook_ids(book, table),
+                ids=[*_codebook_ids(book, table), *(ids or ())],
                 columns=columns,
                 usecols=cols,
                 progress=progress,
@@ -585,7 +671,7 @@ def read_study(
                 sep=sep,
                 decimal=decimal,
                 encoding=encoding,
-                ids=_codebook_ids(book, table),
+                ids=[*_codebook_ids(book, table), *(ids or ())],
             )
         tables[table].attrs["engine"] = chosen
     if "events" in tables:

@@ -313,13 +313,22 @@ def _expand(row: list[tuple[bool, str, int]]) -> list[tuple[bool, str]]:
     return cells
 
 
-def _table_hits(rows: list[list[str]], header_rows: int | None, ids: Identifiers) -> set[str]:
-    """Short ids in the columns a header row names as identifier columns."""
+def _table_hits(
+    rows: list[list[str]], header_rows: int | list[bool] | None, ids: Identifiers
+) -> set[str]:
+    """Short ids in the columns a header row names as identifier columns.
+
+    ``header_rows``: how many leading rows are headers, or one flag per row (an HTML row
+    of ``<th>`` cells only), or None when any row may name columns.
+    """
     hits: set[str] = set()
     id_cols: set[int] = set()
     for i, row in enumerate(rows):
         named = {j for j, text in enumerate(row) if text in ids.columns}
-        is_header = header_rows is None or i < header_rows
+        if isinstance(header_rows, list):
+            is_header = header_rows[i]
+        else:
+            is_header = header_rows is None or i < header_rows
         if named and is_header:
             id_cols |= named
             continue
@@ -337,7 +346,10 @@ def _html_hits(text: str, ids: Identifiers) -> set[str]:
     hits = {h for h in parser.headings if h in ids.short}
     for table in parser.tables:
         rows = [_expand(r) for r in table if r]
-        hits |= _table_hits([[t for _, t in r] for r in rows], None, ids)
+        # a header row is all <th> (pandas writes row labels as <th> too, so a row whose
+        # label is "rater" and whose values say "client" names no identifier column)
+        headers = [all(h for h, _ in r) for r in rows]
+        hits |= _table_hits([[t for _, t in r] for r in rows], headers, ids)
     for block in re.findall(r"<pre[^>]*>(.*?)</pre>", text, flags=re.S | re.I):
         hits |= _text_table_hits(html.unescape(_TAG.sub("", block)), ids)
     return hits
@@ -348,12 +360,15 @@ def _text_table_hits(text: str, ids: Identifiers) -> set[str]:
     hits: set[str] = set()
     ends: set[int] = set()  # right edge of identifier columns (pandas right-aligns)
     index = False  # a line naming an identifier alone: the rows below start with one
+    first = True  # the first line of a block is the header of a printed table
     for line in text.casefold().splitlines():
         tokens = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", line)]
         if not tokens:
+            first = True
             continue
+        header, first = first, False
         named = [t for t in tokens if t[0] in ids.columns]
-        if named:
+        if named and (header or (len(tokens) == 1 and tokens[0][1] == 0)):
             if len(tokens) == 1 and tokens[0][1] == 0:
                 index = True
             else:

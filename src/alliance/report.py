@@ -23,6 +23,7 @@ import platform
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -200,6 +201,9 @@ def build_report(
     progress: bool = False,
     salt: str | None = None,
     show_therapists: bool = False,
+    columns: Mapping[str, str] | None = None,
+    wide: Sequence[str] | None = None,
+    dialect: Mapping[str, str | None] | None = None,
 ) -> ReportResult:
     """Run the analysis notebooks on a study and render an HTML report.
 
@@ -229,6 +233,19 @@ def build_report(
         the salt private: with it the same identifiers map to the same pseudonyms.
     show_therapists : bool, default False
         Allow therapist identifiers and session dates in the report.
+    columns : mapping, optional
+        Column renames for your own data, ``{"ClientID": "client", "Sitzung": "session"}``
+        (``alliance report --column``). Roles not given are found from the codebook or
+        conventional names (:func:`alliance.resolve_design`).
+    wide : list of str, optional
+        Measures spread over sessions in a one-row-per-client file (``--wide phq9``).
+    dialect : mapping, optional
+        ``sep``, ``decimal`` and ``encoding`` of CSV input (detected when not given).
+
+    Your own data are read once, put in canonical form (:func:`alliance.design.canonical_study`:
+    role names, items named ``<instrument>_<n>``, scale scores added from items) and the
+    notebooks run on that copy, which is removed when the report is done; the input files
+    are only read and are what the provenance lists.
 
     Returns
     -------
@@ -265,6 +282,8 @@ def build_report(
     from tqdm import tqdm
 
     from alliance.datasets import dataset_path, load_study
+    from alliance.intake import prepare_study
+    from alliance.io import write_study
     from alliance.privacy import identifier_values
     from alliance.schema import find_scores, validate
 
@@ -278,7 +297,10 @@ def build_report(
         data = str(Path(data).resolve())
     books = list_notebooks() if notebooks is None else notebooks
     try:
-        study = load_study(data)
+        if data in DATASETS:
+            study = load_study(data)
+        else:
+            study, _ = prepare_study(data, columns=columns, wide=wide, **dict(dialect or {}))
     except (FileNotFoundError, KeyError):
         raise
     except Exception as err:  # any reader's error: one clear message
@@ -311,6 +333,8 @@ def build_report(
         if salt is not None:
             run_data = str(_pseudonymized_copy(study, staging / ".data", salt))
             prov["pseudonymized"] = True
+        elif data not in DATASETS:  # the canonical copy every notebook reads
+            run_data = str(write_study(study, staging / ".data", fmt="parquet"))
         params = {
             "data": run_data,
             "seed": seed,
@@ -330,10 +354,19 @@ def build_report(
                 continue
             executed = staging / "notebooks" / book.name
             declared = pm.inspect_notebook(str(book))
+            source = book
+            trimmed, dropped = skip_sections(
+                nbformat.read(book, as_version=4), study, bundled=data in DATASETS
+            )
+            if dropped:  # run the notebook without the sections the data cannot support
+                source = staging / ".sections" / book.name
+                source.parent.mkdir(exist_ok=True)
+                nbformat.write(trimmed, source)
+                skipped += [(f"{_title(trimmed, book)}: {t}", r) for t, r in dropped]
             try:
                 with inline_figures():
                     pm.execute_notebook(
-                        str(book),
+                        str(source),
                         str(executed),
                         parameters={k: v for k, v in params.items() if k in declared},
                         progress_bar=False,
@@ -354,6 +387,7 @@ def build_report(
             pages.append((page.name, _title(nb, book)))
             checkpoint("notebook")
         shutil.rmtree(staging / ".data", ignore_errors=True)
+        shutil.rmtree(staging / ".sections", ignore_errors=True)
         for kind in ("figures", "tables"):
             (staging / kind).mkdir(exist_ok=True)
         prov["skipped"] = [{"notebook": t, "reason": r} for t, r in skipped]
@@ -565,6 +599,84 @@ def requirements(nb, study, scores: dict) -> list[str]:
             missing.append(f"a {role} column")
     missing += [f"the column {c!r}" for c in spec.get("columns", []) if c not in columns]
     return missing
+
+
+#: What a section's ``needs:`` tag may name besides a role or column.
+SECTION_NEEDS = {
+    "truth": "the simulated truth (only simulated data such as the demo have one)",
+    "bundled": "the package's bundled data (it is an example on them)",
+    "events": "rupture events (an events table)",
+}
+
+
+def skip_sections(nb, study, *, bundled: bool = False):
+    """Drop the sections of a notebook that the study cannot support.
+
+    A cell tagged ``needs:NAME`` (several tags may be given) runs only when the study
+    has what NAME says: a role of :func:`alliance.resolve_design` (``therapist``,
+    ``prior_negative_therapy``, ``phase``, ...) or a column of the sessions or clients
+    table, ``truth`` (a simulated study), ``bundled`` (one of the bundled datasets) or
+    ``events`` (rupture events). Each run of dropped cells is replaced by one note
+    naming what is missing, so the page says what was skipped and why.
+
+    Returns
+    -------
+    (notebook, list of (section title, reason))
+        A copy of the notebook, and the sections dropped.
+
+    Examples
+    --------
+    >>> import nbformat, alliance
+    >>> from alliance.report import skip_sections
+    >>> nb = nbformat.v4.new_notebook(cells=[
+    ...     nbformat.v4.new_markdown_cell("## Truth", metadata={"tags": ["needs:truth"]}),
+    ...     nbformat.v4.new_code_cell("1", metadata={"tags": ["needs:truth"]})])
+    >>> out, dropped = skip_sections(nb, alliance.datasets.load_dataset("btheb"))
+    >>> dropped
+    [('Truth', 'needs the simulated truth (only simulated data such as the demo have one)')]
+    """
+    import copy
+
+    import nbformat
+
+    from alliance.design import ROLES, resolve_design
+
+    design = resolve_design(study)
+    columns = set(study.sessions.columns) | set(study.clients.columns)
+
+    def lacking(need: str) -> str | None:
+        if need == "truth":
+            return None if study.truth else SECTION_NEEDS[need]
+        if need == "bundled":
+            return None if bundled else SECTION_NEEDS[need]
+        if need == "events":
+            return None if len(study.events) else SECTION_NEEDS[need]
+        if need in ROLES:
+            return None if design.has(need) else f"{ROLES[need][1]} (a {need} column)"
+        return None if need in columns else f"the column {need!r}"
+
+    out = copy.deepcopy(nb)
+    cells, dropped = [], []
+    previous: str | None = None
+    for cell in out.cells:
+        needs = [t[6:] for t in cell.metadata.get("tags", []) if t.startswith("needs:")]
+        missing = [m for m in (lacking(n) for n in needs) if m]
+        if not missing:
+            cells.append(cell)
+            previous = None
+            continue
+        reason = "needs " + ", ".join(missing)
+        if previous != reason:
+            title = "a section"
+            if cell.cell_type == "markdown":
+                heads = [ln for ln in cell.source.splitlines() if ln.startswith("#")]
+                title = heads[0].lstrip("# ").strip() if heads else title
+            dropped.append((title, reason))
+            note = f"*{title}: skipped, because it {reason}.*"
+            cells.append(nbformat.v4.new_markdown_cell(note))
+            previous = reason
+    out.cells = cells
+    return out, dropped
 
 
 def _strip_volatile(book: Path) -> None:

@@ -1,0 +1,864 @@
+"""Column roles, resolved once: which column is the client, the session, the alliance, ...
+
+Every analysis needs to know which column plays which part. :func:`resolve_design`
+answers that once for a study, in this order of precedence:
+
+1. explicit arguments (``client="ClientID"``, ``alliance="wai"``);
+2. the study's codebook: a ``role`` property on a field of ``datapackage.json``
+   (beside the ``instrument`` and ``rater`` properties fields already carry);
+3. conventional names, matched ignoring case, spaces and punctuation, in English and
+   German (``ClientID``, ``Klient``, ``TherapeutID``, ``Sitzung``, ``Datum``, ...).
+
+Questionnaire items are recognised the same way: ``PHQ9_1`` is ``phq9_1``, and
+``WAI_1 .. WAI_12`` are offered as WAI-SR items when all twelve lie within 1..5 (as
+WAI-S items when they use 1..7). The result, a :class:`Design`, lists every role with
+where it came from, so a researcher sees every guess and how to change it.
+
+:func:`canonical_study` turns a study into the form every analysis of the package
+reads: role columns under their canonical names, identifiers as text, items named
+``<instrument>_<n>``, scale scores added where only items were given, client-level
+columns in the clients table, and a codebook that records the roles.
+
+:class:`EarlyWindow` is the one definition of "early alliance" the package uses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from alliance import instruments
+from alliance._checks import close_matches
+from alliance.study import Codebook, Study
+
+__all__ = [
+    "ROLES",
+    "Design",
+    "EarlyWindow",
+    "canonical_study",
+    "normalize_name",
+    "resolve_design",
+]
+
+#: Each role: (level, what it is, conventional names after :func:`normalize_name`).
+ROLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "client": (
+        "session",
+        "the client identifier",
+        (
+            "client",
+            "client_id",
+            "clientid",
+            "client_code",
+            "klient",
+            "klientin",
+            "klient_id",
+            "klientid",
+            "patient",
+            "patient_id",
+            "patientid",
+            "patientin",
+            "pat_id",
+            "patid",
+            "pid",
+            "participant",
+            "participant_id",
+            "case",
+            "case_id",
+            "fall",
+            "fallnummer",
+            "chiffre",
+            "proband",
+            "vp",
+            "vpn",
+            "id",
+        ),
+    ),
+    "therapist": (
+        "session",
+        "the therapist (or social worker) identifier",
+        (
+            "therapist",
+            "therapist_id",
+            "therapistid",
+            "therapeut",
+            "therapeutin",
+            "therapeut_id",
+            "therapeutid",
+            "therapeuten_id",
+            "clinician",
+            "clinician_id",
+            "counselor",
+            "counsellor",
+            "social_worker",
+            "worker",
+            "worker_id",
+            "berater",
+            "beraterin",
+            "behandler",
+            "behandlerin",
+        ),
+    ),
+    "site": (
+        "session",
+        "the site (clinic, service) identifier",
+        (
+            "site",
+            "site_id",
+            "clinic",
+            "centre",
+            "center",
+            "service",
+            "standort",
+            "klinik",
+            "einrichtung",
+            "ambulanz",
+            "praxis",
+        ),
+    ),
+    "session": (
+        "session",
+        "the session number (whole numbers from 0 or 1)",
+        (
+            "session",
+            "session_number",
+            "session_no",
+            "session_nr",
+            "sessionnumber",
+            "sess",
+            "sitzung",
+            "sitzungsnummer",
+            "sitzung_nr",
+            "stunde",
+            "termin",
+            "visit",
+        ),
+    ),
+    "date": ("session", "the session date", ("date", "session_date", "datum", "sitzungsdatum")),
+    "phase": ("session", "the interview phase", ("phase", "interview_phase")),
+    "condition": (
+        "client",
+        "the treatment condition",
+        ("condition", "arm", "treatment", "bedingung", "gruppe", "behandlung", "intervention"),
+    ),
+    "prior_negative_therapy": (
+        "client",
+        "whether the client had a prior negative therapy experience",
+        (
+            "prior_negative_therapy",
+            "prior_negative",
+            "negative_prior_therapy",
+            "prior_negative_experience",
+            "negative_vorerfahrung",
+            "vorerfahrung_negativ",
+        ),
+    ),
+    "termination": (
+        "client",
+        "how treatment ended (termination reason)",
+        (
+            "termination",
+            "termination_reason",
+            "end_reason",
+            "dropout_reason",
+            "beendigung",
+            "behandlungsende",
+            "abbruch",
+        ),
+    ),
+    "alliance": ("session", "the alliance score", ()),
+    "outcome": ("session", "the outcome (symptom) score", ()),
+}
+
+#: Session-level technique counts the package knows by name.
+TECHNIQUES = ("paraphrasing", "reflection", "confrontation", "interpretation", "validation")
+
+_ITEM = re.compile(r"^(?P<stub>[a-z][a-z0-9_]*?)_?(?P<n>\d+)$")
+
+
+def normalize_name(name: object) -> str:
+    """A column name as the conventions compare it: lower case, ``_`` for any gap.
+
+    Examples
+    --------
+    >>> from alliance.design import normalize_name
+    >>> normalize_name("Client ID"), normalize_name("PHQ-9_1"), normalize_name(" Sitzung ")
+    ('client_id', 'phq_9_1', 'sitzung')
+    """
+    text = re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower())
+    return text.strip("_")
+
+
+def _aliases(ins: instruments.Instrument) -> set[str]:
+    """Item-name stubs that may mean this instrument (``wai``, ``waisr``, ``phq``...)."""
+    name = ins.name
+    flat = name.replace("_", "")
+    out = {name, flat}
+    head = re.sub(r"[_\d]*(ii|i)?$", "", name) if name.endswith(("_ii", "_i")) else None
+    if head:
+        out |= {head, head + "2"}
+    out.add(re.sub(r"[_\d]+$", "", name))
+    out.add(name.split("_")[0])
+    return {a for a in out if a}
+
+
+@dataclass(frozen=True)
+class EarlyWindow:
+    """The one definition of the early alliance: the mean of the first rated sessions.
+
+    Parameters
+    ----------
+    sessions : int, default 3
+        How many sessions make up the early window.
+    counts : {"rated", "numbers"}, default "rated"
+        ``"rated"``: the first ``sessions`` sessions that have an alliance rating, so a
+        client who missed session 2 contributes sessions 1, 3 and 4. ``"numbers"``:
+        session numbers up to the first session number + ``sessions`` - 1, so missed
+        sessions shorten the window.
+    min_ratings : int, optional
+        Ratings a client needs in the window to get an early score; by default all
+        ``sessions`` of them for ``"rated"`` and 1 for ``"numbers"``. Clients with fewer
+        get a missing early score and are counted in ``n_short``.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.design import EarlyWindow
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> early = EarlyWindow(3).compute(study.sessions, "wai_sr")
+    >>> list(early.columns)
+    ['client', 'early', 'n_ratings', 'last_session']
+    >>> early.attrs["n_short"]
+    0
+    """
+
+    sessions: int = 3
+    counts: str = "rated"
+    min_ratings: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sessions, bool) or not isinstance(self.sessions, int | np.integer):
+            raise TypeError(f"early must be a whole number of sessions, got {self.sessions!r}")
+        if self.sessions < 1:
+            raise ValueError(f"early must be at least 1 session, got {self.sessions}")
+        if self.counts not in ("rated", "numbers"):
+            raise ValueError(f"counts must be 'rated' or 'numbers', got {self.counts!r}")
+        need = self.min_ratings
+        if need is not None and not 1 <= need <= self.sessions:
+            raise ValueError(f"min_ratings must lie in 1..{self.sessions}, got {need}")
+
+    @property
+    def needed(self) -> int:
+        """Ratings a client needs in the window."""
+        if self.min_ratings is not None:
+            return int(self.min_ratings)
+        return self.sessions if self.counts == "rated" else 1
+
+    def describe(self) -> str:
+        """The window in words, for notes and reports."""
+        if self.counts == "rated":
+            what = f"the mean of the first {self.sessions} rated sessions"
+        else:
+            what = f"the mean of the ratings in the first {self.sessions} session numbers"
+        return f"early alliance: {what} (at least {self.needed} rating(s) needed)"
+
+    def compute(
+        self,
+        data: pd.DataFrame,
+        alliance: str,
+        client: str = "client",
+        session: str = "session",
+    ) -> pd.DataFrame:
+        """Each client's early alliance.
+
+        Returns
+        -------
+        pandas.DataFrame
+            client, early (NaN when too few ratings), n_ratings, last_session (the last
+            session in the window). ``attrs["n_short"]`` counts clients who fell short.
+        """
+        frame = data[[client, session, alliance]].copy()
+        frame = frame.sort_values([client, session], kind="stable")
+        rated = frame[frame[alliance].notna()]
+        if self.counts == "rated":
+            window = rated.groupby(client, sort=False).head(self.sessions)
+        else:
+            first = frame.groupby(client, sort=False)[session].transform("min")
+            window = rated[rated[session] <= first.loc[rated.index] + self.sessions - 1]
+        grouped = window.groupby(client, sort=False)
+        out = pd.DataFrame({client: pd.unique(frame[client])})
+        stats = pd.DataFrame(
+            {
+                "early": grouped[alliance].mean(),
+                "n_ratings": grouped[alliance].size(),
+                "last_session": grouped[session].max(),
+            }
+        )
+        out = out.merge(stats, left_on=client, right_index=True, how="left")
+        out["n_ratings"] = out["n_ratings"].fillna(0).astype(int)
+        short = out["n_ratings"] < self.needed
+        out.loc[short, "early"] = np.nan
+        out = out.rename(columns={client: "client"}).reset_index(drop=True)
+        out.attrs["n_short"] = int(short.sum())
+        out.attrs["window"] = self.describe()
+        return out
+
+
+@dataclass
+class Design:
+    """Which column plays which role in a study, and where each answer came from.
+
+    Attributes
+    ----------
+    columns : dict
+        Role -> column name in the data (None when the study has no such column).
+    sources : dict
+        Role -> ``"argument"``, ``"codebook"``, ``"name"`` (a conventional name) or
+        ``"items"`` (a score computed from recognised items).
+    items : dict
+        Instrument registry name -> {item number: column}, for every questionnaire whose
+        items were recognised.
+    instruments : dict
+        ``alliance`` and ``outcome`` -> the registry name of their questionnaire (or None).
+    techniques : list of str
+        Session-level technique columns.
+    early : EarlyWindow
+        The early-alliance window every analysis uses.
+    suggestions : dict
+        Role -> close matches for a role that was not found.
+    labels : dict
+        Column -> {code: label} from SPSS/Stata value labels or the codebook.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> design = alliance.resolve_design(alliance.datasets.load_dataset("demo"))
+    >>> design.client, design.session, design.alliance, design.outcome
+    ('client', 'session', 'wai_sr', 'phq9')
+    >>> design.instruments
+    {'alliance': 'wai_sr', 'outcome': 'phq9'}
+    """
+
+    columns: dict[str, str | None]
+    sources: dict[str, str] = field(default_factory=dict)
+    items: dict[str, dict[int, str]] = field(default_factory=dict)
+    instruments: dict[str, str | None] = field(default_factory=dict)
+    techniques: list[str] = field(default_factory=list)
+    early: EarlyWindow = field(default_factory=EarlyWindow)
+    suggestions: dict[str, list[str]] = field(default_factory=dict)
+    labels: dict[str, dict] = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        columns = self.__dict__.get("columns", {})
+        if name in ROLES:
+            return columns.get(name)
+        raise AttributeError(name)
+
+    def has(self, role: str) -> bool:
+        """Whether the study has a column for ``role``."""
+        return self.columns.get(role) is not None
+
+    def missing(self, roles: Sequence[str]) -> list[str]:
+        """The roles among ``roles`` the study lacks, described in words."""
+        return [ROLES[r][1] for r in roles if r in ROLES and not self.has(r)]
+
+    def table(self) -> pd.DataFrame:
+        """One row per role: role, column, source, what it is, close matches if missing."""
+        rows = []
+        for role, (level, what, _) in ROLES.items():
+            column = self.columns.get(role)
+            source = self.sources.get(role, "")
+            if role in ("alliance", "outcome") and self.instruments.get(role):
+                what = f"{what} ({self.instruments[role]})"
+            rows.append(
+                {
+                    "role": role,
+                    "column": column,
+                    "source": source if column else "not found",
+                    "level": level,
+                    "what": what,
+                    "did_you_mean": ", ".join(self.suggestions.get(role, [])),
+                }
+            )
+        for ins, its in self.items.items():
+            cols = [its[k] for k in sorted(its)]
+            rows.append(
+                {
+                    "role": f"items of {ins}",
+                    "column": f"{cols[0]} .. {cols[-1]}",
+                    "source": "items",
+                    "level": "session",
+                    "what": f"{len(cols)} items of {instruments.get(ins).title}",
+                    "did_you_mean": "",
+                }
+            )
+        if self.techniques:
+            rows.append(
+                {
+                    "role": "techniques",
+                    "column": ", ".join(self.techniques),
+                    "source": "name",
+                    "level": "session",
+                    "what": "technique counts per session",
+                    "did_you_mean": "",
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def renames(self) -> dict[str, str]:
+        """Data column -> canonical name (roles and items), for :func:`canonical_study`."""
+        out: dict[str, str] = {}
+        for role, column in self.columns.items():
+            if column is not None and role not in ("alliance", "outcome"):
+                out[column] = role
+        for ins, its in self.items.items():
+            for k, column in its.items():
+                out[column] = f"{ins}_{k}"
+        for role in ("alliance", "outcome"):
+            column, ins = self.columns.get(role), self.instruments.get(role)
+            if column is not None and ins and self.sources.get(role) != "items":
+                if normalize_name(column) == ins:
+                    out[column] = ins
+        return out
+
+    def frame(self, study: Study) -> pd.DataFrame:
+        """The one long frame: sessions with the client-level role columns attached.
+
+        Rows are the sessions table's, in order; client-level roles (condition, prior
+        negative therapy, termination, and therapist/site when only the clients table
+        has them) are joined on the client identifier as text.
+        """
+        sessions = study.sessions
+        client = self.columns.get("client") or "client"
+        wanted = [
+            self.columns[r]
+            for r in ROLES
+            if self.columns.get(r) and self.columns[r] not in sessions.columns
+        ]
+        have = [c for c in wanted if c in study.clients.columns]
+        if not have or client not in study.clients.columns:
+            return sessions.copy()
+        extra = study.clients[[client, *have]].drop_duplicates(client)
+        extra[client] = extra[client].astype(str)
+        keys = sessions[client].astype(str)
+        joined = pd.DataFrame({client: keys}).merge(extra, on=client, how="left")
+        out = sessions.copy()
+        for col in have:
+            out[col] = joined[col].to_numpy()
+        return out
+
+    def summary(self) -> str:
+        """The roles as plain text, with how to change a guess."""
+        table = self.table()
+        lines = []
+        for row in table.itertuples():
+            if row.column:
+                lines.append(f"  {row.role:<24} {row.column:<28} ({row.source})")
+            else:
+                tip = f"; did you mean {row.did_you_mean}?" if row.did_you_mean else ""
+                lines.append(f"  {row.role:<24} {'-':<28} (not found{tip})")
+        lines.append(f"  {self.early.describe()}")
+        return "\n".join(lines)
+
+
+def _codebook_roles(book: Codebook | None) -> dict[str, str]:
+    if book is None:
+        return {}
+    found: dict[str, str] = {}
+    for resource in book.package.get("resources", []):
+        for fld in resource.get("schema", {}).get("fields", []):
+            role = fld.get("role")
+            if role in ROLES and role not in found:
+                found[role] = fld["name"]
+    return found
+
+
+def _match_items(columns: Sequence[str], data: pd.DataFrame | None) -> dict[str, dict[int, str]]:
+    """Recognise questionnaire item columns (case-insensitive, WAI by its range)."""
+    groups: dict[str, dict[int, str]] = {}
+    for col in columns:
+        m = _ITEM.match(normalize_name(col))
+        if m:
+            groups.setdefault(m.group("stub").rstrip("_"), {})[int(m.group("n"))] = col
+    registry = [instruments.get(n) for n in instruments.list_instruments()["name"]]
+    found: dict[str, dict[int, str]] = {}
+    for stub, its in groups.items():
+        options = []
+        for ins in registry:
+            if stub not in _aliases(ins) or set(range(1, ins.n_items + 1)) - set(its):
+                continue
+            cols = [its[k] for k in range(1, ins.n_items + 1)]
+            if data is not None:
+                values = data[cols].apply(pd.to_numeric, errors="coerce").stack()
+                if len(values) and (values.min() < ins.item_min or values.max() > ins.item_max):
+                    continue
+            exact = stub in (ins.name, ins.name.replace("_", ""))
+            options.append((not exact, ins.item_max - ins.item_min, ins.name))
+        if options and min(options)[2] not in found:
+            name = min(options)[2]
+            n = instruments.get(name).n_items
+            found[name] = {k: its[k] for k in range(1, n + 1)}
+    return found
+
+
+def _score_columns(
+    columns: Sequence[str], book: Codebook | None, items: dict[str, dict[int, str]]
+) -> tuple[dict[str, str | None], dict[str, str | None], dict[str, str]]:
+    """Alliance and outcome score columns, their instruments, and the sources."""
+    column: dict[str, str | None] = {"alliance": None, "outcome": None}
+    ins_of: dict[str, str | None] = {"alliance": None, "outcome": None}
+    source: dict[str, str] = {}
+    item_cols = {c for its in items.values() for c in its.values()}
+    candidates: list[tuple[str, str, str]] = []
+    if book is not None:
+        for resource in book.package.get("resources", []):
+            for fld in resource.get("schema", {}).get("fields", []):
+                name, ins = fld.get("name"), fld.get("instrument")
+                if isinstance(ins, str) and name in columns and not _ITEM.match(name):
+                    candidates.append((name, ins, "codebook"))
+    for col in columns:
+        if col not in item_cols:
+            candidates.append((col, normalize_name(col), "name"))
+    for col, ins_name, how in candidates:
+        try:
+            ins = instruments.get(ins_name)
+        except KeyError:
+            continue
+        role = "alliance" if ins.construct == "alliance" else "outcome"
+        if ins.construct in ("alliance", "outcome") and column[role] is None:
+            column[role], ins_of[role], source[role] = col, ins.name, how
+    for ins_name in items:
+        ins = instruments.get(ins_name)
+        role = "alliance" if ins.construct == "alliance" else "outcome"
+        if ins.construct in ("alliance", "outcome") and column[role] is None:
+            column[role], ins_of[role], source[role] = ins.name, ins.name, "items"
+    return column, ins_of, source
+
+
+def resolve_design(
+    data: Study | pd.DataFrame,
+    *,
+    codebook: Codebook | None = None,
+    early: int | EarlyWindow = 3,
+    labels: Mapping[str, dict] | None = None,
+    **roles: str | None,
+) -> Design:
+    """Resolve which column plays which role: arguments, then codebook, then names.
+
+    Parameters
+    ----------
+    data : Study or pandas.DataFrame
+        A study (its sessions and clients tables and codebook are searched) or one long
+        table of sessions.
+    codebook : Codebook, optional
+        A codebook for a DataFrame (a Study brings its own).
+    early : int or EarlyWindow, default 3
+        The early-alliance window (see :class:`EarlyWindow`).
+    labels : mapping, optional
+        Column -> {code: label}, e.g. SPSS value labels.
+    **roles : str
+        Explicit columns for roles (``client="ClientID"``, ``session="Sitzung"``,
+        ``alliance="wai"``, ``outcome="phq9"``, ``therapist=None`` for none). Names are
+        those of :data:`ROLES`.
+
+    Returns
+    -------
+    Design
+
+    Raises
+    ------
+    KeyError
+        An explicit column that the data lack (with close matches), or an unknown role.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from alliance.design import resolve_design
+    >>> frame = pd.DataFrame({"ClientID": ["01", "02"], "Sitzung": [1, 1],
+    ...                       "TherapeutID": ["T1", "T1"], "BDI": [20, 31]})
+    >>> d = resolve_design(frame, outcome="BDI")
+    >>> d.client, d.session, d.therapist, d.outcome, d.sources["outcome"]
+    ('ClientID', 'Sitzung', 'TherapeutID', 'BDI', 'argument')
+    """
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        near = close_matches(unknown[0], list(ROLES))
+        tip = f" Did you mean {near[0]!r}?" if near else ""
+        raise KeyError(f"unknown role {unknown[0]!r}; roles are {', '.join(ROLES)}.{tip}")
+    if isinstance(data, Study):
+        book = codebook or data.codebook
+        tables = [data.sessions, data.clients]
+    else:
+        book = codebook
+        tables = [data]
+    columns: list[str] = []
+    for table in tables:
+        columns += [str(c) for c in table.columns if str(c) not in columns]
+    sessions = tables[0]
+    window = early if isinstance(early, EarlyWindow) else EarlyWindow(early)
+
+    chosen: dict[str, str | None] = dict.fromkeys(ROLES)
+    sources: dict[str, str] = {}
+    for role, column in roles.items():
+        if column is None:
+            sources[role] = "argument"
+            continue
+        if column not in columns:
+            near = close_matches(str(column), columns)
+            tip = f" Did you mean {near[0]!r}?" if near else ""
+            raise KeyError(f"the {role} column {column!r} is not in the data.{tip}")
+        chosen[role], sources[role] = column, "argument"
+    for role, column in _codebook_roles(book).items():
+        if role not in sources and column in columns:
+            chosen[role], sources[role] = column, "codebook"
+    taken = {c for c in chosen.values() if c}
+    by_name = {normalize_name(c): c for c in reversed(columns)}
+    for role, (_, _, names) in ROLES.items():
+        if role in sources:
+            continue
+        for conventional in names:
+            column = by_name.get(conventional)
+            if column is not None and column not in taken:
+                chosen[role], sources[role] = column, "name"
+                taken.add(column)
+                break
+    items = _match_items([c for c in sessions.columns if c not in taken], sessions)
+    score, score_ins, score_src = _score_columns(
+        [c for c in sessions.columns if c not in taken], book, items
+    )
+    ins_of: dict[str, str | None] = {"alliance": None, "outcome": None}
+    for role in ("alliance", "outcome"):
+        if role in sources:  # explicit: find its instrument from the codebook or the name
+            col = chosen[role]
+            if col is not None:
+                fld = book.field("sessions", col) if book is not None else None
+                name = (fld or {}).get("instrument") or normalize_name(col)
+                try:
+                    ins_of[role] = instruments.get(name).name
+                except KeyError:
+                    ins_of[role] = None
+            continue
+        chosen[role], ins_of[role] = score[role], score_ins[role]
+        if score[role] is not None:
+            sources[role] = score_src[role]
+    suggestions = {}
+    free = [c for c in columns if c not in {x for x in chosen.values() if x}]
+    for role, (_, _, names) in ROLES.items():
+        if chosen[role] is None and names:
+            near = []
+            for conventional in names[:6]:
+                near += [m for m in close_matches(conventional, free) if m not in near]
+            if near:
+                suggestions[role] = near[:3]
+    techniques = [c for c in sessions.columns if normalize_name(c) in TECHNIQUES]
+    return Design(
+        columns=chosen,
+        sources=sources,
+        items=items,
+        instruments=ins_of,
+        techniques=techniques,
+        early=window,
+        suggestions=suggestions,
+        labels=dict(labels or {}),
+    )
+
+
+def _client_level(frame: pd.DataFrame, client: str, exclude: set[str]) -> list[str]:
+    """Columns that never change within a client (and are not session-level roles)."""
+    if frame[client].duplicated().sum() == 0:
+        return []
+    out = []
+    grouped = frame.groupby(client, sort=False, dropna=False)
+    for col in frame.columns:
+        if col in exclude or col == client:
+            continue
+        if (grouped[col].nunique(dropna=False) <= 1).all():
+            out.append(col)
+    return out
+
+
+def canonical_study(study: Study, design: Design, *, score: bool = True) -> Study:
+    """The study under canonical names, ready for every analysis of the package.
+
+    Role columns are renamed to their role (``ClientID`` -> ``client``), recognised items
+    to ``<instrument>_<n>``; scale scores are added where only items were given
+    (:func:`alliance.score`, the registry's prorating rule); client-level columns of a
+    single sessions table (those that never change within a client, e.g. condition or
+    prior negative therapy) are copied into a clients table; value labels become the
+    codebook's ``categories`` and, for condition and termination reason, the values
+    shown. Item and score values are never changed. The codebook records each field's
+    ``role``, ``instrument`` and ``rater``.
+
+    Parameters
+    ----------
+    study : Study
+        The study as read.
+    design : Design
+        Its roles (:func:`resolve_design`).
+    score : bool, default True
+        Add missing scale scores computed from recognised items.
+
+    Returns
+    -------
+    Study
+
+    Raises
+    ------
+    ValueError
+        When two columns would get the same name, or there is no client or session
+        column (naming the close matches and the ``--column`` option).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from alliance.design import canonical_study, resolve_design
+    >>> from alliance.study import Study
+    >>> raw = pd.DataFrame({"ClientID": ["01", "01", "02", "02"], "Sitzung": [1, 2, 1, 2],
+    ...                     "Gruppe": ["CBT", "CBT", "PDT", "PDT"],
+    ...                     **{f"PHQ9_{i}": [1, 2, 0, 3] for i in range(1, 10)}})
+    >>> study = Study(raw)
+    >>> out = canonical_study(study, resolve_design(study))
+    >>> out.sessions[["client", "session", "phq9"]].to_dict("list")
+    {'client': ['01', '01', '02', '02'], 'session': [1, 2, 1, 2], 'phq9': [9.0, 18.0, 0.0, 27.0]}
+    >>> out.clients.to_dict("list")
+    {'client': ['01', '02'], 'condition': ['CBT', 'PDT']}
+    """
+    from alliance.scoring import score as score_items
+
+    for role in ("client", "session"):
+        if not design.has(role):
+            near = design.suggestions.get(role, [])
+            tip = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+            raise ValueError(
+                f"no {role} column was found ({ROLES[role][1]}).{tip} Name it with "
+                f"--column YOURNAME={role} (Python: {role}='YOURNAME'), or give the field "
+                f'"role": "{role}" in the codebook'
+            )
+    renames = design.renames()
+    sessions = study.sessions.rename(columns=renames)
+    clients = study.clients.rename(columns=renames)
+    for table, frame in (("sessions", sessions), ("clients", clients)):
+        dupes = frame.columns[frame.columns.duplicated()].unique().tolist()
+        if dupes:
+            sources = {c: [o for o, n in renames.items() if n == c] for c in dupes}
+            first = dupes[0]
+            raise ValueError(
+                f"two {table} columns would both be called {first!r} "
+                f"({', '.join(map(repr, sources[first]))} and the existing column); rename "
+                "one with --column OLD=NEW, or tell which one plays the role"
+            )
+    if "session" in sessions.columns and pd.api.types.is_float_dtype(sessions["session"]):
+        whole = sessions["session"].dropna()
+        if len(whole) and (whole == whole.round()).all() and sessions["session"].notna().all():
+            sessions["session"] = sessions["session"].astype("int64")  # SPSS stores 1 as 1.0
+    added: list[str] = []
+    if score:
+        for ins_name in design.items:
+            if ins_name in sessions.columns:
+                continue
+            scored = score_items(sessions, ins_name, subscales=False)
+            sessions[ins_name] = scored[ins_name].to_numpy()
+            added.append(ins_name)
+    for column, mapping in design.labels.items():
+        target = renames.get(column, column)
+        if target in ("condition", "termination") and target in sessions.columns:
+            sessions[target] = sessions[target].map(lambda v, m=mapping: m.get(v, v))
+    session_roles = {r for r, (lvl, _, _) in ROLES.items() if lvl == "session"}
+    item_cols = {f"{i}_{k}" for i, its in design.items.items() for k in its}
+    scores = {renames.get(c, c) for c in (design.alliance, design.outcome) if c}
+    measured = {
+        c
+        for c in sessions.columns
+        if (study.codebook.field("sessions", c) or {}).get("instrument")
+        or normalize_name(c) in set(instruments.list_instruments()["name"])
+    }
+    keep_in_sessions = (
+        session_roles | item_cols | set(design.techniques) | set(added) | scores | measured
+    )
+    derived = bool(study.clients.attrs.get("derived"))
+    if derived or clients.empty or "client" not in clients.columns:
+        moved = _client_level(sessions, "client", keep_in_sessions - {"therapist", "site"})
+        moved = [c for c in moved if c not in ("session", "date")]
+        clients = sessions[["client", *moved]].drop_duplicates("client").reset_index(drop=True)
+        if moved:
+            sessions = sessions.drop(columns=[c for c in moved if c not in ("therapist", "site")])
+    book = _canonical_codebook(study.codebook, renames, design, sessions, clients)
+    return Study(
+        sessions=sessions.reset_index(drop=True),
+        clients=clients.reset_index(drop=True),
+        events=study.events,
+        codebook=book,
+        name=study.name,
+        files=dict(study.files),
+    )
+
+
+def _field_type(values: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(values):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(values):
+        return "integer"
+    if pd.api.types.is_numeric_dtype(values):
+        return "number"
+    return "string"
+
+
+def _canonical_codebook(
+    old: Codebook, renames: dict[str, str], design: Design, sessions, clients
+) -> Codebook:
+    """A codebook for the canonical tables, keeping what the old one said."""
+    item_of = {f"{i}_{k}": i for i, its in design.items.items() for k in its}
+    resources = []
+    for table, frame in (("sessions", sessions), ("clients", clients)):
+        if frame.empty and table == "clients":
+            continue
+        fields = []
+        back = {new: orig for orig, new in renames.items()}
+        for col in frame.columns:
+            before = old.field(table, back.get(col, col)) or old.field(table, col) or {}
+            fld = {k: v for k, v in before.items() if k != "name"}
+            fld["name"] = col
+            fld.setdefault("type", _field_type(frame[col]))
+            if col in ROLES and col not in ("alliance", "outcome"):
+                fld["role"] = col
+                if col in ("client", "therapist", "site"):
+                    fld["type"] = "string"
+            ins_name = item_of.get(col) or (col if col in design.items else None)
+            if ins_name is None and col in design.instruments.values():
+                ins_name = col
+            if ins_name is not None:
+                ins = instruments.get(ins_name)
+                fld["instrument"] = ins.name
+                fld["rater"] = ins.rater
+                if col in item_of:
+                    fld.setdefault(
+                        "constraints", {"minimum": ins.item_min, "maximum": ins.item_max}
+                    )
+            for role in ("alliance", "outcome"):
+                column = design.columns.get(role)
+                if column is not None and renames.get(column, column) == col:
+                    fld["role"] = role
+            orig = back.get(col, col)
+            if orig in design.labels:
+                fld["categories"] = [
+                    {"value": _plain(k), "label": str(v)} for k, v in design.labels[orig].items()
+                ]
+            if orig != col:
+                fld["source_name"] = orig
+            fields.append(fld)
+        resources.append({"name": table, "schema": {"fields": fields}})
+    package = {k: v for k, v in old.package.items() if k != "resources"}
+    package["resources"] = resources
+    return Codebook(package)
+
+
+def _plain(value):
+    if isinstance(value, np.integer | np.floating):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

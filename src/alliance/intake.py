@@ -1,0 +1,352 @@
+"""Bring your own study: read a researcher's file(s), guess the roles, write a study folder.
+
+:func:`prepare_study` reads a file (CSV as Excel writes it, Excel, SPSS, Stata, Parquet),
+a folder or several files; applies ``columns`` renames; turns wide columns
+(``phq9_s1 .. phq9_s12``) into one row per client x session; resolves the roles
+(:func:`alliance.design.resolve_design`) and returns the canonical study every analysis
+reads (:func:`alliance.design.canonical_study`).
+
+:func:`init_study` writes that study to a new folder as CSV files and a
+``datapackage.json`` codebook with the roles, instruments and value labels it found and
+the SHA-256 of every file it read. ``alliance init`` is its command line; the researcher
+reads the list of guesses, edits the codebook where a guess is wrong, then runs
+``alliance validate STUDY`` and ``alliance report --data STUDY``.
+
+Input files are only read. The output folder must be new or empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from alliance import io
+from alliance.design import Design, canonical_study, normalize_name, resolve_design
+from alliance.study import Study
+
+__all__ = ["InitResult", "init_study", "prepare_study", "wide_sessions"]
+
+_WIDE = r"^{stub}_?(?:s|t|w|session|sitzung|week|woche|visit|termin)?_?(\d+)$"
+
+
+def wide_sessions(
+    data: pd.DataFrame, stubs: str | Sequence[str], *, client: str, session: str = "session"
+) -> pd.DataFrame:
+    """One row per client x session from one row per client, for a sessions-wide file.
+
+    Columns ``<stub>_s1 .. <stub>_s12`` (also ``<stub>1``, ``<stub>_t1``,
+    ``<stub>_session1``, ``<stub>_sitzung1``, any case) become the column ``<stub>``
+    with a ``session`` number. A session exists only where at least one of the stubs
+    has a value, so attendance is not inflated by empty cells. Other columns are copied
+    to every session of their client.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        One row per client.
+    stubs : str or list of str
+        The measures spread over sessions, e.g. ``"phq9"``.
+    client : str
+        The client identifier column (unique per row).
+    session : str, default "session"
+        Name of the session column to create.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    ValueError
+        When a stub matches no column, or a client appears on two rows.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from alliance.intake import wide_sessions
+    >>> wide = pd.DataFrame({"id": ["01", "02"], "PHQ9_s1": [20, 14], "PHQ9_s2": [18, None]})
+    >>> wide_sessions(wide, "phq9", client="id").to_dict("list")
+    {'id': ['01', '01', '02'], 'session': [1, 2, 1], 'phq9': [20.0, 18.0, 14.0]}
+    """
+    stubs = [stubs] if isinstance(stubs, str) else list(stubs)
+    if data[client].duplicated().any():
+        twice = data.loc[data[client].duplicated(), client].astype(str).unique()[:3]
+        raise ValueError(
+            f"--wide needs one row per client, but client(s) {', '.join(twice)} appear on "
+            "more than one row; leave --wide out if the file already has one row per session"
+        )
+    spread: dict[str, dict[int, str]] = {}
+    for stub in stubs:
+        pattern = re.compile(_WIDE.format(stub=re.escape(normalize_name(stub))))
+        found = {}
+        for col in data.columns:
+            m = pattern.match(normalize_name(col))
+            if m:
+                found[int(m.group(1))] = col
+        if not found:
+            raise ValueError(
+                f"--wide {stub}: no columns named like {stub}_s1, {stub}_s2, ... were found; "
+                f"the columns are {', '.join(map(str, data.columns[:12]))}"
+            )
+        spread[normalize_name(stub)] = found
+    wide_cols = {c for found in spread.values() for c in found.values()}
+    keep = [c for c in data.columns if c not in wide_cols]
+    numbers = sorted({n for found in spread.values() for n in found})
+    parts = []
+    for n in numbers:
+        part = data[keep].copy()
+        part[session] = n
+        for stub, found in spread.items():
+            part[stub] = data[found[n]] if n in found else pd.NA
+        parts.append(part)
+    long = pd.concat(parts, ignore_index=True)
+    scored = long[list(spread)].notna().any(axis=1)
+    long = long[scored]
+    order = pd.Categorical(long[client], categories=pd.unique(data[client]), ordered=True)
+    long = long.assign(_order=order).sort_values(["_order", session], kind="stable")
+    out = long.drop(columns="_order").reset_index(drop=True)
+    for stub in spread:  # numbers stay numbers; text is kept for validation to report
+        converted = pd.to_numeric(out[stub], errors="coerce")
+        if converted.notna().sum() == out[stub].notna().sum():
+            out[stub] = converted.astype("float64")
+    return out
+
+
+def _main_file(data: Path) -> Path | None:
+    if data.is_file():
+        return data
+    for child in sorted(data.iterdir()) if data.is_dir() else []:
+        if child.stem.split(".")[0] == "sessions" and child.is_file():
+            return child
+    return None
+
+
+def prepare_study(
+    data: str | Path | Sequence[str | Path],
+    *,
+    columns: Mapping[str, str] | None = None,
+    wide: str | Sequence[str] | None = None,
+    sheet: str | int = 0,
+    sep: str | None = None,
+    decimal: str | None = None,
+    encoding: str | None = None,
+    early: int = 3,
+    **roles: str | None,
+) -> tuple[Study, Design]:
+    """Read a researcher's study and return it in canonical form with its design.
+
+    Parameters
+    ----------
+    data : str, pathlib.Path or list of them
+        A sessions file, a study folder, or several files (as :func:`alliance.read_study`).
+    columns : mapping, optional
+        Renames applied on reading, ``{"ClientID": "client", "Sitzung": "session"}``.
+        A rename to a role name fixes that role.
+    wide : str or list of str, optional
+        Measures spread over sessions in a one-row-per-client file (see
+        :func:`wide_sessions`).
+    sheet, sep, decimal, encoding
+        As for :func:`alliance.read_study`.
+    early : int, default 3
+        The early-alliance window (:class:`alliance.design.EarlyWindow`).
+    **roles : str
+        Explicit roles for :func:`alliance.design.resolve_design` (after renames).
+
+    Returns
+    -------
+    (Study, Design)
+        The canonical study and the design that made it (the original column names are
+        in ``design.columns``).
+
+    Examples
+    --------
+    >>> from alliance.datasets import dataset_path
+    >>> from alliance.intake import prepare_study
+    >>> study, design = prepare_study(dataset_path("demo"))
+    >>> design.alliance, study.sessions["client"].iloc[0]
+    ('wai_sr', 'C001')
+    """
+    paths = [Path(p) for p in data] if isinstance(data, list | tuple) else [Path(data)]
+    main = _main_file(paths[0])
+    renames = dict(columns or {})
+    ids: list[str] = []
+    if main is not None:
+        header = io.read_columns(main, sheet=sheet, sep=sep, decimal=decimal, encoding=encoding)
+        named = [renames.get(c, c) for c in header]
+        guess = resolve_design(pd.DataFrame(columns=named))
+        ids = [guess.columns[r] for r in ("client", "therapist", "site") if guess.columns[r]]
+        ids += [c for c in named if c in ("client", "therapist", "site")]
+    target = paths if len(paths) > 1 else paths[0]
+    study = io.read_study(
+        target, columns=renames or None, sheet=sheet, sep=sep, decimal=decimal,
+        encoding=encoding, ids=ids,
+    )  # fmt: skip
+    labels = {}
+    for path in paths:
+        if path.is_file():
+            labels.update({renames.get(c, c): v for c, v in io.read_value_labels(path).items()})
+    explicit = {new: new for new in renames.values() if new in _role_names()}
+    explicit.update(roles)
+    if wide:
+        first = resolve_design(study, **explicit)
+        client = first.client or "client"
+        if client not in study.sessions.columns:
+            raise ValueError("--wide needs a client column: name it with --column YOURNAME=client")
+        long = wide_sessions(study.sessions, wide, client=client)
+        explicit["session"] = "session"
+        study = Study(long, codebook=study.codebook, name=study.name, files=dict(study.files))
+    design = resolve_design(study, early=early, labels=labels, **explicit)
+    return canonical_study(study, design), design
+
+
+def _role_names() -> set[str]:
+    from alliance.design import ROLES
+
+    return set(ROLES)
+
+
+@dataclass
+class InitResult:
+    """What :func:`init_study` wrote.
+
+    Attributes
+    ----------
+    folder : pathlib.Path
+        The study folder.
+    design : Design
+        The roles found (original column names).
+    study : Study
+        The canonical study written.
+    files : dict
+        Table -> file written.
+    sources : list of dict
+        Each file read: path, SHA-256.
+    """
+
+    folder: Path
+    design: Design
+    study: Study
+    files: dict[str, Path] = field(default_factory=dict)
+    sources: list[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """What was found and written, and how to change a guess."""
+        lines = [f"study folder written: {self.folder}", "", "roles (column: where from):"]
+        lines.append(self.design.summary())
+        lines += [
+            "",
+            f"{len(self.study.sessions)} session rows, {self.study.n_clients} clients; "
+            f"files: {', '.join(p.name for p in self.files.values())}",
+            "",
+            'Check each guess. To change one, edit the field\'s "role" (client, therapist, '
+            "site, session, date, phase, condition, prior_negative_therapy, termination, "
+            f"alliance, outcome) in {self.folder / 'datapackage.json'}, or rerun with "
+            "--column OLD=NEW into a new folder. Then:",
+            f"  alliance validate {self.folder}",
+            f"  alliance report --data {self.folder}",
+        ]
+        return "\n".join(lines)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_out(out: Path) -> None:
+    """``out`` must be new or empty: init never writes beside files it did not make."""
+    from alliance._outdir import OutputRefused
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OutputRefused(
+            f"--out {out} already exists and is not empty; nothing was written. Choose a new "
+            "folder name (init writes only into a new or empty folder, so no file of yours "
+            "is ever replaced)"
+        )
+
+
+def init_study(
+    data: str | Path | Sequence[str | Path],
+    out: str | Path,
+    **options,
+) -> InitResult:
+    """Write a study folder from a researcher's file(s): data, codebook, roles.
+
+    Parameters
+    ----------
+    data : str, pathlib.Path or list of them
+        The file(s) or folder to read (never modified).
+    out : str or pathlib.Path
+        A new (or empty) folder; it may lie beside or inside the data's folder.
+    **options
+        ``columns``, ``wide``, ``sheet``, ``sep``, ``decimal``, ``encoding``, ``early`` and
+        explicit roles, as for :func:`prepare_study`.
+
+    Returns
+    -------
+    InitResult
+
+    Raises
+    ------
+    alliance.report.OutputRefused
+        When ``out`` holds files or is the data folder; nothing is written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from alliance.datasets import dataset_path
+    >>> from alliance.intake import init_study
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     result = init_study(dataset_path("demo") / "sessions.csv.gz", tmp + "/mine")
+    ...     sorted(p.name for p in result.folder.iterdir())
+    ['clients.csv', 'datapackage.json', 'events.csv', 'sessions.csv']
+    """
+    paths = [Path(p) for p in data] if isinstance(data, list | tuple) else [Path(data)]
+    out = Path(out)
+    _check_out(out)
+    study, design = prepare_study(data, **options)
+    read = [Path(p) for p in study.files.values()] or paths
+    sources = [{"path": p.name, "sha256": _sha256(p)} for p in read if p.is_file()]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.alliance-init-", dir=out.parent))
+    try:
+        files = {}
+        tables = {"sessions": study.sessions, "clients": study.clients}
+        if len(study.events):
+            tables["events"] = study.events
+        for table, frame in tables.items():
+            if table == "clients" and (frame.empty or "client" not in frame.columns):
+                continue
+            path = staging / f"{table}.csv"
+            frame.to_csv(path, index=False)
+            files[table] = out / path.name
+        package = study.codebook.to_dict()
+        package.setdefault("name", normalize_name(out.name) or "study")
+        package["resources"] = [
+            {**r, "path": f"{r['name']}.csv"}
+            for r in package.get("resources", [])
+            if r.get("name") in files
+        ]
+        package["sources"] = sources
+        (staging / "datapackage.json").write_text(
+            json.dumps(package, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8"
+        )
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.rename(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return InitResult(folder=out, design=design, study=study, files=files, sources=sources)
