@@ -299,7 +299,7 @@ def simulate_power(
     ...                         backend="sequential")
     >>> result.loc[0, "model"], result.loc[0, "effect"], float(result.loc[0, "planted"])
     ('early_alliance_difference', 'prior_negative_alliance', -0.35)
-    >>> result[["n_sims", "n_failed"]].iloc[0].tolist(), round(result["truth"].iloc[0], 2)
+    >>> result[["n_sims", "n_failed"]].iloc[0].tolist(), round(float(result["truth"].iloc[0]), 2)
     ([4, 0], -4.2)
     """
     grid = _designs(design_grid)
