@@ -69,6 +69,13 @@ grid
 # detrended and person-mean centred, Wang & Maxwell 2015; Curran & Bauer 2011). The bias
 # column shows that the observed within effect is attenuated: item-level measurement
 # error in the alliance dilutes it, which a latent-variable model would correct.
+#
+# The model is the registry's `within_between` entry (`alliance.models.list_models()`
+# lists every model, its focal term and the effect power plants for it), fitted with
+# the columns the simulated study's codebook declares. Its focal term is per point of
+# the alliance column as the codebook scores it, the WAI-SR total (12-60): `truth`,
+# `mean_estimate` and `bias` are per total point, so the planted effect per item-mean
+# point is divided by the 12 items.
 
 # %%
 within = simulate_power(
@@ -85,6 +92,7 @@ columns = [
     "n_therapists",
     "n_sims",
     "n_failed",
+    "truth",
     "power",
     "power_ci_low",
     "power_ci_high",
@@ -95,10 +103,15 @@ columns = [
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(within[columns].round(2).to_string(index=False))
+print(within[columns].round(3).to_string(index=False))
 
 # %% [markdown]
 # ## Prior negative therapy and early alliance
+#
+# The registry's `early_alliance_difference` (alias `prior_negative_therapy`): the mean
+# of each client's first 3 rated sessions, compared between clients with and without a
+# prior negative therapy, with a random therapist intercept. The difference is in WAI-SR
+# total points: the planted -0.35 item-mean points are -4.2.
 
 # %%
 prior = simulate_power(
@@ -114,7 +127,7 @@ save_table(prior, "power_prior_negative_therapy", export_dir)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(prior[columns].round(2).to_string(index=False))
+print(prior[columns].round(3).to_string(index=False))
 
 # %% [markdown]
 # ## Power curves

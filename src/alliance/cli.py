@@ -565,7 +565,12 @@ def power(
     clients_per_therapist: str = typer.Option("5,10", help="Clients per therapist, e.g. 5,10."),
     sessions: str = typer.Option("12", help="Planned sessions per client, e.g. 8,12."),
     model: str = typer.Option(
-        "within", help="within, reverse or prior_negative_therapy (the effect to detect)."
+        "within",
+        help="A registered model power can simulate, by name or alias (within, reverse, "
+        "prior_negative_therapy, dropout_model, ...); --list shows them all.",
+    ),
+    list_models: bool = typer.Option(
+        False, "--list", help="List the registered models power can simulate, and stop."
     ),
     effect: list[str] = typer.Option(
         [], "--effect", "-e", help="A generating value, NAME=VALUE (repeatable), e.g. within=-1."
@@ -594,8 +599,13 @@ def power(
 
     import pandas as pd
 
-    from alliance.power import simulate_power
+    from alliance.power import power_models, simulate_power
 
+    if list_models:
+        table = power_models()[["name", "aliases", "effects", "focal_term", "estimates"]]
+        with pd.option_context("display.max_colwidth", 70, "display.width", 200):
+            out.print(table.to_string(index=False), markup=False, highlight=False, soft_wrap=True)
+        return
     grid = pd.DataFrame(
         list(
             itertools.product(

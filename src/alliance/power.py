@@ -1,10 +1,13 @@
-"""Power analysis by Monte Carlo simulation over the package's models.
+"""Power analysis by Monte Carlo simulation over the registered models.
 
 For every design (therapists, clients per therapist, sessions, dropout) and every
-simulation, a study is drawn with :func:`alliance.simulate.simulate_study`, the chosen
-model is fitted, and the estimate, its standard error, confidence interval and p value are
-kept. Power is the share of simulations with p below ``alpha``; bias and coverage say how
-well the estimator recovers the simulated truth.
+simulation, a study is drawn by the model's simulation hook (by default
+:func:`alliance.simulate.simulate_study`), the model's own public function is fitted with
+the columns the study's codebook gives each role, and the model's focal term is kept:
+estimate, standard error, confidence interval and p value. Power is the share of
+simulations with p below ``alpha``; bias and coverage say how well the estimator recovers
+the simulated truth. Any model in :func:`alliance.models.list_models` with a simulation
+hook can be run, including one registered by the user (see ``docs/guide/power.md``).
 
 Simulations run in parallel on local cores (joblib) or on an existing Dask cluster. Every
 simulation's seed is derived from ``seed`` and its (design, simulation) position, so the
@@ -16,160 +19,78 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from alliance._checks import close_matches, require_frame
+from alliance._checks import require_frame
 from alliance._frames import with_tables
-from alliance.simulate import Effects, _effects, simulate_study
+from alliance.models.registry import ModelSpec, get_model, list_models, study_roles
+from alliance.simulate import Effects, as_effects
 from alliance.study import Study
 
-__all__ = ["POWER_MODELS", "PowerModel", "simulate_power", "summarize_power"]
+__all__ = ["fit_simulated", "power_models", "simulate_power", "summarize_power"]
 
 logger = logging.getLogger(__name__)
 
 _DESIGN_COLUMNS = ("n_therapists", "clients_per_therapist", "n_sessions")
-_SIM_COLUMNS = ["design", "sim", "estimate", "se", "ci_low", "ci_high", "p", "error"]
+_SIM_COLUMNS = ["design", "sim", "estimate", "se", "ci_low", "ci_high", "p", "truth", "error"]
+_ESTIMATES = ("estimate", "se", "ci_low", "ci_high", "p")
 
 
-@dataclass(frozen=True)
-class PowerModel:
-    """A model that power can be computed for.
+def power_models() -> pd.DataFrame:
+    """The registered models :func:`simulate_power` can run (those with a simulation hook).
 
-    Attributes
-    ----------
-    name : str
-        Key in :data:`POWER_MODELS`.
-    effect : str
-        The :class:`~alliance.simulate.Effects` field whose value is the truth.
-    description : str
-        What is estimated, in words.
-    fit : callable
-        ``fit(study, engine) -> dict`` with estimate, se, ci_low, ci_high, p.
+    Examples
+    --------
+    >>> from alliance.power import power_models
+    >>> {"within_between", "early_alliance_difference"} <= set(power_models()["name"])
+    True
     """
-
-    name: str
-    effect: str
-    description: str
-    fit: Callable[..., dict]
+    return list_models(simulate=True)
 
 
-def _row(estimate, se, ci_low, ci_high, p) -> dict:
-    return {
-        "estimate": float(estimate),
-        "se": float(se),
-        "ci_low": float(ci_low),
-        "ci_high": float(ci_high),
-        "p": float(p),
-    }
-
-
-def _lagged_frame(study, reverse: bool) -> tuple[pd.DataFrame, str]:
-    from alliance.models._prep import decompose, lead
-
-    s = study.sessions.assign(wai=study.sessions["wai_sr"] / 12.0)
-    x, y = ("phq9", "wai") if reverse else ("wai", "phq9")
-    parts = decompose(s, x, "client", "session", detrend=True)
-    frame = pd.DataFrame(
-        {
-            "client": s["client"],
-            "session": s["session"],
-            "x_within": parts["within"],
-            "x_between": parts["between"],
-            "y": lead(s, y, "client", "session"),
-        }
-    ).dropna()
-    return frame, x
-
-
-def _fit_lagged(study, engine: str, reverse: bool) -> dict:
-    if engine == "alliance":
-        from alliance.models import within_between
-
-        s = study.sessions.assign(wai=study.sessions["wai_sr"] / 12.0)
-        fit = within_between(
-            s, alliance="wai", outcome="phq9", reverse=reverse, session_slope=False, method="mlm"
+def _model(model: str | ModelSpec) -> ModelSpec:
+    spec = get_model(model)
+    if spec.simulation is None:
+        able = ", ".join(power_models()["name"])
+        raise ValueError(
+            f"model {spec.name!r} has no simulation hook, so power cannot simulate data for it "
+            f"(models it can: {able}); register it with simulate=Simulation(...) to add one"
         )
-        row = fit.params.set_index("term").loc[("phq9" if reverse else "wai") + "_within"]
-        return _row(row["estimate"], row["se"], row["ci_low"], row["ci_high"], row["p"])
-    import statsmodels.formula.api as smf
-
-    frame, _ = _lagged_frame(study, reverse)
-    res = smf.mixedlm("y ~ x_within + x_between + session", frame, groups="client").fit(reml=True)
-    lo, hi = res.conf_int().loc["x_within"]
-    return _row(res.params["x_within"], res.bse["x_within"], lo, hi, res.pvalues["x_within"])
+    return spec
 
 
-def _fit_prior_negative(study, engine: str) -> dict:
-    s = study.sessions
-    early = (
-        s[s["session"] <= 3]
-        .groupby("client", sort=False)["wai_sr"]
-        .mean()
-        .div(12.0)
-        .rename("early")
-        .reset_index()
-    )
-    frame = early.merge(
-        study.clients[["client", "therapist", "prior_negative_therapy"]], on="client"
-    )
-    frame["pnt"] = frame["prior_negative_therapy"].astype(float)
+def fit_simulated(spec: ModelSpec, study: Study, effects: Effects, engine: str = "alliance"):
+    """Fit a registered model to one simulated study: its focal row and the truth.
+
+    The columns come from the study's codebook (:func:`alliance.models.study_roles`); the
+    model's public function is called with them and the hook's options, and the focal
+    term's estimate, se, ci_low, ci_high and p are returned with ``truth``, the focal
+    term's value implied by ``effects`` (NaN when the hook has none).
+
+    Examples
+    --------
+    >>> from alliance.models import get_model
+    >>> from alliance.power import fit_simulated
+    >>> from alliance.simulate import as_effects, simulate_study
+    >>> row = fit_simulated(get_model("prior_negative_therapy"),
+    ...                     simulate_study(4, 5, 6, n_sites=1, seed=1), as_effects())
+    >>> sorted(row)
+    ['ci_high', 'ci_low', 'estimate', 'p', 'se', 'truth']
+    >>> round(row["truth"], 2)
+    -4.2
+    """
+    sim = spec.simulation
+    roles = study_roles(study)
+    truth = float(sim.truth(effects, study, roles)) if sim.truth is not None else np.nan
     if engine == "alliance":
-        from alliance.models import lmm
-
-        row = lmm("early ~ pnt + (1 | therapist)", frame).params.set_index("term").loc["pnt"]
-        return _row(row["estimate"], row["se"], row["ci_low"], row["ci_high"], row["p"])
-    import statsmodels.formula.api as smf
-
-    res = smf.mixedlm("early ~ pnt", frame, groups="therapist").fit(reml=True)
-    lo, hi = res.conf_int().loc["pnt"]
-    return _row(res.params["pnt"], res.bse["pnt"], lo, hi, res.pvalues["pnt"])
-
-
-#: The models :func:`simulate_power` knows by name.
-POWER_MODELS: dict[str, PowerModel] = {
-    m.name: m
-    for m in (
-        PowerModel(
-            "within",
-            "within",
-            "within-client effect of alliance (item mean, detrended) on next-session PHQ-9 "
-            "(alliance.models.within_between, random client intercept)",
-            lambda study, engine: _fit_lagged(study, engine, reverse=False),
-        ),
-        PowerModel(
-            "reverse",
-            "reverse",
-            "within-client effect of PHQ-9 on next-session alliance (item mean)",
-            lambda study, engine: _fit_lagged(study, engine, reverse=True),
-        ),
-        PowerModel(
-            "prior_negative_therapy",
-            "prior_negative_alliance",
-            "difference in early alliance (item mean, sessions 1-3) after a prior negative "
-            "therapy (random therapist intercept)",
-            _fit_prior_negative,
-        ),
-    )
-}
-
-
-def _model(model: str | PowerModel) -> PowerModel:
-    if isinstance(model, PowerModel):
-        return model
-    if model not in POWER_MODELS:
-        near = close_matches(model, POWER_MODELS)
-        tip = f" Did you mean {near[0]!r}?" if near else ""
-        raise KeyError(
-            f"no power model named {model!r}.{tip} Known: {', '.join(POWER_MODELS)}; or pass "
-            "a PowerModel with your own fit function"
-        )
-    return POWER_MODELS[model]
+        row = spec.estimate(study, roles, **sim.options)
+    else:
+        row = sim.engines[engine](study, roles)
+    return {**{k: float(row[k]) for k in _ESTIMATES}, "truth": truth}
 
 
 def _designs(design_grid: pd.DataFrame) -> pd.DataFrame:
@@ -234,39 +155,33 @@ def _run_chunk(
     superset: dict,
     members: list[tuple[int, dict]],
     effects: dict,
-    model: PowerModel,
+    spec: ModelSpec,
     engine: str,
     seed: int,
 ) -> pd.DataFrame:
-    """Simulate ``superset`` once per simulation and fit every member design on it."""
+    """Draw ``superset`` once per simulation and fit every member design on it."""
     from threadpoolctl import threadpool_limits
 
+    eff = as_effects(effects)
     rows = []
     with threadpool_limits(1):
         for j in sims:
             rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(*key, j)))
             try:
-                study = simulate_study(
-                    int(superset["n_therapists"]),
-                    int(superset["clients_per_therapist"]),
-                    int(superset["n_sessions"]),
-                    n_sites=int(superset.get("n_sites", 1) or 1),
-                    effects=effects,
-                    seed=rng,
-                )
+                study = spec.simulation.draw(superset, eff, rng)
                 simulated = ""
             except (ValueError, KeyError) as err:
                 study, simulated = None, f"{type(err).__name__}: {err}"[:300]
             for i, design in members:
-                row = {"design": i, "sim": j}
+                row = {"design": i, "sim": j, "truth": np.nan}
                 try:
                     if study is None:
                         raise ValueError(simulated)
                     sample = study if design == superset else _subset(study, design)
-                    row.update(model.fit(sample, engine))
+                    row.update(fit_simulated(spec, sample, eff, engine))
                     row["error"] = ""
                 except (ValueError, np.linalg.LinAlgError, KeyError) as err:
-                    row.update({k: np.nan for k in ("estimate", "se", "ci_low", "ci_high", "p")})
+                    row.update({k: np.nan for k in _ESTIMATES})
                     row["error"] = f"{type(err).__name__}: {err}"[:300]
                 rows.append(row)
     return pd.DataFrame(rows, columns=_SIM_COLUMNS)
@@ -292,7 +207,7 @@ def _groups(grid: pd.DataFrame, nested: bool) -> list[tuple[tuple[int, ...], dic
 def simulate_power(
     design_grid: pd.DataFrame,
     effects: dict | None = None,
-    model: str | PowerModel = "within",
+    model: str | ModelSpec = "within",
     *,
     n_sims: int = 100,
     seed: int = 2026,
@@ -317,9 +232,13 @@ def simulate_power(
     effects : dict, optional
         Generating values, names as :class:`alliance.simulate.Effects` (e.g.
         ``{"within": -1.0}``); the rest keep their defaults.
-    model : str or PowerModel, default "within"
-        ``"within"``, ``"reverse"`` or ``"prior_negative_therapy"`` (see
-        :data:`POWER_MODELS`), or your own :class:`PowerModel`.
+    model : str or ModelSpec, default "within"
+        A registered model with a simulation hook (:func:`power_models`; e.g.
+        ``"within_between"`` or its alias ``"within"``, ``"reverse"``,
+        ``"prior_negative_therapy"``, ``"dropout_model"``), or a
+        :class:`~alliance.models.ModelSpec`. Each simulated study is analysed by the
+        model's own public function with the columns of the study's codebook, and the
+        model's focal term is kept.
     n_sims : int, default 100
         Simulations per design.
     seed : int, default 2026
@@ -335,8 +254,10 @@ def simulate_power(
     address : str, optional
         The Dask scheduler's address (``tcp://host:8786``); without it, the Dask client
         already running in this session is used.
-    engine : {"alliance", "statsmodels"}
-        Which mixed-model engine fits each simulation.
+    engine : str, default "alliance"
+        ``"alliance"`` fits the model's public function; another name is a comparison
+        engine of the model's simulation hook (``"statsmodels"`` for ``within_between``
+        and ``within_between_reverse``).
     save_dir : str or pathlib.Path, optional
         Folder for finished chunks (Parquet). A later call with the same arguments and
         folder skips what is already there; change ``seed`` or the grid and use a new folder.
@@ -350,14 +271,19 @@ def simulate_power(
         smoother and a grid costs one simulation per draw instead of one per design. The
         smaller samples follow the same generating model, except at their last session
         (a rupture may start there, and the last planned session may be missed), which
-        matters little for power.
+        matters little for power. Needs draws in the
+        :func:`alliance.simulate.simulate_study` layout.
     progress : bool, default False
         Show a progress bar.
 
     Returns
     -------
     pandas.DataFrame
-        One row per design: the design columns, ``truth``, ``n_sims``, ``n_failed``,
+        One row per design: the design columns, ``model``, ``effect`` (the planted
+        :class:`~alliance.simulate.Effects` field), ``planted`` (its value, in the units of
+        ``Effects``), ``truth`` (the focal term's value it implies, in the focal term's
+        units, e.g. per WAI-SR total point; NaN when the model has no closed-form truth,
+        and then bias and coverage are NaN too), ``n_sims``, ``n_failed``,
         ``power`` with ``power_ci_low``/``power_ci_high`` (Wilson), ``mean_estimate``,
         ``bias``, ``relative_bias``, ``empirical_se``, ``mean_se``, ``coverage``. The table
         of every simulation is in ``.tables["simulations"]``; failed fits are counted in
@@ -371,20 +297,24 @@ def simulate_power(
     ...                      "n_sessions": [8]})
     >>> result = simulate_power(grid, model="prior_negative_therapy", n_sims=4, n_jobs=1,
     ...                         backend="sequential")
-    >>> result[["n_sims", "n_failed", "truth"]].iloc[0].tolist()
-    [4.0, 0.0, -0.35]
+    >>> result.loc[0, "model"], result.loc[0, "effect"], float(result.loc[0, "planted"])
+    ('early_alliance_difference', 'prior_negative_alliance', -0.35)
+    >>> result[["n_sims", "n_failed"]].iloc[0].tolist(), round(float(result["truth"].iloc[0]), 2)
+    ([4, 0], -4.2)
     """
     grid = _designs(design_grid)
     spec = _model(model)
     effects = dict(effects or {})
-    _effects(effects)  # unknown names fail here, with a close match
-    if engine not in ("alliance", "statsmodels"):
-        raise ValueError(f"engine must be 'alliance' or 'statsmodels', not {engine!r}")
+    as_effects(effects)  # unknown names fail here, with a close match
+    engines = ["alliance", *spec.simulation.engines]
+    if engine not in engines:
+        raise ValueError(f"engine must be one of {engines} for model {spec.name!r}, not {engine!r}")
     if backend not in ("loky", "dask", "sequential"):
         raise ValueError(f"backend must be 'loky', 'dask' or 'sequential', not {backend!r}")
     if n_sims < 1 or chunk_size < 1:
         raise ValueError("n_sims and chunk_size must be at least 1")
-    truth = float(effects.get(spec.effect, getattr(Effects(), spec.effect)))
+    effect = spec.simulation.effect
+    planted = float(effects.get(effect, getattr(Effects(), effect)))
     streams = _groups(grid, nested)
     chunks = [
         (g, list(range(start, min(start + chunk_size, n_sims))))
@@ -433,7 +363,7 @@ def simulate_power(
         if done
         else pd.DataFrame(columns=_SIM_COLUMNS)
     )
-    return summarize_power(sims, grid, truth=truth, alpha=alpha)
+    return summarize_power(sims, grid, alpha=alpha, model=spec.name, effect=effect, planted=planted)
 
 
 def _part_name(key: tuple[int, ...], first_sim: int) -> str:
@@ -499,9 +429,29 @@ def _dask_client(address: str | None):
 
 
 def summarize_power(
-    sims: pd.DataFrame, grid: pd.DataFrame, *, truth: float, alpha: float = 0.05
+    sims: pd.DataFrame,
+    grid: pd.DataFrame,
+    *,
+    truth: float | None = None,
+    alpha: float = 0.05,
+    model: str | None = None,
+    effect: str | None = None,
+    planted: float = np.nan,
 ) -> pd.DataFrame:
     """Power, bias and coverage per design from a table of simulations.
+
+    Parameters
+    ----------
+    sims : pandas.DataFrame
+        One row per simulation: design, sim, estimate, se, ci_low, ci_high, p, error and,
+        unless ``truth`` is given, the focal term's true value in ``truth``.
+    grid : pandas.DataFrame
+        The designs.
+    truth : float, optional
+        The true value for every simulation (overrides ``sims["truth"]``).
+    alpha : float, default 0.05
+    model, effect, planted : optional
+        Written into the ``model``, ``effect`` and ``planted`` columns when given.
 
     Examples
     --------
@@ -515,6 +465,11 @@ def summarize_power(
     >>> summarize_power(sims, grid, truth=-2.5)[["power", "bias", "coverage"]].iloc[0].tolist()
     [1.0, 0.5, 0.5]
     """
+    sims = sims.copy()
+    if truth is not None:
+        sims["truth"] = float(truth)
+    elif "truth" not in sims:
+        raise KeyError("sims has no 'truth' column; pass truth= (the true value)")
     z = stats.norm.ppf(0.975)
     rows = []
     for i in range(len(grid)):
@@ -530,24 +485,30 @@ def summarize_power(
             if n
             else np.nan
         )
+        true = ok["truth"].astype(float)
+        known = true.notna()
+        value = float(true[known].mean()) if known.any() else np.nan
         mean_est = ok["estimate"].mean()
+        covered = (ok["ci_low"] <= true) & (true <= ok["ci_high"])
+        label = {"model": model} if model is not None else {}
+        if effect is not None:
+            label.update({"effect": effect, "planted": planted})
         rows.append(
             {
                 **grid.iloc[i].to_dict(),
-                "truth": truth,
+                **label,
+                "truth": value,
                 "n_sims": int(len(part)),
                 "n_failed": int(len(part) - n),
                 "power": power,
                 "power_ci_low": centre - half,
                 "power_ci_high": centre + half,
                 "mean_estimate": mean_est,
-                "bias": mean_est - truth,
-                "relative_bias": (mean_est - truth) / truth if truth else np.nan,
+                "bias": mean_est - value,
+                "relative_bias": (mean_est - value) / value if value else np.nan,
                 "empirical_se": ok["estimate"].std(ddof=1) if n > 1 else np.nan,
                 "mean_se": ok["se"].mean(),
-                "coverage": ((ok["ci_low"] <= truth) & (truth <= ok["ci_high"])).mean()
-                if n
-                else np.nan,
+                "coverage": covered[known].mean() if known.any() else np.nan,
             }
         )
     out = pd.DataFrame(rows)

@@ -34,7 +34,7 @@ import pandas as pd
 
 from alliance.study import Codebook, Study
 
-__all__ = ["Effects", "simulate_study", "simulate_rom", "codebook_for"]
+__all__ = ["Effects", "as_effects", "simulate_study", "simulate_rom", "codebook_for"]
 
 WAI_ITEMS = 12
 PHQ_ITEMS = 9
@@ -222,7 +222,7 @@ def simulate_study(
     >>> len(hard.truth["within_by_client"])
     20
     """
-    eff = _effects(effects)
+    eff = as_effects(effects)
     for arg, value, low in (
         ("n_therapists", n_therapists, 1),
         ("clients_per_therapist", clients_per_therapist, 1),
@@ -707,7 +707,33 @@ def _relabel(
     return out
 
 
-def _effects(effects: Effects | dict | None) -> Effects:
+def as_effects(effects: Effects | dict | None = None) -> Effects:
+    """Generating values from an :class:`Effects`, a dict of overrides or None (defaults).
+
+    Parameters
+    ----------
+    effects : Effects, dict or None
+        A dict overrides single fields of the defaults, e.g. ``{"within": 0.0}``.
+
+    Returns
+    -------
+    Effects
+
+    Raises
+    ------
+    KeyError
+        A name that is not a field of :class:`Effects`, with the closest one.
+
+    Examples
+    --------
+    >>> from alliance.simulate import as_effects
+    >>> as_effects({"within": -1.0}).within
+    -1.0
+    >>> as_effects({"withn": -1.0})
+    Traceback (most recent call last):
+    ...
+    KeyError: "unknown effect names: 'withn' (did you mean 'within'?); see alliance.simulate.Effects"
+    """
     if effects is None:
         return Effects()
     if isinstance(effects, Effects):

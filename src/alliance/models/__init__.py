@@ -7,6 +7,11 @@ The mixed models are fitted by :func:`lmm`. See ``docs/models.md``.
 
 Also here: :func:`dynamic_panel` and :func:`riclpm` (structural equation models fitted by
 full-information ML, ``alliance.models.sem``) and :func:`dropout_model`.
+
+Every analysis registers itself (:mod:`alliance.models.registry`): :func:`list_models`
+lists them with what they estimate, the roles they need and their focal term;
+:func:`register_model` adds your own, which :func:`alliance.power.simulate_power` can then
+run.
 """
 
 from __future__ import annotations
@@ -16,9 +21,23 @@ from alliance.models._result import ModelResult
 from alliance.models.dropout import dropout_model, person_period
 from alliance.models.early import early_alliance
 from alliance.models.glmm import GlmmResult, glmm
+from alliance.models.group_difference import early_alliance_difference
 from alliance.models.lmm import LmmResult, lmm
 from alliance.models.mediation import mediation
 from alliance.models.moderation import moderation
+from alliance.models.registry import (
+    ModelSpec,
+    Simulation,
+    draw_study,
+    focal_row,
+    get_model,
+    list_models,
+    per_alliance_point,
+    register_model,
+    scale_points,
+    study_roles,
+    unregister_model,
+)
 from alliance.models.rupture_outcome import rupture_outcome
 from alliance.models.sem import dynamic_panel, riclpm
 from alliance.models.therapist import therapist_contributions
@@ -28,18 +47,30 @@ __all__ = [
     "GlmmResult",
     "LmmResult",
     "ModelResult",
+    "ModelSpec",
+    "Simulation",
     "dropout",
+    "draw_study",
     "dropout_model",
     "dynamic_panel",
     "early_alliance",
+    "early_alliance_difference",
+    "focal_row",
+    "get_model",
     "glmm",
+    "list_models",
     "lmm",
     "mediation",
     "moderation",
+    "per_alliance_point",
     "person_period",
+    "register_model",
     "riclpm",
     "rupture_outcome",
+    "scale_points",
     "sem",
+    "study_roles",
     "therapist_contributions",
+    "unregister_model",
     "within_between",
 ]

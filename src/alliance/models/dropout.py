@@ -40,6 +40,7 @@ from scipy import stats
 
 from alliance._checks import require_columns, require_frame
 from alliance.models._result import ModelResult, exclusion_log
+from alliance.models.registry import Simulation, per_alliance_point, register_model
 
 __all__ = ["dropout_model", "person_period"]
 
@@ -282,6 +283,18 @@ def _params(fit, x: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
     return out
 
 
+@register_model(
+    name="dropout_model",
+    estimates="log-odds of leaving after a session per point of that session's alliance "
+    "(discrete-time hazard, ruptures open at the session adjusted)",
+    citation=DISCRETE_CITATION,
+    roles=("alliance", "client", "session", "therapist"),
+    focal_term="{alliance}",
+    options={"method": "discrete_time"},
+    simulate=Simulation(
+        effects=("dropout_alliance",), truth=per_alliance_point("dropout_alliance")
+    ),
+)
 def dropout_model(
     data,
     alliance: str = "alliance",

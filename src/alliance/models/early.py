@@ -34,6 +34,7 @@ from alliance.models._prep import (
     standardize,
 )
 from alliance.models._result import ModelResult
+from alliance.models.registry import Simulation, register_model
 
 __all__ = ["early_alliance", "META_R"]
 
@@ -111,6 +112,17 @@ def early_table(
     return table.reset_index()
 
 
+@register_model(
+    name="early_alliance",
+    estimates="end-of-treatment outcome per point of early alliance (mean of the first k rated "
+    "sessions), controlling for the baseline outcome; random therapist intercept",
+    citation=CITATION,
+    roles=("alliance", "outcome", "client", "session", "therapist"),
+    focal_term="alliance_early",
+    # alliance speeds improvement between clients and therapists; the coefficient mixes both
+    # and the treatment length, so it has no closed-form truth: power only
+    simulate=Simulation(effects=("between_client", "between_therapist")),
+)
 def early_alliance(
     data,
     alliance: str = "alliance",

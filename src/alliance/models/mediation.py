@@ -44,6 +44,7 @@ from alliance.models._prep import (
 )
 from alliance.models._result import ModelResult
 from alliance.models.lmm import lmm
+from alliance.models.registry import register_model
 
 __all__ = ["mediation"]
 
@@ -53,6 +54,14 @@ CITATION = (
 )
 
 
+@register_model(
+    name="mediation",
+    estimates="within-client indirect effect of a technique at t on the outcome at t + 1 "
+    "through the alliance at t (1-1-1 mediation)",
+    citation=CITATION,
+    roles=("technique", "alliance", "outcome", "client", "session", "therapist"),
+    focal_term="indirect_within",
+)
 def mediation(
     data,
     technique: str = "reflection",

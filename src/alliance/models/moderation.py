@@ -35,6 +35,7 @@ from alliance.models._prep import (
 )
 from alliance.models._result import ModelResult
 from alliance.models.early import _attach_client_columns, early_table, fit_early
+from alliance.models.registry import register_model
 from alliance.models.within_between import fit_mlm
 
 __all__ = ["moderation"]
@@ -42,6 +43,15 @@ __all__ = ["moderation"]
 CITATION = "Aiken & West (1991); Preacher, Curran & Bauer (2006)"
 
 
+@register_model(
+    name="moderation",
+    estimates="change in the early alliance -> outcome effect per unit of a client-level "
+    "moderator (by default prior negative therapy)",
+    citation=CITATION,
+    roles=("alliance", "outcome", "client", "session", "therapist", "prior_negative_therapy"),
+    arguments={"prior_negative_therapy": "moderator"},
+    focal_term="alliance_early:{prior_negative_therapy}",
+)
 def moderation(
     data,
     moderator: str = "prior_negative_therapy",

@@ -45,12 +45,21 @@ from alliance.models._prep import (
 from alliance.models._result import ModelResult
 from alliance.models.early import early_table
 from alliance.models.lmm import lmm
+from alliance.models.registry import register_model
 
 __all__ = ["rupture_outcome"]
 
 CITATION = "Stiles et al. (2004); Eubanks, Muran & Safran (2018); Safran & Muran (2000)"
 
 
+@register_model(
+    name="rupture_outcome",
+    estimates="difference in end-of-treatment outcome for clients with an unrepaired rupture "
+    "(versus none), controlling for baseline",
+    citation=CITATION,
+    roles=("alliance", "outcome", "client", "session", "therapist"),
+    focal_term="rupture_unrepaired",
+)
 def rupture_outcome(
     data,
     alliance: str = "alliance",

@@ -50,6 +50,7 @@ from scipy import stats
 from alliance._checks import format_rows, require_columns
 from alliance.models._result import ModelResult, exclusion_log
 from alliance.models._sem_core import FimlFit, ParTable, fit_fiml
+from alliance.models.registry import Simulation, per_alliance_point, register_model
 
 __all__ = ["dynamic_panel", "riclpm", "PanelResult"]
 
@@ -458,6 +459,15 @@ def _common_notes(fit: FimlFit, panel: _Panel, therapist: str | None) -> list[st
 # --------------------------------------------------------------------------- public
 
 
+@register_model(
+    name="dynamic_panel",
+    estimates="cross-lagged within-client effect of the alliance at t - 1 on the outcome at t, "
+    "without the Nickell bias (dynamic panel model, ML-SEM)",
+    citation=DPM_CITATION,
+    roles=("alliance", "outcome", "client", "session", "therapist"),
+    focal_term="{alliance}[t-1] -> {outcome}[t]",
+    simulate=Simulation(effects=("within",), truth=per_alliance_point("within")),
+)
 def dynamic_panel(
     data,
     alliance: str = "alliance",
@@ -671,6 +681,15 @@ def dynamic_panel(
     return result
 
 
+@register_model(
+    name="riclpm",
+    estimates="cross-lagged effect of the alliance deviation at t - 1 on the outcome deviation "
+    "at t, within clients (random-intercept cross-lagged panel model)",
+    citation=RICLPM_CITATION,
+    roles=("alliance", "outcome", "client", "session", "therapist"),
+    focal_term="within {alliance}[t-1] -> {outcome}[t]",
+    simulate=Simulation(effects=("within",), truth=per_alliance_point("within")),
+)
 def riclpm(
     data,
     alliance: str = "alliance",

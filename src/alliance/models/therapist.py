@@ -35,12 +35,24 @@ from alliance.models._prep import (
 from alliance.models._result import ModelResult
 from alliance.models.early import early_table
 from alliance.models.lmm import lmm
+from alliance.models.registry import Simulation, per_alliance_point, register_model
 
 __all__ = ["therapist_contributions"]
 
 CITATION = "Baldwin, Wampold & Imel (2007)"
 
 
+@register_model(
+    name="therapist_contributions",
+    estimates="change in the outcome's slope per session per point of the therapist's mean "
+    "early alliance (the client's deviation is a separate term)",
+    citation=CITATION,
+    roles=("alliance", "outcome", "client", "session", "therapist"),
+    focal_term="session:alliance_therapist",
+    simulate=Simulation(
+        effects=("between_therapist",), truth=per_alliance_point("between_therapist")
+    ),
+)
 def therapist_contributions(
     data,
     alliance: str = "alliance",

@@ -48,6 +48,12 @@ from alliance.models._prep import (
 )
 from alliance.models._result import ModelResult
 from alliance.models.lmm import lmm
+from alliance.models.registry import (
+    Simulation,
+    per_alliance_point,
+    register_model,
+    statsmodels_lagged_engine,
+)
 
 __all__ = ["within_between", "NICKELL_NOTE", "CONFOUND_NOTE"]
 
@@ -74,6 +80,39 @@ NICKELL_NOTE = (
 )
 
 
+@register_model(
+    name="within_between_reverse",
+    estimates="within-client effect of the outcome at t on the alliance at t + 1 "
+    "(multilevel model, method='mlm')",
+    citation=CITATION,
+    roles=("alliance", "outcome", "client", "session", "therapist"),
+    focal_term="{outcome}_within",
+    options={"method": "mlm", "reverse": True},
+    aliases=("reverse",),
+    simulate=Simulation(
+        effects=("reverse",),
+        truth=per_alliance_point("reverse", alliance_is_response=True),
+        options={"session_slope": False},
+        engines={"statsmodels": statsmodels_lagged_engine(reverse=True)},
+    ),
+)
+@register_model(
+    name="within_between",
+    estimates="within-client effect of the alliance at t (detrended, person-mean centred) on "
+    "the outcome at t + 1 (multilevel model, method='mlm'; the default method='dpm' is the "
+    "dynamic_panel entry)",
+    citation=CITATION,
+    roles=("alliance", "outcome", "client", "session", "therapist"),
+    focal_term="{alliance}_within",
+    options={"method": "mlm"},
+    aliases=("within",),
+    simulate=Simulation(
+        effects=("within",),
+        truth=per_alliance_point("within"),
+        options={"session_slope": False},
+        engines={"statsmodels": statsmodels_lagged_engine()},
+    ),
+)
 def within_between(
     data,
     alliance: str = "alliance",
