@@ -170,8 +170,8 @@ ROLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
             "abbruch",
         ),
     ),
-    "alliance": ("session", "the alliance score", ()),
-    "outcome": ("session", "the outcome (symptom) score", ()),
+    "alliance": ("session", "the alliance score", ("alliance", "alliance_score")),
+    "outcome": ("session", "the outcome (symptom) score", ("outcome", "outcome_score")),
 }
 
 #: Session-level technique counts the package knows by name.

@@ -514,12 +514,12 @@ def _instrument(name):
 
 
 def study_roles(data) -> dict[str, str]:
-    """Which column plays which role, from a Study's codebook and conventional names.
+    """Which column plays which role: :func:`alliance.resolve_design` as a dict.
 
-    The codebook comes first: a field's ``role`` property, then, for the alliance and the
-    outcome, the scored total of an instrument of that construct (``instrument`` property
-    of a field that is not one of the instrument's items). Other roles are conventional
-    column names (case-insensitive: ``Client`` is ``client``). Roles not found are left out.
+    The codebook comes first (a field's ``role`` property; for the alliance and the
+    outcome, the scored total of an instrument of that construct), then conventional
+    names in any case. Roles not found are left out; ``technique`` is the first
+    technique column.
 
     Parameters
     ----------
@@ -538,42 +538,12 @@ def study_roles(data) -> dict[str, str]:
     >>> roles["alliance"], roles["outcome"], roles["therapist"]
     ('wai_sr', 'phq9', 'therapist')
     """
-    if isinstance(data, pd.DataFrame):
-        tables = [data]
-    else:
-        tables = [t for t in (getattr(data, "sessions", None), getattr(data, "clients", None))]
-        tables = [t for t in tables if isinstance(t, pd.DataFrame)]
-    columns = list(dict.fromkeys(c for t in tables for c in t.columns))
-    present = set(columns)
-    roles: dict[str, str] = {}
-    fields = _fields(data)
-    for _, fld in fields:
-        role, col = fld.get("role"), fld.get("name")
-        if role in ROLES and col in present and role not in roles:
-            roles[role] = col
-    for construct in ("alliance", "outcome"):
-        if construct in roles:
-            continue
-        for table, fld in fields:
-            ins = _instrument(fld.get("instrument"))
-            col = fld.get("name")
-            if (
-                table == "sessions"
-                and ins is not None
-                and ins.construct == construct
-                and col in present
-                and str(col).lower() not in {i.lower() for i in ins.items}
-            ):
-                roles[construct] = col
-                break
-    lower = {str(c).lower(): c for c in columns}
-    for role in ROLES:
-        if role in roles:
-            continue
-        for name in _CONVENTIONAL[role]:
-            if name in lower:
-                roles[role] = lower[name]
-                break
+    from alliance.design import resolve_design
+
+    design = resolve_design(data)
+    roles = {r: c for r, c in design.columns.items() if c is not None}
+    if design.techniques:
+        roles["technique"] = design.techniques[0]
     return {r: roles[r] for r in ROLES if r in roles}
 
 
