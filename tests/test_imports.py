@@ -199,7 +199,8 @@ def privacy_violations(
             (
                 k
                 for k in allowed
-                if k[0] == imp.importer and (imp.target == k[1] or imp.target.startswith(k[1] + "."))
+                if k[0] == imp.importer
+                and (imp.target == k[1] or imp.target.startswith(k[1] + "."))
             ),
             None,
         )
