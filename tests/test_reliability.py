@@ -211,12 +211,25 @@ KRIPP = [
 ]
 
 
-@pytest.mark.parametrize(("level", "value"), [("nominal", 0.743), ("interval", 0.849)])
-def test_krippendorff_published_example(level, value):
+@pytest.mark.parametrize(("measurement", "value"), [("nominal", 0.743), ("interval", 0.849)])
+def test_krippendorff_published_example(measurement, value):
     df = pd.DataFrame(np.array(KRIPP).T, columns=list("ABCD"))
-    out = rel.krippendorff_alpha(df, level=level).iloc[0]
+    out = rel.krippendorff_alpha(df, measurement=measurement).iloc[0]
     assert round(out["estimate"], 3) == value
     assert out["n"] == 11  # unit 12 has a single code
+    assert out["level"] == measurement
+
+
+def test_krippendorff_level_is_the_older_name_of_measurement():
+    df = pd.DataFrame(np.array(KRIPP).T, columns=list("ABCD"))
+    old = rel.krippendorff_alpha(df, level="interval").iloc[0]["estimate"]
+    assert round(old, 3) == 0.849
+    both = rel.agreement(df, level="interval", measurement="interval")
+    assert both.set_index("statistic").loc["krippendorff_alpha", "estimate"] == old
+    with pytest.raises(ValueError, match="disagree"):
+        rel.krippendorff_alpha(df, measurement="nominal", level="interval")
+    with pytest.raises(ValueError, match="measurement must be one of"):
+        rel.agreement(df, measurement="categorical")
 
 
 def test_krippendorff_bootstrap_is_seeded():

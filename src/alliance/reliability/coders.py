@@ -231,14 +231,32 @@ def fleiss_kappa(
     )
 
 
+_MEASUREMENT = ("nominal", "ordinal", "interval", "ratio")
+
+
+def _measurement(measurement: str | None, level: str | None) -> str:
+    """``measurement=``, or the same given by its older name ``level=``."""
+    if measurement is not None and level is not None and measurement != level:
+        raise ValueError(
+            f"measurement={measurement!r} and level={level!r} disagree; level= is the older "
+            "name of measurement= (level= means a confidence level elsewhere): pass one"
+        )
+    chosen = measurement if measurement is not None else level
+    chosen = "nominal" if chosen is None else chosen
+    if chosen not in _MEASUREMENT:
+        raise ValueError(f"measurement must be one of {', '.join(_MEASUREMENT)}, got {chosen!r}")
+    return chosen
+
+
 def krippendorff_alpha(
     data: pd.DataFrame,
     raters: Sequence[str] | None = None,
     *,
-    level: str = "nominal",
+    measurement: str | None = None,
     n_boot: int = 0,
     ci: float = 0.95,
     seed: int | np.random.Generator | None = None,
+    level: str | None = None,
 ) -> pd.DataFrame:
     """Krippendorff's alpha for any number of coders, with missing codes allowed.
 
@@ -251,7 +269,7 @@ def krippendorff_alpha(
         One row per unit, one column per coder; missing codes are allowed.
     raters : list of str, optional
         Coder columns; by default all columns.
-    level : {"nominal", "ordinal", "interval", "ratio"}
+    measurement : {"nominal", "ordinal", "interval", "ratio"}, default "nominal"
         Level of measurement.
     n_boot : int, default 0
         Bootstrap resamples of units for the interval (0: no interval).
@@ -259,11 +277,14 @@ def krippendorff_alpha(
         Confidence level of the bootstrap interval.
     seed : int or numpy.random.Generator, optional
         Seed of the bootstrap.
+    level : str, optional
+        Older name of ``measurement`` (still accepted; elsewhere in the package ``level``
+        is a confidence level).
 
     Returns
     -------
     pandas.DataFrame
-        One row: statistic, level, estimate, ci_low, ci_high, n (units with at least
+        One row: statistic, level (of measurement), estimate, ci_low, ci_high, n (units with at least
         two codes), n_raters.
 
     Examples
@@ -278,9 +299,7 @@ def krippendorff_alpha(
     import krippendorff
 
     conf = check_ci(ci)
-    levels_ok = ("nominal", "ordinal", "interval", "ratio")
-    if level not in levels_ok:
-        raise ValueError(f"level must be one of {', '.join(levels_ok)}, got {level!r}")
+    level = _measurement(measurement, level)
     block = _coder_block(data, raters)
     values = block.to_numpy(dtype=object)
     present = pd.notna(values)
@@ -288,7 +307,7 @@ def krippendorff_alpha(
         pd.api.types.is_numeric_dtype(block[c]) for c in block.columns
     ):
         if level in ("interval", "ratio"):
-            raise ValueError(f"level={level!r} needs numeric codes")
+            raise ValueError(f"measurement={level!r} needs numeric codes")
         cats = sorted(pd.unique(values[present]).tolist(), key=str)
         lookup = {c: i for i, c in enumerate(cats)}
         numeric = np.full(values.shape, np.nan)
@@ -328,15 +347,16 @@ def agreement(
     data: pd.DataFrame,
     raters: Sequence[str] | None = None,
     *,
-    level: str = "nominal",
+    measurement: str | None = None,
     weights: str | np.ndarray | None = None,
     ci: float = 0.95,
+    level: str | None = None,
 ) -> pd.DataFrame:
     """Agreement between rupture coders: percent agreement, kappas, Krippendorff's alpha.
 
     With two coders: Cohen's kappa (and the weighted kappa when ``weights`` is given);
     with more: Fleiss' kappa and the mean of pairwise Cohen's kappas (as psych does).
-    Krippendorff's alpha for any number of coders at the given ``level``.
+    Krippendorff's alpha for any number of coders at the given level of ``measurement``.
 
     Parameters
     ----------
@@ -344,12 +364,14 @@ def agreement(
         One row per coded unit, one column per coder.
     raters : list of str, optional
         Coder columns; by default all columns.
-    level : str, default "nominal"
+    measurement : {"nominal", "ordinal", "interval", "ratio"}, default "nominal"
         Level of measurement for Krippendorff's alpha.
     weights : {"quadratic", "linear"} or array, optional
         Add a weighted Cohen's kappa (two coders, ordered codes).
     ci : float, default 0.95
         Confidence level.
+    level : str, optional
+        Older name of ``measurement`` (still accepted).
 
     Returns
     -------
@@ -366,6 +388,7 @@ def agreement(
     >>> alliance.reliability.agreement(codes)["statistic"].tolist()
     ['percent_agreement', 'cohen_kappa', 'krippendorff_alpha']
     """
+    measurement = _measurement(measurement, level)
     block = _coder_block(data, raters)
     k = block.shape[1]
     complete = block.notna().all(axis=1)
@@ -400,7 +423,7 @@ def agreement(
                 "n": int(complete.sum()),
             }
         )
-    ka = krippendorff_alpha(block, level=level, ci=ci).iloc[0]
+    ka = krippendorff_alpha(block, measurement=measurement, ci=ci).iloc[0]
     rows.append({"statistic": "krippendorff_alpha", **ka[["estimate", "n"]].to_dict()})
     out = pd.DataFrame(rows)
     for col in ("se", "ci_low", "ci_high", "p"):
