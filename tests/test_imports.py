@@ -442,3 +442,110 @@ def test_selftest_layers_are_checked():
         "pkg.io line 3: imports pkg.models.fit, which is in a later layer (2 > 1 in "
         "docs/architecture.md)",
     ]
+
+
+# --------------------------------------------------------------------------------------
+# tests that can fail: no silent skips of the package or its dependencies
+# --------------------------------------------------------------------------------------
+
+TESTS = ROOT / "tests"
+PYPROJECT = ROOT / "pyproject.toml"
+_IMPORT_NAMES = {"pyyaml": "yaml", "pyreadstat": "pyreadstat", "typer": "typer"}
+_LOADERS = {"load_dataset", "load_study", "read_study"}
+
+
+def _dependencies() -> set[str]:
+    import tomllib
+
+    deps = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]["dependencies"]
+    names = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0].lower() for d in deps}
+    return {_IMPORT_NAMES.get(n, n.replace("-", "_")) for n in names}
+
+
+def silent_skips(source: str, required: set[str], package: str = "alliance") -> list[str]:
+    """Lines of a test module that skip or pass whatever the code under test does."""
+    problems = []
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("importorskip"):
+            arg = node.args[0] if node.args else None
+            name = arg.value if isinstance(arg, ast.Constant) else ""
+            root = str(name).split(".")[0]
+            if root == package or root in required:
+                problems.append(
+                    f"line {node.lineno}: importorskip({name!r}) of a module the package "
+                    "needs; import it (a missing module must fail, not skip)"
+                )
+        elif isinstance(node, ast.Try):
+            calls = {
+                ast.unparse(c.func).rsplit(".", 1)[-1]
+                for stmt in node.body
+                for c in ast.walk(stmt)
+                if isinstance(c, ast.Call)
+            }
+            for handler in node.handlers:
+                broad = handler.type is None or ast.unparse(handler.type) in (
+                    "Exception",
+                    "BaseException",
+                )
+                skips = any(
+                    isinstance(c, ast.Call) and ast.unparse(c.func).endswith("skip")
+                    for stmt in handler.body
+                    for c in ast.walk(stmt)
+                )
+                if broad and (skips or calls & _LOADERS):
+                    problems.append(
+                        f"line {handler.lineno}: a blanket except around "
+                        f"{', '.join(sorted(calls & _LOADERS)) or 'the code under test'}"
+                        f"{' that skips' if skips else ''}; let the error fail the test"
+                    )
+        elif isinstance(node, ast.Assert) and isinstance(node.test, ast.Constant):
+            if node.test.value:
+                problems.append(f"line {node.lineno}: assert {node.test.value!r} cannot fail")
+    return sorted(problems, key=lambda p: int(p.split(":")[0].split()[1]))
+
+
+def test_tests_do_not_skip_silently():
+    required = _dependencies()
+    assert {"statsmodels", "yaml", "pandas"} <= required
+    problems = [
+        f"{path.name} {problem}"
+        for path in sorted(TESTS.glob("test_*.py"))
+        for problem in silent_skips(path.read_text(encoding="utf-8"), required)
+    ]
+    assert not problems, "\n".join(problems)
+
+
+def test_selftest_silent_skips_are_caught():
+    source = (
+        "import pytest\n"
+        "def test_a():\n"
+        "    sem = pytest.importorskip('alliance.models.sem')\n"
+        "    yaml = pytest.importorskip('yaml')\n"
+        "    rare = pytest.importorskip('a_rare_optional_extra')\n"
+        "def test_b():\n"
+        "    try:\n"
+        "        study = datasets.load_dataset('demo')\n"
+        "    except Exception as err:\n"
+        "        pytest.skip(str(err))\n"
+        "    try:\n"
+        "        run()\n"
+        "    except:\n"
+        "        pytest.skip('no')\n"
+        "    try:\n"
+        "        run()\n"
+        "    except ValueError:\n"
+        "        pass\n"
+        "    assert True\n"
+        "    assert 0 or x\n"
+    )
+    assert silent_skips(source, {"yaml"}) == [
+        "line 3: importorskip('alliance.models.sem') of a module the package needs; "
+        "import it (a missing module must fail, not skip)",
+        "line 4: importorskip('yaml') of a module the package needs; import it (a missing "
+        "module must fail, not skip)",
+        "line 9: a blanket except around load_dataset that skips; let the error fail the test",
+        "line 13: a blanket except around the code under test that skips; let the error fail "
+        "the test",
+        "line 19: assert True cannot fail",
+    ]
