@@ -170,7 +170,8 @@ def test_load_refuses_duplicate_unless_replace():
 
 
 def test_load_yaml_and_json(tmp_path):
-    yaml = pytest.importorskip("yaml")
+    import yaml  # pyyaml is a dependency of the package: never skipped
+
     ypath = tmp_path / "form.yaml"
     ypath.write_text(yaml.safe_dump({**SPEC, "name": "yaml_form"}))
     jpath = tmp_path / "form.json"

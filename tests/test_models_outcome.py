@@ -80,10 +80,11 @@ def _within(lo, hi):
 
 def test_lead_steps_by_session_number_not_by_row():
     d = pd.DataFrame({"client": ["a"] * 4, "session": [1, 2, 4, 5], "y": [1.0, 2.0, 4.0, 5.0]})
-    assert lead(d, "y", "client", "session").tolist()[:2] == [2.0, None] or np.isnan(
-        lead(d, "y", "client", "session").iloc[1]
+    # session 2 has no session 3 after it, so its lead is missing (not session 4's score)
+    np.testing.assert_array_equal(lead(d, "y", "client", "session"), [2.0, np.nan, 5.0, np.nan])
+    np.testing.assert_array_equal(
+        lead(d, "y", "client", "session", lag=2), [np.nan, 4.0, np.nan, np.nan]
     )
-    assert lead(d, "y", "client", "session", lag=2).iloc[1] == 4.0
 
 
 def test_decompose_detrended_within_is_orthogonal_to_session():
@@ -505,8 +506,7 @@ def test_lazy_submodules():
         alliance.models.no_such_module  # noqa: B018
 
 
-def test_dpm_runs_the_real_sem_module_when_present(demo):
-    pytest.importorskip("alliance.models.sem")
+def test_dpm_runs_the_sem_module(demo):
     fit = within_between(
         demo, alliance="wai", outcome="phq9", method="dpm", max_sessions=6, therapist=None
     )

@@ -194,7 +194,8 @@ def test_fleiss_kappa_published_example_and_statsmodels():
     df = pd.DataFrame(rows, columns=[f"r{i}" for i in range(14)])
     out = rel.fleiss_kappa(df).iloc[0]
     assert round(out["estimate"], 3) == 0.210
-    inter_rater = pytest.importorskip("statsmodels.stats.inter_rater")
+    from statsmodels.stats import inter_rater  # a dependency of the package: never skipped
+
     np.testing.assert_allclose(
         out["estimate"], inter_rater.fleiss_kappa(np.array(FLEISS_COUNTS)), rtol=1e-12
     )
@@ -210,12 +211,25 @@ KRIPP = [
 ]
 
 
-@pytest.mark.parametrize(("level", "value"), [("nominal", 0.743), ("interval", 0.849)])
-def test_krippendorff_published_example(level, value):
+@pytest.mark.parametrize(("measurement", "value"), [("nominal", 0.743), ("interval", 0.849)])
+def test_krippendorff_published_example(measurement, value):
     df = pd.DataFrame(np.array(KRIPP).T, columns=list("ABCD"))
-    out = rel.krippendorff_alpha(df, level=level).iloc[0]
+    out = rel.krippendorff_alpha(df, measurement=measurement).iloc[0]
     assert round(out["estimate"], 3) == value
     assert out["n"] == 11  # unit 12 has a single code
+    assert out["level"] == measurement
+
+
+def test_krippendorff_level_is_the_older_name_of_measurement():
+    df = pd.DataFrame(np.array(KRIPP).T, columns=list("ABCD"))
+    old = rel.krippendorff_alpha(df, level="interval").iloc[0]["estimate"]
+    assert round(old, 3) == 0.849
+    both = rel.agreement(df, level="interval", measurement="interval")
+    assert both.set_index("statistic").loc["krippendorff_alpha", "estimate"] == old
+    with pytest.raises(ValueError, match="disagree"):
+        rel.krippendorff_alpha(df, measurement="nominal", level="interval")
+    with pytest.raises(ValueError, match="measurement must be one of"):
+        rel.agreement(df, measurement="categorical")
 
 
 def test_krippendorff_bootstrap_is_seeded():

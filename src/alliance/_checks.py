@@ -9,9 +9,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["close_matches", "require_columns", "require_frame", "format_rows"]
+__all__ = ["check_long", "close_matches", "format_rows", "require_columns", "require_frame"]
 
 
 def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
@@ -81,3 +82,53 @@ def format_rows(rows: Iterable[int], limit: int = 8) -> str:
     more = f", ... ({len(rows)} in all)" if len(rows) > limit else ""
     word = "row" if len(rows) == 1 else "rows"
     return f"{word} {shown}{more}"
+
+
+def check_long(data, client, session, value) -> pd.DataFrame:
+    """Validate a long table of one score and return it as ``client, session, value``.
+
+    Every row needs a client id, sessions must be whole numbers, scores numbers or
+    missing, and each client x session pair may appear once; the error names the rows.
+    """
+    frame = require_columns(data, client=client, session=session, outcome=value)
+    cols = list(dict.fromkeys([client, session, value]))
+    frame = frame[cols]
+    if frame[client].isna().any():
+        rows = np.flatnonzero(frame[client].isna().to_numpy())
+        raise ValueError(
+            f"column {client!r} has {len(rows)} missing client ids ({format_rows(rows)}); "
+            "every row needs a client id, so fill or drop those rows first"
+        )
+    sess = pd.to_numeric(frame[session], errors="coerce")
+    bad = sess.isna() | (np.floor(sess) != sess)
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        raise ValueError(
+            f"column {session!r} has {len(rows)} missing or non-integer values "
+            f"({format_rows(rows)}); sessions must be whole numbers (1, 2, 3, ...), "
+            "so recode or drop those rows first"
+        )
+    score = pd.to_numeric(frame[value], errors="coerce")
+    junk = score.isna() & frame[value].notna()
+    if junk.any():
+        rows = np.flatnonzero(junk.to_numpy())
+        raise ValueError(
+            f"column {value!r} has {len(rows)} non-numeric values ({format_rows(rows)}); "
+            "scores must be numbers or missing (NaN)"
+        )
+    out = pd.DataFrame(
+        {
+            "client": frame[client].to_numpy(),
+            "session": sess.to_numpy(dtype=np.int64),
+            "value": score.to_numpy(dtype=float),
+        }
+    )
+    dup = out.duplicated(["client", "session"], keep=False)
+    if dup.any():
+        rows = np.flatnonzero(dup.to_numpy())
+        raise ValueError(
+            f"{len(rows)} rows repeat a client x session pair ({format_rows(rows)}); "
+            "the data must have one row per client x session: aggregate or drop the "
+            "repeats first, e.g. data.groupby([client, session], as_index=False).mean()"
+        )
+    return out

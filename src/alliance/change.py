@@ -39,7 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from alliance import instruments as _instruments
-from alliance._checks import format_rows, require_columns
+from alliance._checks import check_long
 
 __all__ = [
     "benchmark",
@@ -115,52 +115,6 @@ def _higher_is_better(direction, instrument) -> bool:
         "(symptom scales such as the PHQ-9) or direction='higher_is_better' (alliance "
         "scales, the ORS), or name the instrument with instrument='...'"
     )
-
-
-def _check_long(data, client, session, value) -> pd.DataFrame:
-    """Validate a long table and return the three columns with float scores."""
-    frame = require_columns(data, client=client, session=session, outcome=value)
-    cols = list(dict.fromkeys([client, session, value]))
-    frame = frame[cols]
-    if frame[client].isna().any():
-        rows = np.flatnonzero(frame[client].isna().to_numpy())
-        raise ValueError(
-            f"column {client!r} has {len(rows)} missing client ids ({format_rows(rows)}); "
-            "every row needs a client id, so fill or drop those rows first"
-        )
-    sess = pd.to_numeric(frame[session], errors="coerce")
-    bad = sess.isna() | (np.floor(sess) != sess)
-    if bad.any():
-        rows = np.flatnonzero(bad.to_numpy())
-        raise ValueError(
-            f"column {session!r} has {len(rows)} missing or non-integer values "
-            f"({format_rows(rows)}); sessions must be whole numbers (1, 2, 3, ...), "
-            "so recode or drop those rows first"
-        )
-    score = pd.to_numeric(frame[value], errors="coerce")
-    junk = score.isna() & frame[value].notna()
-    if junk.any():
-        rows = np.flatnonzero(junk.to_numpy())
-        raise ValueError(
-            f"column {value!r} has {len(rows)} non-numeric values ({format_rows(rows)}); "
-            "scores must be numbers or missing (NaN)"
-        )
-    out = pd.DataFrame(
-        {
-            "client": frame[client].to_numpy(),
-            "session": sess.to_numpy(dtype=np.int64),
-            "value": score.to_numpy(dtype=float),
-        }
-    )
-    dup = out.duplicated(["client", "session"], keep=False)
-    if dup.any():
-        rows = np.flatnonzero(dup.to_numpy())
-        raise ValueError(
-            f"{len(rows)} rows repeat a client x session pair ({format_rows(rows)}); "
-            "the data must have one row per client x session: aggregate or drop the "
-            "repeats first, e.g. data.groupby([client, session], as_index=False).mean()"
-        )
-    return out
 
 
 def _factorize(values) -> tuple[np.ndarray, pd.Index]:
@@ -439,7 +393,7 @@ def reliable_change(
             f"{', '.join(repr(m) for m in _METHODS)}"
         )
     higher = _higher_is_better(direction, instrument)
-    long = _check_long(data, client, session, outcome)
+    long = check_long(data, client, session, outcome)
     out = _pre_post(long, first, last, carry_forward)
     change = out["post"] - out["pre"]
     if key == "HLM":
@@ -992,7 +946,7 @@ def _sudden(
         cutoff = float(ins.reliable_change)
     if select not in ("all", "first", "largest"):
         raise ValueError(f"select={select!r}: pass 'all', 'first' or 'largest'")
-    long = _check_long(data, client, session, outcome)
+    long = check_long(data, client, session, outcome)
     g = _grid(long)
     # improvement sign: +1 when a rise is an improvement
     sign = 1.0 if higher else -1.0
@@ -1304,7 +1258,7 @@ def within_effect_size(
     ['d_av', 'd_z', 'd_rm']
     """
     higher = _higher_is_better(direction, instrument)
-    long = _check_long(data, client, session, outcome)
+    long = check_long(data, client, session, outcome)
     pp = _pre_post(long, first, last, carry_forward=False)
     both = pp["pre"].notna() & pp["post"].notna()
     x1 = pp.loc[both, "pre"].to_numpy(float)

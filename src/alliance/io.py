@@ -21,6 +21,7 @@ import pandas as pd
 
 from alliance import _sniff
 from alliance._checks import close_matches, require_columns, require_frame
+from alliance._layout import TABLES, events_types, locate, table_stem
 from alliance.study import Codebook, Study
 
 __all__ = [
@@ -49,8 +50,6 @@ FORMATS = _sniff.FORMATS
 
 #: A file that cannot be read as a table (re-exported from the reading helpers).
 ReadError = _sniff.ReadError
-
-_TABLES = ("sessions", "clients", "events")
 
 
 def _format_of(path: Path) -> str:
@@ -347,93 +346,6 @@ def _plain_types(data: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _find_table(folder: Path, table: str) -> Path | None:
-    hits = [p for p in sorted(folder.iterdir()) if p.is_file() and _stem(p) == table]
-    if len(hits) > 1:
-        raise ValueError(
-            f"{folder} has {len(hits)} files for the {table} table "
-            f"({', '.join(p.name for p in hits)}); keep one"
-        )
-    return hits[0] if hits else None
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in sorted(FORMATS, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def _locate(
-    path: str | Path | Sequence[str | Path],
-    clients: str | Path | None,
-    events: str | Path | None,
-    codebook: str | Path | Codebook | None,
-) -> tuple[dict[str, Path], Codebook, Path | None, list[Path]]:
-    """The files of a study (table -> path), its codebook and codebook path."""
-    found: dict[str, Path] = {}
-    book_path: Path | None = None
-    paths = [Path(p) for p in path] if isinstance(path, list | tuple) else [Path(path)]
-    for p in paths:
-        if p.is_dir():
-            for table in _TABLES:
-                hit = _find_table(p, table)
-                if hit is not None:
-                    found[table] = hit
-            if (p / "datapackage.json").exists():
-                book_path = p / "datapackage.json"
-            if "sessions" not in found:
-                raise FileNotFoundError(
-                    f"no sessions file in folder {p}: name it sessions.csv (or .tsv, .xlsx, "
-                    f".parquet, .sav, .dta), or pass the file itself"
-                )
-        elif not p.exists():
-            _sniff.require_file(p)  # raises a FileNotFoundError with close names
-        elif p.name == "datapackage.json":
-            book_path = p
-        else:
-            stem = _stem(p)
-            table = stem if stem in _TABLES else "sessions"
-            if table in found:
-                raise ValueError(
-                    f"two files were given for the {table} table ({found[table].name} and "
-                    f"{p.name}); name the others clients.* and events.*"
-                )
-            found[table] = p
-    if "sessions" not in found:
-        raise ValueError("no sessions table among the files given; pass the sessions file")
-    if clients is not None:
-        found["clients"] = Path(clients)
-    if events is not None:
-        found["events"] = Path(events)
-    if book_path is None and codebook is None:
-        candidate = found["sessions"].parent / "datapackage.json"
-        book_path = candidate if candidate.exists() else None
-    if isinstance(codebook, Codebook):
-        book = codebook
-    elif codebook is not None:
-        book_path = Path(codebook)
-        book = Codebook.from_file(book_path)
-    else:
-        book = Codebook.from_file(book_path) if book_path else Codebook()
-    if book_path is not None and book_path.parent == found["sessions"].parent:
-        # the codebook describes the folder: read the sibling tables it names
-        for res in book.package.get("resources", []):
-            table = res.get("name")
-            if table not in _TABLES or table in found:
-                continue
-            named = res.get("path")
-            hit = (
-                book_path.parent / named
-                if isinstance(named, str) and (book_path.parent / named).is_file()
-                else _find_table(book_path.parent, table)
-            )
-            if hit is not None:
-                found[table] = hit
-    return found, book, book_path, paths
-
-
 def choose_engine(
     path: str | Path,
     *,
@@ -643,7 +555,7 @@ def read_study(
     encoding = encoding if encoding is not None else os.environ.get("ALLIANCE_ENCODING") or None
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}")
-    found, book, book_path, paths = _locate(path, clients, events, codebook)
+    found, book, book_path, paths = locate(path, clients, events, codebook)
     tables = {}
     for table, file in found.items():
         cols = usecols if table == "sessions" else None
@@ -676,14 +588,14 @@ def read_study(
         tables[table].attrs["engine"] = chosen
     if "events" in tables:
         engine_used = tables["events"].attrs.get("engine")
-        tables["events"] = _events_types(tables["events"])
+        tables["events"] = events_types(tables["events"])
         tables["events"].attrs["engine"] = engine_used
     files = {t: str(p) for t, p in found.items()}
     if book_path is not None:
         files["codebook"] = str(book_path)
     if name is None:
         first = paths[0]
-        name = first.name if first.is_dir() else _stem(found["sessions"])
+        name = first.name if first.is_dir() else table_stem(found["sessions"])
     return Study(
         sessions=tables["sessions"],
         clients=tables.get("clients"),
@@ -835,22 +747,6 @@ def scan_sessions(
         tmp.cleanup()
 
 
-def _events_types(events: pd.DataFrame) -> pd.DataFrame:
-    """Give ``resolved`` a nullable boolean type when it holds only true/false/missing."""
-    if "resolved" not in events.columns:
-        return events
-    col = events["resolved"]
-    if pd.api.types.is_bool_dtype(col.dtype):
-        return events.assign(resolved=col.astype("boolean"))
-    text = col.astype("string").str.strip().str.lower()
-    mapping = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
-    mapped = text.map(mapping)
-    if (mapped.isna() == text.isna()).all():
-        events = events.copy()
-        events["resolved"] = mapped.astype("boolean")
-    return events
-
-
 def write_study(study: Study, folder: str | Path, *, fmt: str = "csv") -> Path:
     """Write a study's three tables and codebook into a folder.
 
@@ -879,7 +775,7 @@ def write_study(study: Study, folder: str | Path, *, fmt: str = "csv") -> Path:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for table in _TABLES:
+    for table in TABLES:
         frame = getattr(study, table)
         if table == "events" and frame is not None and frame.empty:
             continue

@@ -30,8 +30,7 @@ from pathlib import Path
 
 from alliance import instruments as _instruments
 from alliance._outdir import OutputRefused, ReportFolder, checkpoint
-from alliance.datasets import _REGISTRY as DATASETS
-from alliance.datasets import dataset_files
+from alliance.datasets import dataset_files, dataset_names
 from alliance.paths import notebooks_dir
 
 __all__ = [
@@ -46,6 +45,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Names of the bundled datasets that ``--data`` accepts besides a path.
+DATASETS = dataset_names()
 
 _PACKAGES = (
     "alliance",

@@ -61,8 +61,7 @@ import pandas as pd
 from scipy import stats
 
 from alliance import instruments as _instruments
-from alliance._checks import require_columns, require_frame
-from alliance.change import _check_long
+from alliance._checks import check_long, require_columns, require_frame
 from alliance.study import EVENT_COLUMNS, EVENT_KINDS, EVENT_SOURCES
 
 __all__ = [
@@ -97,7 +96,7 @@ _DETECTED_EXTRA = [
 
 def _observed(data, alliance, client, session) -> pd.DataFrame:
     """Rated sessions only (missing alliance scores are sessions without a rating)."""
-    long = _check_long(data, client, session, alliance)
+    long = check_long(data, client, session, alliance)
     long = long[long["value"].notna()]
     return long.sort_values(["client", "session"], kind="stable").reset_index(drop=True)
 

@@ -904,13 +904,14 @@ def validate_file(
     (True, 3666, 300)
     """
     from alliance import _stream
-    from alliance.io import _events_types, _locate, read_table
+    from alliance._layout import events_types, locate
+    from alliance.io import read_table
 
     if not isinstance(batch_rows, int) or batch_rows < 1:
         raise ValueError(f"batch_rows must be a whole number of at least 1, got {batch_rows!r}")
     rename = dict(columns or {})
     back = {new: old for old, new in rename.items()}
-    found_paths, book, book_path, _ = _locate(path, clients, events, codebook)
+    found_paths, book, book_path, _ = locate(path, clients, events, codebook)
     files = {t: str(p) for t, p in found_paths.items()}
     if book_path is not None:
         files["codebook"] = str(book_path)
@@ -918,7 +919,7 @@ def validate_file(
         read_table(found_paths["clients"], columns=rename) if "clients" in found_paths else None
     )
     event_table = (
-        _events_types(read_table(found_paths["events"], columns=rename))
+        events_types(read_table(found_paths["events"], columns=rename))
         if "events" in found_paths
         else None
     )

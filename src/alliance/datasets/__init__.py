@@ -25,7 +25,14 @@ from alliance._checks import close_matches
 from alliance.io import read_study
 from alliance.study import Codebook, Study
 
-__all__ = ["list_datasets", "load_dataset", "load_study", "dataset_path", "dataset_files"]
+__all__ = [
+    "dataset_files",
+    "dataset_names",
+    "dataset_path",
+    "list_datasets",
+    "load_dataset",
+    "load_study",
+]
 
 _HERE = Path(str(files("alliance.datasets")))
 
@@ -63,6 +70,18 @@ _REGISTRY = {
         "licence": "GPL-2 (HSAUR data, read from the installed pydataset package, not redistributed)",
     },
 }
+
+
+def dataset_names() -> tuple[str, ...]:
+    """Names of the bundled datasets, without loading them (see :func:`list_datasets`).
+
+    Examples
+    --------
+    >>> from alliance.datasets import dataset_names
+    >>> dataset_names()
+    ('demo', 'btheb')
+    """
+    return tuple(_REGISTRY)
 
 
 def list_datasets() -> pd.DataFrame:

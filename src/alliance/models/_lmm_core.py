@@ -46,36 +46,36 @@ __all__ = ["LevelSpec", "Structure", "Factor", "build_structure", "ProfiledDevia
 _CHUNK_BYTES = 64 * 2**20  # largest temporary per chunk of groups in the gradient
 
 
-def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def stack_mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Stacked product ``(i, k, G) @ (k, j, G) -> (i, j, G)``."""
     return np.einsum("ikg,kjg->ijg", a, b)
 
 
-def _mv(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+def stack_mv(a: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Stacked matrix-vector product ``(i, k, G) @ (k, G) -> (i, G)``."""
     return np.einsum("ikg,kg->ig", a, v)
 
 
-def _tv(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+def stack_tv(a: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Stacked transposed product ``(k, i, G)' @ (k, G) -> (i, G)``."""
     return np.einsum("kig,kg->ig", a, v)
 
 
-def _lmul(m: np.ndarray, a: np.ndarray) -> np.ndarray:
+def stack_lmul(m: np.ndarray, a: np.ndarray) -> np.ndarray:
     """Constant matrix times a stack: ``(i, k) @ (k, j, G)``."""
     return np.einsum("ik,kjg->ijg", m, a)
 
 
-def _rmul(a: np.ndarray, m: np.ndarray) -> np.ndarray:
+def stack_rmul(a: np.ndarray, m: np.ndarray) -> np.ndarray:
     """A stack times a constant matrix: ``(i, k, G) @ (k, j)``."""
     return np.einsum("ikg,kj->ijg", a, m)
 
 
-def _t(a: np.ndarray) -> np.ndarray:
+def stack_t(a: np.ndarray) -> np.ndarray:
     return a.transpose(1, 0, 2)
 
 
-def _chol(a: np.ndarray) -> np.ndarray:
+def stack_chol(a: np.ndarray) -> np.ndarray:
     """Cholesky factors (lower) of a stack of small SPD matrices ``(q, q, G)``."""
     q = a.shape[0]
     low = np.zeros_like(a)
@@ -90,7 +90,7 @@ def _chol(a: np.ndarray) -> np.ndarray:
     return low
 
 
-def _tri_inv(low: np.ndarray) -> np.ndarray:
+def stack_tri_inv(low: np.ndarray) -> np.ndarray:
     """Inverses of a stack of lower-triangular matrices ``(q, q, G)``."""
     q = low.shape[0]
     inv = np.zeros_like(low)
@@ -329,28 +329,33 @@ class ProfiledDeviance:
         d, c, croot = [], [], []
         for k in range(kk):
             lk = lam[k]
-            dk = _lmul(lk.T, _rmul(st.r[k][k], lk))
+            dk = stack_lmul(lk.T, stack_rmul(st.r[k][k], lk))
             for i in range(st.q[k]):
                 dk[i, i] += 1.0
             d.append(dk)
-            c.append({j: _lmul(lam[j].T, _rmul(_t(st.r[k][j]), lk)) for j in range(k + 1, kk)})
-            croot.append(_rmul(_t(st.rroot[k]), lk))
+            c.append(
+                {
+                    j: stack_lmul(lam[j].T, stack_rmul(stack_t(st.r[k][j]), lk))
+                    for j in range(k + 1, kk)
+                }
+            )
+            croot.append(stack_rmul(stack_t(st.rroot[k]), lk))
         droot = st.wtw.copy()
         linv, logdiag, m, mroot = [], [], [], []
         for k in range(kk):
-            lk = _chol(d[k])
-            li = _tri_inv(lk)
-            lit = _t(li)
+            lk = stack_chol(d[k])
+            li = stack_tri_inv(lk)
+            lit = stack_t(li)
             logdiag.append(np.log(np.stack([lk[i, i] for i in range(st.q[k])])))
-            mk = {j: _mm(c[k][j], lit) for j in range(k + 1, kk)}
-            mr = _mm(croot[k], lit)
+            mk = {j: stack_mm(c[k][j], lit) for j in range(k + 1, kk)}
+            mr = stack_mm(croot[k], lit)
             for j in range(k + 1, kk):
                 s = st.starts[k][j]
-                d[j] -= _segsum(_mm(mk[j], _t(mk[j])), s)
+                d[j] -= _segsum(stack_mm(mk[j], stack_t(mk[j])), s)
                 for i in range(k + 1, j):
-                    c[i][j] -= _segsum(_mm(mk[j], _t(mk[i])), st.starts[k][i])
-                croot[j] -= _segsum(_mm(mr, _t(mk[j])), s)
-            droot -= _gsum(mr, _t(mr))
+                    c[i][j] -= _segsum(stack_mm(mk[j], stack_t(mk[i])), st.starts[k][i])
+                croot[j] -= _segsum(stack_mm(mr, stack_t(mk[j])), s)
+            droot -= _gsum(mr, stack_t(mr))
             linv.append(li)
             m.append(mk)
             mroot.append(mr)
@@ -381,8 +386,8 @@ class ProfiledDeviance:
         for k in range(st.k - 1, -1, -1):
             rhs = f.mroot[k][p] - np.tensordot(beta, f.mroot[k][:p], axes=(0, 0))
             for j in range(k + 1, st.k):
-                rhs -= _tv(f.m[k][j], np.take(u[j], st.anc[k][j], axis=1))
-            u[k] = _tv(f.linv[k], rhs)  # L_k^{-T} rhs
+                rhs -= stack_tv(f.m[k][j], np.take(u[j], st.anc[k][j], axis=1))
+            u[k] = stack_tv(f.linv[k], rhs)  # L_k^{-T} rhs
         return beta, u
 
     def sigma_xx(self, f: Factor) -> np.ndarray:
@@ -401,11 +406,11 @@ class ProfiledDeviance:
         out = []
         for k in range(kk):
             v = np.tensordot(st.rroot[k], coef, axes=(1, 0))
-            v -= _mv(st.r[k][k], lu[k])
+            v -= stack_mv(st.r[k][k], lu[k])
             for j in range(k + 1, kk):
-                v -= _mv(st.r[k][j], np.take(lu[j], st.anc[k][j], axis=1))
+                v -= stack_mv(st.r[k][j], np.take(lu[j], st.anc[k][j], axis=1))
             for i in range(k):
-                v -= _segsum(_tv(st.r[i][k], lu[i]), st.starts[i][k])
+                v -= _segsum(stack_tv(st.r[i][k], lu[i]), st.starts[i][k])
             out.append(-2.0 * (v @ u[k].T))
         return out
 
@@ -435,25 +440,25 @@ class ProfiledDeviance:
             if blocks:
                 b = np.concatenate(blocks, axis=0)  # (d_anc, q_k, groups)
                 if top_level:
-                    sanc_b = _lmul(sroot, b)
+                    sanc_b = stack_lmul(sroot, b)
                 else:
                     sanc = np.take(parent_f, st.anc[k][k + 1][sl], axis=2)
-                    sanc_b = _mm(sanc, b)
-                t = _mm(sanc_b, li)  # Sigma_anc B L^{-1}
-                sig_gg = _mm(_t(li), li + _mm(_t(b), t))
+                    sanc_b = stack_mm(sanc, b)
+                t = stack_mm(sanc_b, li)  # Sigma_anc B L^{-1}
+                sig_gg = stack_mm(stack_t(li), li + stack_mm(stack_t(b), t))
                 sig_ag = -t
             else:
-                sig_gg = _mm(_t(li), li)
+                sig_gg = stack_mm(stack_t(li), li)
                 sig_ag = np.zeros((0, *li.shape[1:]))
             lk = f.lam[k]
-            grads[k] += 2.0 * _gsum(_rmul(st.r[k][k][..., sl], lk), sig_gg)
+            grads[k] += 2.0 * _gsum(stack_rmul(st.r[k][k][..., sl], lk), sig_gg)
             off = 0
             for j in range(k + 1, kk):
                 qj = st.q[j]
                 s_ag = sig_ag[off : off + qj]
                 rk = st.r[k][j][..., sl]
-                grads[k] += 2.0 * _gsum(_rmul(rk, f.lam[j]), s_ag)
-                grads[j] += 2.0 * _gsum(_rmul(_t(rk), lk), _t(s_ag))
+                grads[k] += 2.0 * _gsum(stack_rmul(rk, f.lam[j]), s_ag)
+                grads[j] += 2.0 * _gsum(stack_rmul(stack_t(rk), lk), stack_t(s_ag))
                 off += qj
             if with_x:
                 grads[k] += 2.0 * _gsum(st.rroot[k][:, :p, sl], sig_ag[off:])
@@ -465,7 +470,7 @@ class ProfiledDeviance:
                 sig_gg, sig_ag, sanc = level_pass(k, slice(None))
                 if sanc is None:  # the outermost level: its ancestor is the X block only
                     sanc = np.broadcast_to(sroot[:, :, None], (*sroot.shape, gk))
-                top = np.concatenate([sig_gg, _t(sig_ag)], axis=1)
+                top = np.concatenate([sig_gg, stack_t(sig_ag)], axis=1)
                 bottom = np.concatenate([sig_ag, sanc], axis=1)
                 parent_f = np.concatenate([top, bottom], axis=0)
             else:

@@ -269,14 +269,14 @@ class CrossedDeviance:
         p = st.p
         lam1 = lam[0]
         r11 = st.r[0][0]
-        d1 = core._lmul(lam1.T, core._rmul(r11, lam1))
+        d1 = core.stack_lmul(lam1.T, core.stack_rmul(r11, lam1))
         for i in range(st.q[0]):
             d1[i, i] += 1.0
-        l1 = core._chol(d1)
-        l1inv = core._tri_inv(l1)
+        l1 = core.stack_chol(d1)
+        l1inv = core.stack_tri_inv(l1)
         logdiag1 = np.log(np.stack([l1[i, i] for i in range(st.q[0])]))
         # K = blockdiag(Lambda_1 L_1^-T)
-        kblk = _blockdiag(core._lmul(lam1, core._t(l1inv)))
+        kblk = _blockdiag(core.stack_lmul(lam1, core.stack_t(l1inv)))
         z1w = np.concatenate([st.rroot[0][..., g] for g in range(st.ngroups[0])], axis=0)
         mroot1 = np.asarray((kblk.T @ z1w).T)  # (p + 1) x q1 G1
         droot = st.wtw - mroot1 @ mroot1.T
@@ -325,7 +325,7 @@ class CrossedDeviance:
             u2 = np.zeros(0)
         rhs1 = f.mroot1[p] - beta @ f.mroot1[:p] - f.m21.T @ u2
         q1, g1 = st.q[0], st.ngroups[0]
-        u1 = core._tv(f.l1inv, rhs1.reshape(g1, q1).T)
+        u1 = core.stack_tv(f.l1inv, rhs1.reshape(g1, q1).T)
         u = [u1]
         base = st.offsets[1] if st.k > 1 else 0
         for k in range(1, st.k):

@@ -25,6 +25,7 @@ from alliance.models._result import exclusion_log
 __all__ = [
     "Exclusions",
     "as_long",
+    "attach_client_columns",
     "check_sessions",
     "client_table",
     "code_moderator",
@@ -218,6 +219,29 @@ class Exclusions:
 
     def frame(self) -> pd.DataFrame:
         return exclusion_log(self.rows)
+
+
+def attach_client_columns(
+    table: pd.DataFrame,
+    frame: pd.DataFrame,
+    client: str,
+    therapist: str | None,
+    columns: Iterable[str],
+    ex: Exclusions,
+) -> pd.DataFrame:
+    """Merge therapist and client-level columns; exclude clients missing any of them."""
+    cols = [c for c in dict.fromkeys([therapist, *columns]) if c is not None]
+    if not cols:
+        return table
+    per_client = client_table(frame, client, cols)
+    table = table.merge(per_client, on=client, how="left")
+    for c in cols:
+        miss = table[c].isna()
+        if miss.any():
+            n_rows = int(frame[client].isin(table.loc[miss, client]).sum())
+            ex.add_counts(f"missing {c}", n_rows, int(miss.sum()), c)
+            table = table[~miss]
+    return table.reset_index(drop=True)
 
 
 def standardize(estimate: float | np.ndarray, sd_x, sd_y):

@@ -26,8 +26,8 @@ import pandas as pd
 from alliance.models._prep import (
     Exclusions,
     as_long,
+    attach_client_columns,
     check_sessions,
-    client_table,
     fisher_ci,
     fit_client_model,
     r_from_t,
@@ -212,7 +212,7 @@ def early_alliance(
             raise ValueError(f"column {col!r} must be numeric, not {frame[col].dtype}.")
     ex = Exclusions(client)
     table = early_table(frame, alliance, outcome, client, session, k=k, how=how, ex=ex)
-    table = _attach_client_columns(table, frame, client, therapist, covariates, ex)
+    table = attach_client_columns(table, frame, client, therapist, covariates, ex)
     terms = ["baseline", "alliance_early"]
     if adjust_length:
         terms.append("sessions_elapsed")
@@ -231,22 +231,6 @@ def early_alliance(
 
 def _window(k: int, how: str) -> str:
     return f"mean of first {k} sessions" if how == "mean" else f"at session {k}"
-
-
-def _attach_client_columns(table, frame, client, therapist, columns, ex) -> pd.DataFrame:
-    """Merge therapist and client-level columns; exclude clients missing any of them."""
-    cols = [c for c in dict.fromkeys([therapist, *columns]) if c is not None]
-    if not cols:
-        return table
-    per_client = client_table(frame, client, cols)
-    table = table.merge(per_client, on=client, how="left")
-    for c in cols:
-        miss = table[c].isna()
-        if miss.any():
-            n_rows = int(frame[client].isin(table.loc[miss, client]).sum())
-            ex.add_counts(f"missing {c}", n_rows, int(miss.sum()), c)
-            table = table[~miss]
-    return table.reset_index(drop=True)
 
 
 def fit_early(

@@ -597,10 +597,10 @@ def _moment_start(st, eps: float = 0.1) -> np.ndarray:
         det = np.linalg.det(np.moveaxis(rkk, -1, 0)) if q > 1 else diag[0]
         ok = np.all(diag > 0, axis=0) & (det > 1e-6 * np.prod(diag, axis=0))
         if ok.sum() >= q + 2:
-            low = core._chol(rkk[:, :, ok])
-            li = core._tri_inv(low)
-            inv = core._mm(core._t(li), li)
-            b = core._mv(inv, ze[:, ok])
+            low = core.stack_chol(rkk[:, :, ok])
+            li = core.stack_tri_inv(low)
+            inv = core.stack_mm(core.stack_t(li), li)
+            b = core.stack_mv(inv, ze[:, ok])
             raw = np.var(b, axis=1, ddof=1)
             samp = s2 * np.stack([inv[i, i] for i in range(q)]).mean(axis=1)
             var = np.maximum(raw - samp, eps * raw)

@@ -29,12 +29,13 @@ from scipy import stats
 from alliance.models._prep import (
     Exclusions,
     as_long,
+    attach_client_columns,
     check_sessions,
     code_moderator,
     standardize,
 )
 from alliance.models._result import ModelResult
-from alliance.models.early import _attach_client_columns, early_table, fit_early
+from alliance.models.early import early_table, fit_early
 from alliance.models.registry import register_model
 from alliance.models.within_between import fit_mlm
 
@@ -206,7 +207,7 @@ def _early(data, moderator, alliance, outcome, client, session, therapist, level
     frame = check_sessions(frame, session, client)
     ex = Exclusions(client)
     table = early_table(frame, alliance, outcome, client, session, k=k, how=how, ex=ex)
-    table = _attach_client_columns(table, frame, client, therapist, [moderator, *covariates], ex)
+    table = attach_client_columns(table, frame, client, therapist, [moderator, *covariates], ex)
     coded, at, labels, coding = code_moderator(table[moderator], moderator)
     table["mod"] = coded.to_numpy()
     terms = ["baseline", "alliance_early"]
