@@ -32,9 +32,6 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 # longer needed fails the test, so the list cannot silently outlive its reason.
 # Keys: (importing module, "module.name" it uses).
 ALLOWED: dict[tuple[str, str], str] = {
-    # TODO(registry): power refits by hand; the model registry gives it a simulation hook.
-    ("alliance.power", "alliance.simulate._effects"): "power builds planted effects by hand",
-    ("alliance.power", "alliance.models._prep"): "power decomposes the alliance by hand",
     # TODO(meta split): use core.wls_parts, then delete the alias in _meta_core.
     ("alliance.meta", "alliance._meta_core._wls_parts"): "old name of _meta_core.wls_parts",
 }

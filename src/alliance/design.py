@@ -681,12 +681,12 @@ def _client_level(frame: pd.DataFrame, client: str, exclude: set[str]) -> list[s
     return out
 
 
-def canonical_study(study: Study, design: Design, *, score: bool = True) -> Study:
+def canonical_study(study: Study, design: Design, *, score=None) -> Study:
     """The study under canonical names, ready for every analysis of the package.
 
     Role columns are renamed to their role (``ClientID`` -> ``client``), recognised items
     to ``<instrument>_<n>``; scale scores are added where only items were given
-    (:func:`alliance.score`, the registry's prorating rule); client-level columns of a
+    when a scorer is given; client-level columns of a
     single sessions table (those that never change within a client, e.g. condition or
     prior negative therapy) are copied into a clients table; value labels become the
     codebook's ``categories`` and, for condition and termination reason, the values
@@ -699,8 +699,10 @@ def canonical_study(study: Study, design: Design, *, score: bool = True) -> Stud
         The study as read.
     design : Design
         Its roles (:func:`resolve_design`).
-    score : bool, default True
-        Add missing scale scores computed from recognised items.
+    score : callable, optional
+        ``score(sessions, instrument) -> values``: adds the scale score of each
+        recognised questionnaire that has items but no score column (``alliance init``
+        passes :func:`alliance.score`'s scale score).
 
     Returns
     -------
@@ -714,6 +716,7 @@ def canonical_study(study: Study, design: Design, *, score: bool = True) -> Stud
 
     Examples
     --------
+    >>> import alliance
     >>> import pandas as pd
     >>> from alliance.design import canonical_study, resolve_design
     >>> from alliance.study import Study
@@ -721,14 +724,14 @@ def canonical_study(study: Study, design: Design, *, score: bool = True) -> Stud
     ...                     "Gruppe": ["CBT", "CBT", "PDT", "PDT"],
     ...                     **{f"PHQ9_{i}": [1, 2, 0, 3] for i in range(1, 10)}})
     >>> study = Study(raw)
-    >>> out = canonical_study(study, resolve_design(study))
+    >>> def total(frame, name):
+    ...     return alliance.score(frame, name, subscales=False)[name].to_numpy()
+    >>> out = canonical_study(study, resolve_design(study), score=total)
     >>> out.sessions[["client", "session", "phq9"]].to_dict("list")
     {'client': ['01', '01', '02', '02'], 'session': [1, 2, 1, 2], 'phq9': [9.0, 18.0, 0.0, 27.0]}
     >>> out.clients.to_dict("list")
     {'client': ['01', '02'], 'condition': ['CBT', 'PDT']}
     """
-    from alliance.scoring import score as score_items
-
     for role in ("client", "session"):
         if not design.has(role):
             near = design.suggestions.get(role, [])
@@ -755,14 +758,9 @@ def canonical_study(study: Study, design: Design, *, score: bool = True) -> Stud
         whole = sessions["session"].dropna()
         if len(whole) and (whole == whole.round()).all() and sessions["session"].notna().all():
             sessions["session"] = sessions["session"].astype("int64")  # SPSS stores 1 as 1.0
-    added: list[str] = []
-    if score:
-        for ins_name in design.items:
-            if ins_name in sessions.columns:
-                continue
-            scored = score_items(sessions, ins_name, subscales=False)
-            sessions[ins_name] = scored[ins_name].to_numpy()
-            added.append(ins_name)
+    added = [i for i in design.items if i not in sessions.columns and score is not None]
+    for ins_name in added:  # scale scores from recognised items, by the caller's scorer
+        sessions[ins_name] = score(sessions, ins_name)
     for column, mapping in design.labels.items():
         target = renames.get(column, column)
         if target in ("condition", "termination") and target in sessions.columns:

@@ -205,7 +205,14 @@ def prepare_study(
         explicit["session"] = "session"
         study = Study(long, codebook=study.codebook, name=study.name, files=dict(study.files))
     design = resolve_design(study, early=early, labels=labels, **explicit)
-    return canonical_study(study, design), design
+    return canonical_study(study, design, score=_scale_score), design
+
+
+def _scale_score(frame: pd.DataFrame, instrument: str):
+    """The scale score of an instrument's items (the registry's prorating rule)."""
+    from alliance.scoring import score
+
+    return score(frame, instrument, subscales=False)[instrument].to_numpy()
 
 
 def _role_names() -> set[str]:

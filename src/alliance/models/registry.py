@@ -400,8 +400,14 @@ def unregister_model(name: str, *, missing_ok: bool = False) -> None:
 
 
 def _load_builtins() -> None:
-    """Import the model modules so their decorators have run."""
-    import alliance.models  # noqa: F401
+    """Import the model modules so their decorators have run.
+
+    Discovery, not a dependency: the registry never uses a model module's names, so the
+    package is imported by name (a model module importing the registry is no cycle).
+    """
+    import importlib
+
+    importlib.import_module("alliance.models")
 
 
 def get_model(name: str | ModelSpec) -> ModelSpec:
