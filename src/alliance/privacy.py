@@ -195,7 +195,10 @@ def identifier_values(study, *, therapists: bool = True, dates: bool = True) -> 
             name = field.get("name")
             if not isinstance(name, str):
                 continue
-            if field.get("role") == "identifier" or field.get("identifier") is True:
+            if (
+                field.get("role") in ("identifier", "client", "therapist")
+                or field.get("identifier") is True
+            ):
                 wanted.add(name)
             if dates and field.get("type") in ("date", "datetime"):
                 wanted.add(name)
