@@ -565,3 +565,14 @@ def test_cp1252_byte_undefined_later_in_a_large_file_is_a_clear_error(tmp_path):
     with pytest.raises(ReadError, match="not valid cp1252") as caught:
         alliance.read_study(path, engine="duckdb")
     assert "encoding" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_ragged_rows_through_duckdb_are_named_by_line(tmp_path):
+    path = _csv("client,therapist,session,wai_sr\nC1,T1,1,40,5\nC1,T1,2,41\n")(tmp_path)
+    for read in (
+        lambda: alliance.read_study(path, engine="duckdb"),
+        lambda: alliance.schema.validate_file(path),
+        lambda: list(alliance.io.scan_sessions(path)),
+    ):
+        with pytest.raises(ReadError, match=r"line 2 \(5 fields\).*--sep"):
+            read()

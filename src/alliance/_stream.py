@@ -217,6 +217,8 @@ def open_source(
     try:
         described = translate(path, lambda: con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall())
     except _sniff.ReadError:
+        if fmt != "parquet":
+            _refuse_ragged(path, found)
         if fmt == "parquet" or not ids:
             raise
         extra = {**extra, "ids": []}  # DuckDB's sniffer saw other names: cast later
@@ -235,6 +237,7 @@ def open_source(
             for h, a in zip(header, seen, strict=False)
         )
     ):
+        _refuse_ragged(path, found)
         raise _sniff.ReadError(
             f"{path.name} has rows with a different number of fields than its header "
             f"({len(header)} columns); fix those lines (a separator inside a value needs "
@@ -248,6 +251,13 @@ def open_source(
             if key in extra:
                 source.extra[key] = extra[key]
     return source
+
+
+def _refuse_ragged(path: Path, dialect) -> None:
+    """Name the lines of rows with another number of fields than the header, if any."""
+    width, ragged = _sniff.ragged_lines(path, dialect)
+    if ragged:
+        raise _sniff.ReadError(_sniff.ragged_message(path.name, width, dialect.sep, ragged))
 
 
 def translate(path: Path, run):
@@ -272,7 +282,14 @@ def duckdb_message(path: Path, error: Exception) -> str:
             f"{path.name} has rows with a different number of fields than its header{where}; "
             "fix those lines, or pass the right separator (sep=... / --sep)"
         )
-    if "unicode" in text.lower() or "utf" in text.lower() or "encoding" in text.lower():
+    lower = text.lower()
+    if "sniffing file" in lower or "detect the csv parsing dialect" in lower:
+        return (
+            f"{path.name} cannot be read as CSV: its separator and quoting could not be told "
+            "(rows of different lengths, or stray quotes); fix those lines, or pass the "
+            "separator (sep=... / --sep)"
+        )
+    if "invalid unicode" in lower or "not utf-8 encoded" in lower or "encoded" in lower:
         return (
             f"{path.name} is not valid UTF-8{where}; pass its encoding, e.g. "
             "encoding='cp1252' (--encoding cp1252)"
