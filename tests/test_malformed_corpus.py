@@ -418,3 +418,161 @@ def test_validate_file_finds_the_same_problems(tmp_path, text):
     streamed = alliance.schema.validate_file(path, raise_on_error=False)
     assert len(memory.problems) == 1, memory.problems
     pd.testing.assert_frame_equal(memory.problems, streamed.problems)
+
+
+@pytest.mark.parametrize("batch_rows", [1_000, 4])
+def test_validate_file_reports_text_among_numbers_without_a_codebook(tmp_path, batch_rows):
+    """The streaming path finds '3 (guess)' in an undescribed column, with its rows."""
+    lines = ["client,therapist,session,mood,note"]
+    for i in range(1, 41):
+        mood = "3 (guess)" if i in (7, 33) else str(i % 7)
+        lines.append(f"C{i % 5},T1,{i},{mood},fine")
+    path = _csv("\n".join(lines) + "\n")(tmp_path)
+    before = _sha(path)
+    memory = alliance.validate(alliance.read_study(path), raise_on_error=False)
+    streamed = alliance.schema.validate_file(path, raise_on_error=False, batch_rows=batch_rows)
+    problems = streamed.problems
+    assert problems["column"].tolist() == ["mood"], problems
+    assert problems["rows"].iloc[0] == [7, 33] and "'3 (guess)'" in problems["problem"].iloc[0]
+    assert "recode text" in problems["fix"].iloc[0]
+    pd.testing.assert_frame_equal(memory.problems, problems)
+    # a text column ("note") is not a numeric column with text in it
+    with pytest.raises(alliance.ValidationError, match="not numbers"):
+        alliance.schema.validate_file(path, batch_rows=batch_rows)
+    assert _sha(path) == before
+
+
+def _identifier_study(folder, fmt):
+    import json
+
+    book = {
+        "name": "ids",
+        "resources": [
+            {
+                "name": "sessions",
+                "schema": {
+                    "fields": [
+                        {"name": "client", "type": "integer"},
+                        {"name": "session", "type": "integer"},
+                        {"name": "family", "type": "integer", "identifier": True},
+                        {"name": "caseworker", "type": "integer", "role": "therapist"},
+                        {"name": "wai_sr", "type": "number"},
+                    ]
+                },
+            }
+        ],
+    }
+    text = (
+        "client,session,family,caseworker,wai_sr\n01,1,007,0012,40\n01,2,007,0012,41\n1,1,7,12,39\n"
+    )
+    folder.mkdir()
+    (folder / "datapackage.json").write_text(json.dumps(book))
+    path = folder / f"sessions.{fmt}"
+    if fmt == "csv":
+        path.write_text(text)
+    elif fmt == "tsv":
+        path.write_text(text.replace(",", "\t"))
+    else:  # a typed format stores the numbers: 12, not 12.0, is the text read back
+        alliance.io.write_table(pd.read_csv(io.StringIO(text)), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "xlsx", "sav", "dta"])
+def test_codebook_identifiers_typed_integer_stay_text(tmp_path, fmt):
+    path = _identifier_study(tmp_path / fmt, fmt)
+    before = _sha(path)
+    written = fmt in ("csv", "tsv")
+    expected = {
+        "client": ["01", "01", "1"] if written else ["1", "1", "1"],
+        "family": ["007", "007", "7"] if written else ["7", "7", "7"],
+        "caseworker": ["0012", "0012", "12"] if written else ["12", "12", "12"],
+    }
+    engines = ("pandas", "duckdb") if fmt in ("csv", "tsv", "parquet") else ("pandas",)
+    for engine in engines:
+        sessions = alliance.read_study(path.parent, engine=engine).sessions
+        got = {c: sessions[c].astype(object).tolist() for c in expected}
+        assert got == expected, engine
+    if written:  # 01 and 1 are two clients, 007 is not 7, in memory and streamed
+        report = alliance.schema.validate_file(path.parent, raise_on_error=False)
+        assert report.ok and report.n_clients == 2, report.problems
+        memory = alliance.validate(alliance.read_study(path.parent, engine="duckdb"))
+        assert memory.ok and memory.n_clients == 2
+    assert _sha(path) == before
+
+
+def test_codebook_identifier_roles():
+    from alliance.study import Codebook
+
+    fields = [
+        {"name": "id", "type": "integer", "role": "client"},
+        {"name": "who", "type": "integer", "role": "therapist"},
+        {"name": "unit", "type": "integer", "role": "site"},
+        {"name": "family", "type": "integer", "identifier": True},
+        {"name": "note", "type": "string"},
+        {"name": "session", "type": "integer"},
+        {"name": "ref", "type": "integer"},
+        {"name": "score", "type": "number", "role": "alliance"},
+    ]
+    book = Codebook(
+        {
+            "resources": [
+                {
+                    "name": "sessions",
+                    "schema": {
+                        "fields": fields,
+                        "foreignKeys": [{"fields": "ref", "reference": {"resource": "clients"}}],
+                    },
+                }
+            ]
+        }
+    )
+    assert book.identifiers("sessions") == ["id", "who", "unit", "family", "note", "ref"]
+    assert book.identifiers("clients") == []
+
+
+# the bytes 0x80-0x9F: cp1252 has the euro sign and curly quotes there, latin-1 has controls
+CP1252_TEXT = "client;therapist;session;wai_sr;note\n" + "".join(
+    f"{i:03d};Dr. Müller;{s};{40 + s},5;“gut” – 5 € …\n" for i in range(1, 31) for s in (1, 2)
+)
+
+
+def test_large_cp1252_file_through_duckdb(tmp_path):
+    """A cp1252 file above the pandas threshold is decoded as cp1252, not latin-1."""
+    path = _csv(CP1252_TEXT, "cp1252")(tmp_path)
+    assert b"\x80" in path.read_bytes() and b"\x93" in path.read_bytes()
+    before = _sha(path)
+    small = alliance.read_study(path, engine="pandas").sessions
+    expected = "“gut” – 5 € …"
+    assert small["note"].iloc[0] == expected
+    # the threshold: choose_engine takes DuckDB when the memory to plan for is small
+    assert alliance.io.choose_engine(path, memory=len(CP1252_TEXT)) == "duckdb"
+    big = alliance.read_study(path, engine="duckdb").sessions
+    assert big["note"].astype(object).tolist() == [expected] * 60
+    assert big["therapist"].iloc[0] == "Dr. Müller" and big["client"].iloc[0] == "001"
+    assert big["wai_sr"].tolist() == small["wai_sr"].tolist()
+    report = alliance.schema.validate_file(path, raise_on_error=False)
+    assert report.ok and report.n_clients == 30, report.problems
+    batches = list(alliance.io.scan_sessions(path, batch_rows=10))
+    assert pd.concat(batches)["note"].astype(object).eq(expected).all()
+    assert _sha(path) == before
+
+
+def test_cp1252_byte_undefined_later_in_a_large_file_is_a_clear_error(tmp_path):
+    text = CP1252_TEXT.encode("cp1252") + b"031;X;1;40;bad \x81 byte\n"
+    # the sniffer's first megabyte is clean cp1252; the bad byte comes after it
+    body = text.replace(b"\n031", b"\n" + b"".join([b"999;Y;9;40;pad\n"] * 80_000) + b"031")
+    path = _bytes(body)(tmp_path)
+    with pytest.raises(ReadError, match="not valid cp1252") as caught:
+        alliance.read_study(path, engine="duckdb")
+    assert "encoding" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_ragged_rows_through_duckdb_are_named_by_line(tmp_path):
+    path = _csv("client,therapist,session,wai_sr\nC1,T1,1,40,5\nC1,T1,2,41\n")(tmp_path)
+    for read in (
+        lambda: alliance.read_study(path, engine="duckdb"),
+        lambda: alliance.schema.validate_file(path),
+        lambda: list(alliance.io.scan_sessions(path)),
+    ):
+        with pytest.raises(ReadError, match=r"line 2 \(5 fields\).*--sep"):
+            read()

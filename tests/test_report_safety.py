@@ -195,3 +195,45 @@ def test_unreadable_and_invalid_data_have_exit_codes(tmp_path, monkeypatch):
     result = runner.invoke(app, ["report", "--data", str(bad), "--out", str(tmp_path / "b")])
     assert result.exit_code == 1 and "more than once" in result.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_report_of_a_european_csv_study_with_dialect_options(tmp_path, monkeypatch):
+    """`alliance report --sep ';' --decimal ',' --encoding cp1252` builds pages with figures."""
+    import hashlib
+
+    import alliance
+    import alliance.report as report
+
+    overview = [b for b in report.list_notebooks() if b.name.startswith("01_")]
+    monkeypatch.setattr(report, "list_notebooks", lambda folder=None: overview)
+    for key in ("ALLIANCE_SEP", "ALLIANCE_DECIMAL", "ALLIANCE_ENCODING"):
+        monkeypatch.delenv(key, raising=False)  # the CLI sets them; restored after the test
+    demo = alliance.datasets.load_dataset("demo")
+    keep = demo.clients["client"].iloc[:12]
+    data = tmp_path / "europe"
+    data.mkdir()
+    dialect = {"sep": ";", "decimal": ",", "encoding": "cp1252", "index": False}
+    sessions = demo.sessions[demo.sessions["client"].isin(keep)].copy()
+    sessions["setting"] = "Präsenz “vor Ort” – 0 €"  # bytes only cp1252 decodes this way
+    sessions.to_csv(data / "sessions.csv", **dialect)
+    demo.clients[demo.clients["client"].isin(keep)].to_csv(data / "clients.csv", **dialect)
+    raw = (data / "sessions.csv").read_bytes()
+    assert b";" in raw and b"," in raw.split(b"\n")[1]  # decimal commas, semicolons
+    assert b"\x80" in raw and b"\x93" in raw  # the euro sign and a curly quote, in cp1252
+    before = hashlib.sha256(raw).hexdigest()
+    out = tmp_path / "report"
+    options = ["--sep", ";", "--decimal", ",", "--encoding", "cp1252"]
+    result = runner.invoke(app, ["report", "--data", str(data), "--out", str(out), *options])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    page = (out / "01_data_overview.html").read_text()
+    assert "<svg" in page or "<img" in page
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert "attendance_and_mean_trajectories.svg" in figures, figures
+    assert hashlib.sha256((data / "sessions.csv").read_bytes()).hexdigest() == before
+    # the page's numbers are those of the data, read with the dialect (decimal commas)
+    assert f"{len(sessions)} session rows, 12 clients" in page
+    assert "alliance score: wai_sr; outcome score: phq9" in page
+    # without the options the dialect is detected: the same report builds
+    again = runner.invoke(app, ["report", "--data", str(data), "--out", str(out)])
+    assert again.exit_code == 0, again.output

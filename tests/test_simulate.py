@@ -133,3 +133,149 @@ def test_demo_has_the_documented_layout(demo):
     assert {f"phq9_{i}" for i in range(1, 10)} <= cols
     assert demo.events["source"].eq("self-report").all()
     assert alliance.validate(demo).ok
+
+
+# ---- writing a simulation never deletes or overwrites a file it did not write ----
+
+
+def _tiny():
+    return simulate_study(3, 4, 5, n_sites=1, seed=3)
+
+
+def _snapshot(folder):
+    import hashlib
+
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("writer", ["write_simulation", "simulate_rom"])
+@pytest.mark.parametrize("theirs", ["sessions.csv", "datapackage.json", "clients.csv"])
+def test_simulation_refuses_a_folder_with_files_it_did_not_write(tmp_path, writer, theirs):
+    from alliance.simulate import simulate_rom, write_simulation
+
+    folder = tmp_path / "thesis"
+    folder.mkdir()
+    (folder / theirs).write_text("my real data\n")
+    (folder / "notes.txt").write_text("keep me\n")
+    before = _snapshot(folder)
+    with pytest.raises(ValueError, match=rf"already holds {theirs}.*nothing was written") as e:
+        if writer == "write_simulation":
+            write_simulation(_tiny(), folder)
+        else:
+            simulate_rom(20, folder, n_sessions=3, clients_per_therapist=5, seed=1, fmt="csv")
+    assert "new or empty folder" in str(e.value)
+    assert _snapshot(folder) == before  # not one byte changed, no temporary file left
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["notes.txt", theirs])
+
+
+def test_simulation_replaces_only_its_own_previous_files(tmp_path):
+    import json
+
+    from alliance.simulate import SIMULATION_MARKER, simulate_rom, write_simulation
+
+    folder = tmp_path / "sim"
+    write_simulation(_tiny(), folder)
+    (folder / "notes.txt").write_text("keep me\n")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "analysis.R").write_text("library(lme4)\n")
+    marker = json.loads((folder / "datapackage.json").read_text())[SIMULATION_MARKER]
+    assert marker["written_by"] == "alliance.simulate.write_simulation"
+    assert "sessions.csv" in marker["files"] and "truth_ruptures.csv" in marker["files"]
+    # the same folder again, another format: the old csv tables go, the user's files stay
+    other = simulate_study(3, 4, 5, n_sites=1, seed=4)
+    write_simulation(other, folder, fmt="parquet")
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [
+        "clients.parquet",
+        "datapackage.json",
+        "events.parquet",
+        "notes.txt",
+        "sessions.parquet",
+        "sub",
+        "truth_ruptures.csv",
+    ]
+    assert (folder / "sub" / "analysis.R").read_text() == "library(lme4)\n"
+    back = alliance.read_study(folder)
+    pd.testing.assert_series_equal(
+        back.sessions["wai_sr"], other.sessions["wai_sr"], check_names=False, atol=1e-9
+    )
+    assert alliance.validate(back).ok
+    # and a chunked simulation may replace it too
+    simulate_rom(20, folder, n_sessions=3, clients_per_therapist=5, seed=1, fmt="csv")
+    assert {"sessions.csv", "clients.csv", "notes.txt", "sub"} <= {p.name for p in folder.iterdir()}
+    assert not (folder / "sessions.parquet").exists()
+    assert alliance.read_study(folder).n_clients == 20
+
+
+def test_simulation_marker_only_vouches_for_simulation_file_names(tmp_path):
+    """A hand-edited marker listing other files does not make them removable."""
+    import json
+
+    from alliance.simulate import SIMULATION_MARKER, write_simulation
+
+    folder = tmp_path / "sim"
+    write_simulation(_tiny(), folder)
+    book = folder / "datapackage.json"
+    package = json.loads(book.read_text())
+    package[SIMULATION_MARKER]["files"] += ["thesis.docx", "../outside.txt"]
+    book.write_text(json.dumps(package))
+    (folder / "thesis.docx").write_text("chapter 1\n")
+    (tmp_path / "outside.txt").write_text("outside\n")
+    write_simulation(_tiny(), folder)
+    assert (folder / "thesis.docx").read_text() == "chapter 1\n"
+    assert (tmp_path / "outside.txt").read_text() == "outside\n"
+
+
+def test_failed_simulation_leaves_no_partial_file_and_the_old_one_intact(tmp_path, monkeypatch):
+    import alliance.simulate as sim
+
+    folder = tmp_path / "sim"
+    sim.write_simulation(_tiny(), folder)
+    before = _snapshot(folder)
+
+    calls = {"n": 0}
+    real = sim._ChunkWriter.write
+
+    def fail_on_second_chunk(self, frame):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise RuntimeError("disk full")
+        real(self, frame)
+
+    monkeypatch.setattr(sim._ChunkWriter, "write", fail_on_second_chunk)
+    with pytest.raises(RuntimeError, match="disk full"):
+        sim.simulate_rom(20, folder, n_sessions=3, clients_per_therapist=5, chunk_clients=5)
+    assert _snapshot(folder) == before
+    # a partial file a killed run left (its process is gone) is removed by the next run
+    stray = folder / ".sessions.csv.999999999.partial.csv"
+    stray.write_text("half")
+    monkeypatch.undo()
+    sim.write_simulation(_tiny(), folder)
+    assert not stray.exists()
+    assert not list(folder.glob(".*partial*"))
+
+
+def test_cli_simulate_refuses_a_folder_with_user_files(tmp_path):
+    from typer.testing import CliRunner
+
+    from alliance.cli import app
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "sessions.csv").write_text("client,session\n0012,1\n")
+    before = _snapshot(folder)
+    runner = CliRunner()
+    for extra in ([], ["--clients", "20", "--clients-per-therapist", "5", "--sessions", "3"]):
+        result = runner.invoke(app, ["simulate", "--out", str(folder), *extra])
+        assert result.exit_code == 2, result.output
+        assert "sessions.csv" in result.output and "Traceback" not in result.output
+        assert _snapshot(folder) == before
+    fresh = tmp_path / "fresh"
+    args = ["simulate", "--out", str(fresh), "--therapists", "2", "--sites", "1", "--sessions", "3"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, args).exit_code == 0  # its own previous simulation
+    assert (fresh / "truth_ruptures.csv").exists()

@@ -6,6 +6,7 @@ Every refusal is a :class:`ReadError` whose message names the problem and the fi
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -219,6 +220,42 @@ def check_header(names: list[str], name: str) -> None:
         )
 
 
+def ragged_lines(path: Path, dialect: Dialect, limit: int = 5) -> tuple[int, list[tuple[int, int]]]:
+    """The header's width and the first ``limit`` rows of another width, read as a stream.
+
+    For files too big for :func:`scan_csv`, which reads the whole text: only called
+    once a reader has found the rows uneven, to name their lines.
+    """
+    found: list[tuple[int, int]] = []
+    width = 0
+    with (
+        contextlib.suppress(csv.Error, UnicodeDecodeError),
+        open_text(path, dialect.encoding) as handle,
+    ):
+        reader = csv.reader(handle, delimiter=dialect.sep)
+        width = len(next(reader, None) or [])
+        for row in reader:
+            if not row or (len(row) > width and not any(c.strip() for c in row[width:])):
+                continue
+            if len(row) != width:
+                found.append((reader.line_num, len(row)))
+                if len(found) >= limit:
+                    break
+    return width, found
+
+
+def ragged_message(name: str, width: int, sep: str, ragged: list[tuple[int, int]]) -> str:
+    """The message for rows with another number of fields than the header."""
+    shown = ", ".join(f"line {ln} ({n} fields)" for ln, n in ragged[:5])
+    more = f" and {len(ragged) - 5} more" if len(ragged) > 5 else ""
+    label = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}.get(sep, repr(sep))
+    return (
+        f"{name} has rows with a different number of fields than its header "
+        f"({width}, separator {label}): {shown}{more}. Fix those lines (a separator inside "
+        "a value needs quotes), or pass the right separator (sep=... / --sep)"
+    )
+
+
 def scan_csv(path: Path, dialect: Dialect) -> list[str]:
     """Header names of a CSV file; refuses duplicated names, ragged rows and bad encoding."""
     ragged: list[tuple[int, int]] = []
@@ -266,14 +303,5 @@ def scan_csv(path: Path, dialect: Dialect) -> list[str]:
         header[0] = header[0][1:]
     check_header(header, path.name)
     if ragged:
-        shown = ", ".join(f"line {ln} ({n} fields)" for ln, n in ragged[:5])
-        more = f" and {len(ragged) - 5} more" if len(ragged) > 5 else ""
-        label = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}.get(
-            dialect.sep, repr(dialect.sep)
-        )
-        raise ReadError(
-            f"{path.name} has rows with a different number of fields than its header "
-            f"({width}, separator {label}): {shown}{more}. Fix those lines (a separator inside "
-            "a value needs quotes), or pass the right separator (sep=... / --sep)"
-        )
+        raise ReadError(ragged_message(path.name, width, dialect.sep, ragged))
     return header

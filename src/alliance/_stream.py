@@ -136,6 +136,36 @@ def header_of(path: Path, dialect: tuple = (None, None, None)) -> list[str]:
     return header
 
 
+def transcode(path: Path, encoding: str) -> tempfile.TemporaryDirectory:
+    """A UTF-8 copy of a text file in another encoding, in a scratch folder of its own.
+
+    DuckDB reads UTF-8 (and its ``latin-1`` refuses the bytes 0x80-0x9F, which cp1252
+    uses for the euro sign and curly quotes), so a cp1252 or latin-1 file is decoded by
+    Python's codec, a megabyte at a time, into ``<folder>/utf8.csv``. Line ends are
+    kept, so line numbers stay the file's. The folder goes when the returned object
+    is cleaned up or collected.
+    """
+    scratch = temporary_folder()
+    target = Path(scratch.name) / "utf8.csv"
+    try:
+        with (
+            _sniff.open_text(path, encoding) as src,
+            open(target, "w", encoding="utf-8", newline="") as out,
+        ):
+            while chunk := src.read(2**20):
+                out.write(chunk)
+    except UnicodeDecodeError as err:
+        scratch.cleanup()
+        raise _sniff.ReadError(
+            f"{path.name} is not valid {encoding} beyond its first part (byte {err.start} "
+            "of a later chunk); pass its real encoding (encoding=... / --encoding)"
+        ) from None
+    except BaseException:
+        scratch.cleanup()
+        raise
+    return scratch
+
+
 def _csv_sql(path: Path, fmt: str, sample_all: bool, extra: dict | None = None) -> str:
     extra = extra or {}
     found = extra.get("dialect")
@@ -143,11 +173,10 @@ def _csv_sql(path: Path, fmt: str, sample_all: bool, extra: dict | None = None) 
     sep = "\\t" if sep == "\t" else sep.replace("'", "''")
     sample = ", sample_size=-1" if sample_all else ""
     options = ""
+    path = extra.get("read_path") or path  # the UTF-8 copy of a cp1252/latin-1 file
     if found is not None:
         if found.decimal == ",":
             options += ", decimal_separator=','"
-        if found.encoding not in ("utf-8", "utf-8-sig"):
-            options += ", encoding='latin-1'"
     ids = extra.get("ids") or []
     if ids:
         options += ", types={" + ", ".join(f"{literal(c)}: 'VARCHAR'" for c in ids) + "}"
@@ -179,14 +208,20 @@ def open_source(
         n_rows = None
         found = _sniff.sniff(path, fmt, sep=dialect[0], decimal=dialect[1], encoding=dialect[2])
         extra = {"dialect": found, "ids": ids}
+        if found.encoding not in ("utf-8", "utf-8-sig"):
+            scratch = transcode(path, found.encoding)
+            extra["scratch"] = scratch  # kept alive with the Source
+            extra["read_path"] = Path(scratch.name) / "utf8.csv"
         sql = _csv_sql(path, fmt, sample_all=False, extra=extra)
         row_numbers = False
     try:
         described = translate(path, lambda: con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall())
     except _sniff.ReadError:
+        if fmt != "parquet":
+            _refuse_ragged(path, found)
         if fmt == "parquet" or not ids:
             raise
-        extra = {"dialect": found, "ids": []}  # DuckDB's sniffer saw other names: cast later
+        extra = {**extra, "ids": []}  # DuckDB's sniffer saw other names: cast later
         sql = _csv_sql(path, fmt, sample_all=False, extra=extra)
         described = translate(path, lambda: con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall())
     types = {
@@ -202,6 +237,7 @@ def open_source(
             for h, a in zip(header, seen, strict=False)
         )
     ):
+        _refuse_ragged(path, found)
         raise _sniff.ReadError(
             f"{path.name} has rows with a different number of fields than its header "
             f"({len(header)} columns); fix those lines (a separator inside a value needs "
@@ -211,7 +247,17 @@ def open_source(
     source.extra["ids"] = [c for c in ids if c in types]
     if fmt != "parquet":
         source.extra["dialect"] = found
+        for key in ("scratch", "read_path"):
+            if key in extra:
+                source.extra[key] = extra[key]
     return source
+
+
+def _refuse_ragged(path: Path, dialect) -> None:
+    """Name the lines of rows with another number of fields than the header, if any."""
+    width, ragged = _sniff.ragged_lines(path, dialect)
+    if ragged:
+        raise _sniff.ReadError(_sniff.ragged_message(path.name, width, dialect.sep, ragged))
 
 
 def translate(path: Path, run):
@@ -236,7 +282,14 @@ def duckdb_message(path: Path, error: Exception) -> str:
             f"{path.name} has rows with a different number of fields than its header{where}; "
             "fix those lines, or pass the right separator (sep=... / --sep)"
         )
-    if "unicode" in text.lower() or "utf" in text.lower() or "encoding" in text.lower():
+    lower = text.lower()
+    if "sniffing file" in lower or "detect the csv parsing dialect" in lower:
+        return (
+            f"{path.name} cannot be read as CSV: its separator and quoting could not be told "
+            "(rows of different lengths, or stray quotes); fix those lines, or pass the "
+            "separator (sep=... / --sep)"
+        )
+    if "invalid unicode" in lower or "not utf-8 encoded" in lower or "encoded" in lower:
         return (
             f"{path.name} is not valid UTF-8{where}; pass its encoding, e.g. "
             "encoding='cp1252' (--encoding cp1252)"

@@ -322,8 +322,7 @@ def simulate(
     without it, the whole study is made in memory by simulate_study and the simulated
     ruptures are written to truth_ruptures.csv.
     """
-    from alliance.io import write_study
-    from alliance.simulate import simulate_rom, simulate_study
+    from alliance.simulate import simulate_rom, simulate_study, write_simulation
 
     if clients is not None:
         if therapists is not None:
@@ -364,11 +363,10 @@ def simulate(
             n_sites=3 if sites is None else sites,
             seed=seed,
         )
+        write_simulation(study, out_dir, fmt=fmt)
     except ValueError as error:
         err.print(str(error), markup=False)
         raise typer.Exit(2) from None
-    write_study(study, out_dir, fmt=fmt)
-    study.truth["ruptures"].to_csv(out_dir / "truth_ruptures.csv", index=False)
     out.print(f"wrote {study} to {out_dir}", markup=False, highlight=False)
 
 

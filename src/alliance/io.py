@@ -405,9 +405,8 @@ def choose_engine(
 
 
 def _codebook_ids(book: Codebook, table: str) -> list[str]:
-    """Columns the codebook declares as text (``type: string``) in one table."""
-    fields = book.fields(table)
-    return [str(n) for n in fields.loc[fields["type"] == "string", "name"]]
+    """Columns the codebook makes identifiers or text in one table (read as text)."""
+    return book.identifiers(table)
 
 
 def _read_duckdb(

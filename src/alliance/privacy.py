@@ -195,7 +195,10 @@ def identifier_values(study, *, therapists: bool = True, dates: bool = True) -> 
             name = field.get("name")
             if not isinstance(name, str):
                 continue
-            if field.get("role") == "identifier" or field.get("identifier") is True:
+            if (
+                field.get("role") in ("identifier", "client", "therapist")
+                or field.get("identifier") is True
+            ):
                 wanted.add(name)
             if dates and field.get("type") in ("date", "datetime"):
                 wanted.add(name)
@@ -254,9 +257,32 @@ def _labelled_hits(text: str, ids: Identifiers) -> set[str]:
     pattern = re.compile(rf"(?<![^\W_])(?:{names})\s*[:=#]?\s*([^\s<>,;()\[\]]+)")
     hits = set()
     for match in pattern.finditer(_norm(_TAG.sub(" ", text))):
-        token = match.group(1).rstrip(".:")
+        token = _POSSESSIVE.sub("", match.group(1).rstrip(".:!?"))
         if token in ids.short:
             hits.add(token)
+    return hits
+
+
+_POSSESSIVE = re.compile(r"['’]s?$")
+#: A short code of letters and digits (``T1``, ``c07``): distinctive inside a heading,
+#: a caption or a legend entry, unlike a bare number (``Table 7``) or a short word.
+_CODE = re.compile(r"(?=[^\W\d_]*\d)(?=\d*[^\W\d_])[^\W_]+")
+
+
+def _inside_hits(texts, ids: Identifiers, *, whole: bool = True) -> set[str]:
+    """Short ids in headings, captions, labels and legend entries (normalized texts).
+
+    The whole text equal to a short id is a hit (a heading ``7``, a legend entry
+    ``T1``; not with ``whole=False``, for figure texts such as a bar's count); inside a
+    longer text only a code of letters and digits is (``Trajectory of C07``), never a
+    bare number (``Table 7``, ``Figure 12``).
+    """
+    codes = [v for v in ids.short if _CODE.fullmatch(v)]
+    hits = set()
+    for text in texts:
+        if whole and text in ids.short:
+            hits.add(text)
+        hits |= {v for v in codes if v in text and _bounded(text, v)}
     return hits
 
 
@@ -343,7 +369,7 @@ def _html_hits(text: str, ids: Identifiers) -> set[str]:
     with contextlib.suppress(Exception):  # a malformed page is still checked as text
         parser.feed(_DATA_URI.sub(" ", text))
         parser.close()
-    hits = {h for h in parser.headings if h in ids.short}
+    hits = _inside_hits(parser.headings, ids)
     for table in parser.tables:
         rows = [_expand(r) for r in table if r]
         # a header row is all <th> (pandas writes row labels as <th> too, so a row whose
@@ -408,7 +434,8 @@ def _svg_hits(text: str, ids: Identifiers) -> set[str]:
 
     walk(root, "")
     labelled = any(w == "" and t in ids.columns for w, t in texts)
-    hits = {t for w, t in texts if w == "legend" and t in ids.short}
+    hits = _inside_hits([t for w, t in texts if w == "legend"], ids)
+    hits |= _inside_hits([t for w, t in texts if w == ""], ids, whole=False)  # titles
     if labelled:
         hits |= {t for w, t in texts if w == "tick" and t in ids.short}
     return hits
@@ -439,6 +466,8 @@ def _notebook_hits(text: str, ids: Identifiers) -> set[str]:
         hits |= _long_hits(source, ids)
         if cell.get("cell_type") == "markdown":
             hits |= _html_hits(source, ids) | _labelled_hits(source, ids)
+            headings = re.findall(r"^ {0,3}#{1,6}\s+(.*)$", source, flags=re.M)
+            hits |= _inside_hits([_norm(h.rstrip("# ")) for h in headings], ids)
         for output in cell.get("outputs", []) or []:
             data = output.get("data", {}) or {}
             for kind, body in [("text/plain", output.get("text")), *data.items()]:
@@ -460,8 +489,11 @@ def find_identifiers(text: str, ids: Identifiers, *, kind: str = "html") -> set[
     letter or digit right before or after it. Short or purely numeric values would match
     any table of counts, so they are looked for only where an identifier can stand:
     cells of a column headed by an identifier column's name (HTML and CSV tables,
-    printed DataFrames), headings and captions, figure legends, tick labels of an axis
-    named for an identifier, and after the column's name (``client 7``).
+    printed DataFrames), headings, captions and labels, figure legends, tick labels of
+    an axis named for an identifier, and after the column's name (``client 7``). In a
+    heading, caption, label or legend entry a short id is found as its whole text, or
+    inside it when it is a code of letters and digits (``Trajectory of C07``); a bare
+    number inside it (``Table 7``, ``Figure 12``) is not an identifier.
 
     Parameters
     ----------

@@ -337,8 +337,7 @@ def _check_required(found: _Problems, table: str, data: pd.DataFrame) -> None:
 def _text_columns(study: Study, table: str) -> list[str]:
     """Identifier columns: client, therapist, site and the codebook's text fields."""
     data = getattr(study, table)
-    fields = study.codebook.fields(table)
-    declared = set(fields.loc[fields["type"] == "string", "name"])
+    declared = set(study.codebook.identifiers(table))
     return [c for c in data.columns if c in {"client", "therapist", "site"} | declared]
 
 
@@ -394,15 +393,18 @@ def _check_scores(found: _Problems, study: Study) -> None:
         )
 
 
-def _check_numeric_text(found: _Problems, study: Study) -> None:
-    """Text among numbers in a column the codebook and registry do not describe."""
+def _numeric_text_candidates(study: Study) -> list[str]:
+    """Text columns of the sessions table that neither the codebook nor the registry describe."""
     data = study.sessions
     declared = set(study.codebook.fields("sessions")["name"])
     skip = set(_text_columns(study, "sessions")) | {"session", "date", "phase"} | declared
     skip |= set(_score_columns(study))
     item = re.compile(r"^(?P<name>.+)_(?P<item>\d+)$")
+    out = []
     for col in data.columns:
         if col in skip or pd.api.types.is_numeric_dtype(data[col].dtype):
+            continue
+        if pd.api.types.is_datetime64_any_dtype(data[col].dtype):
             continue
         match = item.match(str(col))
         if match:
@@ -411,11 +413,29 @@ def _check_numeric_text(found: _Problems, study: Study) -> None:
                 continue  # checked against the registry
             except KeyError:
                 pass
-        raw = data[col].dropna()
-        if raw.empty:
-            continue
-        num = pd.to_numeric(raw.astype(str).str.strip(), errors="coerce")
-        if num.notna().mean() >= 0.5:
+        out.append(col)
+    return out
+
+
+def _check_numeric_text(found: _Problems, study: Study, columns=None) -> None:
+    """Text among numbers in a column the codebook and registry do not describe.
+
+    A column counts as numeric when at least half its values are numbers; ``columns``
+    gives that decision when it was made elsewhere (over a whole file, in
+    :func:`validate_file`), and the check then runs on these rows only.
+    """
+    data = study.sessions
+    if columns is None:
+        columns = []
+        for col in _numeric_text_candidates(study):
+            raw = data[col].dropna()
+            if raw.empty:
+                continue
+            num = pd.to_numeric(raw.astype(str).str.strip(), errors="coerce")
+            if num.notna().mean() >= 0.5:
+                columns.append(col)
+    for col in columns:
+        if col in data.columns:
             _check_numeric(found, "sessions", data, col, None, None, "data")
 
 
@@ -825,13 +845,18 @@ def _check_events(found: _Problems, sessions: pd.DataFrame, events: pd.DataFrame
 
 
 def _row_level_checks(
-    found: _Problems, sessions: pd.DataFrame, codebook, check_instruments: bool
+    found: _Problems,
+    sessions: pd.DataFrame,
+    codebook,
+    check_instruments: bool,
+    numeric_text: list[str] = (),
 ) -> None:
     """The checks that look at one sessions row at a time, in :func:`validate`'s order."""
     cols = set(sessions.columns)
     part = Study(sessions=sessions, clients=pd.DataFrame(columns=["client"]), codebook=codebook)
     _check_whitespace(found, "sessions", sessions, _text_columns(part, "sessions"))
     _check_scores(found, part)
+    _check_numeric_text(found, part, columns=list(numeric_text))
     if {"client", "session"} <= cols:
         _check_ids(found, "sessions", sessions)
         _check_session_numbers(found, "sessions", sessions)
@@ -843,6 +868,39 @@ def _row_level_checks(
     _check_codebook(found, part, tables=("sessions",))
     if check_instruments:
         _check_instrument_items(found, part)
+
+
+def _numeric_text_columns(con, source, plan, rename: dict, book) -> list[str]:
+    """Text columns of a whole file in which at least half the values are numbers.
+
+    The decision :func:`validate` makes on a loaded table, made here in one DuckDB pass
+    over the file, so every batch checks the same columns (named after renaming).
+    """
+    from alliance import _stream
+
+    back = {new: old for old, new in rename.items()}
+    empty = pd.DataFrame(
+        {
+            rename.get(c, c): pd.Series(dtype=object if dtype == "string" else "float64")
+            for c, (dtype, _) in plan.items()
+        }
+    )
+    head = Study(sessions=empty, clients=pd.DataFrame(columns=["client"]), codebook=book)
+    candidates = _numeric_text_candidates(head)
+    if not candidates:
+        return []
+    parts = []
+    for col in candidates:
+        q = _stream.quote(back.get(col, col))
+        text = f"trim(CAST({q} AS VARCHAR))"
+        parts += [
+            f"count(CASE WHEN {text} <> '' THEN 1 END)",
+            f"count(TRY_CAST({text} AS DOUBLE))",
+        ]
+    row = con.sql(f"SELECT {', '.join(parts)} FROM {source.sql}").fetchall()[0]
+    return [
+        col for i, col in enumerate(candidates) if row[2 * i] and row[2 * i + 1] / row[2 * i] >= 0.5
+    ]
 
 
 def validate_file(
@@ -903,7 +961,7 @@ def validate_file(
     >>> report.ok, report.n_sessions, report.n_clients
     (True, 3666, 300)
     """
-    from alliance import _stream
+    from alliance import _sniff, _stream
     from alliance._layout import events_types, locate
     from alliance.io import read_table
 
@@ -916,10 +974,14 @@ def validate_file(
     if book_path is not None:
         files["codebook"] = str(book_path)
     client_table = (
-        read_table(found_paths["clients"], columns=rename) if "clients" in found_paths else None
+        read_table(found_paths["clients"], columns=rename, ids=book.identifiers("clients"))
+        if "clients" in found_paths
+        else None
     )
     event_table = (
-        events_types(read_table(found_paths["events"], columns=rename))
+        events_types(
+            read_table(found_paths["events"], columns=rename, ids=book.identifiers("events"))
+        )
         if "events" in found_paths
         else None
     )
@@ -930,10 +992,14 @@ def validate_file(
     with _stream.temporary_folder() as tmp:
         con = _stream.connect(temp_directory=tmp)
         try:
-            source = _stream.open_source(con, found_paths["sessions"])
+            header = _stream.header_of(found_paths["sessions"])
+            wanted = set(_sniff.ID_COLUMNS) | set(book.identifiers("sessions"))
+            ids = [c for c in header if rename.get(c, c) in wanted]
+            source = _stream.open_source(con, found_paths["sessions"], ids=ids)
             source = _stream.as_parquet(con, source, tmp)
             plan = _stream.plan_dtypes(con, source, source.columns)
             names = [rename.get(c, c) for c in source.columns]
+            numeric_text = _numeric_text_columns(con, source, plan, rename, book)
             flagged: list[pd.DataFrame] = []
             n_missing = pd.Series(0, index=names, dtype=np.int64)
             n_rows = 0
@@ -947,7 +1013,7 @@ def validate_file(
                 n_rows += len(batch)
                 n_missing += batch.isna().sum().astype(np.int64)
                 scratch = _Problems({})
-                _row_level_checks(scratch, batch, book, check_instruments)
+                _row_level_checks(scratch, batch, book, check_instruments, numeric_text)
                 hits = [p["rows"] for p in scratch.rows if p["table"] == "sessions" and p["rows"]]
                 if hits:
                     positions = np.unique(np.concatenate([np.asarray(h) for h in hits])) - 1
@@ -1040,6 +1106,7 @@ def validate_file(
     if client_table is not None:
         _check_whitespace(found, "clients", client_table, _text_columns(head, "clients"))
     _check_scores(found, head)
+    _check_numeric_text(found, head, columns=numeric_text)
 
     flagged_rows = on(rows_flagged)
     if {"client", "session"} <= has:

@@ -26,6 +26,9 @@ thousands of clients) to Parquet or CSV in chunks of clients, so memory stays bo
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,7 +37,21 @@ import pandas as pd
 
 from alliance.study import Codebook, Study
 
-__all__ = ["Effects", "as_effects", "simulate_study", "simulate_rom", "codebook_for"]
+__all__ = [
+    "Effects",
+    "as_effects",
+    "simulate_study",
+    "simulate_rom",
+    "write_simulation",
+    "codebook_for",
+    "SIMULATION_MARKER",
+]
+
+#: Key of the ``datapackage.json`` that :func:`simulate_rom` and :func:`write_simulation`
+#: write: ``{"written_by": ..., "files": [...]}``, the files that simulation wrote. A
+#: folder is written into only when none of the files to write exists, or when each
+#: one that exists is listed there (a previous simulation of ours, which is replaced).
+SIMULATION_MARKER = "alliance_simulation"
 
 WAI_ITEMS = 12
 PHQ_ITEMS = 9
@@ -513,8 +530,9 @@ def simulate_rom(
         Number of clients in all.
     path : str or pathlib.Path
         Folder to write ``sessions.<fmt>``, ``clients.<fmt>``, ``events.<fmt>`` and
-        ``datapackage.json`` into (made if absent; existing files of those names are
-        replaced).
+        ``datapackage.json`` into (made if absent). A file of those names that a
+        previous simulation did not write is never replaced: the call raises
+        ``ValueError`` naming it and writes nothing (see :data:`SIMULATION_MARKER`).
     n_sessions : int, default 20
         Planned sessions per client (dropout and missed sessions make fewer rows;
         about 13.5 rows per client at 20 planned sessions with the default effects).
@@ -580,6 +598,8 @@ def simulate_rom(
             f"seed must be a whole number (the chunks' seeds derive from it), got {seed!r}"
         )
     folder = Path(path)
+    names = [f"{t}.{fmt}" for t in _TABLES]
+    stale = _claim_folder(folder, names)
     folder.mkdir(parents=True, exist_ok=True)
     per_chunk = max(1, chunk_clients // clients_per_therapist) * clients_per_therapist
     starts = np.arange(0, n_clients, per_chunk)
@@ -587,9 +607,8 @@ def simulate_rom(
     n_therapists = -(-n_clients // clients_per_therapist)
     client_width = max(6, len(str(n_clients)))
     therapist_width = max(6, len(str(n_therapists)))
-    writers = {
-        t: _ChunkWriter(folder / f"{t}.{fmt}", fmt) for t in ("sessions", "clients", "events")
-    }
+    writers = {t: _ChunkWriter(folder / f"{t}.{fmt}", fmt) for t in _TABLES}
+    done = False
     try:
         bar = tqdm(
             zip(starts, children, strict=True),
@@ -619,32 +638,231 @@ def simulate_rom(
             )
             for table, frame in tables.items():
                 writers[table].write(frame)
-    finally:
         for writer in writers.values():
             writer.close()
+        done = True
+    finally:
+        if not done:
+            for writer in writers.values():
+                writer.discard()
     description = (
         f"Synthetic routine-outcome-monitoring data: {n_clients} clients, "
         f"{n_sessions} planned sessions, from alliance.simulate.simulate_rom(seed={seed}, "
         f"chunk_clients={chunk_clients}); no real person is described."
     )
-    codebook_for("simulated_rom", description).write(folder / "datapackage.json")
+    _finish(
+        folder,
+        codebook_for("simulated_rom", description),
+        {
+            folder / n: writers[t].partial
+            for t, n in zip(_TABLES, names, strict=True)
+            if writers[t].started
+        },
+        stale,
+        "alliance.simulate.simulate_rom",
+    )
     return folder
 
 
+def write_simulation(study: Study, path: str | Path, *, fmt: str = "csv") -> Path:
+    """Write a simulated study, and its simulated ruptures, into a folder safely.
+
+    Writes ``sessions.<fmt>``, ``clients.<fmt>``, ``events.<fmt>`` (when there are
+    events), ``truth_ruptures.csv`` (when the study has ``truth["ruptures"]``) and
+    ``datapackage.json``. Each file is written under a temporary name and moved into
+    place at the end, so a failed call leaves the folder as it was.
+
+    Parameters
+    ----------
+    study : Study
+        A study from :func:`simulate_study`.
+    path : str or pathlib.Path
+        The folder (made if absent). It may already hold other files, which are left
+        alone; but a file of a name to write is replaced only when a previous
+        simulation wrote it (its ``datapackage.json`` lists it under
+        :data:`SIMULATION_MARKER`). Files that previous simulation wrote and this one
+        does not (another ``fmt``, no events) are removed, nothing else.
+    fmt : str, default "csv"
+        File suffix without the dot: csv, tsv, xlsx, parquet, sav or dta.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder, readable with :func:`alliance.read_study`.
+
+    Raises
+    ------
+    ValueError
+        When the folder holds a file of a name to write that no simulation of ours
+        wrote (nothing is written), or ``path`` is a file.
+
+    Examples
+    --------
+    >>> import tempfile, alliance
+    >>> from alliance.simulate import simulate_study, write_simulation
+    >>> study = simulate_study(4, 5, 6, n_sites=2, seed=1)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     folder = write_simulation(study, tmp)
+    ...     again = write_simulation(study, tmp)  # replaces its own files
+    ...     sorted(p.name for p in folder.iterdir())
+    ['clients.csv', 'datapackage.json', 'events.csv', 'sessions.csv', 'truth_ruptures.csv']
+    """
+    from alliance.io import write_table
+
+    if not isinstance(study, Study):
+        raise TypeError(f"study must be an alliance.Study, got {type(study).__name__}")
+    if fmt not in ("csv", "tsv", "xlsx", "parquet", "sav", "dta"):
+        raise ValueError(
+            f"fmt must be one of csv, tsv, xlsx, parquet, sav, dta (no dot), got {fmt!r}"
+        )
+    folder = Path(path)
+    tables = {t: getattr(study, t) for t in _TABLES}
+    if tables["events"] is None or tables["events"].empty:
+        tables.pop("events")
+    frames = {f"{t}.{fmt}": frame for t, frame in tables.items()}
+    ruptures = (study.truth or {}).get("ruptures")
+    if isinstance(ruptures, pd.DataFrame):
+        frames["truth_ruptures.csv"] = ruptures
+    stale = _claim_folder(folder, list(frames))
+    folder.mkdir(parents=True, exist_ok=True)
+    moves: dict[Path, Path] = {}
+    try:
+        for name, frame in frames.items():
+            partial = _partial_name(folder / name)
+            moves[folder / name] = partial
+            write_table(frame, partial)
+    except BaseException:
+        for partial in moves.values():
+            partial.unlink(missing_ok=True)
+        raise
+    _finish(folder, study.codebook, moves, stale, "alliance.simulate.write_simulation")
+    return folder
+
+
+_TABLES = ("sessions", "clients", "events")
+# what a simulation may write; a previous manifest is trusted for these names only
+_OURS = re.compile(
+    r"(sessions|clients|events)\.(csv|tsv|xlsx|parquet|sav|dta)|truth_ruptures\.csv"
+    r"|datapackage\.json"
+)
+_PARTIAL = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.partial(?P<suffix>\.[a-z]+)")
+
+
+def _partial_name(target: Path) -> Path:
+    """The hidden temporary name a file is written under before it is moved into place."""
+    return target.with_name(f".{target.name}.{os.getpid()}.partial{target.suffix}")
+
+
+def _previous_files(folder: Path) -> set[str]:
+    """The files a previous simulation wrote into ``folder``, from its codebook's marker."""
+    book = folder / "datapackage.json"
+    try:
+        package = json.loads(book.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    marker = package.get(SIMULATION_MARKER) if isinstance(package, dict) else None
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, list):
+        return set()
+    return {f for f in files if isinstance(f, str) and _OURS.fullmatch(f)}
+
+
+def _claim_folder(folder: Path, names: list[str]) -> list[Path]:
+    """Refuse a folder where a file to write exists that no simulation of ours wrote.
+
+    Returns the files the previous simulation wrote that this one will not rewrite
+    (removed once the new files are in place). Also removes the temporary files a
+    killed earlier run left (``.<name>.<pid>.partial.<suffix>`` of a process that is gone).
+    """
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(
+            f"{folder} is a file, not a folder; give a new folder (or one that holds "
+            "a previous simulation) to write the simulated study into"
+        )
+    if not folder.exists():
+        return []
+    targets = [*names, "datapackage.json"]
+    previous = _previous_files(folder)
+    clash = [n for n in targets if os.path.lexists(folder / n) and n not in previous]
+    if clash:
+        listed = ", ".join(clash)
+        raise ValueError(
+            f"{folder} already holds {listed}, which no simulation of alliance wrote "
+            f"(its datapackage.json does not list them under {SIMULATION_MARKER!r}); "
+            "nothing was written or removed. Give a new or empty folder (e.g. --out "
+            f"{folder.name}_sim), or move those files away first"
+        )
+    for stray in folder.glob(".*.partial.*"):
+        m = _PARTIAL.fullmatch(stray.name)
+        if m and _OURS.fullmatch(m["name"]) and not _alive(int(m["pid"])):
+            stray.unlink(missing_ok=True)
+    return [folder / n for n in sorted(previous - set(targets)) if os.path.lexists(folder / n)]
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of that id runs (a conservative True when it cannot be told)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _finish(
+    folder: Path,
+    codebook: Codebook,
+    moves: dict[Path, Path],
+    stale: list[Path],
+    writer: str,
+) -> None:
+    """Write the marked codebook first, then move the new files into place.
+
+    The codebook goes first so that a run killed between the moves leaves a folder
+    the next run recognises as its own and repairs.
+    """
+    package = codebook.to_dict()
+    package[SIMULATION_MARKER] = {
+        "written_by": writer,
+        "files": sorted([*(t.name for t in moves), "datapackage.json"]),
+    }
+    book = folder / "datapackage.json"
+    partial = _partial_name(book)
+    try:
+        Codebook(package).write(partial)
+        os.replace(partial, book)
+        for target, part in moves.items():
+            os.replace(part, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        for part in moves.values():
+            part.unlink(missing_ok=True)
+        raise
+    for old in stale:
+        old.unlink(missing_ok=True)
+
+
 class _ChunkWriter:
-    """Append DataFrames to one Parquet or CSV file with the first chunk's schema."""
+    """Append DataFrames to one Parquet or CSV file with the first chunk's schema.
+
+    The rows go to a hidden temporary file (:attr:`partial`), moved into place by the
+    caller once every chunk is written; :meth:`discard` removes it after a failure.
+    """
 
     def __init__(self, path: Path, fmt: str):
         self.path, self.fmt = path, fmt
+        self.partial = _partial_name(path)
         self.writer = None
         self.schema = None
         self.started = False
-        if path.exists():
-            path.unlink()
+        self.partial.unlink(missing_ok=True)
 
     def write(self, frame: pd.DataFrame) -> None:
         if self.fmt == "csv":
-            frame.to_csv(self.path, mode="a", header=not self.started, index=False)
+            frame.to_csv(self.partial, mode="a", header=not self.started, index=False)
             self.started = True
             return
         import pyarrow as pa
@@ -657,7 +875,7 @@ class _ChunkWriter:
                 pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in schema
             ]
             self.schema = pa.schema(fields)
-            self.writer = pq.ParquetWriter(self.path, self.schema)
+            self.writer = pq.ParquetWriter(self.partial, self.schema)
         table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
         self.writer.write_table(table)
         self.started = True
@@ -665,6 +883,13 @@ class _ChunkWriter:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
+
+    def discard(self) -> None:
+        try:
+            self.close()
+        finally:
+            self.partial.unlink(missing_ok=True)
 
 
 def _labels(prefix: str, first: int, n: int, width: int) -> np.ndarray:

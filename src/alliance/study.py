@@ -129,6 +129,48 @@ class Codebook:
                 return fld
         return None
 
+    #: Field roles that make a column an identifier (read as text, never as a number).
+    IDENTIFIER_ROLES = ("identifier", "client", "therapist", "site")
+
+    def identifiers(self, table: str) -> list[str]:
+        """The columns of one table the codebook makes identifiers, read as text.
+
+        A field is an identifier when its ``type`` is ``string``, its ``role`` is one of
+        :attr:`IDENTIFIER_ROLES`, it has ``"identifier": true``, or it is one of the
+        table's foreign-key fields. Such a column is read as text in every format and
+        engine even when typed ``integer``, so ``01`` stays ``01``.
+
+        Examples
+        --------
+        >>> from alliance.study import Codebook
+        >>> book = Codebook({"resources": [{"name": "sessions", "schema": {"fields": [
+        ...     {"name": "case_no", "type": "integer", "role": "client"},
+        ...     {"name": "session", "type": "integer"}]}}]})
+        >>> book.identifiers("sessions")
+        ['case_no']
+        """
+        res = self.resource(table)
+        if res is None:
+            return []
+        schema = res.get("schema", {}) or {}
+        keys: set[str] = set()
+        for fk in schema.get("foreignKeys", []) or []:
+            fields = fk.get("fields", []) if isinstance(fk, dict) else []
+            keys |= {fields} if isinstance(fields, str) else set(fields)
+        out = []
+        for fld in schema.get("fields", []) or []:
+            name = fld.get("name") if isinstance(fld, dict) else None
+            if not isinstance(name, str):
+                continue
+            if (
+                fld.get("type") == "string"
+                or fld.get("role") in self.IDENTIFIER_ROLES
+                or fld.get("identifier") is True
+                or name in keys
+            ):
+                out.append(name)
+        return out
+
     @property
     def citation(self) -> str | None:
         """How to cite the data, when the codebook says."""
