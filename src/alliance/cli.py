@@ -397,6 +397,13 @@ def report(
     wide: list[str] = typer.Option(
         [], "--wide", help="A measure spread over sessions, e.g. phq9 for phq9_s1.. (repeatable)."
     ),
+    notebook: list[str] = typer.Option(
+        [],
+        "--notebook",
+        "-n",
+        help="Run only these notebooks, by number or name, e.g. 01 or 03_ruptures "
+        "(repeatable; default: all).",
+    ),
     sep: str = _SEP,
     decimal: str = _DECIMAL,
     encoding: str = _ENCODING,
@@ -426,6 +433,7 @@ def report(
             _dialect(sep, decimal, encoding),
             _parse_columns(column) or None,
             list(wide) or None,
+            list(notebook) or None,
         )
     except (typer.Exit, SystemExit):
         raise
@@ -478,6 +486,7 @@ def _report(
     dialect,
     columns=None,
     wide=None,
+    notebook=None,
 ) -> None:
     import os
     import signal
@@ -536,6 +545,7 @@ def _report(
             columns=columns,
             wide=wide,
             dialect=dialect,
+            notebooks=_chosen_notebooks(notebook),
         )
     finally:
         if previous is not None:
@@ -543,6 +553,27 @@ def _report(
     for note in result.notes:
         err.print(f"note: {note}", markup=False, highlight=False)
     out.print(f"report written: {result.index}", markup=False, highlight=False)
+
+
+def _chosen_notebooks(names: list[str] | None) -> list[Path] | None:
+    """The notebooks ``--notebook`` names (by number or name prefix); exit 2 if unknown."""
+    if not names:
+        return None
+    from alliance.report import list_notebooks
+
+    books = list_notebooks()
+    chosen = []
+    for name in names:
+        hits = [b for b in books if b.stem.startswith(name.removesuffix(".ipynb"))]
+        if not hits:
+            err.print(
+                f"--notebook {name}: no such notebook; choose among "
+                + ", ".join(b.stem for b in books),
+                markup=False,
+            )
+            raise typer.Exit(2)
+        chosen += [b for b in hits if b not in chosen]
+    return chosen
 
 
 def _int_list(text: str, option: str) -> list[int]:
