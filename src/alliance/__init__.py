@@ -28,6 +28,7 @@ _LAZY = (
     "change",
     "describe",
     "export",
+    "ipd",
     "meta",
     "models",
     "paths",
@@ -36,8 +37,10 @@ _LAZY = (
     "privacy",
     "reliability",
     "report",
+    "results",
     "ruptures",
     "simulate",
+    "tables",
 )
 
 __all__ = [
