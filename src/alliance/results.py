@@ -40,7 +40,6 @@ from alliance.tables import ApaTable
 __all__ = [
     "EXCLUDED_COLUMNS",
     "PARAM_COLUMNS",
-    "ApaTable",
     "Result",
     "apa_table",
     "exclusion_log",
@@ -317,7 +316,8 @@ class Result:
         ax : matplotlib.axes.Axes, optional
             Where to draw (a new figure when None).
         intercept : bool
-            Include the intercept.
+            Include the intercept (always shown when it is the only term, e.g. a pooled
+            estimate).
         standardized : bool
             Plot ``std_estimate`` (no intervals) instead of the raw estimates.
 
@@ -328,9 +328,10 @@ class Result:
         import matplotlib.pyplot as plt
 
         params = self._apa_params()
-        if not intercept:
-            low = params["term"].astype(str).str.lower()
-            params = params[~low.isin(["intercept", "(intercept)"])]
+        low = params["term"].astype(str).str.lower()
+        is_intercept = low.isin(["intercept", "(intercept)"]).to_numpy()
+        if not intercept and not is_intercept.all():
+            params = params[~is_intercept]
         if ax is None:
             _, ax = plt.subplots(figsize=(5.5, 0.45 * max(len(params), 2) + 1.0))
         ypos = np.arange(len(params))[::-1]

@@ -22,7 +22,7 @@ from alliance._checks import require_frame
 from alliance.models._glmm_core import Engine, Term
 from alliance.models._lmm_formula import parse_formula
 from alliance.models._result import ModelResult
-from alliance.results import exclusion_log
+from alliance.results import exclusion_log, level_name
 
 __all__ = ["glmm", "GlmmResult"]
 
@@ -394,4 +394,5 @@ def glmm(
         df_resid=nobs - npar,
         converged=grad_ok,
         singular=singular,
+        n_by_level={"rows": nobs, **{level_name(k): len(v) for k, v in ranef.items()}},
     )
