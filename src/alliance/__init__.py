@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from alliance import datasets, instruments, io, schema, scoring
 from alliance.datasets import load_study
 from alliance.io import read_study
+from alliance.results import Result
 from alliance.schema import ValidationError, validate
 from alliance.scoring import score
 from alliance.study import Codebook, Study
@@ -45,6 +46,7 @@ _LAZY = (
 
 __all__ = [
     "Codebook",
+    "Result",
     "Study",
     "ValidationError",
     "__version__",

@@ -181,7 +181,7 @@ class Result:
     Examples
     --------
     >>> import alliance
-    >>> from alliance.results import Result
+    >>> from alliance.results import PARAM_COLUMNS, Result
     >>> study = alliance.datasets.load_dataset("demo")
     >>> fit = alliance.models.early_alliance(study, alliance="wai_sr", outcome="phq9")
     >>> isinstance(fit, Result), fit.params.columns[:8].tolist() == PARAM_COLUMNS
