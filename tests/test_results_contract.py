@@ -330,3 +330,11 @@ def test_save_table_accepts_an_apa_table(tmp_path, fitted):
     path = alliance.export.save_table(table, "early_apa", tmp_path)
     saved = pd.read_csv(path, dtype=str, keep_default_na=False)
     pd.testing.assert_frame_equal(saved, table.to_frame())
+
+
+def test_apa_table_names_the_confidence_level():
+    res = meta.meta_analysis(meta.example_studies(), level=0.9)
+    body = res.apa_table().to_frame()
+    assert "90% CI" in body.columns
+    low, high = res.params.loc[0, ["ci_low", "ci_high"]]
+    assert body.loc[0, "90% CI"] == f"[{low:.2f}, {high:.2f}]"

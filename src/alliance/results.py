@@ -112,11 +112,12 @@ def _num(fmt, value) -> str:
     return "" if pd.isna(value) else fmt(value)
 
 
-def apa_table(params: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+def apa_table(params: pd.DataFrame, digits: int = 2, *, level: float = 0.95) -> pd.DataFrame:
     """Format a parameter table the APA way: b, SE, 95% CI in brackets, beta, p without 0.
 
     Returns the body (a DataFrame of strings); :meth:`Result.apa_table` wraps it in an
-    :class:`~alliance.tables.ApaTable` with a title and a note.
+    :class:`~alliance.tables.ApaTable` with a title and a note. ``level`` names the CI
+    column (``ci_low``/``ci_high`` are taken as they are).
 
     Examples
     --------
@@ -132,7 +133,7 @@ def apa_table(params: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     out = pd.DataFrame({"Term": params["term"].astype(str)})
     out["b"] = params["estimate"].map(lambda v: _num(fmt, v))
     out["SE"] = params["se"].map(lambda v: _num(fmt, v))
-    out["95% CI"] = [
+    out[f"{100 * level:g}% CI"] = [
         "" if pd.isna(lo) or pd.isna(hi) else f"[{fmt(lo)}, {fmt(hi)}]"
         for lo, hi in zip(params["ci_low"], params["ci_high"], strict=True)
     ]
@@ -301,8 +302,10 @@ class Result:
         alliance.tables.ApaTable
             Renders in Jupyter; ``.to_frame()``, ``.to_html()``, ``.to_latex()``.
         """
+        level = getattr(self, "level", 0.95)
+        level = level if isinstance(level, float) and 0 < level < 1 else 0.95
         return ApaTable(
-            body=apa_table(self._apa_params(), digits=digits),
+            body=apa_table(self._apa_params(), digits=digits, level=level),
             title=self._title() if title is None else title,
             number=number,
             note=self._apa_note(),
