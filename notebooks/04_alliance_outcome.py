@@ -118,7 +118,7 @@ early.excluded
 
 # %%
 early_apa = pd.concat(
-    [early.apa_table(), early_length.apa_table()],
+    [early.apa_table().to_frame(), early_length.apa_table().to_frame()],
     keys=["early alliance", "adjusted for length"],
     names=["model", None],
 ).droplevel(1)
@@ -136,7 +136,7 @@ early_apa
 # %%
 # NBVAL_CHECK_OUTPUT
 early_r = pd.concat(
-    [early.extra["r"], early_length.extra["r"]],
+    [early.r, early_length.r],
     keys=["early alliance", "adjusted for length"],
     names=["model", "kind"],
 )[["r_benefit", "benefit_ci_low", "benefit_ci_high", "n_clients", "meta_r"]]
@@ -150,7 +150,7 @@ print(early_r.round(3).to_string())
 # %%
 fig, ax = plt.subplots(figsize=(5, 4))
 sns.regplot(
-    data=early.extra["table"],
+    data=early.table,
     x="alliance_early",
     y="end",
     scatter_kws={"s": 12, "alpha": 0.5},
@@ -187,12 +187,12 @@ reverse = models.within_between(
     method="mlm",
 )
 print(forward.citation)
-print(forward.extra["formula"])
+print(forward.formula)
 forward.excluded
 
 # %%
 session_apa = pd.concat(
-    [forward.apa_table(digits=3), reverse.apa_table(digits=3)],
+    [forward.apa_table(digits=3).to_frame(), reverse.apa_table(digits=3).to_frame()],
     keys=[f"alliance -> {outcome}[t+{lag}]", f"{outcome} -> alliance[t+{lag}]"],
     names=["direction", None],
 ).droplevel(1)
@@ -264,7 +264,7 @@ dpm = (
 if dpm is not None:
     print(dpm.citation)
     print(*dpm.notes, sep="\n")
-    print(f"clients: {dpm.extra['n_clients']}; sessions used: {dpm.extra['sessions']}")
+    print(f"clients: {dpm.n_clients}; sessions used: {dpm.sessions}")
 
 # %%
 if dpm is not None:

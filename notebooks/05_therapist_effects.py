@@ -96,7 +96,7 @@ print(*slope_model.notes, *end_model.notes, sep="\n")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-icc = slope_model.extra["icc"].assign(sd=lambda t: np.sqrt(t["variance"]))
+icc = slope_model.icc.assign(sd=lambda t: np.sqrt(t["variance"]))
 save_table(icc, "therapist_iccs", export_dir)
 print(icc.round(3).to_string(index=False))
 
@@ -131,7 +131,7 @@ end_model.apa_table()
 # %%
 # NBVAL_CHECK_OUTPUT
 difference = pd.DataFrame(
-    {"growth (slope)": slope_model.extra["difference"], "end": end_model.extra["difference"]}
+    {"growth (slope)": slope_model.difference, "end": end_model.difference}
 ).T
 difference.index.name = "model"
 save_table(difference.reset_index(), "therapist_minus_client", export_dir)
@@ -155,7 +155,7 @@ client_slopes = (
     (session_dev * outcome_dev).groupby(scored["client"]).sum()
     / (session_dev**2).groupby(scored["client"]).sum().replace(0, np.nan)
 ).rename("outcome_slope")
-client_table = slope_model.extra["clients"].join(client_slopes, on="client")
+client_table = slope_model.clients.join(client_slopes, on="client")
 therapist_table = client_table.groupby("therapist").agg(
     alliance_therapist=("alliance_therapist", "first"),
     outcome_slope=("outcome_slope", "mean"),

@@ -122,7 +122,7 @@ print(*moderated_early.notes, *moderated_session.notes, sep="\n")
 
 # %%
 moderation_apa = pd.concat(
-    [moderated_early.apa_table(), moderated_session.apa_table()],
+    [moderated_early.apa_table().to_frame(), moderated_session.apa_table().to_frame()],
     keys=["early alliance", "within/between"],
     names=["model", None],
 ).droplevel(1)
@@ -135,7 +135,7 @@ moderation_apa
 # %%
 # NBVAL_CHECK_OUTPUT
 simple_slopes = pd.concat(
-    [moderated_early.extra["simple_slopes"], moderated_session.extra["simple_slopes"]],
+    [moderated_early.simple_slopes, moderated_session.simple_slopes],
     keys=["early alliance", "within/between"],
     names=["model", None],
 ).droplevel(1)[["label", "estimate", "ci_low", "ci_high", "p", "std_estimate"]]
@@ -177,7 +177,7 @@ mediated = models.mediation(
 )
 print(mediated.citation)
 print(*mediated.notes, sep="\n")
-print(f"failed bootstrap draws: {mediated.extra['n_boot_failed']} of {n_boot}")
+print(f"failed bootstrap draws: {mediated.n_boot_failed} of {n_boot}")
 mediated.excluded
 
 # %%
@@ -216,13 +216,13 @@ ruptures_session = models.rupture_outcome(
     **rupture_source,
 )
 print(*ruptures_client.notes, sep="\n")
-classes = alliance.privacy.suppress_small_cells(ruptures_client.extra["classes"].reset_index())
+classes = alliance.privacy.suppress_small_cells(ruptures_client.classes.reset_index())
 save_table(classes, "rupture_classes", export_dir, count="n_clients")
 classes.round(2)
 
 # %%
 rupture_apa = pd.concat(
-    [ruptures_client.apa_table(), ruptures_session.apa_table()],
+    [ruptures_client.apa_table().to_frame(), ruptures_session.apa_table().to_frame()],
     keys=["client level (end outcome)", "session level (next-session change)"],
     names=["model", None],
 ).droplevel(1)
@@ -267,7 +267,7 @@ dropout_hazard = (
     else None
 )
 print(
-    f"dropouts: {dropout_early.extra['n_dropout']} of {dropout_early.extra['n_clients']} clients"
+    f"dropouts: {dropout_early.n_dropout} of {dropout_early.n_clients} clients"
     if dropout_module
     else "alliance.models.dropout is not available in this installation; dropout is skipped."
 )

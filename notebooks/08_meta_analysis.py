@@ -23,7 +23,7 @@
 # sensitivity, and a meta-regression on a moderator. The pooled correlation is set
 # beside the meta-analysis of Flückiger et al. (2018): r = .278 over 295 studies.
 #
-# The study table is the package's **synthetic** example (`alliance.meta.example_studies`,
+# The study table is the package's **synthetic** example (`alliance.datasets.example_studies`,
 # 60 invented studies calibrated to that published summary), not real studies. The
 # last section runs a two-stage individual-participant meta-analysis on the session-level
 # study: one correlation per site, then pooled.
@@ -169,7 +169,7 @@ print(
 
 # %%
 study = alliance.datasets.load_study(data)
-ipd = meta.two_stage_ipd(
+ipd = alliance.ipd.two_stage_ipd(
     study.sessions,
     alliance=alliance_col,
     outcome=outcome,
@@ -179,7 +179,7 @@ ipd = meta.two_stage_ipd(
     test=test,
 )
 print(ipd.summary())
-print(ipd.excluded["reason"].value_counts().to_string())
+print(ipd.excluded_rows["reason"].value_counts().to_string())
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -457,7 +457,7 @@ def lavaan_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
         fit = fitted(model)
         table = getattr(fit, "parameter_table", None)
         if table is None:
-            table = fit.extra["parameter_table"]
+            table = fit.parameter_table
         theirs = pd.DataFrame(ref[model]["params"])
         theirs["key"] = [key(*k) for k in zip(theirs.lhs, theirs.op, theirs.rhs, strict=True)]
         ours = table[table["free"]].assign(

@@ -32,8 +32,6 @@ ARCHITECTURE = ROOT / "docs" / "architecture.md"
 # longer needed fails the test, so the list cannot silently outlive its reason.
 # Keys: (importing module, "module.name" it uses).
 ALLOWED: dict[tuple[str, str], str] = {
-    # TODO(meta split): use core.wls_parts, then delete the alias in _meta_core.
-    ("alliance.meta", "alliance._meta_core._wls_parts"): "old name of _meta_core.wls_parts",
 }
 
 

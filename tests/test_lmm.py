@@ -137,7 +137,7 @@ def test_missing_values_are_counted_not_hidden():
     ref, data = _load(REF / "lme4_nested.json")
     fit = lmm(_py_formula(ref["formula"]), data)
     assert fit.n_excluded == data[["phq9", "alliance_within"]].isna().any(axis=1).sum() == 6
-    counts = dict(zip(fit.excluded["column"], fit.excluded["n_missing"], strict=True))
+    counts = dict(zip(fit.excluded["column"], fit.excluded["n_rows"], strict=True))
     assert counts == {"phq9": 4, "alliance_within": 2}
     assert fit.nobs + fit.n_excluded == len(data)
     assert set(fit.excluded_index) == set(data.index[data.isna().any(axis=1)])

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alliance import meta
+import alliance
+from alliance import ipd, meta
 
 REF_DIR = Path(__file__).parent / "reference"
 REF = json.loads((REF_DIR / "metafor_reference.json").read_text())
@@ -294,9 +295,16 @@ def test_missing_rows_are_excluded_and_logged():
     d.loc[20, "rater"] = None
     res = meta.meta_analysis(d, mods="~ rater")
     assert res.k == 57
-    assert res.excluded["row"].tolist() == [3, 10, 20]
-    assert "missing r" in res.excluded["reason"].iloc[0]
-    assert "missing rater" in res.excluded["reason"].iloc[2]
+    assert res.excluded_rows["row"].tolist() == [3, 10, 20]
+    assert "missing r" in res.excluded_rows["reason"].iloc[0]
+    assert "missing rater" in res.excluded_rows["reason"].iloc[2]
+    # the exclusion log of the results contract: one row per reason
+    log = res.excluded.set_index("reason")
+    assert list(res.excluded.columns) == ["reason", "column", "n_rows", "n_clients"]
+    assert log.loc["missing r", "n_rows"] == 2 and log.loc["missing r", "column"] == "r"
+    assert log.loc["missing rater", "column"] == "rater"
+    assert log.loc["missing rater", "n_clients"] == d.loc[20, "n"]
+    assert log.loc["missing r", "n_clients"] == d.loc[[3, 10], "n"].sum()
 
 
 def test_collinear_moderators_raise():
@@ -337,7 +345,7 @@ def _ipd(seed=7, n_sites=8, n_clients=40, rho=-0.4):
 
 def test_two_stage_ipd_recovers_correlation():
     long = _ipd()
-    res = meta.two_stage_ipd(long, alliance="wai", outcome="phq9", group="site")
+    res = ipd.two_stage_ipd(long, alliance="wai", outcome="phq9", group="site")
     assert res.k == 8
     assert (res.data["n"] == 40).all()
     # per-site r computed by hand for one site
@@ -357,14 +365,20 @@ def test_two_stage_ipd_logs_small_groups_and_clients():
     long.loc[(long["client"] == 5) & (long["site"] == "site0") & (long["session"] > 1), "phq9"] = (
         np.nan
     )
-    res = meta.two_stage_ipd(long, alliance="wai", outcome="phq9", group="site")
+    res = ipd.two_stage_ipd(long, alliance="wai", outcome="phq9", group="site")
     assert res.k == 4
-    ex = res.excluded
+    ex = res.excluded_rows
     assert ex.loc[ex["level"] == "group", "site"].tolist() == ["tiny"]
     client_rows = ex[ex["level"] == "client"]
     assert len(client_rows) == 1 and "within the first 3" in client_rows["reason"].iloc[0]
+    log = res.excluded.set_index("reason")
+    # the client of site0 under its own reason (6 session rows); "tiny" keeps its 3 clients
+    assert log.loc[client_rows["reason"].iloc[0], ["n_rows", "n_clients"]].tolist() == [6, 1]
+    tiny = log.loc["fewer than 4 usable clients (Fisher's z needs n > 3)"]
+    assert tiny[["column", "n_rows", "n_clients"]].tolist() == ["site", 18, 3]
+    assert res.n["clients"] == res.data["n"].sum() == 3 * 20 - 1 + 17
     with pytest.raises(KeyError, match="alliance"):
-        meta.two_stage_ipd(long, alliance="wai_sr", outcome="phq9")
+        ipd.two_stage_ipd(long, alliance="wai_sr", outcome="phq9")
 
 
 # ---- bundled dataset ---------------------------------------------------------------------
@@ -381,7 +395,7 @@ def test_example_dataset_is_synthetic_and_calibrated():
 def test_example_dataset_is_reproducible():
     import importlib.util
 
-    path = Path(meta.__file__).parent / "datasets" / "make_meta_example.py"
+    path = Path(alliance.datasets.__file__).parent / "make_meta_example.py"
     spec = importlib.util.spec_from_file_location("make_meta_example", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -390,7 +404,17 @@ def test_example_dataset_is_reproducible():
 
 def test_two_stage_ipd_on_demo_study(demo):
     study = demo
-    res = meta.two_stage_ipd(study.sessions, alliance="wai_sr", outcome="phq9", group="site")
-    assert res.k == study.sessions["site"].nunique() - (res.excluded["level"] == "group").sum()
+    res = ipd.two_stage_ipd(study.sessions, alliance="wai_sr", outcome="phq9", group="site")
+    groups_out = (res.excluded_rows["level"] == "group").sum()
+    assert res.k == study.sessions["site"].nunique() - groups_out
     assert res.r < 0  # better early alliance, lower final PHQ-9
-    assert list(res.excluded.columns) == ["level", "site", "client", "reason"]
+    assert list(res.excluded_rows.columns) == ["level", "site", "client", "reason"]
+    assert list(res.excluded.columns) == ["reason", "column", "n_rows", "n_clients"]
+
+
+def test_moved_names_stay_importable_from_meta():
+    assert meta.two_stage_ipd is ipd.two_stage_ipd
+    assert meta.example_studies is alliance.datasets.example_studies
+    from alliance.meta import two_stage_ipd
+
+    assert two_stage_ipd is ipd.two_stage_ipd

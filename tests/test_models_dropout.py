@@ -90,7 +90,7 @@ def test_cluster_robust_errors_by_hand(studies):
     # c = G/(G-1) (N-1)/(N-K): sandwich::vcovCL(type = "HC1") and statsmodels' cluster
     study = studies[-1.3]
     fit = dropout_model(study, alliance="wai_sr", ruptures=study.events)
-    data = fit.extra["data"]
+    data = fit.data
     therapist = data["client"].map(study.clients.set_index("client")["therapist"])
     x = np.column_stack([np.ones(len(data)), data["early_alliance"], data["ruptures"]])
     y = data["left"].to_numpy(float)
@@ -102,7 +102,7 @@ def test_cluster_robust_errors_by_hand(studies):
     n, k, g = len(y), x.shape[1], len(scores)
     vcov = g / (g - 1) * (n - 1) / (n - k) * bread @ scores.T @ scores @ bread
     assert np.allclose(fit.params["se"], np.sqrt(np.diag(vcov)), rtol=1e-6)
-    assert fit.extra["n_clusters"] == study.clients["therapist"].nunique()
+    assert fit.n_clusters == study.clients["therapist"].nunique()
 
 
 def test_person_period_layout(studies):
@@ -178,7 +178,7 @@ def test_single_session_clients_and_missing_therapist(studies):
     )
     ex = fit.excluded.set_index("reason")
     assert ex.loc["missing therapist", "n_clients"] == 1
-    used = set(fit.extra["data"]["client"])
+    used = set(fit.data["client"])
     assert set(one) <= used  # single-session clients stay (one risk row, an event)
 
 

@@ -175,7 +175,7 @@ def test_random_slope_and_lag_two(demo):
     fit = within_between(
         demo, alliance="wai", outcome="phq9", random_slope=True, lag=2, method="mlm"
     )
-    assert "x_within" in fit.extra["formula"]
+    assert "x_within" in fit.formula
     assert "no session t + 2 (last session of the client)" in fit.excluded["reason"].tolist()
 
 
@@ -260,9 +260,9 @@ def test_dpm_delegates_to_the_sem_module(demo, monkeypatch):
 def test_early_alliance_r_near_meta_analytic_and_fails_when_zero(truth, null):
     ok = _within(0.15, 0.40)  # Flückiger et al. (2018): r = .278
     got = [
-        early_alliance(s, alliance="wai", outcome="phq9", therapist="therapist")
-        .extra["r"]
-        .loc["partial r", "r_benefit"]
+        early_alliance(s, alliance="wai", outcome="phq9", therapist="therapist").r.loc[
+            "partial r", "r_benefit"
+        ]
         for s in (truth, null)
     ]
     assert ok(got[0]), got
@@ -276,7 +276,7 @@ def test_early_alliance_slope_matches_generating_slopes(truth, null):
         fit = early_alliance(
             study, alliance="wai", outcome="phq9", therapist="therapist", adjust_length=True
         )
-        table, eff = fit.extra["table"], truth.truth["effects"]
+        table, eff = fit.table, truth.truth["effects"]
         cov = -0.5 * eff["therapist_sd"] ** 2 - 0.15 * eff["client_sd"] ** 2
         implied = table["sessions_elapsed"].mean() * cov / table["alliance_early"].var()
         return _est(fit, "alliance_early") / implied
@@ -311,14 +311,14 @@ def test_therapist_and_client_slopes_recover_truth_and_fail_when_zero(truth, nul
     c = [_est(f, "session:alliance_client") for f in fits]
     assert t_ok(t[0]) and c_ok(c[0]), (t, c)
     assert not t_ok(t[1]) and not c_ok(c[1]), (t, c)
-    icc = fits[0].extra["icc"].set_index(["variable", "level"])["icc"]
+    icc = fits[0].icc.set_index(["variable", "level"])["icc"]
     assert 0 < icc[("wai", "therapist")] < icc[("wai", "client")]
 
 
 def test_therapist_model_end_design_and_refusal(demo):
     fit = therapist_contributions(demo, alliance="wai", outcome="phq9", outcome_model="end")
     assert {"alliance_therapist", "alliance_client"} <= set(fit.params["term"])
-    assert set(fit.extra["difference"].index) >= {"estimate", "p"}
+    assert set(fit.difference.index) >= {"estimate", "p"}
     with pytest.raises(ValueError, match="therapist column"):
         therapist_contributions(demo, alliance="wai", outcome="phq9", therapist=None)
 
@@ -353,7 +353,7 @@ def test_moderation_recovers_a_planted_interaction(truth):
             model="within_between",
         )
         got.append(_est(fit, "wai_within:prior_negative_therapy"))
-        slopes = fit.extra["simple_slopes"].set_index("value")["estimate"]
+        slopes = fit.simple_slopes.set_index("value")["estimate"]
         assert slopes[1.0] - slopes[0.0] == pytest.approx(got[-1])
     assert ok(got[0]), got
     assert not ok(got[1]), got  # the generating model has no moderation
@@ -362,7 +362,7 @@ def test_moderation_recovers_a_planted_interaction(truth):
 
 def test_moderation_early_and_plot(demo):
     fit = moderation(demo, alliance="wai_sr", outcome="phq9", therapist="therapist")
-    slopes = fit.extra["simple_slopes"]
+    slopes = fit.simple_slopes
     assert slopes["label"].tolist() == [
         "prior_negative_therapy=False",
         "prior_negative_therapy=True",
@@ -379,7 +379,7 @@ def test_moderation_early_and_plot(demo):
 
 def test_moderation_numeric_and_refusals(demo):
     fit = moderation(demo, "age", alliance="wai", outcome="phq9", model="within_between")
-    assert len(fit.extra["simple_slopes"]) == 3
+    assert len(fit.simple_slopes) == 3
     with pytest.raises(ValueError, match="text levels"):
         moderation(demo, "gender", alliance="wai", outcome="phq9")
     with pytest.raises(ValueError, match="varies within clients"):
@@ -415,7 +415,7 @@ def test_session_rupture_effect_recovers_truth_and_fails_when_zero(truth, null):
 def test_client_rupture_classes_recover_a_planted_difference(truth):
     events = _true_events(truth)
     base = rupture_outcome(truth, outcome="phq9", therapist="therapist", events=events)
-    unrep = base.extra["table"].loc[lambda t: t["class"] == "unrepaired", "client"]
+    unrep = base.table.loc[lambda t: t["class"] == "unrepaired", "client"]
     d = truth.sessions.copy()
     d.loc[d["client"].isin(unrep) & (d["session"] > 1), "phq9"] += 3.0
     planted = rupture_outcome(d, outcome="phq9", therapist="therapist", events=events)
@@ -432,7 +432,7 @@ def test_rupture_outcome_detects_from_alliance(demo):
         therapist="therapist",
         detect={"method": "drop", "threshold": 8},
     )
-    assert fit.extra["classes"]["n_clients"].sum() == fit.nobs
+    assert fit.classes["n_clients"].sum() == fit.nobs
     with pytest.raises(ValueError, match="threshold"):
         rupture_outcome(demo, alliance="wai_sr", outcome="phq9")  # no RC size for WAI-SR
     with pytest.raises(ValueError, match="level"):
@@ -462,7 +462,7 @@ def test_mediation_cluster_bootstrap_is_reproducible(demo):
     a = mediation(demo, "reflection", **kw)
     b = mediation(demo, "reflection", **kw)
     pd.testing.assert_frame_equal(a.params, b.params)
-    assert len(a.extra["boot"]) + a.extra["n_boot_failed"] == 8
+    assert len(a.boot) + a.n_boot_failed == 8
     row = a.params.set_index("term").loc["indirect_within"]
     assert row["ci_low"] < row["ci_high"]
     assert any("resampling therapists" in n for n in a.notes)
@@ -498,7 +498,7 @@ def test_every_result_has_the_common_api(demo):
         assert res.nobs > 0 and np.isfinite(res.loglik)
         assert "model" in res.to_frame().columns
         assert isinstance(res.summary(), str)
-        assert list(res.apa_table().columns) == ["Term", "b", "SE", "95% CI", "β", "p"]
+        assert list(res.apa_table().to_frame().columns) == ["Term", "b", "SE", "95% CI", "β", "p"]
 
 
 def test_lazy_submodules():

@@ -45,11 +45,11 @@ def _key(lhs, op, rhs):
 @pytest.mark.parametrize("model", ["dpm", "dpm_slopes", "riclpm"])
 def test_agrees_with_lavaan(fits, lavaan, model):
     fit, ref = fits[model], lavaan[model]
-    assert fit.extra["converged"]
-    assert fit.extra["fit"]["npar"] == ref["npar"]
+    assert fit.converged
+    assert fit.fit_measures["npar"] == ref["npar"]
     assert fit.nobs == ref["nobs"]
     assert fit.loglik == pytest.approx(ref["loglik"], abs=1e-6)
-    ours = fit.extra["parameter_table"]
+    ours = fit.parameter_table
     theirs = pd.DataFrame(ref["params"])
     theirs["key"] = [_key(*k) for k in zip(theirs.lhs, theirs.op, theirs.rhs, strict=True)]
     ours = ours.assign(key=[_key(*k) for k in zip(ours.lhs, ours.op, ours.rhs, strict=True)])
@@ -210,7 +210,7 @@ def test_alliance_scale_only_rescales_the_paths(simulated_fits):
     assert b.loc["beta_xy", "estimate"] / 12 == pytest.approx(a.loc["beta_xy", "estimate"], 1e-5)
     assert b.loc["beta_yx", "std_estimate"] == pytest.approx(a.loc["beta_yx", "std_estimate"], 1e-5)
     # the likelihood changes by the Jacobian of the rescaling only
-    used = sessions[sessions["session"] <= item_fit.extra["sessions"][-1]]
+    used = sessions[sessions["session"] <= item_fit.sessions[-1]]
     n_alliance = int(used["alliance_item"].notna().sum())
     assert total_fit.loglik == pytest.approx(item_fit.loglik - n_alliance * np.log(12), abs=1e-5)
 
@@ -226,15 +226,15 @@ def test_result_object(fits):
         "outcome[t-1] -> outcome[t]",
         "alliance[t-1] -> alliance[t]",
     ]
-    assert fit.extra["focal_term"] == "alliance[t-1] -> outcome[t]"
+    assert fit.focal_term == "alliance[t-1] -> outcome[t]"
     assert fit.params["std_estimate"].notna().all()
     assert set(fit.params["path"]) == {"cross-lagged", "autoregressive"}
     assert "FIML" in fit.missing_data and "missing at random" in fit.missing_data
     assert "Allison" in fit.citation
     assert "dynamic panel" in fit.summary()
     assert fit.to_frame()["model"].iloc[0] == fit.model
-    assert fit.apa_table().columns.tolist() == ["Term", "b", "SE", "95% CI", "β", "p"]
-    assert fit.extra["sessions"] == [1, 2, 3, 4, 5, 6]
+    assert fit.apa_table().to_frame().columns.tolist() == ["Term", "b", "SE", "95% CI", "β", "p"]
+    assert fit.sessions == [1, 2, 3, 4, 5, 6]
     vc = fits["riclpm"].variance_components
     assert vc["group"].eq("client (random intercept)").all() and len(vc) == 3
     assert "Hamaker" in fits["riclpm"].citation
@@ -242,7 +242,7 @@ def test_result_object(fits):
 
 def test_reverse_leads_with_outcome_to_alliance(panel_long, fits):
     fit = sem.dynamic_panel(panel_long, reverse=True)
-    assert fit.extra["focal_term"] == "outcome[t-1] -> alliance[t]"
+    assert fit.focal_term == "outcome[t-1] -> alliance[t]"
     a = fit.params.set_index("label")["estimate"]
     b = fits["dpm"].params.set_index("label")["estimate"]
     assert np.allclose(a[b.index], b, rtol=1e-6)
@@ -264,14 +264,14 @@ def test_single_session_clients_are_kept_and_missing_rows_counted(panel_long, fi
     scored = data["alliance"].notna() | data["outcome"].notna()
     late = int(((data["session"] > 5) & scored).sum())
     assert ex.loc["session after max_sessions=5", "n_rows"] == late
-    assert fit.extra["sessions"] == [1, 2, 3, 4, 5]
+    assert fit.sessions == [1, 2, 3, 4, 5]
 
 
 def test_thin_late_sessions_are_cut_and_counted(panel_long):
     late = panel_long[panel_long["session"] == 6].head(3).assign(session=7)
     data = pd.concat([panel_long, late], ignore_index=True)
     fit = sem.riclpm(data, min_clients=10)
-    assert fit.extra["sessions"][-1] == 6
+    assert fit.sessions[-1] == 6
     ex = fit.excluded.set_index("reason")["n_rows"]
     assert ex[ex.index.str.startswith("session after 6")].sum() == 3
 

@@ -14,6 +14,7 @@ from alliance import datasets, design, instruments, io, schema, scoring
 from alliance.datasets import load_study
 from alliance.design import Design, resolve_design
 from alliance.io import read_study
+from alliance.results import Result
 from alliance.schema import ValidationError, validate
 from alliance.scoring import score
 from alliance.study import Codebook, Study
@@ -29,6 +30,7 @@ _LAZY = (
     "change",
     "describe",
     "export",
+    "ipd",
     "meta",
     "models",
     "paths",
@@ -37,13 +39,16 @@ _LAZY = (
     "privacy",
     "reliability",
     "report",
+    "results",
     "ruptures",
     "simulate",
+    "tables",
 )
 
 __all__ = [
     "Codebook",
     "Design",
+    "Result",
     "Study",
     "ValidationError",
     "__version__",

@@ -15,6 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from alliance.privacy import MIN_CELL, suppress_small_cells
+from alliance.tables import ApaTable
 
 __all__ = ["save_figure", "save_table", "IDENTIFIER_COLUMNS"]
 
@@ -81,7 +82,7 @@ def save_figure(fig: Figure, name: str, export_dir: str | Path | None) -> list[P
 
 
 def save_table(
-    table: pd.DataFrame,
+    table: pd.DataFrame | ApaTable,
     name: str,
     export_dir: str | Path | None,
     *,
@@ -92,8 +93,8 @@ def save_table(
 
     Parameters
     ----------
-    table : pandas.DataFrame
-        A summary table.
+    table : pandas.DataFrame or alliance.tables.ApaTable
+        A summary table (an APA table is saved as its formatted body).
     name : str
         File name without suffix.
     export_dir : str, pathlib.Path or None
@@ -119,6 +120,8 @@ def save_table(
     B,<5,
     <BLANKLINE>
     """
+    if isinstance(table, ApaTable):
+        table = table.to_frame()
     leaked = [c for c in table.columns if str(c).lower() in IDENTIFIER_COLUMNS]
     if table.index.name and str(table.index.name).lower() in IDENTIFIER_COLUMNS:
         leaked.append(table.index.name)

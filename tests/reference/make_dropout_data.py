@@ -18,7 +18,7 @@ def main() -> None:
     therapist = study.clients[["client", "therapist"]]
     for method, name in (("logistic", "logistic"), ("discrete_time", "person_period")):
         fit = alliance.models.dropout_model(study, alliance="wai_sr", method=method)
-        table = fit.extra["data"].merge(therapist, on="client", how="left")
+        table = fit.data.merge(therapist, on="client", how="left")
         table.drop(columns=["client"]).to_csv(HERE / "data" / f"dropout_{name}.csv", index=False)
 
 

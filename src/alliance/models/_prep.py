@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from alliance._checks import format_rows, require_columns, require_frame
-from alliance.models._result import exclusion_log
+from alliance.results import exclusion_log
 
 __all__ = [
     "Exclusions",

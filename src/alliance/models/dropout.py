@@ -33,16 +33,20 @@ analysis to study duration and the timing of events. Journal of Educational Stat
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
 from alliance._checks import require_columns, require_frame
-from alliance.models._result import ModelResult, exclusion_log
+from alliance.models._result import ModelResult
 from alliance.models.registry import Simulation, per_alliance_point, register_model
+from alliance.results import exclusion_log
 
-__all__ = ["dropout_model", "person_period"]
+__all__ = ["DropoutResult", "dropout_model", "person_period"]
 
 METHODS = ("logistic", "discrete_time")
 #: Default rupture rule: prospective (a flag at session n uses sessions up to n only).
@@ -72,6 +76,37 @@ DISCRETE_CITATION = (
     "discrete-time survival analysis (Singer & Willett, 1993) with cluster-robust standard "
     "errors (Liang & Zeger, 1986)"
 )
+
+
+@dataclass
+class DropoutResult(ModelResult):
+    """Result of :func:`dropout_model` (a :class:`~alliance.models.ModelResult`).
+
+    ``aic`` and ``bic`` are those of the binomial GLM; ``nobs`` counts clients (logistic) or
+    person-periods (discrete time).
+
+    Attributes
+    ----------
+    data : pandas.DataFrame
+        The model frame: one row per client (logistic) or per person-period (discrete time).
+    method : str
+        ``"logistic"`` or ``"discrete_time"``.
+    n_dropout : int
+        Dropouts (events) in the model frame.
+    n_clients : int
+        Clients in the model frame.
+    n_clusters : int or None
+        Therapist clusters of the robust standard errors (None without a therapist column).
+    glm : statsmodels GLM result
+        The fitted binomial GLM (with the cluster-robust covariance).
+    """
+
+    data: pd.DataFrame = field(default_factory=pd.DataFrame)
+    method: str = "logistic"
+    n_dropout: int = 0
+    n_clients: int = 0
+    n_clusters: int | None = None
+    glm: Any = None
 
 
 def _sessions_table(data) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -312,7 +347,7 @@ def dropout_model(
     covariates: list[str] | None = None,
     method: str = "logistic",
     baseline: str = "linear",
-) -> ModelResult:
+) -> DropoutResult:
     """Early alliance and ruptures predicting dropout, clients nested in therapists.
 
     Parameters
@@ -368,12 +403,11 @@ def dropout_model(
 
     Returns
     -------
-    ModelResult
+    DropoutResult
         ``params``: log-odds estimates with cluster-robust SEs, z tests and 95% CIs,
         ``std_estimate`` (the log-odds per SD of the predictor), and ``odds_ratio`` with
-        its CI; ``excluded``: clients or sessions left out and why; ``extra``: the model
-        ``data`` (one row per client or per person-period), ``n_dropout``,
-        ``n_clusters``.
+        its CI; ``excluded``: clients or sessions left out and why; ``.data``: the model
+        frame (one row per client or per person-period), ``.n_dropout``, ``.n_clusters``.
 
     Notes
     -----
@@ -559,7 +593,12 @@ def dropout_model(
             "the hazard of leaving after an attended session given the alliance at that "
             "session; missed sessions carry no risk row"
         )
-    return ModelResult(
+    counts = {"clients": n_clients_used}
+    if method == "discrete_time":
+        counts["sessions"] = len(frame)
+    if n_clusters is not None:
+        counts["therapists"] = n_clusters
+    return DropoutResult(
         model=f"dropout ({'client-level logistic' if method == 'logistic' else 'discrete-time'})",
         params=params,
         loglik=float(fit.llf),
@@ -571,14 +610,16 @@ def dropout_model(
         ),
         citation=LOGISTIC_CITATION if method == "logistic" else DISCRETE_CITATION,
         notes=notes,
-        extra={
-            "data": frame.drop(columns=["_cluster"], errors="ignore").reset_index(drop=True),
-            "n_dropout": n_event,
-            "n_clients": n_clients_used,
-            "n_clusters": n_clusters,
-            "aic": float(fit.aic),
-            "method": method,
-        },
+        n_by_level=counts,
+        aic=float(fit.aic),
+        bic=float(fit.bic_llf),
+        converged=bool(getattr(fit, "converged", True)),
+        data=frame.drop(columns=["_cluster"], errors="ignore").reset_index(drop=True),
+        method=method,
+        n_dropout=n_event,
+        n_clients=n_clients_used,
+        n_clusters=n_clusters,
+        glm=fit,
     )
 
 

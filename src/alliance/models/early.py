@@ -18,7 +18,8 @@ Rosenthal, R. (1991). Meta-analytic procedures for social research (rev. ed.). S
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,15 +34,44 @@ from alliance.models._prep import (
     r_from_t,
     standardize,
 )
-from alliance.models._result import ModelResult
+from alliance.models._result import ModelResult, engine_fits
 from alliance.models.registry import Simulation, register_model
+from alliance.results import n_by_level
 
-__all__ = ["early_alliance", "META_R"]
+__all__ = ["EarlyAllianceResult", "early_alliance", "META_R"]
 
 #: Flückiger et al. (2018): alliance-outcome r over 295 studies, with its 95% CI.
 META_R = {"r": 0.278, "ci_low": 0.256, "ci_high": 0.299}
 
 CITATION = "Flückiger, Del Re, Wampold & Horvath (2018); Horvath & Symonds (1991)"
+
+
+@dataclass
+class EarlyAllianceResult(ModelResult):
+    """Result of :func:`early_alliance` (a :class:`~alliance.models.ModelResult`).
+
+    Attributes
+    ----------
+    r : pandas.DataFrame
+        The alliance effect as a correlation, indexed by kind (``partial r`` from its t value,
+        Rosenthal 1991; ``r with residual gain``): r, ci_low, ci_high (Fisher z), r_benefit and
+        its CI (signed so that positive means a better alliance goes with a better outcome),
+        n_clients, meta_r.
+    table : pandas.DataFrame
+        The client-level data used (one row per client: baseline, alliance_early, end, ...).
+    mixed_model : alliance.models.LmmResult or None
+        The mixed model fitted (with a therapist column), else None.
+    ols : statsmodels.regression.linear_model.RegressionResultsWrapper or None
+        The ordinary least-squares fit (without a therapist column), else None.
+    meta_r : dict
+        The meta-analytic r of Flückiger et al. (2018) with its CI (:data:`META_R`).
+    """
+
+    r: pd.DataFrame = field(default_factory=pd.DataFrame)
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    mixed_model: Any = None
+    ols: Any = None
+    meta_r: dict = field(default_factory=lambda: dict(META_R))
 
 
 def early_table(
@@ -137,7 +167,7 @@ def early_alliance(
     covariates: list[str] | None = None,
     lower_is_better: bool = True,
     reml: bool = True,
-) -> ModelResult:
+) -> EarlyAllianceResult:
     """Early alliance predicting end-of-treatment outcome, controlling for baseline.
 
     Fits ``end ~ baseline + alliance_early [+ sessions_elapsed + covariates] + (1 | therapist)``
@@ -167,20 +197,20 @@ def early_alliance(
     covariates : list of str, optional
         Client-level columns to control for (e.g. ``prior_negative_therapy``).
     lower_is_better : bool, default True
-        Direction of the outcome (True for symptom scales such as the PHQ-9). ``extra["r"]``
+        Direction of the outcome (True for symptom scales such as the PHQ-9). ``.r``
         gives ``r_benefit``, signed so that a positive value means a better alliance goes with
         a better outcome, as the meta-analytic r is.
     reml : bool, default True
 
     Returns
     -------
-    ModelResult
+    EarlyAllianceResult
         ``params`` (terms ``Intercept``, ``baseline``, ``alliance_early``, ...), with
         ``std_estimate`` = b x SD(predictor) / SD(end outcome) over clients.
-        ``extra["r"]``: the alliance effect as a partial r (from its t value, Rosenthal 1991)
+        ``.r``: the alliance effect as a partial r (from its t value, Rosenthal 1991)
         and the correlation of early alliance with the residual gain (end outcome adjusted for
         baseline), with Fisher-z CIs and the meta-analytic r = .278 (.256-.299) beside them.
-        ``extra["table"]``: the client-level data used.
+        ``.table``: the client-level data used; ``.mixed_model`` or ``.ols``: the fit.
 
     Notes
     -----
@@ -197,7 +227,7 @@ def early_alliance(
     ...     therapist="therapist", covariates=["prior_negative_therapy"])
     >>> fit.params["term"].tolist()
     ['Intercept', 'baseline', 'alliance_early', 'prior_negative_therapy']
-    >>> bool(fit.extra["r"].loc["partial r", "r_benefit"] > 0)
+    >>> bool(fit.r.loc["partial r", "r_benefit"] > 0)
     True
     """
     if how not in ("mean", "session"):
@@ -226,6 +256,7 @@ def early_alliance(
         reml=reml,
         lower_is_better=lower_is_better,
         model=f"early alliance -> outcome ({alliance} {_window(k, how)} -> end {outcome})",
+        n_sessions=int(frame[client].isin(table[client]).sum()),
     )
 
 
@@ -245,7 +276,8 @@ def fit_early(
     lower_is_better: bool,
     model: str,
     extra_terms: list[str] | None = None,
-) -> ModelResult:
+    n_sessions: int | None = None,
+) -> EarlyAllianceResult:
     """Fit the client-level model on ``table`` and assemble the result (shared with moderation)."""
     if len(table) < 3:
         raise ValueError(
@@ -317,7 +349,10 @@ def fit_early(
         notes.append("Singular fit: the therapist variance is estimated at zero.")
     if getattr(fit, "converged", True) is False:
         notes.append("The mixed-model optimizer did not converge; interpret with care.")
-    return ModelResult(
+    counts = n_by_level(table, clients=client, therapists=therapist)
+    if n_sessions is not None:
+        counts["sessions"] = int(n_sessions)
+    return EarlyAllianceResult(
         model=model,
         params=params,
         variance_components=vc,
@@ -331,11 +366,10 @@ def fit_early(
         ),
         citation=CITATION,
         notes=notes,
-        extra={
-            "fit": fit,
-            "r": r_table,
-            "table": table,
-            "meta_r": META_R,
-            "standardization": "b x SD(predictor) / SD(end outcome), over the clients used",
-        },
+        standardization="b x SD(predictor) / SD(end outcome), over the clients used",
+        n_by_level=counts,
+        r=r_table,
+        table=table,
+        meta_r=dict(META_R),
+        **engine_fits(fit),
     )

@@ -21,7 +21,8 @@ from scipy import optimize, stats
 from alliance._checks import require_frame
 from alliance.models._glmm_core import Engine, Term
 from alliance.models._lmm_formula import parse_formula
-from alliance.models._result import ModelResult, exclusion_log
+from alliance.models._result import ModelResult
+from alliance.results import exclusion_log, level_name
 
 __all__ = ["glmm", "GlmmResult"]
 
@@ -202,7 +203,7 @@ def glmm(
     for v in extra_cols.values():
         keep &= np.isfinite(v)
     excluded = exclusion_log(
-        [("missing value in a model variable", None, int((~keep).sum()), 0)]
+        [("missing value in a model variable", None, int((~keep).sum()), None)]
         if (~keep).any()
         else []
     )
@@ -393,4 +394,5 @@ def glmm(
         df_resid=nobs - npar,
         converged=grad_ok,
         singular=singular,
+        n_by_level={"rows": nobs, **{level_name(k): len(v) for k, v in ranef.items()}},
     )

@@ -25,6 +25,7 @@ from alliance.models import _lmm_core as core
 from alliance.models._lmm_core import LevelSpec, ProfiledDeviance, build_structure
 from alliance.models._lmm_crossed import CrossedDeviance, build_crossed
 from alliance.models._lmm_formula import RandomTerm, parse_formula
+from alliance.results import Result, exclusion_log, level_name
 
 __all__ = ["lmm", "LmmResult"]
 
@@ -247,8 +248,8 @@ def _check_rank(xtx: np.ndarray, names: list[str]) -> None:
 
 
 @dataclass(repr=False)
-class LmmResult:
-    """Results of :func:`lmm`.
+class LmmResult(Result):
+    """Results of :func:`lmm` (an :class:`alliance.results.Result`).
 
     Attributes
     ----------
@@ -277,9 +278,11 @@ class LmmResult:
         correlation at +-1 (a diagonal entry of the relative covariance factor below ``1e-4``).
         Simplify the random part or keep the result knowing a component is at its boundary.
     excluded : pandas.DataFrame
-        column, n_missing: rows dropped because a variable the model uses is missing, counted by
-        column (a row missing two variables counts under both). ``n_excluded`` is the row total,
-        ``excluded_index`` the index labels of the dropped rows.
+        reason, column, n_rows, n_clients: rows dropped because a variable the model uses is
+        missing, counted by column (a row missing two variables counts under both;
+        ``n_clients`` is ``<NA>``: the engine does not know which column is the client).
+        ``n_excluded`` is the row total, ``excluded_index`` the index labels of the dropped
+        rows.
     cov_params : pandas.DataFrame
         Covariance matrix of the fixed effects.
     covariances : dict of str to pandas.DataFrame
@@ -292,6 +295,10 @@ class LmmResult:
         used for Satterthwaite's df; see :meth:`contrast`.
     r2, icc
         Nakagawa-Schielzeth R^2 and per-level ICCs (properties).
+    n : pandas.Series
+        Rows and groups per grouping level (``clients``, ``therapists``, ...).
+    notes : list of str
+        Warnings (non-convergence, singular fit).
 
     Examples
     --------
@@ -325,6 +332,20 @@ class LmmResult:
     vcov_varpar: np.ndarray
     level: float
     _fit: dict[str, Any] = field(repr=False)
+    notes: list[str] = field(default_factory=list)
+
+    citation = (
+        "Bates, Maechler, Bolker & Walker (2015), Journal of Statistical Software 67(1); "
+        "Kuznetsova, Brockhoff & Christensen (2017), Journal of Statistical Software 82(13)"
+    )
+
+    @property
+    def model(self) -> str:
+        """``"linear mixed model (REML): <formula>"``."""
+        return f"linear mixed model ({self.method}): {self.formula}"
+
+    def _n_by_level(self) -> dict[str, int]:
+        return {"rows": self.nobs, **{level_name(k): v for k, v in self.ngroups.items()}}
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{k}={v}" for k, v in self.ngroups.items())
@@ -532,7 +553,7 @@ class LmmResult:
         if self.n_excluded:
             lines.append(
                 f"Excluded rows (missing values): {self.n_excluded} ("
-                + ", ".join(f"{c} {n}" for c, n in self.excluded.itertuples(index=False))
+                + ", ".join(f"{r.column} {r.n_rows}" for r in self.excluded.itertuples())
                 + ")"
             )
         lines += ["", "Random effects:"]
@@ -716,8 +737,8 @@ def lmm(
     na = data[columns].isna()
     drop = na.any(axis=1).to_numpy()
     counts = na.sum()
-    excluded = pd.DataFrame(
-        {"column": counts.index[counts > 0], "n_missing": counts[counts > 0].to_numpy()}
+    excluded = exclusion_log(
+        [(f"missing {c}", c, int(v), None) for c, v in counts[counts > 0].items()]
     )
     frame = data.loc[~drop, columns] if drop.any() else data[columns]
     n = len(frame)
@@ -926,6 +947,13 @@ def lmm(
     )
     if not result.converged:
         log.warning("lmm: optimizer did not converge: %s", fit["convergence"])
+        result.notes.append(
+            "The optimizer did not converge (see .convergence); interpret with care."
+        )
+    if result.singular:
+        result.notes.append(
+            "Singular fit: a random-effect variance is at zero or a correlation at +-1."
+        )
     return result
 
 

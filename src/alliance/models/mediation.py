@@ -31,6 +31,8 @@ hierarchical linear models: Problems and solutions. Organizational Research Meth
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -43,15 +45,46 @@ from alliance.models._prep import (
     standardize,
 )
 from alliance.models._result import ModelResult
-from alliance.models.lmm import lmm
+from alliance.models.lmm import LmmResult, lmm
 from alliance.models.registry import register_model
+from alliance.results import n_by_level
 
-__all__ = ["mediation"]
+__all__ = ["MediationResult", "mediation"]
 
 CITATION = (
     "Zhang, Zyphur & Preacher (2009); Krull & MacKinnon (2001); Preacher & Selig (2012); "
     "Field & Welsh (2007)"
 )
+
+
+@dataclass
+class MediationResult(ModelResult):
+    """Result of :func:`mediation` (a :class:`~alliance.models.ModelResult`).
+
+    ``loglik`` is the sum of the two paths' REML log-likelihoods; ``nobs`` the rows of path b
+    (``path_a.nobs`` those of path a).
+
+    Attributes
+    ----------
+    path_a, path_b : alliance.models.LmmResult
+        The mixed models of path a (technique -> alliance) and path b (alliance -> outcome).
+    boot : pandas.DataFrame or None
+        The cluster-bootstrap draws of the paths and indirect effects (None when
+        ``n_boot=0``).
+    n_boot_failed : int
+        Bootstrap draws that could not be fitted (left out).
+    """
+
+    path_a: LmmResult | None = None
+    path_b: LmmResult | None = None
+    boot: pd.DataFrame | None = None
+    n_boot_failed: int = 0
+
+    @property
+    def indirect(self) -> pd.DataFrame:
+        """The indirect effects (within and between), the ``indirect_*`` rows of ``params``."""
+        rows = self.params["term"].astype(str).str.startswith("indirect_")
+        return self.params[rows].reset_index(drop=True)
 
 
 @register_model(
@@ -77,7 +110,7 @@ def mediation(
     n_mc: int = 20000,
     level: float = 0.95,
     seed: int | np.random.Generator | None = None,
-) -> ModelResult:
+) -> MediationResult:
     """Session-level (1-1-1) mediation: technique at t -> alliance at t -> outcome at t + lag.
 
     Path a: ``alliance[t] ~ tech_within + tech_between + session + (1 | client) +
@@ -109,15 +142,16 @@ def mediation(
 
     Returns
     -------
-    ModelResult
+    MediationResult
         ``params`` rows ``a_within``, ``a_between``, ``b_within``, ``b_between``,
         ``direct_within``, ``direct_between``, ``indirect_within``, ``indirect_between``. For
         the indirect effects ``se`` and ``ci_low``/``ci_high`` are from the cluster bootstrap
         (percentile) when ``n_boot > 0``, otherwise Monte Carlo; ``mc_ci_low``/``mc_ci_high``
         always give the Monte Carlo interval. ``std_estimate``: a and b standardized by the
         SDs at their level (within: SDs of the within parts; between: SDs of client means), the
-        indirect effects as the product of the standardized a and b. ``extra``: ``fit_a``,
-        ``fit_b``, ``boot`` (the draws), ``n_boot_failed``.
+        indirect effects as the product of the standardized a and b. ``.indirect``: the two
+        indirect-effect rows; ``.path_a``, ``.path_b`` (the mixed models), ``.boot`` (the
+        draws), ``.n_boot_failed``.
 
     Notes
     -----
@@ -302,7 +336,7 @@ def mediation(
     for f, label in ((fit_a, "a"), (fit_b, "b")):
         if f.singular:
             notes.append(f"path {label}: singular fit (a random-effect variance at zero).")
-    return ModelResult(
+    return MediationResult(
         model=f"mediation: {technique} -> {alliance} -> next {outcome} (1-1-1, within/between)",
         params=params,
         variance_components=vc,
@@ -316,19 +350,23 @@ def mediation(
         ),
         citation=CITATION,
         notes=notes,
-        extra={
-            "fit_a": fit_a,
-            "fit_b": fit_b,
-            "boot": boot,
-            "n_boot_failed": n_failed,
-            "nobs_a": fit_a.nobs,
-            "loglik_note": "loglik is the sum of the two paths' REML log-likelihoods",
-            "standardization": (
-                "within paths by the SDs of the within parts (predictor) and of deviations from "
-                "the client mean (response); between paths by SDs of client means; indirect = "
-                "product of standardized a and b"
-            ),
-        },
+        standardization=(
+            "within paths by the SDs of the within parts (predictor) and of deviations from "
+            "the client mean (response); between paths by SDs of client means; indirect = "
+            "product of standardized a and b"
+        ),
+        n_by_level=n_by_level(
+            data_b,
+            clients="client",
+            sessions="client",
+            therapists="therapist" if therapist is not None else None,
+        ),
+        converged=bool(fit_a.converged and fit_b.converged),
+        singular=bool(fit_a.singular or fit_b.singular),
+        path_a=fit_a,
+        path_b=fit_b,
+        boot=boot,
+        n_boot_failed=n_failed,
     )
 
 

@@ -19,8 +19,8 @@ Journal of Educational and Behavioral Statistics, 31(4), 437-448.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,14 +34,58 @@ from alliance.models._prep import (
     code_moderator,
     standardize,
 )
-from alliance.models._result import ModelResult
+from alliance.models._result import ModelResult, base_fields
 from alliance.models.early import early_table, fit_early
 from alliance.models.registry import register_model
 from alliance.models.within_between import fit_mlm
 
-__all__ = ["moderation"]
+__all__ = ["ModerationResult", "moderation"]
 
 CITATION = "Aiken & West (1991); Preacher, Curran & Bauer (2006)"
+
+
+@dataclass
+class ModerationResult(ModelResult):
+    """Result of :func:`moderation` (a :class:`~alliance.models.ModelResult`).
+
+    Attributes
+    ----------
+    simple_slopes : pandas.DataFrame
+        The focal effect at each moderator value: label, value, estimate, se, df, statistic,
+        p, ci_low, ci_high, std_estimate.
+    lines : pandas.DataFrame
+        Predicted outcome over the focal predictor's range (mean +- 2 SD) at each moderator
+        value, other terms at their means, with confidence bands (for
+        :func:`alliance.plots.simple_slopes`).
+    focal : str
+        The focal predictor's term (``alliance_early`` or ``<alliance>_within``).
+    moderator : str
+        The moderator column.
+    outcome_label : str
+        The response in words (axis label).
+    moderator_coding : dict
+        How the moderator was coded: ``at`` (values probed), ``labels``, ``coding``.
+    mixed_model : alliance.models.LmmResult or None
+        The mixed model fitted (always for ``model="within_between"``; for ``"early"`` with
+        a therapist column).
+    ols : statsmodels regression result or None
+        The least-squares fit of ``model="early"`` without a therapist column.
+    table : pandas.DataFrame or None
+        ``model="early"``: the client-level data used.
+    formula : str
+        ``model="within_between"``: the mixed model's formula.
+    """
+
+    simple_slopes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    lines: pd.DataFrame = field(default_factory=pd.DataFrame)
+    focal: str = ""
+    moderator: str = ""
+    outcome_label: str = ""
+    moderator_coding: dict = field(default_factory=dict)
+    mixed_model: Any = None
+    ols: Any = None
+    table: pd.DataFrame | None = None
+    formula: str = ""
 
 
 @register_model(
@@ -65,7 +109,7 @@ def moderation(
     model: Literal["early", "within_between"] = "early",
     level: float = 0.95,
     **options,
-) -> ModelResult:
+) -> ModerationResult:
     """The alliance x moderator interaction in the early-alliance or within/between model.
 
     Parameters
@@ -92,12 +136,12 @@ def moderation(
 
     Returns
     -------
-    ModelResult
+    ModerationResult
         ``params`` with the moderator's main effect and the interaction (``<focal>:<moderator>``;
         its ``std_estimate`` is b x SD(focal) x SD(moderator) / SD(outcome)).
-        ``extra["simple_slopes"]``: the focal effect at each moderator value (label, value,
+        ``.simple_slopes``: the focal effect at each moderator value (label, value,
         estimate, se, df, statistic, p, ci_low, ci_high, std_estimate).
-        ``extra["lines"]``: predicted outcome over the focal predictor's range (mean +- 2 SD) at
+        ``.lines``: predicted outcome over the focal predictor's range (mean +- 2 SD) at
         each moderator value, other terms at their means, with confidence bands, for
         :func:`alliance.plots.simple_slopes`.
 
@@ -115,7 +159,7 @@ def moderation(
     ...                                  outcome="phq9", therapist="therapist")
     >>> fit.params["term"].tolist()[-1]
     'alliance_early:prior_negative_therapy'
-    >>> fit.extra["simple_slopes"]["label"].tolist()
+    >>> fit.simple_slopes["label"].tolist()
     ['prior_negative_therapy=False', 'prior_negative_therapy=True']
     """
     if model not in ("early", "within_between"):
@@ -151,7 +195,7 @@ def moderation(
         moderator=moderator,
         **opts,
     )
-    coding = result.extra["moderator_coding"]
+    coding = result.moderator_coding
     x_col = outcome if opts["reverse"] else alliance
     focal = f"{x_col}_within"
     y_dev = used["y"] - used.groupby("client")["y"].transform("mean")
@@ -176,20 +220,22 @@ def moderation(
         df_of=fit.contrast,
         std=sd_x / sd_y,
     )
-    return replace(
-        result,
-        model=f"moderation by {moderator} ({result.model})",
-        params=params,
-        citation=f"{result.citation}; {CITATION}",
-        notes=list(result.notes),
-        extra={
-            **result.extra,
-            "simple_slopes": slopes,
-            "lines": lines.assign(focal=focal),
-            "focal": focal,
-            "moderator": moderator,
-            "outcome_label": f"{alliance if opts['reverse'] else outcome} at t + {opts['lag']}",
-        },
+    return ModerationResult(
+        **base_fields(
+            result,
+            model=f"moderation by {moderator} ({result.model})",
+            params=params,
+            citation=f"{result.citation}; {CITATION}",
+            notes=list(result.notes),
+        ),
+        simple_slopes=slopes,
+        lines=lines.assign(focal=focal),
+        focal=focal,
+        moderator=moderator,
+        outcome_label=f"{alliance if opts['reverse'] else outcome} at t + {opts['lag']}",
+        moderator_coding=coding,
+        mixed_model=result.mixed_model,
+        formula=result.formula,
     )
 
 
@@ -225,8 +271,9 @@ def _early(data, moderator, alliance, outcome, client, session, therapist, level
         lower_is_better=options.get("lower_is_better", True),
         model=f"moderation by {moderator} (early alliance {alliance} -> end {outcome})",
         extra_terms=["alliance_early:mod"],
+        n_sessions=int(frame[client].isin(table[client]).sum()),
     )
-    fit = result.extra["fit"]
+    fit = result.mixed_model if result.mixed_model is not None else result.ols
     internal = result.params["term"].tolist()
     result.params["term"] = [
         ":".join(moderator if p == "mod" else p for p in t.split(":")) for t in internal
@@ -255,18 +302,18 @@ def _early(data, moderator, alliance, outcome, client, session, therapist, level
         df_of=_df_fn(fit),
         std=sd_x / sd_y,
     )
-    result.citation = f"{result.citation}; {CITATION}"
-    result.extra.update(
-        {
-            "simple_slopes": slopes,
-            "lines": lines.assign(focal="alliance_early"),
-            "focal": "alliance_early",
-            "moderator": moderator,
-            "moderator_coding": {"at": at, "labels": labels, "coding": coding},
-            "outcome_label": f"end {outcome}",
-        }
+    return ModerationResult(
+        **base_fields(result, citation=f"{result.citation}; {CITATION}"),
+        simple_slopes=slopes,
+        lines=lines.assign(focal="alliance_early"),
+        focal="alliance_early",
+        moderator=moderator,
+        moderator_coding={"at": at, "labels": labels, "coding": coding},
+        outcome_label=f"end {outcome}",
+        mixed_model=result.mixed_model,
+        ols=result.ols,
+        table=result.table,
     )
-    return result
 
 
 def _vcov(fit) -> pd.DataFrame:

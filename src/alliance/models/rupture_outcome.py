@@ -25,7 +25,8 @@ Psychology, 51(1), 81-92.
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -42,14 +43,44 @@ from alliance.models._prep import (
     lmm_params,
     standardize,
 )
-from alliance.models._result import ModelResult
+from alliance.models._result import ModelResult, engine_fits
 from alliance.models.early import early_table
 from alliance.models.lmm import lmm
 from alliance.models.registry import register_model
+from alliance.results import n_by_level
 
-__all__ = ["rupture_outcome"]
+__all__ = ["RuptureOutcomeResult", "rupture_outcome"]
 
 CITATION = "Stiles et al. (2004); Eubanks, Muran & Safran (2018); Safran & Muran (2000)"
+
+
+@dataclass
+class RuptureOutcomeResult(ModelResult):
+    """Result of :func:`rupture_outcome` (a :class:`~alliance.models.ModelResult`).
+
+    Attributes
+    ----------
+    events : pandas.DataFrame
+        The rupture events used (client, session, resolved, ...).
+    classes : pandas.DataFrame or None
+        ``level="client"``: clients per class (none, repaired, unrepaired, unknown) with
+        n_clients and mean_change; None at the session level.
+    table : pandas.DataFrame or None
+        ``level="client"``: the client-level data used (baseline, end, class, ...).
+    n_rupture_sessions : int or None
+        ``level="session"``: sessions with a rupture among the pairs used.
+    mixed_model : alliance.models.LmmResult or None
+        The mixed model fitted (session level, or client level with a therapist column).
+    ols : statsmodels regression result or None
+        The least-squares fit (client level without a therapist column).
+    """
+
+    events: pd.DataFrame = field(default_factory=pd.DataFrame)
+    classes: pd.DataFrame | None = None
+    table: pd.DataFrame | None = None
+    n_rupture_sessions: int | None = None
+    mixed_model: Any = None
+    ols: Any = None
 
 
 @register_model(
@@ -105,11 +136,10 @@ def rupture_outcome(
 
     Returns
     -------
-    ModelResult
+    RuptureOutcomeResult
         ``params``; ``std_estimate`` = b / SD(outcome) for the 0/1 rupture terms (a
         standardized mean difference) and b x SD(x) / SD(outcome) for the others.
-        ``extra["classes"]`` (client level): clients per class; ``extra["events"]``: the events
-        used.
+        ``.classes`` (client level): clients per class; ``.events``: the events used.
 
     Notes
     -----
@@ -126,7 +156,7 @@ def rupture_outcome(
     ...     therapist="therapist", detect={"method": "drop", "threshold": 8})
     >>> fit.params["term"].tolist()[2:4]
     ['rupture_repaired', 'rupture_unrepaired']
-    >>> fit.extra["classes"].index.tolist()
+    >>> fit.classes.index.tolist()
     ['none', 'repaired', 'unrepaired', 'unknown']
     """
     if level not in ("client", "session"):
@@ -253,7 +283,9 @@ def _client_level(frame, ev, outcome, client, session, therapist, adjust_length,
     classes["mean_change"] = (table["end"] - table["baseline"]).groupby(table["class"]).mean()
     if getattr(fit, "singular", False):
         notes.append("Singular fit: the therapist variance is estimated at zero.")
-    return ModelResult(
+    n_levels = n_by_level(table, clients=client, therapists=therapist)
+    n_levels["sessions"] = int(frame[client].isin(table[client]).sum())
+    return RuptureOutcomeResult(
         model=f"rupture / repair -> end {outcome} (client level)",
         params=params,
         variance_components=vc,
@@ -266,15 +298,14 @@ def _client_level(frame, ev, outcome, client, session, therapist, adjust_length,
         ),
         citation=CITATION,
         notes=notes,
-        extra={
-            "fit": fit,
-            "classes": classes.reindex(
-                ["none", "repaired", "unrepaired"] + (["unknown"] if n_unknown else [])
-            ),
-            "table": table,
-            "events": ev,
-            "standardization": "0/1 terms: b / SD(end); others b x SD(x) / SD(end)",
-        },
+        standardization="0/1 terms: b / SD(end); others b x SD(x) / SD(end)",
+        n_by_level=n_levels,
+        classes=classes.reindex(
+            ["none", "repaired", "unrepaired"] + (["unknown"] if n_unknown else [])
+        ),
+        table=table,
+        events=ev,
+        **engine_fits(fit),
     )
 
 
@@ -353,7 +384,7 @@ def _session_level(frame, ev, outcome, client, session, therapist, reml, notes):
     )
     if fit.singular:
         notes.append("Singular fit: a random-effect variance is at zero.")
-    return ModelResult(
+    return RuptureOutcomeResult(
         model=f"rupture at t -> {outcome} change t to t + 1 (session level)",
         params=params,
         variance_components=fit.variance_components,
@@ -366,10 +397,9 @@ def _session_level(frame, ev, outcome, client, session, therapist, reml, notes):
         ),
         citation=CITATION,
         notes=notes,
-        extra={
-            "fit": fit,
-            "events": ev,
-            "n_rupture_sessions": n_rupt,
-            "standardization": "rupture: b / SD(change); session: b x SD(session) / SD(change)",
-        },
+        standardization="rupture: b / SD(change); session: b x SD(session) / SD(change)",
+        n_by_level=n_by_level(used, clients="client", sessions="client", therapists="therapist"),
+        events=ev,
+        n_rupture_sessions=n_rupt,
+        **engine_fits(fit),
     )

@@ -48,9 +48,10 @@ import pandas as pd
 from scipy import stats
 
 from alliance._checks import format_rows, require_columns
-from alliance.models._result import ModelResult, exclusion_log
+from alliance.models._result import ModelResult
 from alliance.models._sem_core import FimlFit, ParTable, fit_fiml
 from alliance.models.registry import Simulation, per_alliance_point, register_model
+from alliance.results import exclusion_log
 
 __all__ = ["dynamic_panel", "riclpm", "PanelResult"]
 
@@ -75,10 +76,27 @@ FIML_POLICY = (
 
 @dataclass
 class PanelResult(ModelResult):
-    """A panel SEM's result: a :class:`ModelResult` with the fits from each start.
+    """A panel SEM's result (a :class:`ModelResult`), fitted by full-information ML.
+
+    ``fit_measures`` holds npar, loglik, aic, bic, n_patterns and max_gradient; ``converged``
+    the optimizer's status.
 
     Attributes
     ----------
+    focal_term : str
+        The term the model is about (the first row of ``params``), e.g.
+        ``"alliance[t-1] -> outcome[t]"``.
+    terms : dict of str to str
+        The term of each role: alliance_to_outcome, outcome_to_alliance,
+        outcome_autoregressive, alliance_autoregressive.
+    parameter_table : pandas.DataFrame
+        Every free parameter of the SEM (lavaan's ``parameterEstimates`` layout).
+    standardized_by_wave : pandas.DataFrame
+        Each session's standardized lagged paths.
+    sessions : list of int
+        The sessions (waves) in the model.
+    n_clients : int
+        Clients in the model.
     starts : pandas.DataFrame
         One row per starting point (start, start_values, loglik, converged, the four
         lagged paths, kept): the fit with the highest log-likelihood is the one reported.
@@ -86,6 +104,12 @@ class PanelResult(ModelResult):
         What the lagged paths estimate, in words.
     """
 
+    focal_term: str = ""
+    terms: dict[str, str] = field(default_factory=dict)
+    parameter_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    standardized_by_wave: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sessions: list[int] = field(default_factory=list)
+    n_clients: int = 0
     starts: pd.DataFrame = field(default_factory=pd.DataFrame)
     estimand: str = ""
 
@@ -483,7 +507,7 @@ def dynamic_panel(
     equal_residuals: bool = False,
     therapist: str | None = None,
     n_starts: int = 1,
-) -> ModelResult:
+) -> PanelResult:
     """Dynamic panel model of alliance and symptoms by ML-SEM (Allison et al., 2017).
 
     Each session's outcome depends on the outcome and the alliance ``lag`` sessions
@@ -533,14 +557,14 @@ def dynamic_panel(
 
     Returns
     -------
-    ModelResult
+    PanelResult
         ``params``: the two cross-lagged and two autoregressive paths (raw estimates,
         z tests, 95% Wald CIs, and ``std_estimate`` = lavaan's ``std.all`` averaged over
         sessions), the focal path first, with columns ``path`` and ``label``;
-        ``variance_components``: fixed-effect (co)variances; ``extra``: ``focal_term``,
-        ``terms`` (role -> term), ``parameter_table`` (every parameter, with lavaan-style
-        names), ``standardized_by_wave``, ``fit`` (npar, AIC, BIC, patterns) and
-        ``sessions`` (the waves used).
+        ``variance_components``: fixed-effect (co)variances; ``.focal_term``, ``.terms``
+        (role -> term), ``.parameter_table`` (every parameter, with lavaan-style names),
+        ``.standardized_by_wave``, ``.fit_measures`` (npar, loglik, AIC, BIC, patterns) and
+        ``.sessions`` (the waves used).
 
     Raises
     ------
@@ -702,7 +726,7 @@ def riclpm(
     max_sessions: int | None = None,
     min_clients: int = 10,
     therapist: str | None = None,
-) -> ModelResult:
+) -> PanelResult:
     """Random-intercept cross-lagged panel model (Hamaker, Kuiper & Grasman, 2015).
 
     Each session's score is the session mean, plus the client's random intercept (their
@@ -730,11 +754,11 @@ def riclpm(
 
     Returns
     -------
-    ModelResult
+    PanelResult
         ``params``: within-client cross-lagged and autoregressive paths with
         ``std_estimate`` (lavaan's ``std.all`` averaged over sessions);
         ``variance_components``: random-intercept variances and their correlation (the
-        between-client association); ``extra`` as in :func:`dynamic_panel`.
+        between-client association); the typed attributes as in :func:`dynamic_panel`.
 
     Notes
     -----
@@ -839,21 +863,25 @@ def _panel_result(
         missing_data=FIML_POLICY.format(patterns=fit.n_patterns),
         citation=citation,
         notes=notes,
-        extra={
-            "focal_term": params["term"].iloc[0],
-            "terms": {
-                "alliance_to_outcome": labels["beta_yx"][0],
-                "outcome_to_alliance": labels["beta_xy"][0],
-                "outcome_autoregressive": labels[autoregressive[0]][0],
-                "alliance_autoregressive": labels[autoregressive[1]][0],
-            },
-            "parameter_table": parameter_table,
-            "standardized_by_wave": _standardized_by_wave(fit, labels),
-            "fit": _fit_stats(fit),
-            "sessions": panel.waves,
-            "n_clients": len(panel.clients),
-            "converged": fit.converged,
+        n_by_level={
+            "clients": len(panel.clients),
+            "sessions": int((np.isfinite(panel.y) | np.isfinite(panel.x)).sum()),
         },
+        aic=float(fit.aic),
+        bic=float(fit.bic),
+        converged=bool(fit.converged),
+        fit_measures=pd.Series(_fit_stats(fit), name="fit"),
+        focal_term=params["term"].iloc[0],
+        terms={
+            "alliance_to_outcome": labels["beta_yx"][0],
+            "outcome_to_alliance": labels["beta_xy"][0],
+            "outcome_autoregressive": labels[autoregressive[0]][0],
+            "alliance_autoregressive": labels[autoregressive[1]][0],
+        },
+        parameter_table=parameter_table,
+        standardized_by_wave=_standardized_by_wave(fit, labels),
+        sessions=list(panel.waves),
+        n_clients=len(panel.clients),
     )
 
 

@@ -19,6 +19,7 @@ and expanded. Journal of the Royal Society Interface, 14, 20170213.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -34,12 +35,38 @@ from alliance.models._prep import (
 )
 from alliance.models._result import ModelResult
 from alliance.models.early import early_table
-from alliance.models.lmm import lmm
+from alliance.models.lmm import LmmResult, lmm
 from alliance.models.registry import Simulation, per_alliance_point, register_model
+from alliance.results import n_by_level
 
-__all__ = ["therapist_contributions"]
+__all__ = ["TherapistResult", "therapist_contributions"]
 
 CITATION = "Baldwin, Wampold & Imel (2007)"
+
+
+@dataclass
+class TherapistResult(ModelResult):
+    """Result of :func:`therapist_contributions` (a :class:`~alliance.models.ModelResult`).
+
+    Attributes
+    ----------
+    icc : pandas.DataFrame
+        Therapist and client ICCs of alliance and outcome from null models
+        ``y ~ 1 + (1 | therapist) + (1 | client)`` on all sessions: variable, level,
+        variance, icc.
+    difference : pandas.Series
+        Therapist minus client effect with its Satterthwaite test (estimate, se, df,
+        statistic, p).
+    clients : pandas.DataFrame
+        One row per client used: client, therapist, alliance_therapist, alliance_client.
+    mixed_model : alliance.models.LmmResult
+        The mixed model fitted.
+    """
+
+    icc: pd.DataFrame = field(default_factory=pd.DataFrame)
+    difference: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+    clients: pd.DataFrame = field(default_factory=pd.DataFrame)
+    mixed_model: LmmResult | None = None
 
 
 @register_model(
@@ -93,14 +120,14 @@ def therapist_contributions(
 
     Returns
     -------
-    ModelResult
+    TherapistResult
         ``params`` with the therapist and client alliance terms, ``std_estimate`` =
         b x SD(predictor over clients) / SD(outcome) (for the ``session:`` terms the SD of the
         outcome's session-to-session slope is not estimable, so they are standardized by the
         outcome's total SD per session: b x SD(predictor) / SD(outcome)).
-        ``extra["icc"]``: therapist and client ICCs of alliance and outcome from null models
+        ``.icc``: therapist and client ICCs of alliance and outcome from null models
         ``y ~ 1 + (1 | therapist) + (1 | client)`` on all sessions.
-        ``extra["difference"]``: therapist minus client effect, with its test (Baldwin et al.
+        ``.difference``: therapist minus client effect, with its test (Baldwin et al.
         report the therapist effect larger).
 
     Notes
@@ -118,7 +145,7 @@ def therapist_contributions(
     >>> fit = alliance.models.therapist_contributions(sessions, alliance="wai", outcome="phq9")
     >>> fit.params["term"].tolist()[-2:]
     ['session:alliance_therapist', 'session:alliance_client']
-    >>> fit.extra["icc"].columns.tolist()
+    >>> fit.icc.columns.tolist()
     ['variable', 'level', 'variance', 'icc']
     """
     if outcome_model not in ("slope", "end"):
@@ -204,6 +231,7 @@ def therapist_contributions(
         }
         params = lmm_params(fit, {"session": session}, {k_: float(v) for k_, v in std.items()})
         vc, loglik, nobs = fit.variance_components, fit.loglik, fit.nobs
+        counts = n_by_level(work, clients="client", sessions="client", therapists="therapist")
         t_term, c_term = "session:alliance_therapist", "session:alliance_client"
         missing = (
             "every observed outcome of the clients with an alliance score, REML under missing "
@@ -238,6 +266,8 @@ def therapist_contributions(
         }
         params["std_estimate"] = params["estimate"] * params["term"].map(std).astype(float)
         nobs = len(table)
+        counts = n_by_level(table, clients="client", therapists="therapist")
+        counts["sessions"] = int(frame[client].isin(table["client"]).sum())
         t_term, c_term = "alliance_therapist", "alliance_client"
         missing = (
             "client-level model, one row per client (end = last observed outcome after the "
@@ -260,7 +290,7 @@ def therapist_contributions(
         )
     if getattr(fit, "singular", False):
         notes.append("Singular fit: a random-effect variance is at zero or a correlation at +-1.")
-    return ModelResult(
+    return TherapistResult(
         model=f"therapist vs client alliance -> {outcome} ({outcome_model})",
         params=params,
         variance_components=vc,
@@ -270,13 +300,16 @@ def therapist_contributions(
         missing_data=missing,
         citation=CITATION,
         notes=notes,
-        extra={
-            "fit": fit,
-            "icc": icc,
-            "difference": diff.rename(f"{t_term} - {c_term}"),
-            "clients": per_client.reset_index(drop=True),
-            "standardization": "b x SD(predictor over clients) / SD(outcome)",
-        },
+        standardization="b x SD(predictor over clients) / SD(outcome)",
+        n_by_level=counts,
+        aic=fit.aic,
+        bic=fit.bic,
+        converged=fit.converged,
+        singular=fit.singular,
+        icc=icc,
+        difference=diff.rename(f"{t_term} - {c_term}"),
+        clients=per_client.reset_index(drop=True),
+        mixed_model=fit,
     )
 
 

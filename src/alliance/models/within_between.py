@@ -30,7 +30,8 @@ with longitudinal data using multilevel models. Psychological Methods, 20(1), 63
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -47,15 +48,16 @@ from alliance.models._prep import (
     standardize,
 )
 from alliance.models._result import ModelResult
-from alliance.models.lmm import lmm
+from alliance.models.lmm import LmmResult, lmm
 from alliance.models.registry import (
     Simulation,
     per_alliance_point,
     register_model,
     statsmodels_lagged_engine,
 )
+from alliance.results import n_by_level
 
-__all__ = ["within_between", "NICKELL_NOTE", "CONFOUND_NOTE"]
+__all__ = ["WithinBetweenResult", "within_between", "NICKELL_NOTE", "CONFOUND_NOTE"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,28 @@ NICKELL_NOTE = (
     "Falkenström et al. 2017). Use method='dpm' (ML-SEM dynamic panel model) for an unbiased "
     "estimate."
 )
+
+
+@dataclass
+class WithinBetweenResult(ModelResult):
+    """Result of :func:`within_between` with ``method="mlm"`` (a ``ModelResult``).
+
+    Attributes
+    ----------
+    mixed_model : alliance.models.LmmResult
+        The multilevel model fitted by :func:`alliance.models.lmm` (internal term names).
+    formula : str
+        Its formula (``y ~ x_within + x_between + session + (1 + session | client) ...``).
+    icc : pandas.DataFrame
+        Per-level intraclass correlations of the fitted model (``LmmResult.icc``).
+    moderator_coding : dict or None
+        How a moderator was coded (at, labels, coding) when one was given.
+    """
+
+    mixed_model: LmmResult | None = None
+    formula: str = ""
+    icc: pd.DataFrame = field(default_factory=pd.DataFrame)
+    moderator_coding: Any = None
 
 
 @register_model(
@@ -195,8 +219,9 @@ def within_between(
         ``params`` with terms ``Intercept``, ``<x>_within``, ``<x>_between``, ``session``, ...
         and ``std_estimate``: the within effect standardized by the within-client SDs of
         predictor (``x_within``) and response (deviation from the client mean), the between
-        effect by the SDs of the client means, the others by the total SDs. ``extra`` holds
-        ``fit`` (the :class:`LmmResult`), ``formula`` and ``icc``.
+        effect by the SDs of the client means, the others by the total SDs. With
+        ``method="mlm"`` a :class:`WithinBetweenResult` (``.mixed_model``, ``.formula``,
+        ``.icc``); with ``method="dpm"`` a :class:`~alliance.models.sem.PanelResult`.
 
     Raises
     ------
@@ -456,7 +481,8 @@ def fit_mlm(
     if not fit.converged:
         notes.append("The mixed-model optimizer did not converge; interpret with care.")
     direction = f"{outcome} -> next {alliance}" if reverse else f"{alliance} -> next {outcome}"
-    result = ModelResult(
+    counts = n_by_level(used, clients="client", sessions="client", therapists="therapist")
+    result = WithinBetweenResult(
         model=f"within/between (mlm): {direction}",
         params=params,
         variance_components=fit.variance_components,
@@ -466,18 +492,20 @@ def fit_mlm(
         missing_data=MISSING_MLM,
         citation=CITATION,
         notes=notes,
-        extra={
-            "fit": fit,
-            "formula": formula,
-            "icc": fit.icc,
-            "n_clients": int(used["client"].nunique()),
-            "standardization": (
-                "within effect: SD of the detrended/centred predictor over SD of the response's "
-                "deviation from the client mean; between effect: SDs of client means; others: "
-                "total SDs."
-            ),
-            "moderator_coding": coding,
-        },
+        standardization=(
+            "within effect: SD of the detrended/centred predictor over SD of the response's "
+            "deviation from the client mean; between effect: SDs of client means; others: "
+            "total SDs."
+        ),
+        n_by_level=counts,
+        aic=fit.aic,
+        bic=fit.bic,
+        converged=fit.converged,
+        singular=fit.singular,
+        mixed_model=fit,
+        formula=formula,
+        icc=fit.icc,
+        moderator_coding=coding,
     )
     return result, used, fit
 

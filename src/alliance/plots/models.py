@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 
 __all__ = ["simple_slopes"]
@@ -14,9 +15,9 @@ def simple_slopes(result, ax: Axes | None = None, *, bands: bool = True) -> Axes
 
     Parameters
     ----------
-    result : ModelResult
-        A result of :func:`alliance.models.moderation` (it carries ``extra["lines"]`` and
-        ``extra["simple_slopes"]``).
+    result : alliance.models.ModerationResult
+        A result of :func:`alliance.models.moderation` (it carries ``.lines`` and
+        ``.simple_slopes``).
     ax : matplotlib.axes.Axes, optional
         Axes to draw on; a new figure when omitted.
     bands : bool, default True
@@ -36,13 +37,14 @@ def simple_slopes(result, ax: Axes | None = None, *, bands: bool = True) -> Axes
     >>> len(ax.get_lines())
     2
     """
-    extra = getattr(result, "extra", None) or {}
-    if "lines" not in extra or "simple_slopes" not in extra:
+    lines = getattr(result, "lines", None)
+    slopes = getattr(result, "simple_slopes", None)
+    if not isinstance(lines, pd.DataFrame) or not isinstance(slopes, pd.DataFrame):
         raise ValueError(
-            "simple_slopes needs a result of alliance.models.moderation(...) (it has "
-            "extra['lines'] and extra['simple_slopes']); this result has neither."
+            "simple_slopes needs a result of alliance.models.moderation(...) (it has .lines "
+            f"and .simple_slopes); this {type(result).__name__} has neither."
         )
-    lines, slopes = extra["lines"], extra["simple_slopes"].set_index("label")
+    slopes = slopes.set_index("label")
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0", "C1", "C2"])
@@ -67,10 +69,10 @@ def simple_slopes(result, ax: Axes | None = None, *, bands: bool = True) -> Axes
                 alpha=0.15,
                 linewidth=0,
             )
-    focal = extra.get("focal", "alliance")
+    focal = result.focal or "alliance"
     ax.set_xlabel(focal)
-    ax.set_ylabel(f"predicted {extra.get('outcome_label', 'outcome')}")
-    ax.set_title(f"Simple slopes by {extra.get('moderator', 'moderator')}")
+    ax.set_ylabel(f"predicted {result.outcome_label or 'outcome'}")
+    ax.set_title(f"Simple slopes by {result.moderator or 'moderator'}")
     ax.legend(frameon=False, fontsize="small")
     ax.margins(x=0)
     if np.isfinite(lines["x"]).all():

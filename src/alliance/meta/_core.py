@@ -36,11 +36,6 @@ def wls_parts(w: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xtwx_inv, P
 
 
-# TODO(meta split): meta.influence still calls the old name; switch it to wls_parts and
-# delete this alias (and its entry in tests/test_imports.py's ALLOWED).
-_wls_parts = wls_parts
-
-
 def _q_gen(tau2: float, y: np.ndarray, vi: np.ndarray, X: np.ndarray) -> float:
     """Generalized Q statistic y'P(tau2)y (residual weighted sum of squares)."""
     w = 1.0 / (vi + tau2)
