@@ -115,6 +115,8 @@ API_MODULES = {
     "alliance.io": "Input and output",
     "alliance.schema": "Validation",
     "alliance.study": "The study and its codebook",
+    "alliance.design": "Column roles and the early window",
+    "alliance.intake": "Bringing your own study (alliance init)",
     "alliance.datasets": "Bundled datasets",
     "alliance.simulate": "Simulation with known truth",
     "alliance.instruments": "Questionnaire registry",
