@@ -130,9 +130,7 @@ end_model.apa_table()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-difference = pd.DataFrame(
-    {"growth (slope)": slope_model.difference, "end": end_model.difference}
-).T
+difference = pd.DataFrame({"growth (slope)": slope_model.difference, "end": end_model.difference}).T
 difference.index.name = "model"
 save_table(difference.reset_index(), "therapist_minus_client", export_dir)
 print(difference.round(3).to_string())
