@@ -51,7 +51,7 @@ instrument = "phq9"  # outcome's registry name (its direction of improvement)
 # count when alliance_col is a summed instrument (WAI-SR total / 12 = its 1-5 item mean,
 # the scale of the demo's truth); 1 keeps the score as it is.
 alliance_items = None
-k_early = 3  # early alliance: mean of the first k rated sessions
+early_window = 3  # early alliance: mean of the first 3 rated sessions (early= of every model)
 lag = 1  # sessions from predictor to response in the session-level models
 run_dpm = True  # fit the dynamic panel model (ML-SEM)
 # Sessions the dynamic panel model uses (None: all). On the demo, 8 sessions take about
@@ -88,7 +88,7 @@ print(
 # ## 1. Early alliance -> outcome
 #
 # `end ~ baseline + alliance_early + (1 | therapist)`, one row per client: the mean
-# alliance of the first `k_early` rated sessions predicting the last observed outcome
+# alliance of the first `early_window` rated sessions predicting the last observed outcome
 # after that window. Clients who drop out contribute their last observed outcome, so
 # the effect includes the path through a shorter treatment, as in the meta-analysed
 # studies. The second model adds the sessions elapsed (the effect at equal treatment
@@ -100,7 +100,7 @@ early = models.early_alliance(
     alliance="alliance",
     outcome=outcome,
     therapist=therapist,
-    k=k_early,
+    early=early_window,
     lower_is_better=lower_is_better,
 )
 early_length = models.early_alliance(
@@ -108,7 +108,7 @@ early_length = models.early_alliance(
     alliance="alliance",
     outcome=outcome,
     therapist=therapist,
-    k=k_early,
+    early=early_window,
     adjust_length=True,
     lower_is_better=lower_is_better,
 )
@@ -157,7 +157,9 @@ sns.regplot(
     line_kws={"color": "C1"},
     ax=ax,
 )
-ax.set_xlabel(f"early alliance (mean of sessions 1-{k_early}, {alliance_col} / {alliance_items})")
+ax.set_xlabel(
+    f"early alliance (mean of sessions 1-{early_window}, {alliance_col} / {alliance_items})"
+)
 ax.set_ylabel(f"{outcome} at the last session")
 ax.set_title(f"Early alliance and outcome (n = {early.nobs} clients)")
 fig.tight_layout()

@@ -1,12 +1,18 @@
 # ---
 # jupyter:
 #   alliance:
-#     requires: [alliance, outcome, therapist]
+#     requires:
+#     - alliance
+#     - outcome
+#     - therapist
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: alliance
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -40,7 +46,7 @@ instrument = "phq9"  # outcome's registry name
 # count when alliance_col is a summed instrument (WAI-SR total / 12 = its 1-5 item mean,
 # the scale of the demo's truth); 1 keeps the score as it is.
 alliance_items = None
-k_alliance = 3  # a client's alliance: mean of the first k rated sessions (None: all)
+early_window = 3  # a client's alliance: mean of the first 3 rated sessions (None: all)
 export_dir = None  # set by `alliance report`: where figures and tables are written
 
 # %%
@@ -81,14 +87,14 @@ print(
 
 # %%
 slope_model = models.therapist_contributions(
-    study, alliance="alliance", outcome=outcome, therapist="therapist", k=k_alliance
+    study, alliance="alliance", outcome=outcome, therapist="therapist", early=early_window
 )
 end_model = models.therapist_contributions(
     study,
     alliance="alliance",
     outcome=outcome,
     therapist="therapist",
-    k=k_alliance,
+    early=early_window,
     outcome_model="end",
 )
 print(slope_model.citation)

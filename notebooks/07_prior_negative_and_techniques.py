@@ -1,9 +1,6 @@
 # ---
 # jupyter:
 #   alliance:
-#     columns:
-#     - prior_negative_therapy
-#     - reflection
 #     requires:
 #     - alliance
 #     - outcome
@@ -54,7 +51,7 @@ alliance_items = None
 moderator = "prior_negative_therapy"  # client-level moderator (in the clients table)
 technique = "reflection"  # session-level technique count, the mediation's predictor
 n_boot = 60  # cluster-bootstrap draws for the indirect effects (publication: 1000+)
-k_early = 3  # early alliance: mean of the first k rated sessions
+early_window = 3  # early alliance: mean of the first 3 rated sessions (early= of every model)
 # Ruptures: the study's rupture events when it has any; otherwise detected as a fall of at
 # least this many points of alliance_col from the previous rated session.
 rupture_drop = 8
@@ -84,7 +81,7 @@ print(
     f"moderator = {moderator}; technique = {technique}"
 )
 
-# %% [markdown]
+# %% [markdown] tags=["needs:prior_negative_therapy"]
 # ## 1. Moderation by prior negative therapy
 #
 # Clients with a prior negative therapy experience start with a lower alliance. Does
@@ -92,14 +89,14 @@ print(
 # with the early alliance (`model="early"`) and with both the within- and between-client
 # parts of the session-level alliance (`model="within_between"`).
 
-# %%
+# %% tags=["needs:prior_negative_therapy"]
 group_sizes = (
     study.clients[moderator].value_counts().rename_axis(moderator).reset_index(name="n_clients")
 )
 group_sizes = alliance.privacy.suppress_small_cells(group_sizes)
 print(group_sizes.to_string(index=False))
 
-# %%
+# %% tags=["needs:prior_negative_therapy"]
 moderated_early = models.moderation(
     study,
     moderator,
@@ -107,7 +104,7 @@ moderated_early = models.moderation(
     outcome=outcome,
     therapist=therapist,
     model="early",
-    k=k_early,
+    early=early_window,
 )
 moderated_session = models.moderation(
     study,
@@ -120,7 +117,7 @@ moderated_session = models.moderation(
 print(moderated_session.citation)
 print(*moderated_early.notes, *moderated_session.notes, sep="\n")
 
-# %%
+# %% tags=["needs:prior_negative_therapy"]
 moderation_apa = pd.concat(
     [moderated_early.apa_table().to_frame(), moderated_session.apa_table().to_frame()],
     keys=["early alliance", "within/between"],
@@ -129,10 +126,10 @@ moderation_apa = pd.concat(
 save_table(moderation_apa.reset_index(), "moderation_apa", export_dir)
 moderation_apa
 
-# %% [markdown]
+# %% [markdown] tags=["needs:prior_negative_therapy"]
 # Simple slopes: the alliance effect in each group, with Satterthwaite tests.
 
-# %%
+# %% tags=["needs:prior_negative_therapy"]
 # NBVAL_CHECK_OUTPUT
 simple_slopes = pd.concat(
     [moderated_early.simple_slopes, moderated_session.simple_slopes],
@@ -142,7 +139,7 @@ simple_slopes = pd.concat(
 save_table(simple_slopes.reset_index(), "simple_slopes", export_dir)
 print(simple_slopes.round(3).to_string())
 
-# %%
+# %% tags=["needs:prior_negative_therapy"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
 alliance.plots.simple_slopes(moderated_early, ax=axes[0])
 alliance.plots.simple_slopes(moderated_session, ax=axes[1])
@@ -153,7 +150,7 @@ axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False, f
 fig.tight_layout()
 figure_files = save_figure(fig, "simple_slopes_prior_negative_therapy", export_dir)
 
-# %% [markdown]
+# %% [markdown] tags=["needs:reflection"]
 # ## 2. Technique -> alliance -> outcome (mediation)
 #
 # Path a: more reflections than usual in a session -> a better alliance in that session;
@@ -165,7 +162,7 @@ figure_files = save_figure(fig, "simple_slopes_prior_negative_therapy", export_d
 # a draw on the demo data). Between-client indirect effects rest on few clusters and are
 # unstable.
 
-# %%
+# %% tags=["needs:reflection"]
 mediated = models.mediation(
     study,
     technique,
@@ -180,7 +177,7 @@ print(*mediated.notes, sep="\n")
 print(f"failed bootstrap draws: {mediated.n_boot_failed} of {n_boot}")
 mediated.excluded
 
-# %%
+# %% tags=["needs:reflection"]
 # NBVAL_CHECK_OUTPUT
 mediation_table = mediated.params[
     ["term", "estimate", "ci_low", "ci_high", "mc_ci_low", "mc_ci_high", "p", "std_estimate"]
@@ -243,14 +240,16 @@ print(rupture_apa.to_string())
 # %%
 dropout_module = getattr(models, "dropout", None)
 dropout_ruptures = study.events if has_events else {"method": "drop", "threshold": rupture_drop}
+# the moderator is a covariate where the study has it
+adjust_for = [moderator] if moderator in study.clients.columns else []
 dropout_early = (
     dropout_module.dropout_model(
         study,
         alliance="alliance",
         therapist=therapist,
-        early_sessions=k_early,
+        early=early_window,
         ruptures=dropout_ruptures,
-        covariates=[moderator],
+        covariates=adjust_for,
     )
     if dropout_module
     else None

@@ -1,12 +1,18 @@
 # ---
 # jupyter:
 #   alliance:
-#     requires: [alliance, outcome, site]
+#     requires:
+#     - alliance
+#     - outcome
+#     - site
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: alliance
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -34,7 +40,7 @@ seed = 2026
 alliance_col = "wai_sr"  # alliance score column (two-stage IPD)
 outcome = "phq9"  # outcome score column (two-stage IPD)
 group = "site"  # the studies of the two-stage IPD meta-analysis
-first_sessions = 3  # sessions averaged for early alliance
+early_window = 3  # sessions averaged for early alliance (early= of two_stage_ipd)
 method = "REML"  # estimator of tau^2
 test = "knha"  # Knapp-Hartung adjustment ("z" for normal-theory tests)
 moderator = "rater"  # moderator of the meta-regression (a column of the study table)
@@ -162,7 +168,7 @@ print(
 # ## Two-stage individual-participant meta-analysis
 #
 # On the session-level study: in each `group`, the correlation across clients between
-# early alliance (mean of the first `first_sessions` sessions) and the last outcome
+# early alliance (mean of the first `early_window` sessions) and the last outcome
 # score; then those correlations pooled like studies. With a symptom measure (higher =
 # worse) a good alliance goes with a low last score, so the correlation is negative; its
 # size is comparable with the published r.
@@ -174,7 +180,7 @@ ipd = alliance.ipd.two_stage_ipd(
     alliance=alliance_col,
     outcome=outcome,
     group=group,
-    first_sessions=first_sessions,
+    early=early_window,
     method=method,
     test=test,
 )

@@ -188,7 +188,7 @@ def test_single_session_clients_and_missing_therapist(studies):
         (dict(alliance="wai"), KeyError, "alliance column"),
         (dict(method="cox"), ValueError, "method='cox'"),
         (dict(baseline="spline", method="discrete_time"), ValueError, "baseline"),
-        (dict(early_sessions=0), ValueError, "early_sessions"),
+        (dict(early=0), ValueError, "early must be at least 1"),
         (dict(covariates=["gender"]), ValueError, "not numeric"),
         (dict(planned_sessions=40), ValueError, "same dropout value"),
     ],

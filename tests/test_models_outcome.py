@@ -289,11 +289,11 @@ def test_early_alliance_slope_matches_generating_slopes(truth, null):
 
 def test_early_alliance_exclusions_and_session_window(demo):
     d = pd.concat([demo.sessions, demo.sessions.iloc[[0]].assign(client="X1")], ignore_index=True)
-    fit = early_alliance(d, alliance="wai", outcome="phq9", k=3)
+    fit = early_alliance(d, alliance="wai", outcome="phq9", early=3)
     ex = fit.excluded.set_index("reason")
     assert ex.loc["single-session client", "n_clients"] == 1
     assert fit.nobs + ex["n_clients"].sum() == d["client"].nunique()
-    at2 = early_alliance(d, alliance="wai", outcome="phq9", k=2, how="session")
+    at2 = early_alliance(d, alliance="wai", outcome="phq9", early=2, how="session")
     assert "session 2" in at2.model
     with pytest.raises(ValueError, match="how"):
         early_alliance(d, alliance="wai", outcome="phq9", how="median")

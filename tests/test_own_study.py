@@ -112,15 +112,21 @@ def test_spss_with_german_names_and_value_labels(tmp_path, raw):
     assert valid.returncode == 0, valid.stdout + valid.stderr
 
     rep = _cli(
-        "report", "--data", "meine_studie", "--out", "bericht", "-n", "01", "-n", "03",
+        "report", "--data", "meine_studie", "--out", "bericht", "-n", "01", "-n", "03", "-n", "07",
         cwd=tmp_path,
     )  # fmt: skip
     assert rep.returncode == 0, rep.stderr[-2000:]
     _report_checks(
         tmp_path / "bericht",
         pages=["01_data_overview", "03_ruptures"],
-        skipped=["Prior negative therapy and ruptures: needs whether the client had"],
+        skipped=[
+            "Prior negative therapy and ruptures: needs whether the client had",
+            "1. Moderation by prior negative therapy: needs whether the client had",
+            "2. Technique -> alliance -> outcome (mediation): needs the column 'reflection'",
+        ],
     )
+    dropout = (tmp_path / "bericht" / "07_prior_negative_and_techniques.html").read_text()
+    assert "4. Dropout" in dropout  # the sections the data support still run
     page = (tmp_path / "bericht" / "03_ruptures.html").read_text(encoding="utf-8")
     assert "skipped, because it needs" in page
     assert _sha(sav) == before

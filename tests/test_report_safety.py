@@ -206,8 +206,6 @@ def test_report_of_a_european_csv_study_with_dialect_options(tmp_path, monkeypat
 
     overview = [b for b in report.list_notebooks() if b.name.startswith("01_")]
     monkeypatch.setattr(report, "list_notebooks", lambda folder=None: overview)
-    for key in ("ALLIANCE_SEP", "ALLIANCE_DECIMAL", "ALLIANCE_ENCODING"):
-        monkeypatch.delenv(key, raising=False)  # the CLI sets them; restored after the test
     demo = alliance.datasets.load_dataset("demo")
     keep = demo.clients["client"].iloc[:12]
     data = tmp_path / "europe"

@@ -517,9 +517,6 @@ def _report(
             )
             raise typer.Exit(2)
 
-    for key, value in dialect.items():
-        if value is not None:  # read_study in the notebooks' kernels takes these defaults
-            os.environ[f"ALLIANCE_{key.upper()}"] = value
     name = data if not Path(data).exists() else Path(data).stem
     target = out_dir or Path("reports") / name
 

@@ -39,6 +39,8 @@ __all__ = [
     "ROLES",
     "Design",
     "EarlyWindow",
+    "as_window",
+    "fill_roles",
     "canonical_study",
     "normalize_name",
     "resolve_design",
@@ -266,6 +268,32 @@ class EarlyWindow:
             what = f"the mean of the ratings in the first {self.sessions} session numbers"
         return f"early alliance: {what} (at least {self.needed} rating(s) needed)"
 
+    def mask(
+        self, frame: pd.DataFrame, alliance: str, client: str, session: str
+    ) -> tuple[pd.Series, pd.Series, str]:
+        """Which rows lie in each client's window, which clients have enough ratings.
+
+        ``frame`` must be sorted by client and session. Returns ``(in_window, enough,
+        reason)``: boolean Series on ``frame``'s index (``enough`` repeated on every row
+        of a client) and the exclusion reason for clients without enough ratings.
+        """
+        g = frame[client]
+        rated = frame[alliance].notna()
+        if self.counts == "rated":
+            rank = rated.astype(int).groupby(g).cumsum().where(rated)
+            in_window = rated & (rank <= self.sessions)
+            where = f"first {self.sessions} rated sessions"
+        else:
+            first = frame[session].groupby(g).transform("min")
+            in_window = rated & (frame[session] <= first + self.sessions - 1)
+            where = f"first {self.sessions} session numbers"
+        enough = in_window.groupby(g).transform("sum") >= self.needed
+        if self.counts == "rated" and self.needed == self.sessions:
+            reason = f"fewer than {self.sessions} rated {alliance} sessions"
+        else:
+            reason = f"fewer than {self.needed} {alliance} ratings in the {where}"
+        return in_window.astype(bool), enough.astype(bool), reason
+
     def compute(
         self,
         data: pd.DataFrame,
@@ -306,6 +334,69 @@ class EarlyWindow:
         out.attrs["n_short"] = int(short.sum())
         out.attrs["window"] = self.describe()
         return out
+
+
+def as_window(early: int | EarlyWindow | None = 3, **legacy: int | None) -> EarlyWindow:
+    """An :class:`EarlyWindow` from ``early=`` (or a former argument name, with a warning).
+
+    ``legacy`` holds the argument a function used to take (``k=``, ``early_sessions=``,
+    ``first_sessions=``); when given it wins and a ``DeprecationWarning`` names ``early=``.
+
+    Examples
+    --------
+    >>> from alliance.design import as_window
+    >>> as_window(4).sessions, as_window(None) is None
+    (4, True)
+    """
+    import warnings
+
+    for name, value in legacy.items():
+        if value is not None:
+            warnings.warn(
+                f"{name}= is now early= (the same name in every analysis); pass early={value!r}",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            early = value
+    if early is None or isinstance(early, EarlyWindow):
+        return early
+    return EarlyWindow(early)
+
+
+def fill_roles(data, **roles: str | None) -> dict[str, str]:
+    """Roles left as None, found by :func:`resolve_design` (codebook, then names).
+
+    Analyses call this so that ``alliance=`` and ``outcome=`` may be left out for a Study
+    whose codebook declares them or a table with conventional names.
+
+    Raises
+    ------
+    KeyError
+        Naming the role, the close matches and how to pass it.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.design import fill_roles
+    >>> fill_roles(alliance.datasets.load_dataset("demo"), alliance=None, outcome="phq9")
+    {'alliance': 'wai_sr', 'outcome': 'phq9'}
+    """
+    missing = [r for r, c in roles.items() if c is None]
+    if not missing:
+        return dict(roles)
+    design = resolve_design(data)
+    out = dict(roles)
+    for role in missing:
+        column = design.columns.get(role)
+        if column is None:
+            near = design.suggestions.get(role, [])
+            tip = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+            raise KeyError(
+                f"no {role} column was found ({ROLES[role][1]}).{tip} Pass {role}='COLUMN', "
+                f'or give the field "role": "{role}" in the codebook'
+            )
+        out[role] = column
+    return out
 
 
 @dataclass

@@ -513,9 +513,7 @@ def read_study(
     progress : bool, default False
         Show a progress bar while the DuckDB engine reads.
     sep, decimal, encoding : str, optional
-        CSV/TSV dialect, as for :func:`read_table`; detected when not given. Defaults
-        may come from the ``ALLIANCE_SEP``, ``ALLIANCE_DECIMAL`` and ``ALLIANCE_ENCODING``
-        environment variables (``alliance report --sep`` sets them for its notebooks).
+        CSV/TSV dialect, as for :func:`read_table`; detected when not given.
     ids : list of str, optional
         Further identifier columns (named as after ``columns`` renames) read as text,
         beside ``client``, ``therapist``, ``site`` and the codebook's identifiers.
@@ -547,11 +545,7 @@ def read_study(
     >>> bool(compact.sessions["wai_sr_1"].sum() == study.sessions["wai_sr_1"].sum())
     True
     """
-    import os
 
-    sep = sep if sep is not None else os.environ.get("ALLIANCE_SEP") or None
-    decimal = decimal if decimal is not None else os.environ.get("ALLIANCE_DECIMAL") or None
-    encoding = encoding if encoding is not None else os.environ.get("ALLIANCE_ENCODING") or None
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}; got {engine!r}")
     found, book, book_path, paths = locate(path, clients, events, codebook)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from alliance._checks import require_columns
+from alliance.design import EarlyWindow, as_window
 from alliance.meta.univariate import MetaResult, meta_analysis
 from alliance.results import exclusion_log, level_name
 
@@ -27,15 +28,16 @@ def two_stage_ipd(
     session: str = "session",
     group: str = "site",
     *,
-    first_sessions: int = 3,
+    early: int | EarlyWindow = 3,
     method: str = "REML",
     test: str = "knha",
     level: float = 0.95,
+    first_sessions: int | None = None,
 ) -> MetaResult:
     """Two-stage individual-participant meta-analysis of the alliance-outcome link.
 
     Stage one: per group (site, therapist, ...), the Pearson correlation across clients
-    between early alliance (the mean of the client's first ``first_sessions`` sessions)
+    between early alliance (the mean of the client's first ``early`` sessions)
     and the client's last observed outcome. Stage two: those correlations are pooled with
     :func:`alliance.meta.meta_analysis` (Fisher's z).
 
@@ -48,9 +50,11 @@ def two_stage_ipd(
     client, session, group : str
         Client, session-number and grouping columns. Clients are identified within
         their group.
-    first_sessions : int
+    early : int or EarlyWindow, default 3
         How many of the client's first sessions (in session order) make up early
-        alliance; missing alliance scores among them are skipped.
+        alliance (an :class:`alliance.design.EarlyWindow` gives its number of sessions);
+        missing alliance scores among them are skipped. ``first_sessions`` is its former
+        name (deprecated).
     method, test, level
         As in :func:`alliance.meta.meta_analysis`. Knapp-Hartung (``"knha"``) is the default because
         multi-site projects usually have few sites.
@@ -70,7 +74,7 @@ def two_stage_ipd(
     With symptom measures (higher = worse, e.g. PHQ-9) a good alliance goes with a low
     last score, so the pooled r is negative. Early alliance is measured before the last
     outcome only if the client has more sessions than ``first_sessions``; clients whose
-    last outcome falls within their first ``first_sessions`` sessions are left out.
+    last outcome falls within their first ``early`` sessions are left out.
 
     Examples
     --------
@@ -92,8 +96,7 @@ def two_stage_ipd(
     data = require_columns(
         data, alliance=alliance, outcome=outcome, client=client, session=session, group=group
     )
-    if int(first_sessions) != first_sessions or first_sessions < 1:
-        raise ValueError(f"first_sessions must be a whole number >= 1, not {first_sessions!r}")
+    first_sessions = as_window(early, first_sessions=first_sessions).sessions
     frame = data[[group, client, session, alliance, outcome]].copy()
     keys = [group, client]
     n_missing_group = int(frame[group].isna().sum())

@@ -7,7 +7,7 @@ models, each with standard errors that allow for clients nested in therapists:
 ``method="logistic"``
     One row per client: dropout (the client's last attended session comes before the
     planned number of sessions) regressed on the mean alliance of the first
-    ``early_sessions`` sessions and the number of ruptures in that window, by logistic
+    ``early`` sessions and the number of ruptures in that window, by logistic
     regression with cluster-robust (sandwich) standard errors by therapist
     (Liang & Zeger, 1986).
 ``method="discrete_time"``
@@ -42,6 +42,7 @@ import statsmodels.api as sm
 from scipy import stats
 
 from alliance._checks import require_columns, require_frame
+from alliance.design import EarlyWindow, as_window
 from alliance.models._result import ModelResult
 from alliance.models.registry import Simulation, per_alliance_point, register_model
 from alliance.results import exclusion_log
@@ -342,11 +343,12 @@ def dropout_model(
     dropout: str | None = None,
     termination: str | None = None,
     termination_map: dict | None = None,
-    early_sessions: int = 3,
+    early: int | EarlyWindow = 3,
     ruptures=None,
     covariates: list[str] | None = None,
     method: str = "logistic",
     baseline: str = "linear",
+    early_sessions: int | None = None,
 ) -> DropoutResult:
     """Early alliance and ruptures predicting dropout, clients nested in therapists.
 
@@ -379,9 +381,10 @@ def dropout_model(
         default knows dropped out / dropout / unilateral (True) and completed / planned
         / referred / transferred / moved / ongoing (False). A client whose reason is
         missing is counted in ``excluded``.
-    early_sessions : int, default 3
-        ``"logistic"``: early alliance is the mean of the rated sessions among the first
-        ``early_sessions`` sessions, and ruptures are counted in the same window. Clients
+    early : int or EarlyWindow, default 3
+        ``"logistic"``: early alliance is the mean of the rated sessions among the client's
+        first ``early`` sessions (an :class:`alliance.design.EarlyWindow` gives its number
+        of sessions), and ruptures are counted in the same window. Clients
         whose last session falls within the window are left out (the predictor would not
         precede the outcome) and counted in ``excluded``.
     ruptures : DataFrame, dict, None or False
@@ -400,6 +403,8 @@ def dropout_model(
         is open (begun and not yet repaired).
     baseline : {'linear', 'quadratic', 'categorical'}
         ``"discrete_time"``: the baseline log-hazard in session number.
+    early_sessions : int, optional
+        Former name of ``early`` (deprecated).
 
     Returns
     -------
@@ -446,8 +451,8 @@ def dropout_model(
         raise ValueError(f"method={method!r} is not known; choose one of {list(METHODS)}")
     if baseline not in BASELINES:
         raise ValueError(f"baseline={baseline!r} is not known; choose one of {list(BASELINES)}")
-    if not isinstance(early_sessions, int | np.integer) or early_sessions < 1:
-        raise ValueError(f"early_sessions must be a whole number >= 1, not {early_sessions!r}")
+    window = as_window(early, early_sessions=early_sessions)
+    early_sessions = window.sessions
     sessions, own_clients = _sessions_table(data)
     clients = clients if clients is not None else own_clients
     require_columns(sessions, alliance=alliance, client=client, session=session)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from alliance.design import EarlyWindow, as_window, fill_roles
 from alliance.models._prep import (
     Exclusions,
     as_long,
@@ -81,13 +82,15 @@ def early_table(
     client: str,
     session: str,
     *,
-    k: int,
+    k: int | EarlyWindow,
     how: str,
     ex: Exclusions,
 ) -> pd.DataFrame:
     """One row per client: alliance_early, baseline, end, sessions_elapsed (+ client id).
 
-    ``frame`` is sorted by client and session. Clients without what the model needs are
+    ``frame`` is sorted by client and session. ``k`` is the early window
+    (:class:`alliance.design.EarlyWindow`, or its number of sessions), or with
+    ``how="session"`` the session number. Clients without what the model needs are
     recorded in ``ex`` (every session row of theirs) and left out.
     """
     g = frame[client]
@@ -95,12 +98,10 @@ def early_table(
     y_ok = frame[outcome].notna()
     s = frame[session]
     if how == "mean":
-        rank = a_ok.astype(int).groupby(g).cumsum().where(a_ok)
-        in_window = a_ok & (rank <= k)
-        n_in = in_window.groupby(g).transform("sum")
-        enough = n_in >= k
-        why_window = f"fewer than {k} rated {alliance} sessions"
+        window = k if isinstance(k, EarlyWindow) else EarlyWindow(int(k))
+        in_window, enough, why_window = window.mask(frame, alliance, client, session)
     else:
+        k = k.sessions if isinstance(k, EarlyWindow) else k
         in_window = a_ok & (s == k)
         enough = in_window.groupby(g).transform("any")
         why_window = f"no {alliance} rating at session {k}"
@@ -155,18 +156,19 @@ def early_table(
 )
 def early_alliance(
     data,
-    alliance: str = "alliance",
-    outcome: str = "outcome",
+    alliance: str | None = None,
+    outcome: str | None = None,
     client: str = "client",
     session: str = "session",
     therapist: str | None = None,
     *,
-    k: int = 3,
+    early: int | EarlyWindow = 3,
     how: Literal["mean", "session"] = "mean",
     adjust_length: bool = False,
     covariates: list[str] | None = None,
     lower_is_better: bool = True,
     reml: bool = True,
+    k: int | None = None,
 ) -> EarlyAllianceResult:
     """Early alliance predicting end-of-treatment outcome, controlling for baseline.
 
@@ -180,15 +182,19 @@ def early_alliance(
     data : Study or pandas.DataFrame
         Long format, one row per client x session. For a Study, client-level ``covariates``
         are taken from ``study.clients``.
-    alliance, outcome, client, session : str
+    alliance, outcome : str, optional
+        Score columns; found from the study's codebook (``role``) or conventional names
+        when left out (:func:`alliance.resolve_design`).
+    client, session : str
         Column names.
     therapist : str, optional
         Therapist column: a therapist random intercept (clients nested in therapists).
-    k : int, default 3
-        ``how="mean"``: the mean of the client's first ``k`` rated alliance sessions;
-        ``how="session"``: the alliance at session number ``k``.
+    early : int or EarlyWindow, default 3
+        ``how="mean"``: the early window (:class:`alliance.design.EarlyWindow`; an int is
+        the mean of the client's first ``early`` rated alliance sessions, all of them
+        needed); ``how="session"``: the alliance at session number ``early``.
     how : {"mean", "session"}
-        See ``k``.
+        See ``early``.
     adjust_length : bool, default False
         Add the sessions elapsed between the baseline and the end outcome as a covariate. The
         end outcome of a client who left early comes from an earlier session; without the
@@ -201,6 +207,8 @@ def early_alliance(
         gives ``r_benefit``, signed so that a positive value means a better alliance goes with
         a better outcome, as the meta-analytic r is.
     reml : bool, default True
+    k : int, optional
+        Former name of ``early`` (deprecated).
 
     Returns
     -------
@@ -232,8 +240,11 @@ def early_alliance(
     """
     if how not in ("mean", "session"):
         raise ValueError(f"how must be 'mean' or 'session', not {how!r}.")
-    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be a whole number >= 1, not {k!r}.")
+    window = as_window(early, k=k)
+    if how == "session":
+        k = window.sessions
+    roles = fill_roles(data, alliance=alliance, outcome=outcome)
+    alliance, outcome = roles["alliance"], roles["outcome"]
     covariates = list(covariates or [])
     frame = as_long(data, client, session, therapist, alliance, outcome, *covariates)
     frame = check_sessions(frame, session, client)
@@ -241,7 +252,7 @@ def early_alliance(
         if not pd.api.types.is_numeric_dtype(frame[col]):
             raise ValueError(f"column {col!r} must be numeric, not {frame[col].dtype}.")
     ex = Exclusions(client)
-    table = early_table(frame, alliance, outcome, client, session, k=k, how=how, ex=ex)
+    table = early_table(frame, alliance, outcome, client, session, k=window, how=how, ex=ex)
     table = attach_client_columns(table, frame, client, therapist, covariates, ex)
     terms = ["baseline", "alliance_early"]
     if adjust_length:
@@ -255,13 +266,16 @@ def early_alliance(
         ex=ex,
         reml=reml,
         lower_is_better=lower_is_better,
-        model=f"early alliance -> outcome ({alliance} {_window(k, how)} -> end {outcome})",
+        model=f"early alliance -> outcome ({alliance} {_window(window, how)} -> end {outcome})",
         n_sessions=int(frame[client].isin(table[client]).sum()),
     )
 
 
-def _window(k: int, how: str) -> str:
-    return f"mean of first {k} sessions" if how == "mean" else f"at session {k}"
+def _window(window: EarlyWindow, how: str) -> str:
+    if how == "session":
+        return f"at session {window.sessions}"
+    unit = "sessions" if window.counts == "rated" else "session numbers"
+    return f"mean of first {window.sessions} {unit}"
 
 
 def fit_early(

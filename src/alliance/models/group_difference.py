@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from alliance.design import EarlyWindow, as_window, fill_roles
 from alliance.models._prep import (
     Exclusions,
     as_long,
@@ -53,13 +54,14 @@ CITATION = "Raudenbush & Bryk (2002)"
 def early_alliance_difference(
     data,
     group: str = "prior_negative_therapy",
-    alliance: str = "alliance",
+    alliance: str | None = None,
     client: str = "client",
     session: str = "session",
     therapist: str | None = None,
     *,
-    k: int = 3,
+    early: int | EarlyWindow = 3,
     reml: bool = True,
+    k: int | None = None,
 ) -> ModelResult:
     """Difference in early alliance between two groups of clients.
 
@@ -78,11 +80,13 @@ def early_alliance_difference(
         Column names.
     therapist : str, optional
         Therapist column: a therapist random intercept.
-    k : int, default 3
-        The early alliance is the mean of the client's first ``k`` rated alliance sessions
-        (rated sessions are counted, so a missed or unrated session does not end the
-        window); clients with fewer than ``k`` ratings are left out and counted.
+    early : int or EarlyWindow, default 3
+        The early window (:class:`alliance.design.EarlyWindow`; an int: the mean of the
+        client's first ``early`` rated alliance sessions, so a missed or unrated session
+        does not end the window); clients with fewer ratings are left out and counted.
     reml : bool, default True
+    k : int, optional
+        Former name of ``early`` (deprecated).
 
     Returns
     -------
@@ -101,18 +105,16 @@ def early_alliance_difference(
     >>> bool(fit.params.set_index("term").loc["prior_negative_therapy", "estimate"] < 0)
     True
     """
-    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be a whole number >= 1, not {k!r}.")
+    window = as_window(early, k=k)
+    alliance = fill_roles(data, alliance=alliance)["alliance"]
     frame = as_long(data, client, session, therapist, alliance, group)
     frame = check_sessions(frame, session, client)
     if not pd.api.types.is_numeric_dtype(frame[alliance]):
         raise ValueError(f"column {alliance!r} must be numeric, not {frame[alliance].dtype}.")
     ex = Exclusions(client)
-    rated = frame[alliance].notna()
-    rank = rated.astype(int).groupby(frame[client]).cumsum().where(rated)
-    in_window = rated & (rank <= k)
-    enough = in_window.groupby(frame[client]).transform("sum") >= k
-    ex.add(f"fewer than {k} rated {alliance} sessions", (~enough).to_numpy(), frame, alliance)
+    frame = frame.sort_values([client, session], kind="stable").reset_index(drop=True)
+    in_window, enough, why = window.mask(frame, alliance, client, session)
+    ex.add(why, (~enough).to_numpy(), frame, alliance)
     kept = frame[enough]
     early = kept[alliance].where(in_window[enough]).groupby(kept[client], sort=False).mean()
     cols = [c for c in (therapist, group) if c is not None]
@@ -148,14 +150,14 @@ def early_alliance_difference(
     if getattr(fit, "converged", True) is False:
         notes.append("The mixed-model optimizer did not converge; interpret with care.")
     return ModelResult(
-        model=f"early {alliance} (mean of first {k} rated sessions) by {group}",
+        model=f"early {alliance} ({window.describe()[16:]}) by {group}",
         params=params,
         variance_components=vc,
         loglik=loglik,
         nobs=len(work),
         excluded=ex.frame(),
         missing_data=(
-            f"one row per client: the mean of the first {k} rated sessions; clients with "
+            f"one row per client: {window.describe()}; clients with "
             f"fewer ratings or without {', '.join(cols)} are excluded (counted)."
         ),
         citation=CITATION,

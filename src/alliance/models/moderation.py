@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alliance.design import as_window, fill_roles
 from alliance.models._prep import (
     Exclusions,
     as_long,
@@ -100,8 +101,8 @@ class ModerationResult(ModelResult):
 def moderation(
     data,
     moderator: str = "prior_negative_therapy",
-    alliance: str = "alliance",
-    outcome: str = "outcome",
+    alliance: str | None = None,
+    outcome: str | None = None,
     client: str = "client",
     session: str = "session",
     therapist: str | None = None,
@@ -119,7 +120,9 @@ def moderation(
     moderator : str, default "prior_negative_therapy"
         A client-level column (one value per client): boolean / two-level (coded 0/1, the
         first level in sorted order, or False, as 0) or numeric (used as given).
-    alliance, outcome, client, session, therapist : str
+    alliance, outcome : str, optional
+        Score columns; found from the codebook or conventional names when left out.
+    client, session, therapist : str
         Column names.
     model : {"early", "within_between"}
         ``"early"``: ``end ~ baseline + alliance_early * moderator + (1 | therapist)``
@@ -130,7 +133,8 @@ def moderation(
     level : float, default 0.95
         Confidence level of the simple slopes.
     **options
-        Passed on to the model: ``k``, ``how``, ``adjust_length``, ``covariates`` (early);
+        Passed on to the model: ``early`` (the window, :class:`alliance.design.EarlyWindow`;
+        ``k`` is its former name), ``how``, ``adjust_length``, ``covariates`` (early);
         ``lag``, ``detrend``, ``reverse``, ``random_slope``, ``session_slope``, ``covariates``
         (within_between).
 
@@ -166,6 +170,8 @@ def moderation(
         raise ValueError(f"model must be 'early' or 'within_between', not {model!r}.")
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, not {level!r}.")
+    roles = fill_roles(data, alliance=alliance, outcome=outcome)
+    alliance, outcome = roles["alliance"], roles["outcome"]
     if model == "early":
         return _early(
             data, moderator, alliance, outcome, client, session, therapist, level, options
@@ -240,11 +246,11 @@ def moderation(
 
 
 def _early(data, moderator, alliance, outcome, client, session, therapist, level, options):
-    known = {"k", "how", "adjust_length", "covariates", "reml", "lower_is_better"}
+    known = {"early", "k", "how", "adjust_length", "covariates", "reml", "lower_is_better"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unexpected options for model='early': {unknown}")
-    k = options.get("k", 3)
+    window = as_window(options.get("early", 3), k=options.get("k"))
     how = options.get("how", "mean")
     covariates = list(options.get("covariates") or [])
     if moderator in covariates:
@@ -252,7 +258,7 @@ def _early(data, moderator, alliance, outcome, client, session, therapist, level
     frame = as_long(data, client, session, therapist, alliance, outcome, moderator, *covariates)
     frame = check_sessions(frame, session, client)
     ex = Exclusions(client)
-    table = early_table(frame, alliance, outcome, client, session, k=k, how=how, ex=ex)
+    table = early_table(frame, alliance, outcome, client, session, k=window, how=how, ex=ex)
     table = attach_client_columns(table, frame, client, therapist, [moderator, *covariates], ex)
     coded, at, labels, coding = code_moderator(table[moderator], moderator)
     table["mod"] = coded.to_numpy()

@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from alliance.design import EarlyWindow, as_window, fill_roles
 from alliance.models._prep import (
     Exclusions,
     as_long,
@@ -82,20 +83,21 @@ class TherapistResult(ModelResult):
 )
 def therapist_contributions(
     data,
-    alliance: str = "alliance",
-    outcome: str = "outcome",
+    alliance: str | None = None,
+    outcome: str | None = None,
     client: str = "client",
     session: str = "session",
     therapist: str = "therapist",
     *,
-    k: int | None = 3,
+    early: int | EarlyWindow | None = 3,
     outcome_model: Literal["slope", "end"] = "slope",
     reml: bool = True,
+    k: int | None = None,
 ) -> ModelResult:
     """Therapist-mean alliance and the client's deviation from it as separate predictors.
 
-    Each client's alliance (the mean of the first ``k`` rated sessions, or of all rated
-    sessions when ``k`` is None) is split into the therapist's mean over their clients
+    Each client's alliance (its mean over the early window ``early``, or over all rated
+    sessions when ``early`` is None) is split into the therapist's mean over their clients
     (``alliance_therapist``) and the client's deviation from it (``alliance_client``), as in
     Baldwin, Wampold & Imel (2007). Two outcome models:
 
@@ -111,12 +113,17 @@ def therapist_contributions(
     ----------
     data : Study or pandas.DataFrame
         Long format, one row per client x session.
-    alliance, outcome, client, session, therapist : str
+    alliance, outcome : str, optional
+        Score columns; found from the codebook or conventional names when left out.
+    client, session, therapist : str
         Column names; the therapist column is required.
-    k : int or None, default 3
-        Sessions that define a client's alliance (first ``k`` rated); None for all.
+    early : int, EarlyWindow or None, default 3
+        The window that defines a client's alliance (:class:`alliance.design.EarlyWindow`;
+        an int: the first ``early`` rated sessions, all needed); None for all sessions.
     outcome_model : {"slope", "end"}
     reml : bool, default True
+    k : int, optional
+        Former name of ``early`` (deprecated).
 
     Returns
     -------
@@ -150,8 +157,9 @@ def therapist_contributions(
     """
     if outcome_model not in ("slope", "end"):
         raise ValueError(f"outcome_model must be 'slope' or 'end', not {outcome_model!r}.")
-    if k is not None and (not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1):
-        raise ValueError(f"k must be a whole number >= 1 or None, not {k!r}.")
+    window = as_window(early, k=k)
+    roles = fill_roles(data, alliance=alliance, outcome=outcome)
+    alliance, outcome = roles["alliance"], roles["outcome"]
     if therapist is None:
         raise ValueError(
             "therapist contributions need a therapist column; pass therapist='<column>'."
@@ -178,15 +186,12 @@ def therapist_contributions(
     # client alliance: mean of the first k rated sessions (or all)
     a_ok = frame[alliance].notna()
     g = frame[client]
-    if k is None:
+    if window is None:
         in_window = a_ok
         enough = a_ok.groupby(g).transform("any")
         why = f"no {alliance} rating"
     else:
-        rank = a_ok.astype(int).groupby(g).cumsum()
-        in_window = a_ok & (rank <= k)
-        enough = in_window.groupby(g).transform("sum") >= k
-        why = f"fewer than {k} rated {alliance} sessions"
+        in_window, enough, why = window.mask(frame, alliance, client, session)
     client_a = frame[alliance].where(in_window).groupby(g).transform("mean")
     per_client = pd.DataFrame(
         {"client": g, "therapist": frame[therapist], "a": client_a}
@@ -239,8 +244,8 @@ def therapist_contributions(
         )
     else:
         table = (
-            early_table(frame, alliance, outcome, client, session, k=k or 10**6, how="mean", ex=ex)
-            if k is not None
+            early_table(frame, alliance, outcome, client, session, k=window, how="mean", ex=ex)
+            if window is not None
             else _all_sessions_table(frame, alliance, outcome, client, session, ex)
         )
         table = table.merge(
