@@ -111,8 +111,8 @@ _SURFACE_MEANING = {
 
 
 @dataclass
-class _DyadResult(Result):
-    """Fields shared by the dyadic results."""
+class _DyadFields:
+    """Fields shared by the dyadic results (a mixin; each result is also a ``Result``)."""
 
     model: str
     params: pd.DataFrame
@@ -133,7 +133,7 @@ class _DyadResult(Result):
 
 
 @dataclass
-class AgreementResult(_DyadResult):
+class AgreementResult(_DyadFields, Result):
     """Result of :func:`agreement` (an :class:`alliance.results.Result`).
 
     Attributes
@@ -157,7 +157,7 @@ class AgreementResult(_DyadResult):
 
 
 @dataclass
-class RsaResult(_DyadResult):
+class RsaResult(_DyadFields, Result):
     """Result of :func:`rsa` (an :class:`alliance.results.Result`).
 
     Attributes
@@ -206,19 +206,9 @@ class RsaResult(_DyadResult):
         b = self.coefficients.to_numpy(float)
         return b[0] + b[1] * xc + b[2] * yc + b[3] * xc**2 + b[4] * xc * yc + b[5] * yc**2
 
-    def plot(self, ax=None, **kwargs):
-        """The response surface (:func:`alliance.plots.response_surface`)."""
-        from alliance.plots.dyad import response_surface
-
-        return response_surface(self, ax=ax, **kwargs)
-
-    def coefficient_plot(self, ax=None, **kwargs):
-        """The coefficient plot of b1..b5 (``Result.plot``)."""
-        return Result.plot(self, ax=ax, **kwargs)
-
 
 @dataclass
-class ApimResult(_DyadResult):
+class ApimResult(_DyadFields, Result):
     """Result of :func:`apim` (an :class:`alliance.results.Result`).
 
     Attributes
@@ -892,8 +882,8 @@ def rsa(
     -------
     RsaResult
         ``.params`` (b0..b5), ``.surface`` (a1..a5), ``.stationary``, ``.congruence``,
-        ``.broad_congruence``, ``.strict_congruence``, ``.centre``, ``.plot()`` (the
-        surface).
+        ``.broad_congruence``, ``.strict_congruence``, ``.centre``; the surface is drawn
+        by :func:`alliance.plots.response_surface` (``.plot()`` is the coefficient plot).
 
     Raises
     ------
