@@ -827,7 +827,7 @@ def rsa(
     and y values together), so that the line of congruence x = y keeps its meaning after
     centring (Humberg, Nestler & Back 2019). Session-level ratings are averaged per client
     first; the outcome must be one value per client. The surface parameters are linear
-    combinations ``c'b`` (:data:`SURFACE_WEIGHTS`):
+    combinations ``c'b`` (``alliance.dyad.SURFACE_WEIGHTS``):
 
     * a1 = b1 + b2 and a2 = b3 + b4 + b5: slope and curvature along the line of congruence
       (x = y);
