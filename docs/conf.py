@@ -129,6 +129,7 @@ API_MODULES = {
     "alliance.tables": "APA tables",
     "alliance.meta": "Meta-analysis",
     "alliance.ipd": "Two-stage IPD meta-analysis",
+    "alliance.dyad": "Client and therapist: agreement, response surfaces, one-with-many",
     "alliance.power": "Power by simulation",
     "alliance.describe": "Descriptive tables",
     "alliance.privacy": "Privacy",

@@ -599,6 +599,97 @@ def hlm_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
     )
 
 
+# ------------------------------------------------------------------ dyad
+def dyad_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
+    import alliance
+
+    ref = _json("dyad_reference.json")
+    versions = ref["versions"]
+    clients = pd.read_csv(REF / "data" / "dyad_clients.csv", dtype={"client": str})
+    sessions = pd.read_csv(REF / "data" / "dyad_sessions.csv", dtype={"client": str})
+    x, y = "wai_client", "wai_therapist"
+
+    def rsa_case(therapist=None, key="rsa_ols"):
+        fit = alliance.dyad.rsa(clients, x=x, y=y, outcome="outcome", therapist=therapist)
+        r = ref[key]
+        surface = pd.DataFrame(r["surface"])
+        st = [v[k] for v in r["stationary"].values() for k in ("estimate", "se")]
+        ours = [
+            *fit.params["estimate"],
+            *fit.params["se"],
+            *fit.surface["estimate"],
+            *fit.surface["se"],
+            *fit.stationary[["estimate", "se"]].to_numpy().ravel(),
+        ]
+        theirs = [*r["coef"], *r["se"], *surface["estimate"], *surface["se"], *st]
+        return agreement(ours, theirs)
+
+    def apim_case():
+        fit = alliance.dyad.apim(clients, client_rating=x, therapist_rating=y, outcome="outcome")
+        r = ref["apim"]
+        order = [
+            r["terms"].index(t)
+            for t in ("(Intercept)", "c_within", "c_between", "t_within", "t_between")
+        ]
+        ours = [*fit.params["estimate"], *fit.params["se"], *fit.params["df"]]
+        theirs = [*(np.asarray(r[c])[order] for c in ("estimate", "se", "df"))]
+        return agreement(ours, np.concatenate(theirs))
+
+    def agreement_case():
+        fit = alliance.dyad.agreement(sessions, x=x, y=y, random_slope=False)
+        p = fit.params.set_index("term")["estimate"]
+        r = ref["agreement"]
+        ours = [p["within-client r"], p["between-client r"]]
+        return agreement(ours, [r["within_r"], r["between_r"]])
+
+    lm = f"R lm + vcov + deriv ({versions['R'].split(' (')[0]})"
+    lmer = f"lme4 {versions['lme4']} / lmerTest {versions['lmerTest']}"
+    yield (
+        Row(
+            "response surface analysis (OLS)",
+            "alliance.dyad.rsa",
+            lm,
+            "simulated dyads",
+            "b, SEs, a1..a5 and SEs, stationary point and axes (delta method)",
+            1e-6,
+        ),
+        rsa_case,
+    )
+    yield (
+        Row(
+            "response surface analysis (therapist random intercept)",
+            "alliance.dyad.rsa",
+            lmer + " (contest)",
+            "simulated dyads",
+            "b, SEs, a1..a5 and SEs, stationary point and axes (delta method)",
+            1e-5,
+        ),
+        lambda: rsa_case("therapist", "rsa_lmm"),
+    )
+    yield (
+        Row(
+            "one-with-many actor-partner model",
+            "alliance.dyad.apim",
+            lmer,
+            "simulated dyads",
+            "estimates, SEs, Satterthwaite df",
+            1e-5,
+        ),
+        apim_case,
+    )
+    yield (
+        Row(
+            "client-therapist agreement",
+            "alliance.dyad.agreement",
+            "R (person-mean centred r as rmcorr; cor.test)",
+            "simulated dyads",
+            "within- and between-client r",
+            1e-10,
+        ),
+        agreement_case,
+    )
+
+
 CASES = (
     lme4_cases,
     glmer_cases,
@@ -607,6 +698,7 @@ CASES = (
     metafor_cases,
     lavaan_cases,
     sandwich_cases,
+    dyad_cases,
 )
 
 #: Estimators checked against hand-worked published cases or a peer package's test suite.

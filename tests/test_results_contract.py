@@ -113,6 +113,24 @@ def _ipd(s):
     return ipd.two_stage_ipd(s.sessions, alliance="wai_sr", outcome="phq9", group="site")
 
 
+def _dyads():
+    return alliance.dyad.simulate_dyads(n_therapists=8, clients_per_therapist=5, seed=1)
+
+
+def _agreement(s):
+    return alliance.dyad.agreement(_dyads(), x="wai_client", y="wai_therapist")
+
+
+def _rsa(s):
+    return alliance.dyad.rsa(_dyads(), x="wai_client", y="wai_therapist", outcome="outcome")
+
+
+def _apim(s):
+    return alliance.dyad.apim(
+        _dyads(), client_rating="wai_client", therapist_rating="wai_therapist", outcome="outcome"
+    )
+
+
 FITS = {
     "lmm": (_lmm, "LmmResult"),
     "glmm": (_glmm, "GlmmResult"),
@@ -131,6 +149,9 @@ FITS = {
     "multilevel_meta_analysis": (_multilevel, "MultilevelMetaResult"),
     "trim_and_fill": (_trim_fill, "TrimFillResult"),
     "two_stage_ipd": (_ipd, "MetaResult"),
+    "dyad.agreement": (_agreement, "AgreementResult"),
+    "dyad.rsa": (_rsa, "RsaResult"),
+    "dyad.apim": (_apim, "ApimResult"),
 }
 
 #: Typed attributes each class documents, with their type.
@@ -171,6 +192,19 @@ TYPED = {
     "MetaResult": {"fit_measures": pd.Series, "excluded_rows": pd.DataFrame},
     "MultilevelMetaResult": {"sigma2": pd.Series, "variance_components": pd.DataFrame},
     "TrimFillResult": {"filled": pd.DataFrame, "result": meta.MetaResult},
+    "AgreementResult": {
+        "dyads": pd.DataFrame,
+        "difference_model": models.LmmResult,
+        "scale": pd.DataFrame,
+    },
+    "RsaResult": {
+        "surface": pd.DataFrame,
+        "stationary": pd.DataFrame,
+        "congruence": pd.DataFrame,
+        "broad_congruence": bool,
+        "centre": float,
+    },
+    "ApimResult": {"variance_components": pd.DataFrame, "mixed_model": models.LmmResult},
 }
 
 

@@ -29,6 +29,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 _LAZY = (
     "change",
     "describe",
+    "dyad",
     "export",
     "ipd",
     "meta",
