@@ -113,6 +113,14 @@ def _ipd(s):
     return ipd.two_stage_ipd(s.sessions, alliance="wai_sr", outcome="phq9", group="site")
 
 
+def _monitoring(s):
+    from alliance import monitoring
+
+    sig = monitoring.signals(s.sessions, outcome="phq9", folds=3)
+    events = monitoring.deterioration(s.sessions, outcome="phq9", sd="pre", reliability=0.84)
+    return monitoring.evaluate(sig, events)
+
+
 FITS = {
     "lmm": (_lmm, "LmmResult"),
     "glmm": (_glmm, "GlmmResult"),
@@ -131,6 +139,7 @@ FITS = {
     "multilevel_meta_analysis": (_multilevel, "MultilevelMetaResult"),
     "trim_and_fill": (_trim_fill, "TrimFillResult"),
     "two_stage_ipd": (_ipd, "MetaResult"),
+    "monitoring.evaluate": (_monitoring, "EvaluationResult"),
 }
 
 #: Typed attributes each class documents, with their type.
@@ -171,6 +180,7 @@ TYPED = {
     "MetaResult": {"fit_measures": pd.Series, "excluded_rows": pd.DataFrame},
     "MultilevelMetaResult": {"sigma2": pd.Series, "variance_components": pd.DataFrame},
     "TrimFillResult": {"filled": pd.DataFrame, "result": meta.MetaResult},
+    "EvaluationResult": {"by_client": pd.DataFrame, "counts": pd.Series, "signal": str},
 }
 
 

@@ -33,6 +33,7 @@ _LAZY = (
     "ipd",
     "meta",
     "models",
+    "monitoring",
     "paths",
     "plots",
     "power",

@@ -61,7 +61,7 @@ import pandas as pd
 from scipy import stats
 
 from alliance import instruments as _instruments
-from alliance._checks import check_long, require_columns, require_frame
+from alliance._checks import check_long, format_rows, require_columns
 from alliance.results import Result, exclusion_log
 
 __all__ = [
@@ -261,8 +261,8 @@ def _intake_frame(data, outcome, client, session, intake):
     long["_row"] = np.arange(len(long))
     long = long.sort_values(["client", "session"], kind="stable").reset_index(drop=True)
     rated = long["value"].notna()
-    first_session = long["session"].where(rated).groupby(long["client"], sort=False).transform(
-        "min"
+    first_session = (
+        long["session"].where(rated).groupby(long["client"], sort=False).transform("min")
     )
     long["t"] = (long["session"] - first_session + 1).to_numpy(dtype=float)
     if intake is None:
@@ -274,9 +274,8 @@ def _intake_frame(data, outcome, client, session, intake):
         require_columns(data, intake=intake)
         raw = pd.to_numeric(data[intake], errors="coerce").to_numpy(dtype=float)
         values = pd.Series(raw[long["_row"].to_numpy()])
-        spread = values.groupby(long["client"], sort=False).transform(
-            lambda s: s.max() - s.min()
-        )
+        by_client = values.groupby(long["client"].to_numpy(), sort=False)
+        spread = by_client.transform("max") - by_client.transform("min")
         if (spread > 0).any():
             n = int(long.loc[spread.to_numpy() > 0, "client"].nunique())
             raise ValueError(
@@ -318,7 +317,8 @@ def _fit_curves(long, outcome, ins, percentile, intake):
     rows = []
     if dropped:
         what = "no rated session after intake" if intake is None else "no intake score"
-        rows.append((f"{what} (not in the reference fit)", outcome, 0, dropped))
+        left = ~long["client"].isin(model["client"].unique())
+        rows.append((f"{what} (not in the reference fit)", outcome, int(left.sum()), dropped))
     return ExpectedResponse(
         coef=coef,
         re_cov=re_cov,
@@ -395,7 +395,7 @@ def expected_response(
     >>> curve.params["term"].tolist()
     ['(Intercept)', 'intake', 'log_session', 'intake:log_session']
     """
-    require_frame(reference, "reference")
+    require_columns(reference, table="reference", client=client, session=session, outcome=outcome)
     ins = _direction(instrument, outcome)
     if not 0.5 < float(percentile) < 1:
         raise ValueError(
@@ -406,13 +406,20 @@ def expected_response(
     return _fit_curves(long, outcome, ins, float(percentile), intake)
 
 
-def _alliance_alerts(data, alliance, client, session, instrument, cutoff, drop, out):
+def _alliance_alerts(data, long, alliance, client, session, instrument, cutoff, drop, out):
+    """Cut-off and drop alerts on the rows of ``out`` (sorted like ``long``)."""
     ins = _direction(instrument, alliance, what="alliance")
-    long = check_long(data, client, session, alliance)
-    key = pd.MultiIndex.from_arrays([out["client"], out["session"]])
-    score = (
-        long.set_index(["client", "session"])["value"].reindex(key).to_numpy(dtype=float)
-    )
+    require_columns(data, alliance=alliance)
+    raw = data[alliance]
+    values = pd.to_numeric(raw, errors="coerce")
+    junk = values.isna() & raw.notna()
+    if junk.any():
+        rows = np.flatnonzero(junk.to_numpy())
+        raise ValueError(
+            f"column {alliance!r} has {len(rows)} non-numeric values ({format_rows(rows)}); "
+            "scores must be numbers or missing (NaN)"
+        )
+    score = values.to_numpy(dtype=float)[long["_row"].to_numpy()]
     out["alliance"] = score
     rules = {}
     low = np.zeros(len(out), dtype=bool)
@@ -446,19 +453,17 @@ def _alliance_alerts(data, alliance, client, session, instrument, cutoff, drop, 
                 "(size 1.96 * sqrt(2) * sd * sqrt(1 - reliability); Jacobson & Truax 1991), "
                 "or alliance_drop=False to raise no drop alerts"
             )
-        events = detect(
-            long.rename(columns={"value": "_a"}),
-            alliance="_a",
-            client="client",
-            session="session",
-            method="drop",
-            instrument=ins,
-            **options,
+        # integer client codes: the same rule, without hashing text ids twice
+        codes = pd.factorize(out["client"])[0].astype(np.int64)
+        frame = pd.DataFrame({"client": codes, "session": out["session"].to_numpy(), "a": score})
+        events = detect(frame, alliance="a", method="drop", instrument=ins, **options)
+        base = int(out["session"].min())
+        width = int(out["session"].max()) - base + 1
+        row_key = codes * width + (out["session"].to_numpy(dtype=np.int64) - base)
+        hit_key = events["client"].to_numpy(dtype=np.int64) * width + (
+            events["session"].to_numpy(dtype=np.int64) - base
         )
-        hit = pd.MultiIndex.from_arrays(
-            [events["client"].to_numpy(), events["session"].to_numpy(dtype=np.int64)]
-        )
-        dropped = key.isin(hit)
+        dropped = np.isin(row_key, hit_key)
         rules["alliance_drop"] = events.attrs.get("rule", "drop")
     out["alliance_drop"] = dropped
     out["alliance_alert"] = low | dropped
@@ -536,10 +541,10 @@ def signals(
     >>> sig = alliance.monitoring.signals(study.sessions, outcome="phq9", folds=3)
     >>> len(sig) == len(study.sessions), sig["not_on_track"].dtype.name
     (True, 'bool')
-    >>> 0.02 < sig.loc[sig["t"] >= 2, "not_on_track"].mean() < 0.2
+    >>> bool(0.02 < sig.loc[sig["t"] >= 2, "not_on_track"].mean() < 0.2)
     True
     """
-    require_frame(data)
+    require_columns(data, client=client, session=session, outcome=outcome)
     ins = _direction(instrument, outcome)
     long = _intake_frame(data, outcome, client, session, intake)
     out = long[["client", "session", "t", "value", "intake"]].rename(columns={"value": "outcome"})
@@ -616,6 +621,7 @@ def signals(
     if alliance is not None:
         rules = _alliance_alerts(
             data,
+            long,
             alliance,
             client,
             session,
@@ -866,14 +872,17 @@ def evaluate(
     seen = pd.Index(signals[client].unique())
     unknown = ev["event"].isna().to_numpy() | np.isnan(ev["event_session"].to_numpy())
     absent = ~ev["client"].isin(seen).to_numpy() & ~unknown
-    rows = []
+    rows = []  # n_rows: rows of events (one per client), or of signals for the last reason
     if unknown.any():
-        rows.append(("event or its session unknown", "event", 0, int(unknown.sum())))
+        n = int(unknown.sum())
+        rows.append(("event or its session unknown (events table)", "event", n, n))
     if absent.any():
-        rows.append(("no rows in signals", client, 0, int(absent.sum())))
-    not_in_events = int((~seen.isin(ev["client"])).sum())
-    if not_in_events:
-        rows.append(("in signals but not in events", client, 0, not_in_events))
+        n = int(absent.sum())
+        rows.append(("no rows in signals (events table)", client, n, n))
+    extra = ~signals[client].isin(ev["client"]).to_numpy()
+    if extra.any():
+        n = int(pd.Series(signals[client].to_numpy()[extra]).nunique())
+        rows.append(("in signals but not in events (signals table)", client, int(extra.sum()), n))
     ev = ev[~unknown & ~absent].reset_index(drop=True)
     if ev.empty:
         raise ValueError(
@@ -931,9 +940,7 @@ def evaluate(
     params = tidy_params(pd.DataFrame(table))
     notes = []
     if tp + fn < 10:
-        notes.append(
-            f"only {tp + fn} events: sensitivity and lead time rest on very few clients"
-        )
+        notes.append(f"only {tp + fn} events: sensitivity and lead time rest on very few clients")
     return EvaluationResult(
         params=params,
         by_client=ev,
