@@ -94,6 +94,9 @@ def main() -> None:
         f"Curves: {curve.n_clients:,} reference clients, {curve.nobs:,} modelled rows "
         f"(growth model converged: {curve.fit.converged}); not on track at "
         f"{share:.1%} of post-intake sessions (10th/90th percentile band).",
+        f"Load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; when "
+        "other jobs share the machine the wall time exceeds the CPU time (the process's own "
+        "cost, single-threaded).",
         "",
         "| task | seconds (wall) | seconds (CPU) | target (s) | within target |",
         "|---|---:|---:|---:|---|",

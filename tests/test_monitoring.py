@@ -1,7 +1,8 @@
 """Routine outcome monitoring: expected response, signals, alliance alerts, evaluation.
 
 Checks, in order: the band formula on a hand-worked case; the growth model and band
-against statsmodels' MixedLM (an independent fit) on a small reference sample; signals
+against statsmodels' MixedLM (an independent fit) and lme4 (committed reference) on a
+small reference sample; signals
 on hand-made courses (both directions, intake, cross-validation by client); the alliance
 alerts against the registry cut-off and :func:`alliance.ruptures.detect`; evaluation on a
 hand-counted case; recovery on simulated data; bad input; and speed at small scale.
@@ -9,8 +10,10 @@ hand-counted case; recovery on simulated data; bad input; and speed at small sca
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 
 import matplotlib
 
@@ -27,6 +30,7 @@ from alliance.monitoring import ExpectedResponse
 from alliance.simulate import simulate_study
 
 Z90 = 1.2815515655446004  # qnorm(0.90)
+REF = Path(__file__).parent / "reference"
 
 
 def _reference(n_clients=160, n_sessions=8, seed=3):
@@ -124,6 +128,24 @@ def test_growth_model_and_band_agree_with_statsmodels(reference):
     # and the simulated truth is recovered
     assert curve.coef[2] == pytest.approx(-3.0 - 0.08 * curve.centre, abs=0.35)
     assert curve.sigma == pytest.approx(2.0, abs=0.15)
+
+
+def test_growth_model_and_band_agree_with_lme4():
+    # tests/reference/monitoring_reference.R: lmer on the committed sample, band by hand in R
+    ref = json.loads((REF / "monitoring_reference.json").read_text())
+    data = pd.read_csv(REF / "data" / "monitoring_reference.csv", dtype={"client": str})
+    curve = monitoring.expected_response(data, outcome="phq9")
+    assert curve.centre == pytest.approx(ref["centre"][0], rel=1e-9)
+    np.testing.assert_allclose(curve.coef, ref["coef"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(curve.re_cov, ref["re_cov"], rtol=1e-3, atol=1e-4)
+    assert curve.sigma == pytest.approx(ref["sigma"][0], rel=1e-5)
+    band = curve.predict(np.array(ref["grid_intake"]), np.array(ref["grid_session"]))
+    np.testing.assert_allclose(band.expected, ref["expected"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(band.lower, ref["lower"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(band.upper, ref["upper"], rtol=1e-4, atol=1e-4)
+    # the committed sample is the one _reference() makes
+    fresh = _reference()
+    np.testing.assert_allclose(data["phq9"], fresh["phq9"], atol=1e-6)
 
 
 def test_band_covers_the_stated_share_of_reference_scores(reference):
