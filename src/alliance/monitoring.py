@@ -107,7 +107,7 @@ def _direction(instrument, outcome: str, what: str = "outcome"):
         ) from None
 
 
-@dataclass
+@dataclass(eq=False)
 class ExpectedResponse:
     """Expected treatment response curves with a tolerance band, ready to apply.
 
