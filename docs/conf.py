@@ -127,6 +127,7 @@ API_MODULES = {
     "alliance.models": "Mixed models and alliance -> outcome models",
     "alliance.results": "The results contract",
     "alliance.tables": "APA tables",
+    "alliance.monitoring": "Routine outcome monitoring",
     "alliance.meta": "Meta-analysis",
     "alliance.ipd": "Two-stage IPD meta-analysis",
     "alliance.dyad": "Client and therapist: agreement, response surfaces, one-with-many",

@@ -131,6 +131,14 @@ def _apim(s):
     )
 
 
+def _monitoring(s):
+    from alliance import monitoring
+
+    sig = monitoring.signals(s.sessions, outcome="phq9", folds=3)
+    events = monitoring.deterioration(s.sessions, outcome="phq9", sd="pre", reliability=0.84)
+    return monitoring.evaluate(sig, events)
+
+
 FITS = {
     "lmm": (_lmm, "LmmResult"),
     "glmm": (_glmm, "GlmmResult"),
@@ -152,6 +160,7 @@ FITS = {
     "dyad.agreement": (_agreement, "AgreementResult"),
     "dyad.rsa": (_rsa, "RsaResult"),
     "dyad.apim": (_apim, "ApimResult"),
+    "monitoring.evaluate": (_monitoring, "EvaluationResult"),
 }
 
 #: Typed attributes each class documents, with their type.
@@ -205,6 +214,7 @@ TYPED = {
         "centre": float,
     },
     "ApimResult": {"variance_components": pd.DataFrame, "mixed_model": models.LmmResult},
+    "EvaluationResult": {"by_client": pd.DataFrame, "counts": pd.Series, "signal": str},
 }
 
 

@@ -34,6 +34,7 @@ _LAZY = (
     "ipd",
     "meta",
     "models",
+    "monitoring",
     "paths",
     "plots",
     "power",
