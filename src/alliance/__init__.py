@@ -33,6 +33,7 @@ _LAZY = (
     "ipd",
     "meta",
     "models",
+    "observer",
     "paths",
     "plots",
     "power",
