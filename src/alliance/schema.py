@@ -940,9 +940,9 @@ def _check_therapist_table(found: _Problems, sessions: pd.DataFrame, therapists:
     if "experience" in therapists.columns:
         _check_numeric(found, "therapists", therapists, "experience", 0, None, "package")
     if "therapist" in sessions.columns:
-        missing = ~_isin(sessions["therapist"], therapists["therapist"]) & sessions[
-            "therapist"
-        ].notna()
+        missing = (
+            ~_isin(sessions["therapist"], therapists["therapist"]) & sessions["therapist"].notna()
+        )
         if missing.any():
             ids = sessions.loc[missing, "therapist"].astype(str).unique()
             found.add(
@@ -1124,9 +1124,7 @@ def _check_coders(
             "add their segment codes, or remove the coder's rows from the coders table "
             "if they did not code",
         )
-    assigned = set(
-        (coders["coder"].astype(str) + "\x1f" + _session_keys(coders)).tolist()
-    )
+    assigned = set((coders["coder"].astype(str) + "\x1f" + _session_keys(coders)).tolist())
     seg_keys = segments["coder"].astype(str) + "\x1f" + _session_keys(segments)
     unassigned = ~seg_keys.isin(assigned)
     if unassigned.any():
@@ -1135,8 +1133,7 @@ def _check_coders(
             "coder",
             _row_numbers(unassigned),
             "segments coded by a coder the coders table does not assign to that session",
-            "add the coder x client x session to the coders table, or correct the coder "
-            "identifier",
+            "add the coder x client x session to the coders table, or correct the coder identifier",
         )
 
 

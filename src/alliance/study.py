@@ -107,6 +107,7 @@ def marker_type(marker: object) -> str | None:
             return kind
     return None
 
+
 _FIELD_COLUMNS = [
     "table",
     "name",
@@ -297,7 +298,10 @@ def _derive_prior_negative(clients: pd.DataFrame) -> pd.DataFrame:
     out = clients.copy()
     out.insert(list(out.columns).index("prior_therapy") + 1, "prior_negative_therapy", derived)
     out.attrs = dict(clients.attrs)
-    out.attrs["derived_columns"] = [*clients.attrs.get("derived_columns", []), "prior_negative_therapy"]
+    out.attrs["derived_columns"] = [
+        *clients.attrs.get("derived_columns", []),
+        "prior_negative_therapy",
+    ]
     return out
 
 
