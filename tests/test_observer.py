@@ -240,3 +240,15 @@ def test_coder_icc_recovers_the_simulated_reliability():
     low = worse.truth["observer"]["icc"]["segment"]["rupture"]
     assert low < truth["segment"]["rupture"] - 0.1
     assert abs(rel.loc[("rupture", "ICC2"), "estimate"] - low) < 0.05
+
+
+def test_declared_rater_must_be_known_and_match_the_registry():
+    study = alliance.datasets.load_dataset("dyads")
+    fields = study.codebook.package["resources"][0]["schema"]["fields"]
+    by_name = {f["name"]: f for f in fields}
+    by_name["wai_sr_t"]["rater"] = "client"  # the registry's wai_sr_t is therapist-rated
+    by_name["wai_sr_1"]["rater"] = "patient"
+    p = problems_of(study).set_index("column")
+    assert "registry knows as therapist-rated" in p.loc["wai_sr_t", "problem"]
+    assert "wai_sr_t for the therapist's WAI-SR" in p.loc["wai_sr_t", "fix"]
+    assert "rater 'patient'" in p.loc["wai_sr_1", "problem"]

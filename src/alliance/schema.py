@@ -653,6 +653,7 @@ def _check_codebook(
                         "add the column, rename yours, or remove it from datapackage.json",
                     )
                 continue
+            _check_rater(found, table, fld)
             if fld.type in ("integer", "number"):
                 _check_numeric(found, table, data, fld.name, fld.minimum, fld.maximum, "codebook")
             if fld.type == "boolean":
@@ -669,6 +670,42 @@ def _check_codebook(
             enum = spec.get("constraints", {}).get("enum")
             if enum and fld.name not in ("phase",):
                 _check_allowed(found, table, data, fld.name, tuple(map(str, enum)))
+
+
+def _check_rater(found: _Problems, table: str, fld) -> None:
+    """A declared rater must be a known one and agree with the registry's instrument."""
+    rater = fld.rater if isinstance(fld.rater, str) else None
+    if rater is None:
+        return
+    if rater not in instruments.RATERS:
+        near = close_matches(rater, instruments.RATERS)
+        tip = f" (did you mean {near[0]!r}?)" if near else ""
+        found.add(
+            table,
+            fld.name,
+            None,
+            f"the codebook declares rater {rater!r}{tip}, not one of "
+            f"{', '.join(instruments.RATERS)}",
+            "set the field's rater in datapackage.json to client, therapist or observer",
+        )
+        return
+    name = fld.instrument if isinstance(fld.instrument, str) else None
+    if name is None:
+        return
+    try:
+        ins = instruments.get(name)
+    except KeyError:
+        return
+    if ins.rater != rater:
+        found.add(
+            table,
+            fld.name,
+            None,
+            f"the codebook declares rater {rater!r} for instrument {ins.name!r}, which the "
+            f"registry knows as {ins.rater}-rated",
+            f"correct the rater, or name the {rater} form of the instrument (e.g. wai_sr_t "
+            "for the therapist's WAI-SR)",
+        )
 
 
 def _check_numeric(found, table, data, column, low, high, source) -> None:
@@ -1371,6 +1408,14 @@ def validate_file(
             con.close()
 
     found = _Problems(files)
+    for table in _OPTIONAL:
+        if table in found_paths:
+            found.note(
+                table,
+                None,
+                f"the {table} table is not checked when streaming; check it with "
+                "alliance.validate(alliance.read_study(...))",
+            )
     empty_events = event_table is None or not len(event_table.columns)
     _check_required(found, "sessions", rows_flagged)
     if client_table is not None:
