@@ -45,8 +45,9 @@ report: $(STAMP) ## the main job: build the reports from the bundled demo data i
 notebooks: $(STAMP) ## re-execute the committed notebooks in place (refreshes their outputs)
 	$(PY) -m alliance.report refresh-notebooks
 
-data: $(STAMP) ## regenerate the bundled demo dataset from its simulation script
+data: $(STAMP) ## regenerate the bundled demo and dyads datasets from their simulation scripts
 	$(PY) -m alliance.datasets.make_demo
+	$(PY) -m alliance.datasets.make_dyads
 
 lock: ## re-resolve the pinned set (needs the network) into requirements.lock
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv

@@ -124,6 +124,7 @@ API_MODULES = {
     "alliance.reliability": "Reliability and agreement",
     "alliance.change": "Change and clinical significance",
     "alliance.ruptures": "Ruptures and repairs",
+    "alliance.observer": "Observer-coded ruptures (3RS)",
     "alliance.models": "Mixed models and alliance -> outcome models",
     "alliance.results": "The results contract",
     "alliance.tables": "APA tables",

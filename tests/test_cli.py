@@ -24,7 +24,7 @@ def test_version_and_help():
 def test_datasets_lists_both():
     result = runner.invoke(app, ["datasets"])
     assert result.exit_code == 0
-    assert "demo" in result.stdout and "btheb" in result.stdout
+    assert "demo" in result.stdout and "btheb" in result.stdout and "dyads" in result.stdout
 
 
 def test_validate_valid_folder():

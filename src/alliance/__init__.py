@@ -35,6 +35,7 @@ _LAZY = (
     "meta",
     "models",
     "monitoring",
+    "observer",
     "paths",
     "plots",
     "power",

@@ -14,10 +14,12 @@ import pandas as pd
 from alliance import _sniff
 from alliance.study import Codebook
 
-__all__ = ["TABLES", "events_types", "find_table", "locate", "table_stem"]
+__all__ = ["TABLES", "TABLE_IDS", "events_types", "find_table", "locate", "table_stem"]
 
-#: The tables of a study, in the order they are read.
-TABLES = ("sessions", "clients", "events")
+#: The tables of a study, in the order they are read (all but sessions are optional).
+TABLES = ("sessions", "clients", "events", "therapists", "segments", "coders")
+#: Identifier columns of the optional tables, read as text beside client/therapist/site.
+TABLE_IDS = {"segments": ("coder",), "coders": ("coder",)}
 
 
 def find_table(folder: Path, table: str) -> Path | None:
@@ -73,7 +75,8 @@ def locate(
             if table in found:
                 raise ValueError(
                     f"two files were given for the {table} table ({found[table].name} and "
-                    f"{p.name}); name the others clients.* and events.*"
+                    f"{p.name}); name the others clients.*, events.*, therapists.*, segments.* "
+                    "and coders.*"
                 )
             found[table] = p
     if "sessions" not in found:

@@ -200,6 +200,8 @@ def _aliases(ins: instruments.Instrument) -> set[str]:
     name = ins.name
     flat = name.replace("_", "")
     out = {name, flat}
+    if ins.rater != "client":
+        return out  # therapist and observer forms only by their own name: WAI_1 is a client's
     head = re.sub(r"[_\d]*(ii|i)?$", "", name) if name.endswith(("_ii", "_i")) else None
     if head:
         out |= {head, head + "2"}

@@ -542,6 +542,48 @@ _BUILT_IN = (
         "reverse= (and subscales=) to alliance.score for the form you used.",
     ),
     Instrument(
+        "wai_sr_t",
+        "Working Alliance Inventory - Short Revised, therapist form (WAI-SR-T)",
+        "alliance",
+        "therapist",
+        12,
+        1,
+        5,
+        reverse_items=None,
+        higher_is_better=True,
+        citation="Hatcher, R. L., Lindqvist, K., & Falkenström, F. (2020). Psychometric "
+        "evaluation of the Working Alliance Inventory-Therapist version: Current and new "
+        "short forms. Psychotherapy Research, 30(6), 706-717. "
+        "https://doi.org/10.1080/10503307.2019.1677964",
+        notes="The therapist's counterpart of the WAI-SR: 12 items rated 1-5, as the client "
+        "form. Item order, reverse keys and subscale membership of the therapist form were "
+        "not verified against the primary source, so reverse_items is None and no "
+        "subscales are stored: pass reverse= (and subscales=) to alliance.score for the "
+        "form you used. Hatcher et al. (2020) also propose a new therapist short form; "
+        "register it with alliance.instruments.load. No prorating rule, cut-off, norms or "
+        "reliable-change value is stored.",
+    ),
+    Instrument(
+        "wai_o_s",
+        "Working Alliance Inventory - Observer form, short (WAI-O-S)",
+        "alliance",
+        "observer",
+        12,
+        1,
+        7,
+        reverse_items=None,
+        higher_is_better=True,
+        citation="Tichenor, V., & Hill, C. E. (1989). A comparison of six measures of working "
+        "alliance. Psychotherapy: Theory, Research, Practice, Training, 26(2), 195-199 (the "
+        "36-item observer form, WAI-O, from which the short form is drawn).",
+        notes="12 items rated by a trained observer from a recording, 1-7 as the WAI-O. The "
+        "primary source of the 12-item short observer form is cited differently across "
+        "studies and was not verified, so it is not given; some versions rate 0-6: check your manual and make your own Instrument when it differs. "
+        "Reverse keys and subscale membership are not stored (None / empty); no cut-off, "
+        "norms or reliable-change value is stored. Observer ratings are session-level: one "
+        "row per coder x session, averaged over coders before alliance models.",
+    ),
+    Instrument(
         "srs",
         "Session Rating Scale",
         "alliance",

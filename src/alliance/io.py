@@ -21,7 +21,7 @@ import pandas as pd
 
 from alliance import _sniff
 from alliance._checks import close_matches, require_columns, require_frame
-from alliance._layout import TABLES, events_types, locate, table_stem
+from alliance._layout import TABLE_IDS, TABLES, events_types, locate, table_stem
 from alliance.study import Codebook, Study
 
 __all__ = [
@@ -484,7 +484,8 @@ def read_study(
     ----------
     path : str, pathlib.Path or list of them
         A sessions file (any format :func:`read_table` reads); or a folder holding
-        ``sessions.*``, optionally ``clients.*``, ``events.*`` and ``datapackage.json``;
+        ``sessions.*``, optionally ``clients.*``, ``events.*``, ``therapists.*``,
+        ``segments.*``, ``coders.*`` (see :class:`~alliance.Study`) and ``datapackage.json``;
         or a list of files whose names say which table each is
         (``sessions.csv``, ``clients.sav``, ...).
     clients, events : str or pathlib.Path, optional
@@ -561,7 +562,7 @@ def read_study(
             tables[table] = _read_duckdb(
                 file,
                 dialect=(sep, decimal, encoding),
-                ids=[*_codebook_ids(book, table), *(ids or ())],
+                ids=[*_codebook_ids(book, table), *TABLE_IDS.get(table, ()), *(ids or ())],
                 columns=columns,
                 usecols=cols,
                 progress=progress,
@@ -576,7 +577,7 @@ def read_study(
                 sep=sep,
                 decimal=decimal,
                 encoding=encoding,
-                ids=[*_codebook_ids(book, table), *(ids or ())],
+                ids=[*_codebook_ids(book, table), *TABLE_IDS.get(table, ()), *(ids or ())],
             )
         tables[table].attrs["engine"] = chosen
     if "events" in tables:
@@ -593,6 +594,9 @@ def read_study(
         sessions=tables["sessions"],
         clients=tables.get("clients"),
         events=tables.get("events"),
+        therapists=tables.get("therapists"),
+        segments=tables.get("segments"),
+        coders=tables.get("coders"),
         codebook=book,
         name=name,
         files=files,
@@ -741,7 +745,7 @@ def scan_sessions(
 
 
 def write_study(study: Study, folder: str | Path, *, fmt: str = "csv") -> Path:
-    """Write a study's three tables and codebook into a folder.
+    """Write a study's tables and codebook into a folder (empty optional tables are skipped).
 
     Parameters
     ----------
@@ -770,8 +774,8 @@ def write_study(study: Study, folder: str | Path, *, fmt: str = "csv") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for table in TABLES:
         frame = getattr(study, table)
-        if table == "events" and frame is not None and frame.empty:
-            continue
+        if table != "sessions" and table != "clients" and (frame is None or frame.empty):
+            continue  # optional tables are written only when they hold rows
         write_table(frame, folder / f"{table}.{fmt}")
     study.codebook.write(folder / "datapackage.json")
     return folder

