@@ -174,7 +174,25 @@ ROLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     ),
     "alliance": ("session", "the alliance score", ("alliance", "alliance_score")),
     "outcome": ("session", "the outcome (symptom) score", ("outcome", "outcome_score")),
+    "alliance_therapist": ("session", "the therapist-rated alliance score", ()),
+    "alliance_observer": ("session", "the observer-rated alliance score", ()),
 }
+
+#: Roles that are scale scores (found from instruments, never renamed to the role).
+SCORE_ROLES = ("alliance", "outcome", "alliance_therapist", "alliance_observer")
+
+
+def _score_role(ins: instruments.Instrument, rater: str | None = None) -> str | None:
+    """The role of a scale score: by construct, and for the alliance by who rated it."""
+    if ins.construct == "outcome":
+        return "outcome"
+    if ins.construct != "alliance":
+        return None
+    rater = rater or ins.rater
+    return {"therapist": "alliance_therapist", "observer": "alliance_observer"}.get(
+        rater, "alliance"
+    )
+
 
 #: Session-level technique counts the package knows by name.
 TECHNIQUES = ("paraphrasing", "reflection", "confrontation", "interpretation", "validation")
@@ -465,7 +483,7 @@ class Design:
         for role, (level, what, _) in ROLES.items():
             column = self.columns.get(role)
             source = self.sources.get(role, "")
-            if role in ("alliance", "outcome") and self.instruments.get(role):
+            if role in SCORE_ROLES and self.instruments.get(role):
                 what = f"{what} ({self.instruments[role]})"
             rows.append(
                 {
@@ -506,12 +524,12 @@ class Design:
         """Data column -> canonical name (roles and items), for :func:`canonical_study`."""
         out: dict[str, str] = {}
         for role, column in self.columns.items():
-            if column is not None and role not in ("alliance", "outcome"):
+            if column is not None and role not in SCORE_ROLES:
                 out[column] = role
         for ins, its in self.items.items():
             for k, column in its.items():
                 out[column] = f"{ins}_{k}"
-        for role in ("alliance", "outcome"):
+        for role in SCORE_ROLES:
             column, ins = self.columns.get(role), self.instruments.get(role)
             if column is not None and ins and self.sources.get(role) != "items":
                 if normalize_name(column) == ins:
@@ -601,33 +619,33 @@ def _match_items(columns: Sequence[str], data: pd.DataFrame | None) -> dict[str,
 def _score_columns(
     columns: Sequence[str], book: Codebook | None, items: dict[str, dict[int, str]]
 ) -> tuple[dict[str, str | None], dict[str, str | None], dict[str, str]]:
-    """Alliance and outcome score columns, their instruments, and the sources."""
-    column: dict[str, str | None] = {"alliance": None, "outcome": None}
-    ins_of: dict[str, str | None] = {"alliance": None, "outcome": None}
+    """Score columns of each score role, their instruments, and the sources."""
+    column: dict[str, str | None] = dict.fromkeys(SCORE_ROLES)
+    ins_of: dict[str, str | None] = dict.fromkeys(SCORE_ROLES)
     source: dict[str, str] = {}
     item_cols = {c for its in items.values() for c in its.values()}
-    candidates: list[tuple[str, str, str]] = []
+    candidates: list[tuple[str, str, str, str | None]] = []
     if book is not None:
         for resource in book.package.get("resources", []):
             for fld in resource.get("schema", {}).get("fields", []):
                 name, ins = fld.get("name"), fld.get("instrument")
                 if isinstance(ins, str) and name in columns and not _ITEM.match(name):
-                    candidates.append((name, ins, "codebook"))
+                    candidates.append((name, ins, "codebook", fld.get("rater")))
     for col in columns:
         if col not in item_cols:
-            candidates.append((col, normalize_name(col), "name"))
-    for col, ins_name, how in candidates:
+            candidates.append((col, normalize_name(col), "name", None))
+    for col, ins_name, how, rater in candidates:
         try:
             ins = instruments.get(ins_name)
         except KeyError:
             continue
-        role = "alliance" if ins.construct == "alliance" else "outcome"
-        if ins.construct in ("alliance", "outcome") and column[role] is None:
+        role = _score_role(ins, rater)
+        if role is not None and column[role] is None:
             column[role], ins_of[role], source[role] = col, ins.name, how
     for ins_name in items:
         ins = instruments.get(ins_name)
-        role = "alliance" if ins.construct == "alliance" else "outcome"
-        if ins.construct in ("alliance", "outcome") and column[role] is None:
+        role = _score_role(ins)
+        if role is not None and column[role] is None:
             column[role], ins_of[role], source[role] = ins.name, ins.name, "items"
     return column, ins_of, source
 
@@ -723,8 +741,8 @@ def resolve_design(
     score, score_ins, score_src = _score_columns(
         [c for c in sessions.columns if c not in taken], book, items
     )
-    ins_of: dict[str, str | None] = {"alliance": None, "outcome": None}
-    for role in ("alliance", "outcome"):
+    ins_of: dict[str, str | None] = dict.fromkeys(SCORE_ROLES)
+    for role in SCORE_ROLES:
         if role in sources:  # explicit: find its instrument from the codebook or the name
             col = chosen[role]
             if col is not None:
@@ -752,7 +770,7 @@ def resolve_design(
         columns=chosen,
         sources=sources,
         items=items,
-        instruments=ins_of,
+        instruments={r: i for r, i in ins_of.items() if i is not None or r in SCORE_ROLES[:2]},
         techniques=techniques,
         early=window,
         suggestions=suggestions,
@@ -878,13 +896,18 @@ def canonical_study(study: Study, design: Design, *, score=None) -> Study:
         if moved:
             sessions = sessions.drop(columns=[c for c in moved if c not in ("therapist", "site")])
     book = _canonical_codebook(study.codebook, renames, design, sessions, clients)
+    extra = {  # the optional tables keep their rows; role columns get canonical names
+        t: getattr(study, t).rename(columns=renames)
+        for t in ("events", "therapists", "segments", "coders")
+        if getattr(study, t, None) is not None
+    }
     return Study(
         sessions=sessions.reset_index(drop=True),
         clients=clients.reset_index(drop=True),
-        events=study.events,
         codebook=book,
         name=study.name,
         files=dict(study.files),
+        **extra,
     )
 
 
@@ -914,7 +937,7 @@ def _canonical_codebook(
             fld = {k: v for k, v in before.items() if k != "name"}
             fld["name"] = col
             fld.setdefault("type", _field_type(frame[col]))
-            if col in ROLES and col not in ("alliance", "outcome"):
+            if col in ROLES and col not in SCORE_ROLES:
                 fld["role"] = col
                 if col in ("client", "therapist", "site"):
                     fld["type"] = "string"
@@ -929,7 +952,7 @@ def _canonical_codebook(
                     fld.setdefault(
                         "constraints", {"minimum": ins.item_min, "maximum": ins.item_max}
                     )
-            for role in ("alliance", "outcome"):
+            for role in SCORE_ROLES:
                 column = design.columns.get(role)
                 if column is not None and renames.get(column, column) == col:
                     fld["role"] = role

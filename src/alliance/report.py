@@ -445,7 +445,9 @@ def _pseudonymized_copy(study, folder: Path, salt: str) -> Path:
     from alliance.study import Study
 
     tables = {}
-    for name in ("sessions", "clients", "events"):
+    for name in ("sessions", "clients", "events", "therapists", "segments", "coders"):
+        if getattr(study, name, None) is None:
+            continue
         frame = getattr(study, name).copy()
         for col, prefix in (("client", "P"), ("therapist", "H")):
             if col in frame.columns:
