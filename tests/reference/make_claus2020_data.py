@@ -1,8 +1,9 @@
 """Recover the pre and post HAM-D scores of ``claus_2020`` from a published figure.
 
 The R package clinicalsignificance (Claus, Wager & Bonnet, 2024) ships the data set
-``claus_2020`` (Claus et al., 2020, https://osf.io/rc754/; 43 patients, HAM-D at four
-measurements) only as binary R data. Its own test suite commits the figure
+``claus_2020`` (Claus, Scherbaum & Bonnet, 2020, Psychotherapy and Psychosomatics,
+89(4), 258-260; data https://osf.io/rc754/; 43 patients, HAM-D at four measurements)
+only as binary R data. Its own test suite commits the figure
 ``tests/testthat/_snaps/plot/distribution-jt-plot.svg`` (repository
 pedscience/clinicalsignificance, commit e0bf90facba76bc83b02d2fdbf29b530303ab88e), made by
 ``plot(cs_distribution(claus_2020, id, time, hamd, pre = 1, post = 4,
