@@ -267,3 +267,128 @@ def test_hlm_matches_lme4():
         [e / s for e, s in zip(expect, ref["condsd"], strict=True)], abs=2e-2
     )
     assert rc.attrs["rci_method"] == "HLM"
+
+
+# ------------------------------------------------- Hageman & Arrindell cut-offs
+
+
+def test_ha_true_score_cutoffs_and_group_level_by_hand():
+    # DATA with r = .8, clinical norms from pre (M 25, S 5), functional M 20, S 5
+    # SE^2 = 25 * .2 = 5; r_clin = .8; r_func = (25 - 5) / 25 = .8
+    # true SDs 5 sqrt(.8) = 4.47214 both, so c_true = (20 + 25) / 2 = 22.5
+    # r_post = (12.3333 - 5) / 12.3333 = .594595; sqrt(r_post) SE = 1.724232
+    # CS_indiv = (M2 + (x2 - M2) r_post - 22.5) / 1.724232:
+    #   a (18): (18.3333 - .198198 - 22.5) / 1.724232 = -2.53148  reliably functional
+    #   b (22): (18.3333 + 2.180180 - 22.5) / 1.724232 = -1.15210  not beyond 1.645
+    #   c (15): (18.3333 - 1.981982 - 22.5) / 1.724232 = -3.56602  reliably functional
+    # pre >= 22.5 (dysfunctional): a and c; HA RCIs a -3.85263, c -3.27797, b 0.16997
+    kw = dict(outcome="y", reliability=0.8, method="HA", functional_mean=20, functional_sd=5)
+    cs = change.clinical_significance(DATA, cutoff="c", **kw)
+    assert cs["cutoff"].iloc[0] == pytest.approx(22.5)
+    assert "true-score" in cs["cutoff_rule"].iloc[0]
+    assert cs["cs_indiv"].tolist() == pytest.approx([-2.53148, -1.15210, -3.56602], abs=1e-4)
+    assert cs["category"].tolist() == ["recovered", "unchanged", "recovered"]
+    assert cs["rci"].iloc[2] == pytest.approx(-3.27797, abs=1e-4)
+    # group level: D = -12, 2, -10, M_D = -6.6667, S_D = 7.57188, r_dd = .825581
+    # changed: z = 6.6667 / (7.57188 sqrt(.825581)) = .969003, Phi(z) = .833728
+    # functional: z = (22.5 - 18.3333) / (sqrt(12.3333) sqrt(.594595)) = 1.538644,
+    # Phi(z) = .938054
+    group = cs.attrs["group_summary"].set_index("category")
+    assert group.loc["changed", "z"] == pytest.approx(0.969003, abs=1e-5)
+    assert group.loc["changed", "proportion"] == pytest.approx(0.833728, abs=1e-5)
+    assert group.loc["functional", "z"] == pytest.approx(1.538644, abs=1e-5)
+    assert group.loc["functional", "proportion"] == pytest.approx(0.938054, abs=1e-5)
+    # the statistical approach uses the same true-score rule (no RCI)
+    stat = change.clinical_significance(DATA, cutoff="c", approach="statistical", **kw)
+    assert stat["category"].tolist() == ["recovered", "unchanged", "recovered"]
+    # other methods have no group-level summary and keep observed-score cut-offs
+    jt = change.clinical_significance(
+        DATA, outcome="y", sd="pre", reliability=0.8, functional_mean=20, functional_sd=5
+    )
+    assert jt.attrs["group_summary"] is None and "cs_indiv" not in jt
+    # observed-score c = (5 * 25 + 5 * 20) / 10 = 22.5 too, but "Jacobson & Truax"
+    assert jt["cutoff_rule"].iloc[0].startswith("Jacobson & Truax")
+
+
+def test_ha_cutoffs_errors():
+    with pytest.raises(ValueError, match="reliability="):
+        change.clinical_cutoffs(30, 8, 8, 5, method="HA")
+    # functional SD 2 is below the SE sqrt(64 * .2) = 3.58
+    with pytest.raises(ValueError, match="not larger than the standard error"):
+        change.clinical_cutoffs(30, 8, 8, 2, method="HA", reliability=0.8)
+    with pytest.raises(ValueError, match="method="):
+        change.clinical_cutoffs(30, 8, method="XX")
+
+
+# ------------------------------- the clinicalsignificance package's documented counts
+
+
+def _claus():
+    """claus_2020 HAM-D pre (1) and post (4), and the counts its package documents.
+
+    tests/reference/make_claus2020_data.py recovers the 40 patients' scores from the
+    package's own figure; tests/reference/clinicalsignificance_claus2020.json holds the
+    counts with their sources (snapshots and reference pages of the package).
+    """
+    import json
+    from pathlib import Path
+
+    ref_dir = Path(__file__).parent / "reference"
+    ref = json.loads((ref_dir / "clinicalsignificance_claus2020.json").read_text())
+    data = pd.read_csv(ref_dir / "data" / "claus2020_hamd.csv")
+    return data, ref
+
+
+CLAUS = dict(outcome="hamd", first=1, last=4, reliability=0.8)
+
+
+def _rc_kw(method):
+    kw = dict(CLAUS, method=method)
+    if method == "NK":
+        kw["reliability_post"] = 0.5
+    if method == "JT":
+        kw["sd"] = "pre"
+    return kw
+
+
+@pytest.mark.parametrize("method", ["JT", "GLN", "HLL", "EN", "NK", "HA"])
+def test_claus2020_distribution_and_combined_counts(method):
+    data, ref = _claus()
+    kw = _rc_kw(method)
+    dist = change.clinical_significance(data, approach="distribution", **kw)
+    assert dist.attrs["summary"]["n"].tolist() == ref["distribution"][method]
+    comb = change.clinical_significance(data, functional_mean=8, functional_sd=8, cutoff="c", **kw)
+    assert comb.attrs["summary"]["category"].tolist() == ref["combined_order"]
+    assert comb.attrs["summary"]["n"].tolist() == ref["combined"][method]
+    if method == "HA":
+        group = comb.attrs["group_summary"].set_index("category")["percent"]
+        for name, value in ref["ha_group_level_percent"].items():
+            assert group[name] == pytest.approx(value, abs=0.005)
+
+
+def test_claus2020_statistical_and_percentage_counts():
+    data, ref = _claus()
+    # descriptives of the clinical (pre) scores: 24.85 and 3.34
+    rc = change.reliable_change(data, **_rc_kw("JT"))
+    assert rc["pre"].mean() == pytest.approx(ref["descriptives"]["m_clinical"], abs=0.005)
+    assert rc["pre"].std() == pytest.approx(ref["descriptives"]["sd_clinical"], abs=0.005)
+    norms = dict(functional_mean=8, functional_sd=8)
+    for key, method, cutoff, extra in (
+        ("JT_a", "JT", "a", {}),
+        ("JT_c", "JT", "c", norms),
+        ("HA_c_true", "HA", "c", norms),
+    ):
+        cs = change.clinical_significance(
+            data, approach="statistical", cutoff=cutoff, **_rc_kw(method), **extra
+        )
+        expect = ref["statistical"][key]
+        assert cs["cutoff"].iloc[0] == pytest.approx(expect["cutoff"], abs=0.005), key
+        assert cs.attrs["summary"]["n"].tolist() == expect["counts"], key
+    for key, extra in (
+        ("pct_improvement_0.5", {}),
+        ("pct_improvement_0.5_deterioration_0.3", {"pct_deterioration": 0.3}),
+    ):
+        cs = change.clinical_significance(
+            data, approach="percentage", pct_improvement=0.5, **_rc_kw("JT"), **extra
+        )
+        assert cs.attrs["summary"]["n"].tolist() == ref["percentage"][key]

@@ -412,11 +412,14 @@ def reliable_change(
     if key != "JT":
         if z is None:
             z = 1.645 if key == "HA" else 1.96
-        rci, described, band = _rci_alternative(
+        rci, described, band, extra = _rci_alternative(
             key, out, sd, reliability, reliability_post, instrument
         )
         reliable = rci.abs() > z
-        return _finish_rc(out, change, rci, reliable, higher, described, key, z, band)
+        res = _finish_rc(out, change, rci, reliable, higher, described, key, z, band)
+        if extra is not None:
+            res.attrs["ha"] = extra
+        return res
     if z is None:
         z = 1.96
     s_diff, points, described = _rci_parameters(
@@ -505,6 +508,7 @@ def _rci_alternative(key, out, sd, reliability, reliability_post, instrument):
     if isinstance(sd, str) and sd != "pre":
         raise ValueError(f"sd={sd!r}: pass a number or 'pre'")
     detail = f"M_pre={m1:.4g}, SD_pre={s1:.4g}, reliability={r:g}"
+    extra = None
     if key == "GLN":
         rci = (post - m1 - r * (pre - m1)) / (s1 * np.sqrt(1 - r**2))
         band = (m1 * (1 - r), r, s1 * np.sqrt(1 - r**2))
@@ -541,8 +545,21 @@ def _rci_alternative(key, out, sd, reliability, reliability_post, instrument):
         rci = ((post - pre) * r_dd + (m2 - m1) * (1 - r_dd)) / (np.sqrt(r_dd) * np.sqrt(2 * se**2))
         band = (-(m2 - m1) * (1 - r_dd) / r_dd, 1.0, np.sqrt(2 * se**2) / np.sqrt(r_dd))
         detail += f", M_post={m2:.4g}, SD_post={s2:.4g}, r_pre_post={r12:.4g}, r_dd={r_dd:.4g}"
+        diff = x2 - x1
+        extra = {
+            "se": float(se),
+            "reliability": r,
+            "r_dd": float(r_dd),
+            "r_pre_post": r12,
+            "m_pre": m1,
+            "sd_pre": s1,
+            "m_post": m2,
+            "sd_post": s2,
+            "m_change": float(diff.mean()),
+            "sd_change": float(diff.std(ddof=1)),
+        }
     described = f"{_NAMES[key]} RCI ({detail}; {int(both.sum())} clients with pre and post)"
-    return pd.Series(rci, index=out.index), described, band
+    return pd.Series(rci, index=out.index), described, band, extra
 
 
 # ------------------------------------------------------------ clinical significance
@@ -555,8 +572,10 @@ def clinical_cutoffs(
     functional_sd: float | None = None,
     *,
     higher_is_better: bool = False,
+    method: str = "JT",
+    reliability: float | None = None,
 ) -> pd.DataFrame:
-    """Jacobson & Truax (1991) cut-offs a, b and c.
+    """Cut-offs a, b and c of Jacobson & Truax (1991) or Hageman & Arrindell (1999).
 
     Parameters
     ----------
@@ -566,11 +585,28 @@ def clinical_cutoffs(
         Mean and SD of the functional population; b and c are NaN without them.
     higher_is_better : bool
         Direction of the scale.
+    method : {'JT', 'HA'}
+        ``'JT'``: cut-offs on observed scores. ``'HA'``: Hageman & Arrindell's
+        true-score cut-offs, each SD multiplied by the square root of the reliability
+        of its population (see Notes); needs ``reliability``.
+    reliability : float, optional
+        Reliability of the instrument in the clinical population (``method='HA'``).
 
     Returns
     -------
     pandas.DataFrame
-        Rows a, b, c with columns cutoff, value, rule.
+        Rows a, b, c with columns cutoff, value, rule; with ``method='HA'`` also
+        ``attrs['se']`` (the standard error of measurement) and ``attrs['reliability']``
+        (per population).
+
+    Notes
+    -----
+    Hageman & Arrindell (1999): ``SE = SD_clin sqrt(1 - r)``, the reliability of a
+    population with SD ``S`` is ``r_S = (S^2 - SE^2) / S^2`` (so ``r_clin = r``), and
+    ``a = M_clin -/+ 2 SD_clin sqrt(r_clin)``, ``b = M_func +/- 2 SD_func sqrt(r_func)``,
+    ``c = (SD_clin sqrt(r_clin) M_func + SD_func sqrt(r_func) M_clin) /
+    (SD_clin sqrt(r_clin) + SD_func sqrt(r_func))``. (The R package
+    clinicalsignificance uses the clinical SD in b, for JT and HA alike.)
 
     Examples
     --------
@@ -578,18 +614,67 @@ def clinical_cutoffs(
     >>> # a = 30 - 2 * 8 = 14; b = 8 + 2 * 5 = 18; c = (5 * 30 + 8 * 8) / (5 + 8) = 16.46
     >>> clinical_cutoffs(30, 8, 8, 5)["value"].round(2).tolist()
     [14.0, 18.0, 16.46]
+    >>> # HA, r = .8: SE^2 = 64 * .2 = 12.8, r_func = (25 - 12.8) / 25 = .488;
+    >>> # true SDs 8 sqrt(.8) = 7.1554 and 5 sqrt(.488) = 3.4929; a = 30 - 2 * 7.1554,
+    >>> # b = 8 + 2 * 3.4929, c = (7.1554 * 8 + 3.4929 * 30) / (7.1554 + 3.4929)
+    >>> clinical_cutoffs(30, 8, 8, 5, method="HA", reliability=0.8)["value"].round(2).tolist()
+    [15.69, 14.99, 15.22]
     """
+    key = str(method).upper()
+    if key not in ("JT", "HA"):
+        raise ValueError(f"method={method!r}: pass 'JT' or 'HA' (Hageman & Arrindell)")
     sign = 1.0 if higher_is_better else -1.0
+    has_functional = functional_mean is not None and functional_sd is not None
+    side = "+" if higher_is_better else "-"
+    other = "-" if higher_is_better else "+"
+    if key == "HA":
+        if reliability is None or not 0 < float(reliability) < 1:
+            raise ValueError(
+                "method='HA' needs reliability= between 0 and 1 (the instrument's "
+                "reliability in the clinical population)"
+            )
+        se2 = clinical_sd**2 * (1 - float(reliability))
+        r_clin = float(reliability)
+        w_clin = clinical_sd * np.sqrt(r_clin)  # SD of the clinical true scores
+        a = clinical_mean + sign * 2 * w_clin
+        r_func = np.nan
+        if has_functional:
+            r_func = (functional_sd**2 - se2) / functional_sd**2
+            if not r_func > 0:
+                raise ValueError(
+                    f"functional_sd={functional_sd:g} is not larger than the standard error "
+                    f"of measurement ({np.sqrt(se2):.3g}), so the functional population's "
+                    "reliability is not positive; check the norms or use method='JT'"
+                )
+            w_func = functional_sd * np.sqrt(r_func)
+            b = functional_mean - sign * 2 * w_func
+            c = (w_clin * functional_mean + w_func * clinical_mean) / (w_clin + w_func)
+        else:
+            b = c = np.nan
+        table = pd.DataFrame(
+            {
+                "cutoff": ["a", "b", "c"],
+                "value": [a, b, c],
+                "rule": [
+                    f"true-score: clinical mean {side} 2 clinical SD sqrt(r_clin)",
+                    f"true-score: functional mean {other} 2 functional SD sqrt(r_func)",
+                    "true-score: (SD_clin sqrt(r_clin) M_func + SD_func sqrt(r_func) M_clin)"
+                    " / (SD_clin sqrt(r_clin) + SD_func sqrt(r_func))",
+                ],
+            }
+        )
+        table.attrs["se"] = float(np.sqrt(se2))
+        table.attrs["reliability"] = {"clinical": r_clin, "functional": float(r_func)}
+        table.attrs["citation"] = _CITATIONS["HA"]
+        return table
     a = clinical_mean + sign * 2 * clinical_sd
-    if functional_mean is not None and functional_sd is not None:
+    if has_functional:
         b = functional_mean - sign * 2 * functional_sd
         c = (functional_sd * clinical_mean + clinical_sd * functional_mean) / (
             functional_sd + clinical_sd
         )
     else:
         b = c = np.nan
-    side = "+" if higher_is_better else "-"
-    other = "-" if higher_is_better else "+"
     return pd.DataFrame(
         {
             "cutoff": ["a", "b", "c"],
@@ -683,7 +768,28 @@ def clinical_significance(
         counts the categories with percentages over the clients with both scores
         only (``attrs['summary_note']`` says how many were left out);
         ``attrs['approach']``, ``attrs['rci_method']`` and ``attrs['citation']``
-        name what was done.
+        name what was done. ``attrs['group_summary']`` is None except for
+        ``method='HA'`` (see Notes).
+
+    Notes
+    -----
+    With ``method='HA'`` the cut-off follows Hageman & Arrindell (1999) as well:
+    a, b and c are true-score cut-offs (:func:`clinical_cutoffs` with
+    ``method='HA'``; a number given as ``cutoff`` is taken as a true-score cut-off),
+    and a post score counts as functional only when its estimated true score lies
+    reliably beyond the cut-off: ``CS_indiv = (M_post + (x_post - M_post) r_post -
+    cutoff) / (sqrt(r_post) SE)`` beyond the critical value (column ``cs_indiv``;
+    ``post_functional`` is then this test), with ``SE = SD_clin sqrt(1 - r)`` and
+    ``r_post = (S_post^2 - SE^2) / S_post^2``. 'harmed' needs a functional pre
+    score and ``CS_indiv`` reliably on the dysfunctional side. ``attrs['group_summary']``
+    gives the group-level proportions of Hageman & Arrindell: changed,
+    ``Phi(-M_D / (S_D sqrt(r_dd)))`` (``D`` = post - pre, towards improvement), and
+    functional, ``Phi((cutoff - M_post) / (S_post sqrt(r_post)))`` (towards the
+    functional side), with percent and z. On the claus_2020 HAM-D data these
+    reproduce the R package clinicalsignificance's documented results (cut-off
+    c_true 20.21; 23 / 9 / 7 / 1 / 0; changed 90.31%, functional 75.55%). That
+    package counts as harmed every reliably deteriorated client with a functional
+    pre score, without the post-score test; its critical value is 1.65 (ours 1.645).
 
     Examples
     --------
@@ -764,7 +870,19 @@ def clinical_significance(
         c_mean = float(pre.mean()) if c_mean is None else c_mean
         c_sd = float(pre.std(ddof=1)) if c_sd is None else c_sd
         norms_from = "clinical norms from this sample's pre scores"
-    table = clinical_cutoffs(c_mean, c_sd, f_mean, f_sd, higher_is_better=higher)
+    ha = rc.attrs.get("ha") if rc.attrs.get("rci_method") == "HA" else None
+    if ha is not None:
+        table = clinical_cutoffs(
+            c_mean,
+            c_sd,
+            f_mean,
+            f_sd,
+            higher_is_better=higher,
+            method="HA",
+            reliability=ha["reliability"],
+        )
+    else:
+        table = clinical_cutoffs(c_mean, c_sd, f_mean, f_sd, higher_is_better=higher)
     values = dict(zip(table["cutoff"], table["value"], strict=True))
     rule = "cut-off given"
     if cutoff is None:
@@ -785,7 +903,10 @@ def clinical_significance(
                 "functional_mean= and functional_sd=, or use cutoff='a' or a number"
             )
         value = float(values[key])
-        rule = f"Jacobson & Truax cut-off {key} ({norms_from})"
+        if ha is not None:
+            rule = f"Hageman & Arrindell true-score cut-off {key} ({norms_from})"
+        else:
+            rule = f"Jacobson & Truax cut-off {key} ({norms_from})"
     else:
         value = float(cutoff)
     if higher:
@@ -798,6 +919,24 @@ def clinical_significance(
     post_fun = post_fun.astype("boolean").where(rc["post"].notna(), pd.NA)
     crossed = pre_dys.fillna(False) & post_fun.fillna(False)
     fell = (~pre_dys.fillna(True)) & (~post_fun.fillna(True))
+    if ha is not None:
+        # Hageman & Arrindell: the post score's estimated true score must lie reliably
+        # beyond the true-score cut-off (|CS_indiv| > z) to count as crossed
+        se = table.attrs["se"]
+        m2, s2 = ha["m_post"], ha["sd_post"]
+        r_post = (s2**2 - se**2) / s2**2
+        if not r_post > 0:
+            raise ValueError(
+                f"the SD of the post scores ({s2:.3g}) is not larger than the standard "
+                f"error of measurement ({se:.3g}), so the Hageman-Arrindell post-test "
+                "reliability is not positive; use another method"
+            )
+        cs_indiv = (m2 + (rc["post"] - m2) * r_post - value) / (np.sqrt(r_post) * se)
+        beyond = cs_indiv if higher else -cs_indiv
+        z_ha = rc.attrs["critical_value"]
+        post_fun = (beyond > z_ha).astype("boolean").where(rc["post"].notna(), pd.NA)
+        crossed = pre_dys.fillna(False) & post_fun.fillna(False)
+        fell = (~pre_dys.fillna(True)) & (beyond < -z_ha).fillna(False)
     missing = [rc["category"].eq("no pre score"), rc["category"].eq("no post score")]
     if approach == "distribution":
         conditions = [*missing, improved, worse]
@@ -823,6 +962,11 @@ def clinical_significance(
     )
     out.attrs = dict(rc.attrs)
     out.attrs["cutoffs"] = dict(zip(table["cutoff"], table["value"].astype(float), strict=True))
+    out.attrs["group_summary"] = None
+    if ha is not None:
+        out["cs_indiv"] = cs_indiv
+        out.attrs["cutoff_method"] = "HA (true-score cut-offs)"
+        out.attrs["group_summary"] = _ha_group_summary(ha, value, r_post, higher)
     out.attrs["approach"] = approach + (" + cut-off" if with_cutoff else "")
     summary, note = _category_summary(out["category"], {"unchanged", *labels})
     out.attrs["summary"] = summary
@@ -834,6 +978,36 @@ _APPROACHES = ("combined", "distribution", "statistical", "percentage", "anchor"
 
 #: Category order of every approach.
 CATEGORIES = ("recovered", "improved", "unchanged", "deteriorated", "harmed")
+
+
+def _ha_group_summary(ha: dict, cutoff: float, r_post: float, higher: bool) -> pd.DataFrame:
+    """Hageman & Arrindell's (1999) group-level proportions changed and functional.
+
+    Under normal true scores: changed ``P(true change beyond 0)`` with
+    ``z = (0 - M_D) / (S_D sqrt(r_dd))``, functional ``P(true post score on the
+    functional side of the cut-off)`` with ``z = (cutoff - M_post) / (S_post sqrt(r_post))``.
+    """
+    z_changed = (0.0 - ha["m_change"]) / (ha["sd_change"] * np.sqrt(ha["r_dd"]))
+    z_functional = (cutoff - ha["m_post"]) / (ha["sd_post"] * np.sqrt(r_post))
+    cdf = stats.norm.cdf
+    p_changed = 1 - cdf(z_changed) if higher else cdf(z_changed)
+    p_functional = 1 - cdf(z_functional) if higher else cdf(z_functional)
+    table = pd.DataFrame(
+        {
+            "category": ["changed", "functional"],
+            "proportion": [float(p_changed), float(p_functional)],
+            "z": [float(z_changed), float(z_functional)],
+            "rule": [
+                "true change in the better direction: z = -M_D / (S_D sqrt(r_dd))",
+                "true post score on the functional side of the true-score cut-off: "
+                "z = (cutoff - M_post) / (S_post sqrt(r_post))",
+            ],
+        }
+    )
+    table["percent"] = 100 * table["proportion"]
+    table.attrs["citation"] = _CITATIONS["HA"]
+    table.attrs["r_post"] = float(r_post)
+    return table
 
 
 def _change_criterion(rc, approach, higher, pct_imp, pct_det, mid_imp, mid_det):
