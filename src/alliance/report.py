@@ -584,11 +584,16 @@ def requirements(nb, study, scores: dict) -> list[str]:
     A notebook declares its needs in its metadata (the jupytext header of its ``.py``
     twin): ``alliance: {requires: [...], columns: [...]}``, where a requirement is
     ``alliance`` or ``outcome`` (a score), ``alliance_items`` or ``outcome_items`` (all items
-    of that score's questionnaire) or a column such as ``therapist`` or ``site``.
+    of that score's questionnaire), a role of :func:`alliance.resolve_design` (such as
+    ``therapist``, ``site`` or ``alliance_therapist``, the therapist-rated alliance) or a
+    column.
     """
+    from alliance.design import ROLES, resolve_design
+
     spec = nb.metadata.get("alliance", {})
     columns = set(study.sessions.columns) | set(study.clients.columns)
     missing = []
+    design = None
     for role in spec.get("requires", []):
         if role in ("alliance_items", "outcome_items"):
             name = scores.get("alliance_instrument" if role == "alliance_items" else "instrument")
@@ -599,6 +604,11 @@ def requirements(nb, study, scores: dict) -> list[str]:
         elif role in ("alliance", "outcome"):
             if not scores.get(role):
                 missing.append(f"an {role} score" if role == "alliance" else "an outcome score")
+        elif role in ROLES:
+            if design is None:
+                design = resolve_design(study)
+            if not design.has(role):
+                missing.append(ROLES[role][1])
         elif role not in columns:
             missing.append(f"a {role} column")
     missing += [f"the column {c!r}" for c in spec.get("columns", []) if c not in columns]
