@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,15 +105,64 @@ def _blank(value: object) -> str:
 
 
 def _header(name: str) -> str:
-    """``n_clients`` -> ``N clients``; names with capitals or symbols are kept."""
-    if name != name.lower() or "_" not in name and " " in name:
+    """``n_clients`` -> ``N clients``, ``ci_low`` -> ``CI low``; other spellings are kept."""
+    if name != name.lower() or ("_" not in name and " " in name):
         return name
-    words = name.split("_")
-    if words[0] == "n" and len(words) > 1:
-        return "N " + " ".join(words[1:])
-    if len(words) == 1:
-        return name.capitalize() if len(name) > 2 else name
-    return " ".join(words).capitalize()
+    words = [w for w in name.split("_") if w]
+    if not words:
+        return name
+    if len(words) == 1 and len(name) <= 2:
+        return _ACRONYMS.get(name, name)  # p, r, b, n
+    out = [_ACRONYMS.get(w, w) for w in words]
+    if out[0] == words[0]:
+        out[0] = out[0].capitalize()
+    return " ".join(out)
+
+
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
+
+
+def _p_cell(value: object) -> str:
+    if _is_number(value):
+        return format_p(float(_py(value)))
+    text = _blank(value)
+    return format_p(float(text)) if _NUMBER.match(text.strip()) else text
+
+
+def _text_numbers(cells: list[str], digits: int, *, no_zero: bool = False) -> list[str]:
+    """Numbers written as text (a CSV read back): counts as integers, long decimals rounded.
+
+    Cells already formatted (``"0.00"``, ``"[0.35, 0.61]"``, ``"< .001"``) are kept; a
+    cell is rounded only when it has more than ``digits + 1`` decimals, and ``"300.0"``
+    reads ``"300"``.
+    """
+    out = []
+    for cell in cells:
+        text = cell.strip()
+        if not _NUMBER.match(text):
+            out.append(cell)
+            continue
+        whole, _, decimals = text.partition(".")
+        if "e" in text.lower():
+            out.append(_cell(float(text), digits, no_zero=no_zero))
+        elif decimals and set(decimals) == {"0"} and len(decimals) == 1:
+            out.append(whole)
+        elif len(decimals) > digits + 1:
+            out.append(_cell(float(text), digits, no_zero=no_zero))
+        else:
+            out.append(text)
+    # one number of decimals in a column: 42.5 beside 42.84 reads 42.50
+    places = [len(c.partition(".")[2]) for c in out if _NUMBER.match(c.strip()) and "." in c]
+    if places and min(places) != max(places):
+        width = max(places)
+        out = [f"{float(c):.{width}f}" if _NUMBER.match(c.strip()) and "." in c else c for c in out]
+        if no_zero:
+            out = [c.replace("0.", ".", 1) if c.startswith(("0.", "-0.")) else c for c in out]
+    return out
+
+
+#: Words of a header written the APA way (``ci_low`` -> ``CI low``).
+_ACRONYMS = {"ci": "CI", "se": "SE", "sd": "SD", "icc": "ICC", "n": "N", "rci": "RCI", "aic": "AIC"}
 
 
 #: Column names that hold p values (shown as ``.034`` / ``< .001``).
@@ -218,13 +268,13 @@ class ApaTable:
             key = str(col)
             low = key.lower()
             values = data[col]
+            no_zero = low in _R_COLUMNS
             if low in _P_COLUMNS:
-                cells = [format_p(float(v)) if _is_number(v) else _blank(v) for v in values]
+                cells = [_p_cell(v) for v in values]
             elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-                no_zero = low in _R_COLUMNS
                 cells = [_cell(_py(v), digits, no_zero=no_zero) for v in values]
             else:
-                cells = [_blank(v) for v in values]
+                cells = _text_numbers([_blank(v) for v in values], digits, no_zero=no_zero)
             body[labels.get(key, _header(key))] = cells
         return cls(pd.DataFrame(body), title=title, number=number, note=note)
 
