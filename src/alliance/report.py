@@ -872,17 +872,62 @@ def _index(pages: list[tuple[str, str]], prov: dict, folder: Path) -> str:
     if skipped:
         items += f'</ol><p>Analyses that do not apply to these data:</p><ul class="skip">{skipped}</ul><ol>'
 
-    gallery = "\n".join(
-        f'<figure><a href="figures/{esc(f.name)}"><img src="figures/{esc(f.name)}" '
-        f'alt="{esc(f.stem.replace("_", " "))}"></a><figcaption>'
-        f"{esc(f.stem.replace('_', ' '))} "
-        f'(<a href="figures/{esc(f.with_suffix(".svg").name)}">SVG</a>)</figcaption></figure>'
+    figures = sorted(_saved(folder, "figures"), key=lambda e: e.get("seq", 0))
+    known = {e["file"] for e in figures}
+    figures += [
+        {"file": f.name, "caption": f.stem.replace("_", " ").capitalize(), "alt": ""}
         for f in sorted((folder / "figures").glob("*.png"))
+        if f.name not in known
+    ]
+    gallery = "\n".join(
+        f'<figure><a href="figures/{esc(e["file"])}"><img src="figures/{esc(e["file"])}" '
+        f'alt="{esc(e.get("alt") or e["caption"])}"></a><figcaption><strong>Figure {n}.</strong> '
+        f"{esc(e['caption'])} "
+        f'(<a href="figures/{esc(Path(e["file"]).with_suffix(".svg").name)}">SVG</a>)'
+        "</figcaption></figure>"
+        for n, e in enumerate(figures, start=1)
+        if (folder / "figures" / e["file"]).is_file()
     )
+    saved_tables = {
+        e["file"]: (n, e)
+        for n, e in enumerate(
+            sorted(_saved(folder, "tables"), key=lambda e: e.get("seq", 0)), start=1
+        )
+    }
+    latex = (folder / "latex").is_dir()
+
+    def table_item(t: Path) -> str:
+        number, entry = saved_tables.get(t.name, (None, {}))
+        label = f"Table {number}. {entry.get('title', '')}" if number else t.name
+        tex = f' (<a href="latex/{esc(t.stem)}.tex">LaTeX</a>)' if latex else ""
+        return f'<li>{esc(label)}: <a href="tables/{esc(t.name)}">CSV</a>{tex}</li>'
+
     tables = "\n".join(
-        f'<li><a href="tables/{esc(t.name)}">{esc(t.name)}</a></li>'
-        for t in sorted((folder / "tables").glob("*.csv"))
+        table_item(t)
+        for t in sorted(
+            (folder / "tables").glob("*.csv"),
+            key=lambda t: (saved_tables.get(t.name, (10**6, {}))[0], t.name),
+        )
     )
+    downloads = []
+    if (folder / "report.docx").is_file():
+        downloads.append(
+            '<li><a href="report.docx">report.docx</a>: every table and figure, numbered, '
+            "with captions (Word, LibreOffice)</li>"
+        )
+    if latex:
+        downloads.append(
+            '<li><a href="latex/tables.tex">latex/tables.tex</a>: the tables as booktabs '
+            "LaTeX (one file per table in <code>latex/</code>)</li>"
+        )
+    downloads_html = "<h2>Downloads</h2><ul>" + "".join(downloads) + "</ul>" if downloads else ""
+    code = prov.get("code") or {}
+    if code.get("commit"):
+        state = "clean tree" if code.get("clean") else "tree with uncommitted changes"
+        code_row = f"commit <code>{esc(code['commit'])}</code> ({state})"
+    else:
+        code_row = "not run from a git checkout"
+    lock = esc(str(prov.get("lock_sha256") or "not found"))
     inputs = "\n".join(
         f"<tr><td>{esc(i['file'])}</td><td><code>{i['sha256']}</code></td></tr>"
         for i in prov["inputs"]
@@ -925,13 +970,16 @@ clients are suppressed.</p>
 <div class="gallery">
 {gallery or "<p>No figures were exported.</p>"}
 </div>
-<h2>Tables (CSV)</h2>
+<h2>Tables</h2>
 <ul>
 {tables or "<li>No tables were exported.</li>"}
 </ul>
+{downloads_html}
 <div class="prov"><h2>Provenance</h2>
 <table>
-<tr><td>Command</td><td><code>{esc(prov["command"])}</code></td></tr>
+<tr><td>Command</td><td><code>{esc(_short_paths(prov["command"]))}</code></td></tr>
+<tr><td>Code</td><td>alliance {esc(str(prov["packages"].get("alliance")))}, {code_row}</td></tr>
+<tr><td>requirements.lock</td><td><code>{lock}</code> (SHA-256)</td></tr>
 <tr><td>Created (UTC)</td><td>{prov["created"]}</td></tr>
 <tr><td>Seed</td><td>{prov["seed"]}</td></tr>
 <tr><td>Python</td><td>{prov["python"]} on {esc(prov["platform"])}</td></tr>
@@ -941,6 +989,11 @@ clients are suppressed.</p>
 <table>{inputs}</table></div>
 </body></html>
 """
+
+
+def _short_paths(command: str) -> str:
+    """A command line with absolute paths shortened to their last part (``.../demo``)."""
+    return re.sub(r"(?<![\w.])/(?:[^\s/]+/)+([^\s/]+)", r".../\1", command)
 
 
 def refresh_notebooks(folder: Path | None = None) -> list[Path]:
