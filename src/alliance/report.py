@@ -594,6 +594,7 @@ def _for_page(nb, figures: Mapping[str, dict]):
             continue
         if tags & {"parameters", "injected-parameters"}:  # paths of the build machine
             continue
+        cell.outputs = [o for o in cell.get("outputs", []) if not _path_repr(o)]
         names = _SAVE_FIGURE.findall(cell.source)
         alts = [figures[n]["alt"] for n in names if n in figures and figures[n].get("alt")]
         for output in cell.get("outputs", []):
@@ -616,6 +617,17 @@ def _for_page(nb, figures: Mapping[str, dict]):
         )
         cell.outputs = [toggle, *cell.get("outputs", [])]
     return nb, alts_shown
+
+
+_PATH_REPR = re.compile(r"^\[?(Posix|Windows)?Path\(")
+
+
+def _path_repr(output) -> bool:
+    """An output that only shows a path object (a ``save_table(...)`` left as last line)."""
+    if output.get("output_type") != "execute_result":
+        return False
+    data = output.get("data", {})
+    return set(data) == {"text/plain"} and bool(_PATH_REPR.match(str(data["text/plain"])))
 
 
 #: What nbconvert's lab template writes on an image it has no alt text for.
