@@ -302,3 +302,16 @@ def test_unknown_format_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown report format.*html, docx, latex"):
         parse_formats("html,pdf")
     assert parse_formats("word,tex") == ("html", "docx", "latex")
+
+
+def test_cli_refuses_an_unknown_format(tmp_path):
+    from typer.testing import CliRunner
+
+    from alliance.cli import app
+
+    out = tmp_path / "x"
+    run = CliRunner().invoke(
+        app, ["report", "--data", "demo", "--out", str(out), "--format", "html,pdf"]
+    )
+    assert run.exit_code == 2 and "unknown report format" in run.output
+    assert not out.exists()
