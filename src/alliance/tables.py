@@ -454,30 +454,30 @@ class ApaTable:
             para.paragraph_format.keep_with_next = True
         cols = list(self.body.columns)
         rows = list(self._rows())
-        table = document.add_table(rows=1 + len(rows), cols=max(len(cols), 1))
+        width = max(len(cols), 1)
+        table = document.add_table(rows=1 + len(rows), cols=width)
         table.alignment = WD_TABLE_ALIGNMENT.CENTER
-        for j, name in enumerate(cols):
-            table.cell(0, j).text = str(name)
-        for i, (kind, values) in enumerate(rows, start=1):
-            if kind == "section":
-                merged = (
-                    table.cell(i, 0).merge(table.cell(i, len(cols) - 1))
-                    if len(cols) > 1
-                    else (table.cell(i, 0))
-                )
-                merged.text = ""
-                merged.paragraphs[0].add_run(values).italic = True
+        cells = table._cells  # once: table.cell(i, j) rebuilds this list on every call
+        grid = [cells[i * width : (i + 1) * width] for i in range(1 + len(rows))]
+        texts = [[str(c) for c in cols], *[v if k == "row" else [""] * width for k, v in rows]]
+        for i, (row, values) in enumerate(zip(grid, texts, strict=True)):
+            if i and rows[i - 1][0] == "section":
                 continue
-            for j, value in enumerate(values):
-                table.cell(i, j).text = value
-        for i, row in enumerate(table.rows):
-            for j, cell in enumerate(row.cells):
-                for para in cell.paragraphs:
-                    if j and not (i and rows[i - 1][0] == "section"):
-                        para.alignment = WD_ALIGN_PARAGRAPH.CENTER
-                    for run in para.runs:
-                        run.font.size = Pt(10)
-        _apa_rules(table)
+            for j, (cell, value) in enumerate(zip(row, values, strict=False)):
+                para = cell.paragraphs[0]
+                run = para.add_run(value)
+                run.font.size = Pt(10)
+                if j and not (i and rows[i - 1][0] == "section"):
+                    para.alignment = WD_ALIGN_PARAGRAPH.CENTER
+        _apa_rules(grid)
+        for i, (kind, label) in enumerate(rows, start=1):
+            if kind == "section":  # one cell across the table, in italics
+                merged = grid[i][0].merge(grid[i][-1]) if width > 1 else grid[i][0]
+                for extra in merged.paragraphs[1:]:  # the merged cells' empty paragraphs
+                    extra._p.getparent().remove(extra._p)
+                run = merged.paragraphs[0].add_run(label)
+                run.italic = True
+                run.font.size = Pt(10)
         if self.note:
             para = document.add_paragraph()
             para.add_run("Note.").italic = True
@@ -486,7 +486,7 @@ class ApaTable:
                 run.font.size = Pt(10)
 
 
-def _apa_rules(table) -> None:
+def _apa_rules(grid) -> None:
     """Horizontal rules only: above the header, below it and below the last row."""
     from docx.oxml import OxmlElement
     from docx.oxml.ns import qn
@@ -503,9 +503,9 @@ def _apa_rules(table) -> None:
         edge.set(qn("w:color"), "000000")
         borders.append(edge)
 
-    last = len(table.rows) - 1
-    for i, row in enumerate(table.rows):
-        for cell in row.cells:
+    last = len(grid) - 1
+    for i, row in enumerate(grid):
+        for cell in row:
             if i == 0:
                 border(cell, "top")
                 border(cell, "bottom")
