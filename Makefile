@@ -40,7 +40,7 @@ format: $(STAMP) ## apply ruff's formatting and safe fixes
 
 REPORT_OUT ?= reports/demo
 report: $(STAMP) ## the main job: build the reports from the bundled demo data into reports/
-	$(VENV)/bin/alliance report --data demo --out $(REPORT_OUT)
+	$(VENV)/bin/alliance report --data demo --out $(REPORT_OUT) --format html,docx,latex
 
 notebooks: $(STAMP) ## re-execute the committed notebooks in place (refreshes their outputs)
 	$(PY) -m alliance.report refresh-notebooks

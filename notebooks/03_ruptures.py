@@ -118,7 +118,9 @@ by_method = detected.groupby("rule", sort=False).agg(
     mean_sessions_to_repair=("sessions_to_repair", "mean"),
 )
 print(by_method.round(2).to_string())
-save_table(by_method.reset_index(), "ruptures_by_method", export_dir, count="n_clients")
+table_file = save_table(
+    by_method.reset_index(), "ruptures_by_method", export_dir, count="n_clients"
+)
 
 # %% [markdown]
 # ## Trajectories

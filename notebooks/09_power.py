@@ -123,7 +123,7 @@ prior = simulate_power(
     n_jobs=n_jobs,
     nested=nested,
 )
-save_table(prior, "power_prior_negative_therapy", export_dir)
+table_file = save_table(prior, "power_prior_negative_therapy", export_dir)
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -57,3 +57,11 @@ def test_make_report_pages_have_every_figure(tmp_path):
     assert checked == len(books)
     assert len(whole) <= 1, f"the demo should support all but the dyad notebook: {whole}"
     assert sum(_committed_figures(b) for b in books) >= 10
+    # all three formats, and a quiet build: one line per notebook, then the summary
+    assert (out / "report.docx").is_file() and (out / "latex" / "tables.tex").is_file()
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert len(lines) == len(books), run.stderr[-3000:]
+    assert all(re.match(r"^\d\d_\w+: ", ln) for ln in lines), run.stderr[-3000:]
+    for noise in ("Warning", "KeyboardInterrupt", "Alternative text", "TCP", "Traceback"):
+        assert noise not in run.stdout + run.stderr, noise
+    assert "report written:" in run.stdout

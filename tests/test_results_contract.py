@@ -270,11 +270,20 @@ def test_result_honours_the_contract(name, fitted):
     assert isinstance(table, ApaTable)
     body = table.to_frame()
     assert list(body.columns) == ["Term", "b", "SE", "95% CI", "β", "p"]
-    assert len(body) == len(res.params)
-    assert body["Term"].tolist() == res.params["term"].astype(str).tolist()
+    k = len(res.params)
+    assert body["Term"].head(k).tolist() == res.params["term"].astype(str).tolist()
+    random = body.iloc[k:]  # random-effect variances and correlations follow the fixed effects
+    if len(random):
+        assert random["Term"].str.match(r"^(σ²|r) ").all()
+        assert table.sections == ((0, "Fixed effects"), (k, "Random effects"))
+    if vc is not None and len(vc) and "vcov" in vc.columns:
+        assert len(random) >= 1
     assert table.title and f"N = {res.nobs}" in table.note
+    if not np.isnan(res.aic):
+        assert f"AIC = {res.aic:.2f}" in table.note
     html = table._repr_html_()
-    assert html.startswith("<table") and html.count("<tr>") == len(body) + 2  # header, rows, note
+    # header, section headings, rows, note
+    assert html.startswith("<table") and html.count("<tr>") == len(body) + len(table.sections) + 2
     assert "<th" in html and "Note." in html
     latex = table.to_latex()
     assert all(rule in latex for rule in (r"\toprule", r"\midrule", r"\bottomrule"))
@@ -363,7 +372,7 @@ def test_apa_table_renders_escaped_and_numbered():
     assert "<th" in html and ">0<" not in html  # no index column
     latex = table.to_latex()
     assert r"\caption{Table 2: Early alliance\_x}" in latex
-    assert r"a<b \& c" in latex and r"$\beta$" in latex and r"5\% left." in latex
+    assert r"a\textless{}b \& c" in latex and r"$\beta$" in latex and r"5\% left." in latex
     assert str(table).splitlines()[:2] == ["Table 2", "Early alliance_x"]
     with pytest.raises(TypeError, match="DataFrame"):
         ApaTable([["a"]])

@@ -404,6 +404,14 @@ def report(
         help="Run only these notebooks, by number or name, e.g. 01 or 03_ruptures "
         "(repeatable; default: all).",
     ),
+    formats: str = typer.Option(
+        "html",
+        "--format",
+        "-f",
+        help="Output formats, comma-separated: html (the pages, always written), docx "
+        "(report.docx with the numbered tables and figures) and latex (latex/*.tex booktabs "
+        "tables), e.g. html,docx,latex.",
+    ),
     sep: str = _SEP,
     decimal: str = _DECIMAL,
     encoding: str = _ENCODING,
@@ -434,6 +442,7 @@ def report(
             _parse_columns(column) or None,
             list(wide) or None,
             list(notebook) or None,
+            formats,
         )
     except (typer.Exit, SystemExit):
         raise
@@ -487,11 +496,18 @@ def _report(
     columns=None,
     wide=None,
     notebook=None,
+    formats="html",
 ) -> None:
     import os
     import signal
 
-    from alliance.report import build_report
+    from alliance.report import build_report, parse_formats
+
+    try:
+        chosen = parse_formats(formats)
+    except ValueError as error:
+        err.print(f"--format: {error}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
 
     salt = None
     if pseudonymize:
@@ -543,13 +559,30 @@ def _report(
             wide=wide,
             dialect=dialect,
             notebooks=_chosen_notebooks(notebook),
+            formats=chosen,
         )
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     for note in result.notes:
         err.print(f"note: {note}", markup=False, highlight=False)
-    out.print(f"report written: {result.index}", markup=False, highlight=False)
+    prov = result.provenance
+    ran = len(result.pages)
+    extra = []
+    if (result.folder / "report.docx").is_file():
+        extra.append("report.docx")
+    latex = sorted((result.folder / "latex").glob("*.tex")) if "latex" in chosen else []
+    if latex:
+        extra.append(f"{len(latex) - 1} LaTeX table(s)")
+    skipped = len(prov.get("skipped", []))
+    out.print(
+        f"report written: {result.index} ({ran} page(s)"
+        + (f", {skipped} section(s) skipped" if skipped else "")
+        + (", " + ", ".join(extra) if extra else "")
+        + f"; {prov.get('seconds', 0):.0f} s)",
+        markup=False,
+        highlight=False,
+    )
 
 
 def _chosen_notebooks(names: list[str] | None) -> list[Path] | None:

@@ -2,11 +2,16 @@
 
 Notebooks call :func:`save_figure` and :func:`save_table` with the ``export_dir``
 parameter that ``alliance report`` passes; when it is ``None`` (an interactive run)
-nothing is written.
+nothing is written. Each call also records what it saved, in order, in the folder's
+``tables/index.json`` or ``figures/index.json`` (name, file, title or caption, note, alt
+text); the report reads these to number the tables and figures of the Word document and
+to write one LaTeX table per saved table (:func:`saved`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
@@ -17,7 +22,10 @@ from matplotlib.figure import Figure
 from alliance.privacy import MIN_CELL, suppress_small_cells
 from alliance.tables import ApaTable
 
-__all__ = ["save_figure", "save_table", "IDENTIFIER_COLUMNS"]
+__all__ = ["save_figure", "save_table", "saved", "IDENTIFIER_COLUMNS", "INDEX"]
+
+#: The file in ``tables/`` and ``figures/`` listing what was saved there, in order.
+INDEX = "index.json"
 
 #: Columns that identify people or exact times and never go into a shared table.
 IDENTIFIER_COLUMNS = ("client", "therapist", "date")
@@ -38,7 +46,96 @@ def _target(export_dir: str | Path | None, name: str, kind: str) -> Path | None:
     return folder / name
 
 
-def save_figure(fig: Figure, name: str, export_dir: str | Path | None) -> list[Path]:
+def _record(folder: Path, entry: dict) -> None:
+    """Add (or replace, keeping its place) the entry of one saved file in the index."""
+    index = folder / INDEX
+    entries = saved(folder.parent, folder.name)
+    names = [e.get("name") for e in entries]
+    if entry["name"] in names:
+        where = names.index(entry["name"])
+        entries[where] = {**entry, "seq": entries[where].get("seq", where + 1)}
+    else:
+        other = "figures" if folder.name == "tables" else "tables"
+        seq = 1 + max(
+            (e.get("seq", 0) for k in (folder.name, other) for e in saved(folder.parent, k)),
+            default=0,
+        )
+        entries.append({**entry, "seq": seq})
+    tmp = index.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(entries, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, index)
+
+
+def saved(export_dir: str | Path, kind: str = "tables") -> list[dict]:
+    """What :func:`save_table` or :func:`save_figure` saved into a folder, in order.
+
+    Parameters
+    ----------
+    export_dir : str or pathlib.Path
+        The report folder.
+    kind : {"tables", "figures"}
+
+    Returns
+    -------
+    list of dict
+        One entry per file: ``name``, ``file`` (relative to ``kind``), ``seq`` (the order
+        of saving across tables and figures), ``title``/``note``
+        (tables; ``apa`` is True for an APA table saved as its formatted body, with its
+        ``sections``) or ``caption``/``alt`` (figures).
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> from alliance.export import save_table, saved
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = save_table(pd.DataFrame({"n": [1]}), "sizes", tmp, title="Study sizes")
+    ...     [(e["name"], e["title"]) for e in saved(tmp)]
+    [('sizes', 'Study sizes')]
+    """
+    if kind not in ("tables", "figures"):
+        raise ValueError(f"kind must be 'tables' or 'figures', not {kind!r}")
+    index = Path(export_dir) / kind / INDEX
+    if not index.is_file():
+        return []
+    entries = json.loads(index.read_text(encoding="utf-8"))
+    if not isinstance(entries, list):
+        raise ValueError(f"{index} is not a list of saved files; delete it and rerun")
+    return entries
+
+
+def _default_title(name: str) -> str:
+    """``early_alliance_apa`` -> ``Early alliance``: a title from a file name."""
+    words = [w for w in name.replace("-", "_").split("_") if w and w.lower() not in ("apa",)]
+    return " ".join(words).capitalize() if words else name
+
+
+def _default_caption(fig: Figure, name: str) -> str:
+    titles = [fig._suptitle.get_text()] if getattr(fig, "_suptitle", None) else []
+    titles += [ax.get_title() for ax in fig.axes if ax.get_title()]
+    if titles:
+        return "; ".join(dict.fromkeys(t.strip() for t in titles if t.strip()))
+    return _default_title(name)
+
+
+def _default_alt(fig: Figure, caption: str) -> str:
+    parts = []
+    for ax in fig.axes:
+        x, y = ax.get_xlabel(), ax.get_ylabel()
+        if x or y:
+            parts.append(f"{y or 'value'} by {x or 'position'}")
+    panels = f" ({len(fig.axes)} panels: " + "; ".join(parts) + ")" if len(parts) > 1 else ""
+    single = f" ({parts[0]})" if len(parts) == 1 else ""
+    return f"Figure: {caption}{panels or single}"
+
+
+def save_figure(
+    fig: Figure,
+    name: str,
+    export_dir: str | Path | None,
+    *,
+    caption: str | None = None,
+    alt: str | None = None,
+) -> list[Path]:
     """Save a figure as PNG and SVG without timestamps, so reruns give identical bytes.
 
     Parameters
@@ -49,6 +146,12 @@ def save_figure(fig: Figure, name: str, export_dir: str | Path | None) -> list[P
         File name without suffix.
     export_dir : str, pathlib.Path or None
         Report folder; files go into its ``figures/``. Nothing is written when None.
+    caption : str, optional
+        The figure's caption in the report's Word document (numbered there); default
+        the figure's titles, else the name.
+    alt : str, optional
+        Alternative text for screen readers; default made from the caption and the axes'
+        labels.
 
     Returns
     -------
@@ -78,6 +181,16 @@ def save_figure(fig: Figure, name: str, export_dir: str | Path | None) -> list[P
                 path, metadata=meta, dpi=144 if suffix == ".png" else None, bbox_inches="tight"
             )
             paths.append(path)
+    caption = caption or _default_caption(fig, name)
+    _record(
+        base.parent,
+        {
+            "name": name,
+            "file": base.with_suffix(".png").name,
+            "caption": caption,
+            "alt": alt or _default_alt(fig, caption),
+        },
+    )
     return paths
 
 
@@ -88,6 +201,8 @@ def save_table(
     *,
     count: str | None = None,
     min_count: int = MIN_CELL,
+    title: str | None = None,
+    note: str | None = None,
 ) -> Path | None:
     """Save a table as CSV for sharing: identifier columns refused, small cells suppressed.
 
@@ -103,6 +218,9 @@ def save_table(
         Column counting clients per row; rows under ``min_count`` are suppressed.
     min_count : int, default 5
         Smallest cell shown.
+    title, note : str, optional
+        The table's title and note in the report's Word document and LaTeX tables (an
+        APA table's own are the default; else the title is made from ``name``).
 
     Returns
     -------
@@ -120,7 +238,15 @@ def save_table(
     B,<5,
     <BLANKLINE>
     """
-    if isinstance(table, ApaTable):
+    apa = isinstance(table, ApaTable)
+    entry = {
+        "name": name,
+        "title": title or (table.title if apa else "") or _default_title(name),
+        "note": note if note is not None else (table.note if apa else ""),
+        "apa": apa,
+        "sections": [list(s) for s in table.sections] if apa else [],
+    }
+    if apa:
         table = table.to_frame()
     leaked = [c for c in table.columns if str(c).lower() in IDENTIFIER_COLUMNS]
     if table.index.name and str(table.index.name).lower() in IDENTIFIER_COLUMNS:
@@ -135,6 +261,10 @@ def save_table(
         return None
     if count is not None:
         table = suppress_small_cells(table, count, min_count=min_count)
+        if not entry["note"]:
+            entry["note"] = f"Cells describing fewer than {min_count} clients are suppressed."
     path = path.with_suffix(".csv")
-    table.to_csv(path, index=False, lineterminator="\n")
+    named_index = any(n is not None for n in table.index.names)
+    table.to_csv(path, index=named_index, lineterminator="\n")
+    _record(path.parent, {**entry, "file": path.name})
     return path

@@ -2,8 +2,11 @@
 
 A report folder holds one HTML page per notebook, the executed notebooks, an
 ``index.html``, ``provenance.json`` (SHA-256 of every input file that was read, package
-versions, seed, command, date) and a manifest (``.alliance-report.json``) listing every
-file the report wrote. It is built in a staging folder beside ``out`` and swapped into
+versions, the code's git commit and tree state, the lock file's SHA-256, seed, command,
+date) and a manifest (``.alliance-report.json``) listing every file the report wrote.
+With ``formats`` (``alliance report --format html,docx,latex``) it also holds
+``report.docx`` (every saved table and figure, numbered, with captions, in report order)
+and ``latex/`` (one booktabs table per saved table, and ``tables.tex`` to compile them). It is built in a staging folder beside ``out`` and swapped into
 place only when every notebook ran and no page or file shows an identifier of the study,
 so a failed run never leaves half a report. ``out`` must be a new or empty folder or a
 previous report: a folder holding anything else, or the data folder, is refused and
@@ -20,9 +23,12 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -34,6 +40,7 @@ from alliance.datasets import dataset_files, dataset_names
 from alliance.paths import notebooks_dir
 
 __all__ = [
+    "FORMATS",
     "NotebookFailed",
     "OutputRefused",
     "PrivacyError",
@@ -60,6 +67,36 @@ _PACKAGES = (
     "pingouin",
     "papermill",
 )
+
+
+#: The output formats of a report (the HTML pages are always written).
+FORMATS = ("html", "docx", "latex")
+
+#: Arguments that keep notebook kernels quiet (no TCP or shutdown messages on the console).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL", "--HistoryManager.enabled=False"]
+
+
+def parse_formats(formats: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The report formats asked for, checked, in the order of :data:`FORMATS`.
+
+    Examples
+    --------
+    >>> from alliance.report import parse_formats
+    >>> parse_formats("latex,html"), parse_formats(None)
+    (('html', 'latex'), ('html',))
+    """
+    if formats is None:
+        return ("html",)
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    chosen = {str(f).strip().lower() for f in items if str(f).strip()}
+    chosen = {"latex" if f == "tex" else "docx" if f == "word" else f for f in chosen}
+    unknown = sorted(chosen - set(FORMATS))
+    if unknown:
+        raise ValueError(
+            f"unknown report format(s) {unknown}; choose among {', '.join(FORMATS)}, "
+            "e.g. --format html,docx,latex"
+        )
+    return tuple(f for f in FORMATS if f in chosen or f == "html")
 
 
 #: The backend a notebook kernel needs for its figures to be captured in the page.
@@ -159,10 +196,13 @@ def provenance(data: str, *, seed: int, command: str | None = None, study=None) 
     --------
     >>> from alliance.report import provenance
     >>> p = provenance("demo", seed=2026)
-    >>> sorted(p)
-    ['command', 'created', 'data', 'inputs', 'packages', 'platform', 'python', 'seed']
+    >>> sorted(p)  # doctest: +NORMALIZE_WHITESPACE
+    ['code', 'command', 'created', 'data', 'inputs', 'lock_sha256', 'packages', 'platform',
+     'python', 'seed']
     >>> len(p["inputs"][0]["sha256"])
     64
+    >>> sorted(p["code"])
+    ['checkout', 'clean', 'commit']
     """
     packages = {}
     for name in _PACKAGES:
@@ -179,7 +219,61 @@ def provenance(data: str, *, seed: int, command: str | None = None, study=None) 
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": packages,
+        "code": code_state(),
+        "lock_sha256": _lock_sha256(),
     }
+
+
+def _source_root() -> Path:
+    """The folder holding the package's ``src/`` (a checkout) or its install location."""
+    here = Path(__file__).resolve().parent
+    return here.parents[1] if here.parent.name == "src" else here.parent
+
+
+def code_state(folder: Path | None = None) -> dict:
+    """The git commit of the code and whether its tree was clean (None outside a checkout).
+
+    ``clean`` is False when tracked files differ from the commit (untracked files do not
+    count). Outside a git checkout, or without git, every value is None and nothing fails.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from alliance.report import code_state
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     code_state(tmp)
+    {'checkout': False, 'commit': None, 'clean': None}
+    """
+    folder = Path(folder) if folder is not None else _source_root()
+    none = {"checkout": False, "commit": None, "clean": None}
+    git = shutil.which("git")
+    if git is None:
+        return none
+
+    def run(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                [git, "-C", str(folder), *args],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    top = run("rev-parse", "--show-toplevel")
+    if not top or Path(top.strip()).resolve() != folder.resolve():
+        return none
+    commit = (run("rev-parse", "HEAD") or "").strip() or None
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"checkout": True, "commit": commit, "clean": None if status is None else not status}
+
+
+def _lock_sha256() -> str | None:
+    lock = _source_root() / "requirements.lock"
+    return _sha256(lock) if lock.is_file() else None
 
 
 class PrivacyError(RuntimeError):
@@ -206,8 +300,9 @@ def build_report(
     columns: Mapping[str, str] | None = None,
     wide: Sequence[str] | None = None,
     dialect: Mapping[str, str | None] | None = None,
+    formats: str | Sequence[str] | None = None,
 ) -> ReportResult:
-    """Run the analysis notebooks on a study and render an HTML report.
+    """Run the analysis notebooks on a study and render an HTML report (and Word, LaTeX).
 
     Parameters
     ----------
@@ -228,7 +323,8 @@ def build_report(
     command : str, optional
         The command line to record in the provenance.
     progress : bool, default False
-        Show a progress bar.
+        Show a progress bar when standard error is a terminal, else print one line per
+        notebook there.
     salt : str, optional
         Replace client and therapist identifiers by stable salted pseudonyms
         (:func:`alliance.privacy.pseudonymize`) before any notebook sees the data. Keep
@@ -243,6 +339,10 @@ def build_report(
         Measures spread over sessions in a one-row-per-client file (``--wide phq9``).
     dialect : mapping, optional
         ``sep``, ``decimal`` and ``encoding`` of CSV input (detected when not given).
+    formats : str or list of str, optional
+        ``"html"`` (default; the pages are always written), ``"docx"`` (``report.docx``:
+        the saved tables and figures, numbered, with captions) and ``"latex"``
+        (``latex/*.tex`` booktabs tables), e.g. ``"html,docx,latex"``.
 
     Your own data are read once, put in canonical form (:func:`alliance.design.canonical_study`:
     role names, items named ``<instrument>_<n>``, scale scores added from items) and the
@@ -290,6 +390,7 @@ def build_report(
     from alliance.schema import find_scores, validate
 
     data = str(data)
+    chosen = parse_formats(formats)
     if data not in DATASETS and not Path(data).exists():
         raise FileNotFoundError(
             f"--data {data!r} is neither a bundled dataset ({', '.join(DATASETS)}) "
@@ -327,6 +428,9 @@ def build_report(
         exclude_input_prompt=True,
         exclude_output_prompt=True,
     )
+    exporter.log.setLevel(logging.ERROR)
+    started = time.monotonic()
+    tty = progress and sys.stderr.isatty()
     pages: list[tuple[str, str]] = []
     with writer:
         staging = writer.staging
@@ -347,13 +451,16 @@ def build_report(
             "export_dir": str(staging.resolve()),
         }
         skipped: list[tuple[str, str]] = []
-        for book in tqdm(books, desc="notebooks", disable=not progress, unit="nb"):
+        for book in tqdm(books, desc="notebooks", disable=not tty, unit="nb"):
             lacking = requirements(nbformat.read(book, as_version=4), study, scores)
             if lacking:
                 skipped.append(
                     (_title(nbformat.read(book, as_version=4), book), "needs " + ", ".join(lacking))
                 )
+                if progress and not tty:
+                    _say(f"{book.stem}: not run, needs {', '.join(lacking)}")
                 continue
+            t0 = time.monotonic()
             executed = staging / "notebooks" / book.name
             declared = pm.inspect_notebook(str(book))
             source = book
@@ -375,6 +482,7 @@ def build_report(
                         cwd=str(book.parent),
                         kernel_name="python3",
                         language="python",
+                        extra_arguments=KERNEL_ARGUMENTS,
                     )
             except pm.PapermillExecutionError as err:
                 raise NotebookFailed(
@@ -382,33 +490,336 @@ def build_report(
                     f"{err.evalue}. Nothing was written to {out}."
                 ) from err
             nb = nbformat.read(executed, as_version=4)
-            body, _ = exporter.from_notebook_node(nb)
+            figures = {e["name"]: e for e in _saved(staging, "figures")}
+            shown, alts = _for_page(nb, figures)
+            body, _ = exporter.from_notebook_node(shown)
+            body = _scrub_paths(_with_alt_text(body, alts), staging)
             _refuse_leaks(book.name, body, "html", forbidden, out)
             page = staging / (book.stem + ".html")
             page.write_text(body, encoding="utf-8")
             pages.append((page.name, _title(nb, book)))
+            if progress and not tty:
+                shown = body.count("<img")
+                _say(f"{book.stem}: {time.monotonic() - t0:.1f} s, {shown} figure(s)")
             checkpoint("notebook")
         shutil.rmtree(staging / ".data", ignore_errors=True)
         shutil.rmtree(staging / ".sections", ignore_errors=True)
         for kind in ("figures", "tables"):
             (staging / kind).mkdir(exist_ok=True)
         prov["skipped"] = [{"notebook": t, "reason": r} for t, r in skipped]
+        prov["formats"] = list(chosen)
+        if "docx" in chosen:
+            _word(staging, pages, prov, study)
+        if "latex" in chosen:
+            _latex(staging, study)
         (staging / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n", "utf-8")
         (staging / "index.html").write_text(_index(pages, prov, staging), encoding="utf-8")
         for path in sorted(staging.rglob("*")):
+            if not path.is_file():
+                continue
+            name = path.relative_to(staging).as_posix()
+            if path.suffix.lower() == ".docx":
+                _refuse_leaks(name, docx_text(path), "html", forbidden, out)
+                continue
             kind = _KINDS.get(path.suffix.lower())
-            if kind and path.is_file():
+            if kind:
                 text = path.read_text(encoding="utf-8", errors="replace")
-                _refuse_leaks(path.relative_to(staging).as_posix(), text, kind, forbidden, out)
+                _refuse_leaks(name, text, kind, forbidden, out)
         writer.commit(prov["packages"].get("alliance") or "unknown")
     folder = writer.out
+    prov["seconds"] = round(time.monotonic() - started, 1)
     return ReportResult(
         folder=folder, pages=[folder / p for p, _ in pages], provenance=prov, notes=notes
     )
 
 
-#: How each kind of report file is checked for identifiers (PNG images cannot be).
-_KINDS = {".html": "html", ".svg": "svg", ".csv": "csv", ".ipynb": "ipynb", ".json": "text"}
+#: How each kind of report file is checked for identifiers (PNG images cannot be; a
+#: Word file's text is checked as HTML, its tables as tables, see :func:`docx_text`).
+_KINDS = {
+    ".html": "html",
+    ".svg": "svg",
+    ".csv": "csv",
+    ".ipynb": "ipynb",
+    ".json": "text",
+    ".tex": "text",
+}
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _saved(folder: Path, kind: str) -> list[dict]:
+    from alliance.export import saved
+
+    return saved(folder, kind)
+
+
+def _scrub_paths(text: str, staging: Path) -> str:
+    """Never show the build machine's staging folder: paths in it read as report-relative."""
+    for root in {str(staging.resolve()), str(staging)}:
+        text = text.replace(root + "/", "").replace(root, ".")
+    return text
+
+
+_SAVE_FIGURE = re.compile(r"save_figure\(\s*\w+\s*,\s*[\"']([A-Za-z0-9_.-]+)[\"']")
+
+
+def _for_page(nb, figures: Mapping[str, dict]):
+    """The notebook as the page shows it, and the alt text of its figures in order.
+
+    Alt text on every figure, the code one click away.
+
+    An image gets the alt text its ``save_figure`` call recorded (else the section's
+    heading); each code cell's source is put in a closed ``<details>`` before its outputs
+    (the page hides the input cells themselves).
+    """
+    import copy
+
+    import nbformat
+
+    nb = copy.deepcopy(nb)
+    alts_shown: list[str] = []
+    heading = ""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            heads = [
+                ln.lstrip("#").strip() for ln in cell.source.splitlines() if ln.startswith("#")
+            ]
+            heading = heads[-1] if heads else heading
+            continue
+        tags = set(cell.metadata.get("tags", []))
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        if tags & {"parameters", "injected-parameters"}:  # paths of the build machine
+            continue
+        cell.outputs = [o for o in cell.get("outputs", []) if not _path_repr(o)]
+        names = _SAVE_FIGURE.findall(cell.source)
+        alts = [figures[n]["alt"] for n in names if n in figures and figures[n].get("alt")]
+        for output in cell.get("outputs", []):
+            if output.get("output_type") not in ("display_data", "execute_result"):
+                continue
+            for mime in [m for m in output.get("data", {}) if m.startswith("image/")]:
+                meta = output.setdefault("metadata", {}).setdefault(mime, {})
+                if not meta.get("alt"):
+                    meta["alt"] = alts.pop(0) if alts else f"Figure: {heading or 'analysis'}"
+                if mime in ("image/png", "image/jpeg"):
+                    alts_shown.append(meta["alt"])
+        code = html.escape(cell.source)
+        toggle = nbformat.v4.new_output(
+            "display_data",
+            data={
+                "text/html": '<details class="alliance-code"><summary>Code</summary>'
+                f'<pre style="font-size: .8em; overflow-x: auto;"><code>{code}</code></pre>'
+                "</details>"
+            },
+        )
+        cell.outputs = [toggle, *cell.get("outputs", [])]
+    return nb, alts_shown
+
+
+_PATH_REPR = re.compile(r"^\[?(Posix|Windows)?Path\(")
+
+
+def _path_repr(output) -> bool:
+    """An output that only shows a path object (a ``save_table(...)`` left as last line)."""
+    if output.get("output_type") != "execute_result":
+        return False
+    data = output.get("data", {})
+    return set(data) == {"text/plain"} and bool(_PATH_REPR.match(str(data["text/plain"])))
+
+
+#: What nbconvert's lab template writes on an image it has no alt text for.
+_NO_ALT = 'alt="No description has been provided for this image"'
+
+
+def _with_alt_text(body: str, alts: list[str]) -> str:
+    """Put each figure's alt text on its ``<img>`` (the lab template drops it), in order."""
+    for alt in alts:
+        if _NO_ALT not in body:
+            break
+        body = body.replace(_NO_ALT, f'alt="{html.escape(alt)}"', 1)
+    return body
+
+
+def _report_tables(folder: Path, study=None) -> list[tuple[dict, object]]:
+    """Every saved table as an :class:`~alliance.tables.ApaTable`, numbered in saving order."""
+    import pandas as pd
+
+    from alliance.tables import ApaTable
+
+    labels = _labels(study)
+    out = []
+    entries = sorted(_saved(folder, "tables"), key=lambda e: e.get("seq", 0))
+    for number, entry in enumerate(entries, start=1):
+        path = folder / "tables" / entry["file"]
+        if entry.get("apa"):
+            body = pd.read_csv(path, dtype=str, keep_default_na=False)
+            table = ApaTable(
+                body,
+                title=entry.get("title", ""),
+                number=number,
+                note=entry.get("note", ""),
+                sections=tuple(tuple(s) for s in entry.get("sections", [])),
+            )
+        else:  # as text: the cells as saved (formatted estimates stay as they are)
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            table = ApaTable.from_frame(
+                frame,
+                title=entry.get("title", ""),
+                number=number,
+                note=entry.get("note", ""),
+                labels=labels,
+            )
+        out.append((entry, table))
+    return out
+
+
+def _labels(study) -> dict[str, str]:
+    """Column headers from the codebook: a field's title, else its description's lead.
+
+    ``wai_sr`` described as ``"WAI-SR total: sum of the 12 items"`` reads ``WAI-SR total``.
+    """
+    labels: dict[str, str] = {}
+    if study is None or study.codebook is None:
+        return labels
+    for table in ("sessions", "clients"):
+        try:
+            names = study.codebook.fields(table)["name"].astype(str).tolist()
+        except (KeyError, ValueError, AttributeError):
+            continue
+        for name in names:
+            field = study.codebook.field(table, name) or {}
+            label = str(field.get("title") or "").strip()
+            if not label:
+                lead = str(field.get("description") or "").split(":")[0].strip()
+                label = (
+                    lead
+                    if lead and len(lead) <= 24 and lead != str(field.get("description"))
+                    else ""
+                )
+            if label:
+                labels[name] = label
+    return labels
+
+
+def _word(folder: Path, pages: list[tuple[str, str]], prov: dict, study=None) -> Path:
+    """``report.docx``: the saved tables and figures in report order, numbered, with captions."""
+    import docx
+    from docx.shared import Inches
+
+    tables = _report_tables(folder, study)
+    figures = sorted(_saved(folder, "figures"), key=lambda e: e.get("seq", 0))
+    items = [(e.get("seq", 0), "table", (e, t)) for e, t in tables]
+    items += [(e.get("seq", 0), "figure", (n, e)) for n, e in enumerate(figures, start=1)]
+    items.sort(key=lambda item: item[0])
+    document = docx.Document()
+    document.core_properties.title = f"alliance report: {Path(prov['data']).name}"
+    document.core_properties.author = "alliance"
+    document.add_heading(f"alliance report: {Path(prov['data']).name}", level=0)
+    code = prov.get("code") or {}
+    made = f"Made with alliance {prov['packages'].get('alliance') or 'unknown'}"
+    if code.get("commit"):
+        made += f" (commit {code['commit'][:12]}{'' if code.get('clean') else ', modified'})"
+    document.add_paragraph(
+        f"{made} on {prov['created']} (seed {prov['seed']}). Analyses: "
+        + "; ".join(title for _, title in pages)
+        + "."
+    )
+    for _, kind, payload in items:
+        if kind == "table":
+            _, table = payload
+            table.to_docx(document)
+            document.add_paragraph()
+            continue
+        number, entry = payload
+        head = document.add_paragraph()
+        head.add_run(f"Figure {number}").bold = True
+        head.paragraph_format.keep_with_next = True
+        title = document.add_paragraph()
+        title.add_run(entry.get("caption", "")).italic = True
+        title.paragraph_format.keep_with_next = True
+        document.add_picture(str(folder / "figures" / entry["file"]), width=Inches(6))
+        shape = document.inline_shapes[-1]._inline.docPr
+        shape.set("descr", entry.get("alt", ""))
+        shape.set("title", f"Figure {number}")
+    if not items:
+        document.add_paragraph("No tables or figures were saved by the notebooks.")
+    path = folder / "report.docx"
+    document.save(str(path))
+    _normalize_docx(path)
+    return path
+
+
+def _normalize_docx(path: Path) -> None:
+    """Rewrite a .docx with fixed zip timestamps, so a rerun gives the same bytes."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as src:
+        members = [(info, src.read(info.filename)) for info in src.infolist()]
+    tmp = path.with_suffix(".docx.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info, data in members:
+            fixed = zipfile.ZipInfo(info.filename, date_time=(2000, 1, 1, 0, 0, 0))
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"<dcterms:(created|modified)[^>]*>[^<]*</dcterms:\1>", b"", data)
+            dst.writestr(fixed, data)
+    os.replace(tmp, path)
+
+
+def docx_text(path: Path) -> str:
+    """A Word file's text as simple HTML (paragraphs, tables), for the identifier check.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> from alliance.report import docx_text
+    >>> from alliance.tables import ApaTable
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = ApaTable(pd.DataFrame({"client": ["C07"]}), title="T").to_docx(tmp + "/t.docx")
+    ...     "<th>client</th>" in docx_text(path)
+    True
+    """
+    import docx
+
+    document = docx.Document(str(path))
+    esc = html.escape
+    parts = [f"<p>{esc(p.text)}</p>" for p in document.paragraphs if p.text.strip()]
+    for table in document.tables:
+        rows = [[c.text for c in row.cells] for row in table.rows]
+        if not rows:
+            continue
+        head = "".join(f"<th>{esc(c)}</th>" for c in rows[0])
+        body = "".join(
+            "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows[1:]
+        )
+        parts.append(f"<table><tr>{head}</tr>{body}</table>")
+    for shape in document.inline_shapes:
+        parts.append(f"<figcaption>{esc(shape._inline.docPr.get('descr') or '')}</figcaption>")
+    return "\n".join(parts)
+
+
+def _latex(folder: Path, study=None) -> list[Path]:
+    """``latex/<name>.tex`` for every saved table, and ``latex/tables.tex`` that inputs them."""
+    target = folder / "latex"
+    target.mkdir(exist_ok=True)
+    written = []
+    for entry, table in _report_tables(folder, study):
+        path = target / (Path(entry["file"]).stem + ".tex")
+        path.write_text(table.to_latex(), encoding="utf-8")
+        written.append(path)
+    inputs = "\n".join(rf"\input{{{p.name}}}" for p in written) or "No tables were saved."
+    main = target / "tables.tex"
+    main.write_text(
+        "% The report's tables; compile with pdflatex tables.tex\n"
+        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n"
+        "\\usepackage[margin=2cm,landscape]{geometry}\n"
+        "\\begin{document}\n" + inputs + "\n\\end{document}\n",
+        encoding="utf-8",
+    )
+    return [*written, main]
 
 
 def _refuse_leaks(name: str, text: str, kind: str, forbidden, out) -> None:
@@ -475,17 +886,62 @@ def _index(pages: list[tuple[str, str]], prov: dict, folder: Path) -> str:
     if skipped:
         items += f'</ol><p>Analyses that do not apply to these data:</p><ul class="skip">{skipped}</ul><ol>'
 
-    gallery = "\n".join(
-        f'<figure><a href="figures/{esc(f.name)}"><img src="figures/{esc(f.name)}" '
-        f'alt="{esc(f.stem.replace("_", " "))}"></a><figcaption>'
-        f"{esc(f.stem.replace('_', ' '))} "
-        f'(<a href="figures/{esc(f.with_suffix(".svg").name)}">SVG</a>)</figcaption></figure>'
+    figures = sorted(_saved(folder, "figures"), key=lambda e: e.get("seq", 0))
+    known = {e["file"] for e in figures}
+    figures += [
+        {"file": f.name, "caption": f.stem.replace("_", " ").capitalize(), "alt": ""}
         for f in sorted((folder / "figures").glob("*.png"))
+        if f.name not in known
+    ]
+    gallery = "\n".join(
+        f'<figure><a href="figures/{esc(e["file"])}"><img src="figures/{esc(e["file"])}" '
+        f'alt="{esc(e.get("alt") or e["caption"])}"></a><figcaption><strong>Figure {n}.</strong> '
+        f"{esc(e['caption'])} "
+        f'(<a href="figures/{esc(Path(e["file"]).with_suffix(".svg").name)}">SVG</a>)'
+        "</figcaption></figure>"
+        for n, e in enumerate(figures, start=1)
+        if (folder / "figures" / e["file"]).is_file()
     )
+    saved_tables = {
+        e["file"]: (n, e)
+        for n, e in enumerate(
+            sorted(_saved(folder, "tables"), key=lambda e: e.get("seq", 0)), start=1
+        )
+    }
+    latex = (folder / "latex").is_dir()
+
+    def table_item(t: Path) -> str:
+        number, entry = saved_tables.get(t.name, (None, {}))
+        label = f"Table {number}. {entry.get('title', '')}" if number else t.name
+        tex = f' (<a href="latex/{esc(t.stem)}.tex">LaTeX</a>)' if latex else ""
+        return f'<li>{esc(label)}: <a href="tables/{esc(t.name)}">CSV</a>{tex}</li>'
+
     tables = "\n".join(
-        f'<li><a href="tables/{esc(t.name)}">{esc(t.name)}</a></li>'
-        for t in sorted((folder / "tables").glob("*.csv"))
+        table_item(t)
+        for t in sorted(
+            (folder / "tables").glob("*.csv"),
+            key=lambda t: (saved_tables.get(t.name, (10**6, {}))[0], t.name),
+        )
     )
+    downloads = []
+    if (folder / "report.docx").is_file():
+        downloads.append(
+            '<li><a href="report.docx">report.docx</a>: every table and figure, numbered, '
+            "with captions (Word, LibreOffice)</li>"
+        )
+    if latex:
+        downloads.append(
+            '<li><a href="latex/tables.tex">latex/tables.tex</a>: the tables as booktabs '
+            "LaTeX (one file per table in <code>latex/</code>)</li>"
+        )
+    downloads_html = "<h2>Downloads</h2><ul>" + "".join(downloads) + "</ul>" if downloads else ""
+    code = prov.get("code") or {}
+    if code.get("commit"):
+        state = "clean tree" if code.get("clean") else "tree with uncommitted changes"
+        code_row = f"commit <code>{esc(code['commit'])}</code> ({state})"
+    else:
+        code_row = "not run from a git checkout"
+    lock = esc(str(prov.get("lock_sha256") or "not found"))
     inputs = "\n".join(
         f"<tr><td>{esc(i['file'])}</td><td><code>{i['sha256']}</code></td></tr>"
         for i in prov["inputs"]
@@ -528,13 +984,16 @@ clients are suppressed.</p>
 <div class="gallery">
 {gallery or "<p>No figures were exported.</p>"}
 </div>
-<h2>Tables (CSV)</h2>
+<h2>Tables</h2>
 <ul>
 {tables or "<li>No tables were exported.</li>"}
 </ul>
+{downloads_html}
 <div class="prov"><h2>Provenance</h2>
 <table>
-<tr><td>Command</td><td><code>{esc(prov["command"])}</code></td></tr>
+<tr><td>Command</td><td><code>{esc(_short_paths(prov["command"]))}</code></td></tr>
+<tr><td>Code</td><td>alliance {esc(str(prov["packages"].get("alliance")))}, {code_row}</td></tr>
+<tr><td>requirements.lock</td><td><code>{lock}</code> (SHA-256)</td></tr>
 <tr><td>Created (UTC)</td><td>{prov["created"]}</td></tr>
 <tr><td>Seed</td><td>{prov["seed"]}</td></tr>
 <tr><td>Python</td><td>{prov["python"]} on {esc(prov["platform"])}</td></tr>
@@ -544,6 +1003,11 @@ clients are suppressed.</p>
 <table>{inputs}</table></div>
 </body></html>
 """
+
+
+def _short_paths(command: str) -> str:
+    """A command line with absolute paths shortened to their last part (``.../demo``)."""
+    return re.sub(r"(?<![\w.])/(?:[^\s/]+/)+([^\s/]+)", r".../\1", command)
 
 
 def refresh_notebooks(folder: Path | None = None) -> list[Path]:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alliance.tables import ApaTable
+from alliance.tables import ApaTable, format_p
 
 __all__ = [
     "EXCLUDED_COLUMNS",
@@ -103,9 +103,7 @@ def tidy_params(params: pd.DataFrame) -> pd.DataFrame:
 
 
 def _p_text(p: float) -> str:
-    if pd.isna(p):
-        return ""
-    return "< .001" if p < 0.001 else f"{p:.3f}".lstrip("0")
+    return "" if pd.isna(p) else format_p(float(p))
 
 
 def _num(fmt, value) -> str:
@@ -279,11 +277,47 @@ class Result:
                 + ")."
             )
         params = self._apa_params()
+        fit = []
+        if not pd.isna(self.loglik):
+            fit.append(f"log-likelihood = {self.loglik:.2f}")
+        if not pd.isna(self.aic):
+            fit.append(f"AIC = {self.aic:.2f}")
+        if not pd.isna(self.bic):
+            fit.append(f"BIC = {self.bic:.2f}")
+        if fit:
+            parts.append("Fit: " + ", ".join(fit) + ".")
         abbr = ["b = unstandardized estimate", "SE = standard error", "CI = confidence interval"]
         if "std_estimate" in params and params["std_estimate"].notna().any():
             abbr.append("β = standardized estimate")
+        if self._random_rows():
+            abbr.append("random effects: variances (σ²) and correlations (r) in the b column")
         parts.append("; ".join(abbr) + ".")
         return " ".join(parts)
+
+    def _random_rows(self, digits: int = 2) -> list[tuple[str, str]]:
+        """``(label, value)`` of each random-effect variance and correlation."""
+        vc = self.variance_components
+        if vc is None or not len(vc) or not {"group", "vcov"} <= set(vc.columns):
+            return []
+        rows = []
+        for rec in vc.to_dict("records"):
+            group = str(rec["group"])
+            term = rec.get("term")
+            term2 = rec.get("term2")
+            has2 = _given(term2)
+            has1 = _given(term)
+            if has2:
+                r = rec.get("sdcor")
+                if r is None or pd.isna(r):
+                    continue
+                text = f"{r:.{digits}f}".replace("0.", ".", 1)
+                rows.append((f"r {group}: {term}, {term2}", text))
+            elif not pd.isna(rec["vcov"]):
+                label = "σ² residual" if group == "Residual" else f"σ² {group}"
+                if has1 and group != "Residual":
+                    label += f" ({term})"
+                rows.append((label, f"{rec['vcov']:.{digits}f}"))
+        return rows
 
     def apa_table(self, digits: int = 2, *, title: str | None = None, number: int | None = None):
         """The estimates as an APA table (b, SE, 95% CI, β, p) with a note (N, exclusions).
@@ -300,15 +334,39 @@ class Result:
         Returns
         -------
         alliance.tables.ApaTable
-            Renders in Jupyter; ``.to_frame()``, ``.to_html()``, ``.to_latex()``.
+            Renders in Jupyter; ``.to_frame()``, ``.to_html()``, ``.to_latex()``,
+            ``.to_docx(path)``. Models with random effects list the fixed effects, then
+            (under *Random effects*) each variance (σ²) and correlation (r) in the b
+            column; the note gives N by level, exclusions and log-likelihood/AIC/BIC.
+
+        Examples
+        --------
+        >>> import alliance
+        >>> fit = alliance.models.lmm("phq9 ~ session + (1 | client)",
+        ...                           alliance.datasets.load_dataset("demo").sessions)
+        >>> table = fit.apa_table(number=1)
+        >>> table.to_frame()["Term"].tolist()[-2:]
+        ['σ² client (Intercept)', 'σ² residual']
+        >>> "AIC" in table.note and table.label
+        'Table 1'
         """
         level = getattr(self, "level", 0.95)
         level = level if isinstance(level, float) and 0 < level < 1 else 0.95
+        body = apa_table(self._apa_params(), digits=digits, level=level)
+        sections: list[tuple[int, str]] = []
+        random = self._random_rows(digits)
+        if random:
+            sections = [(0, "Fixed effects"), (len(body), "Random effects")]
+            extra = pd.DataFrame("", index=range(len(random)), columns=body.columns)
+            extra["Term"] = [label for label, _ in random]
+            extra["b"] = [value for _, value in random]
+            body = pd.concat([body, extra], ignore_index=True)
         return ApaTable(
-            body=apa_table(self._apa_params(), digits=digits, level=level),
+            body=body,
             title=self._title() if title is None else title,
             number=number,
             note=self._apa_note(),
+            sections=tuple(sections),
         )
 
     def plot(self, ax=None, *, intercept: bool = False, standardized: bool = False):
@@ -356,6 +414,15 @@ class Result:
         ax.set_xlabel("standardized estimate" if standardized else "estimate (95% CI)")
         ax.set_title(self._title())
         return ax
+
+
+def _given(value: Any) -> bool:
+    """A label that is there (not None, NaN or empty)."""
+    return (
+        value is not None
+        and not (isinstance(value, float) and np.isnan(value))
+        and bool(str(value).strip())
+    )
 
 
 def _short(value: Any) -> str:
