@@ -11,6 +11,7 @@ skipped and why; no input file changes.
 from __future__ import annotations
 
 import hashlib
+import html as html_text
 import json
 import os
 import subprocess
@@ -74,7 +75,7 @@ def _report_checks(folder: Path, *, pages: list[str], skipped: list[str]) -> dic
     reasons = " | ".join(f"{s['notebook']}: {s['reason']}" for s in prov["skipped"])
     for text in skipped:
         assert text in reasons, reasons
-    index = (folder / "index.html").read_text(encoding="utf-8")
+    index = html_text.unescape((folder / "index.html").read_text(encoding="utf-8"))
     for text in skipped:
         assert text.split(":")[0] in index
     return prov

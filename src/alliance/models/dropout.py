@@ -565,6 +565,8 @@ def dropout_model(
         columns={"const": "Intercept"}
     )
     y = frame[y_col].to_numpy(dtype=float)
+    constant = [c for c in x.columns if c != "Intercept" and x[c].nunique(dropna=False) <= 1]
+    x = x.drop(columns=constant)  # e.g. no client had a rupture in the window: no term
     groups = pd.factorize(frame["_cluster"])[0] if therapist is not None else None
     fit = _glm(y, x, groups)
     params = _params(fit, x, names)
@@ -579,6 +581,11 @@ def dropout_model(
             "ruptures detected prospectively: "
             + events.attrs.get("rule", "")
             + "; only information available before each dropout is used"
+        )
+    for col in constant:
+        notes.append(
+            f"{names.get(col, col)} has one value for every {unit[:-1]} (for ruptures: none "
+            "in the window), so it cannot be estimated and was left out of the model"
         )
     if groups is None:
         notes.append("standard errors assume independent clients (therapist=None)")
