@@ -87,7 +87,15 @@ def main() -> None:
     )
     args = ap.parse_args()
     t0 = time.time()
-    rows = Parallel(n_jobs=args.jobs)(delayed(one)(s) for s in range(args.reps))
+    rows = []
+    partial = Path(args.out).with_suffix(".partial.jsonl")
+    with partial.open("w", encoding="utf-8") as log:  # rows as they come (for long runs)
+        for row in Parallel(n_jobs=args.jobs, return_as="generator")(
+            delayed(one)(s) for s in range(args.reps)
+        ):
+            rows.append(row)
+            log.write(json.dumps(row) + "\n")
+            log.flush()
     n = len(rows)
     k = sum(r["p"] < 0.05 for r in rows)
     lo, hi = wilson(k, n)
