@@ -49,12 +49,12 @@ EFFECTS = {
 DESIGN = {"n_therapists": 20, "clients_per_therapist": 6, "n_sessions": 6}
 
 
-def one(seed: int) -> dict:
+def one(seed: int, effects: dict | None = None) -> dict:
     study = simulate_study(
         DESIGN["n_therapists"],
         DESIGN["clients_per_therapist"],
         DESIGN["n_sessions"],
-        effects=EFFECTS,
+        effects=EFFECTS if effects is None else effects,
         seed=seed,
         latent=True,
     )
@@ -78,42 +78,65 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return centre - half, centre + half
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--reps", type=int, default=400)
-    ap.add_argument("--jobs", type=int, default=1)
-    ap.add_argument(
-        "--out", default=str(Path(__file__).parent / "results" / "sim_null_within.json")
-    )
-    args = ap.parse_args()
-    t0 = time.time()
-    rows = []
-    partial = Path(args.out).with_suffix(".partial.jsonl")
-    with partial.open("w", encoding="utf-8") as log:  # rows as they come (for long runs)
-        for row in Parallel(n_jobs=args.jobs, return_as="generator")(
-            delayed(one)(s) for s in range(args.reps)
-        ):
-            rows.append(row)
-            log.write(json.dumps(row) + "\n")
-            log.flush()
+def summary(rows: list[dict]) -> dict:
+    """Type-I rate at .05 with its Wilson 95% CI, and the estimates' mean and SD."""
     n = len(rows)
     k = sum(r["p"] < 0.05 for r in rows)
     lo, hi = wilson(k, n)
     est = [r["estimate"] for r in rows]
     mean = sum(est) / n
-    sd = math.sqrt(sum((e - mean) ** 2 for e in est) / (n - 1))
-    out = {
+    return {
         "reps": n,
-        "design": DESIGN,
-        "effects": EFFECTS,
-        "seconds": round(time.time() - t0, 1),
         "rejections": k,
         "rate": k / n,
         "wilson_95": [round(lo, 4), round(hi, 4)],
         "mean_estimate": mean,
-        "sd_estimate": sd,
+        "sd_estimate": math.sqrt(sum((e - mean) ** 2 for e in est) / (n - 1)),
         "mean_se": sum(r["se"] for r in rows) / n,
         "not_converged": sum(not r["converged"] for r in rows),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=400)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument(
+        "--between-client",
+        type=float,
+        default=EFFECTS["between_client"],
+        help="the between-client confound (0 removes it: a diagnostic run)",
+    )
+    ap.add_argument(
+        "--out", default=str(Path(__file__).parent / "results" / "sim_null_within.json")
+    )
+    ap.add_argument(
+        "--summarize",
+        metavar="JSONL",
+        help="summarize the rows logged so far by a run that was stopped (no fitting)",
+    )
+    args = ap.parse_args()
+    if args.summarize:
+        rows = [json.loads(line) for line in Path(args.summarize).read_text().splitlines()]
+        print(json.dumps(summary(rows), indent=1))
+        return
+    effects = {**EFFECTS, "between_client": args.between_client}
+    t0 = time.time()
+    rows = []
+    partial = Path(args.out).with_suffix(".partial.jsonl")
+    with partial.open("w", encoding="utf-8") as log:  # rows as they come (for long runs)
+        for row in Parallel(n_jobs=args.jobs, return_as="generator")(
+            delayed(one)(s, effects) for s in range(args.reps)
+        ):
+            rows.append(row)
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+    out = {
+        "reps": len(rows),
+        "design": DESIGN,
+        "effects": effects,
+        "seconds": round(time.time() - t0, 1),
+        **summary(rows),
         "rows": rows,
     }
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
