@@ -70,6 +70,53 @@ def test_lavaan_found_a_worse_local_maximum_that_we_avoid(fits, lavaan):
     assert fits["dpm"].loglik == pytest.approx(max(found.values()), abs=1e-6)
 
 
+FIT_MEASURES = [
+    "chisq",
+    "df",
+    "pvalue",
+    "baseline.chisq",
+    "baseline.df",
+    "cfi",
+    "tli",
+    "rmsea",
+    "rmsea.ci.lower",
+    "rmsea.ci.upper",
+    "rmsea.pvalue",
+    "srmr",
+    "unrestricted.logl",
+]
+
+
+@pytest.fixture(scope="module")
+def lavaan_fit():
+    return json.loads((REF / "lavaan_fit_measures.json").read_text())
+
+
+@pytest.mark.parametrize("model", ["dpm", "dpm_slopes", "riclpm"])
+def test_fit_measures_agree_with_lavaan(fits, lavaan_fit, model):
+    # lavaan_fit_measures.R: fitMeasures with the EM of the unrestricted model (H1) run to
+    # convergence; the chi-square needs both log-likelihoods, so 1e-5 absolute on every index
+    ours, ref = fits[model].fit_measures, lavaan_fit[model]["converged_h1"]
+    assert ours["df"] == ref["df"] and ours["baseline.df"] == ref["baseline.df"]
+    for name in FIT_MEASURES:
+        assert ours[name] == pytest.approx(ref[name], abs=1e-5), name
+
+
+@pytest.mark.parametrize("model", ["dpm", "dpm_slopes", "riclpm"])
+def test_fit_measures_agree_with_lavaan_defaults(fits, lavaan_fit, model):
+    # on these data lavaan's default EM (em.h1.tol = 1e-5) already reaches the H1 maximum
+    ours, ref = fits[model].fit_measures, lavaan_fit[model]["default"]
+    gap = lavaan_fit[model]["converged_h1"]["unrestricted.logl"] - ref["unrestricted.logl"]
+    assert abs(gap) < 1e-6
+    for name in FIT_MEASURES:
+        assert ours[name] == pytest.approx(ref[name], abs=1e-5), name
+
+
+def test_fit_measures_can_be_skipped(panel_long):
+    fit = sem.riclpm(panel_long, fit_indices=False)
+    assert "chisq" not in fit.fit_measures and "loglik" in fit.fit_measures
+
+
 def test_gradient_is_the_derivative_of_the_loglik(panel_long):
     panel = sem._prepare(
         panel_long,

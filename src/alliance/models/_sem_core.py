@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import optimize, stats
 from threadpoolctl import threadpool_limits
 
-__all__ = ["ParTable", "FimlFit", "fit_fiml"]
+__all__ = ["ParTable", "FimlFit", "fit_fiml", "fit_indices"]
 
 _LOG2PI = math.log(2.0 * math.pi)
 
@@ -454,3 +454,143 @@ def fit_fiml(
         names=ram.names,
         n_patterns=n_patterns,
     )
+
+
+# --------------------------------------------------------------------------- fit indices
+
+
+def _saturated(data: np.ndarray, mean0: np.ndarray, cov0: np.ndarray):
+    """FIML fit of the unrestricted model (free means and covariances), lavaan's H1.
+
+    Started from ``mean0``/``cov0`` (the fitted model's implied moments, close to the
+    maximum when the model fits); L-BFGS on the scaled moments. Returns the
+    log-likelihood, the means, the covariances and the largest scaled gradient element.
+    """
+    p = data.shape[1]
+    obs = [f"v{i}" for i in range(p)]
+    table = ParTable(observed=obs)
+    for i in range(p):
+        for j in range(i, p):
+            table.add(obs[i], "~~", obs[j], value=float(cov0[i, j]))
+    for i in range(p):
+        table.add(obs[i], "~1", "", value=float(mean0[i]))
+    ram = _Ram(table)
+    groups, _ = _patterns(data)
+    obj = _Objective(ram, groups)
+    n = float(obj.n)
+    with np.errstate(invalid="ignore"):
+        sd = np.nanstd(data, axis=0)
+    scale = ram.scales(np.where(np.isfinite(sd) & (sd > 0), sd, 1.0), table)
+
+    def fun(phi):
+        ll, g = obj.loglik(phi * scale, gradient=True)
+        if not np.isfinite(ll):
+            return 1e10, np.zeros_like(phi)
+        return -ll / n, -g * scale / n
+
+    with threadpool_limits(1):
+        res = optimize.minimize(
+            fun,
+            ram.start / scale,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 10000, "maxfun": 20000, "ftol": 1e-15, "gtol": 1e-10},
+        )
+    theta = res.x * scale
+    _, _, cov, mean = ram.implied(theta)
+    return float(obj.loglik(theta)), mean, cov, float(np.max(np.abs(res.jac)))
+
+
+def _independence_loglik(data: np.ndarray) -> float:
+    """FIML log-likelihood of lavaan's baseline model (free means and variances only).
+
+    With a diagonal covariance the FIML likelihood factors over the variables, so each
+    variable's ML mean and variance over its observed values maximise it.
+    """
+    ll = 0.0
+    for col in data.T:
+        x = col[np.isfinite(col)]
+        if len(x):
+            ll -= 0.5 * len(x) * (_LOG2PI + math.log(np.var(x)) + 1.0)
+    return ll
+
+
+def _rmsea_ci(x2: float, df: int, n: int, level: float = 0.90) -> tuple[float, float]:
+    """lavaan's RMSEA confidence interval: the noncentral chi-square inversion."""
+    if df < 1 or not np.isfinite(x2):
+        return 0.0, 0.0
+    upper_p, lower_p = 1 - (1 - level) / 2, (1 - level) / 2
+
+    def cdf(lam: float) -> float:
+        return float(stats.chi2.cdf(x2, df)) if lam <= 0 else float(stats.ncx2.cdf(x2, df, lam))
+
+    if cdf(0.0) - upper_p < 0:
+        low = 0.0
+    else:
+        lam = optimize.brentq(lambda v: cdf(v) - upper_p, 0.0, x2, xtol=1e-12)
+        low = math.sqrt(lam / (n * df))
+    top = max(n, 4 * x2)
+    if cdf(top) - lower_p > 0 or cdf(0.0) - lower_p < 0:
+        high = 0.0
+    else:
+        lam = optimize.brentq(lambda v: cdf(v) - lower_p, 0.0, top, xtol=1e-12)
+        high = math.sqrt(lam / (n * df))
+    return low, high
+
+
+def fit_indices(fit: FimlFit, data: np.ndarray) -> dict[str, float]:
+    """lavaan's ``fitMeasures`` of a FIML fit (``missing = "ml"``, normal likelihood).
+
+    * ``chisq`` = 2 (logl_H1 - logl_H0), H1 the unrestricted model (all means and
+      covariances free) fitted by FIML; ``df`` = p(p + 3)/2 - npar; ``pvalue`` its
+      upper chi-square tail.
+    * The baseline is the independence model (free means and variances, fixed.x = FALSE),
+      ``baseline.df`` = p(p - 1)/2.
+    * ``cfi`` = 1 - max(X2 - df, 0) / max(X2 - df, X2_b - df_b, 0) (1 when both are 0);
+      ``tli`` = 1 - ((X2 - df) df_b) / ((X2_b - df_b) df).
+    * ``rmsea`` = sqrt(max(X2 / (N df) - 1 / N, 0)) with N the clients in the fit; its
+      90% CI inverts the noncentral chi-square in its noncentrality; ``rmsea.pvalue`` is
+      the test of close fit (RMSEA <= .05).
+    * ``srmr`` (lavaan's ``srmr_bentler`` with means): the root mean square of the
+      residual covariances and means, standardized by the H1 standard deviations,
+      over the p(p + 3)/2 moments; the H1 moments are the unrestricted FIML estimates.
+    """
+    data = np.asarray(data, dtype=float)
+    data = data[np.isfinite(data).any(axis=1)]
+    p = data.shape[1]
+    n = fit.n
+    implied_cov = fit.implied_cov[:p, :p]
+    implied_mean = fit.implied_mean[:p]
+    ll1, mean1, cov1, grad1 = _saturated(data, implied_mean, implied_cov)
+    x2 = max(2.0 * (ll1 - fit.loglik), 0.0)
+    df = p * (p + 3) // 2 - fit.n_par
+    x2b = 2.0 * (ll1 - _independence_loglik(data))
+    dfb = p * (p - 1) // 2
+    t1, t2 = max(x2 - df, 0.0), max(x2 - df, x2b - dfb, 0.0)
+    cfi = 1.0 if t1 == 0 and t2 == 0 else 1.0 - t1 / t2
+    tb = (x2b - dfb) * df
+    tli = 1.0 - (x2 - df) * dfb / tb if df > 0 and tb != 0 else 1.0
+    rmsea = math.sqrt(max(x2 / n / df - 1.0 / n, 0.0)) if df > 0 else 0.0
+    low, high = _rmsea_ci(x2, df, n)
+    sd1 = np.sqrt(np.diag(cov1))
+    r_cov = (cov1 - implied_cov) / np.outer(sd1, sd1)
+    r_mean = (mean1 - implied_mean) / sd1
+    iu = np.triu_indices(p)
+    srmr = math.sqrt((np.sum(r_cov[iu] ** 2) + np.sum(r_mean**2)) / (p * (p + 3) / 2))
+    return {
+        "chisq": x2,
+        "df": float(df),
+        "pvalue": float(stats.chi2.sf(x2, df)) if df > 0 else np.nan,
+        "baseline.chisq": x2b,
+        "baseline.df": float(dfb),
+        "baseline.pvalue": float(stats.chi2.sf(x2b, dfb)),
+        "cfi": cfi,
+        "tli": tli,
+        "rmsea": rmsea,
+        "rmsea.ci.lower": low,
+        "rmsea.ci.upper": high,
+        "rmsea.pvalue": float(stats.ncx2.sf(x2, df, n * df * 0.05**2)) if df > 0 else np.nan,
+        "srmr": srmr,
+        "unrestricted.logl": ll1,
+        "unrestricted.max_gradient": grad1,
+    }

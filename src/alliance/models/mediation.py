@@ -331,6 +331,17 @@ def mediation(
         )
         + f"; Monte Carlo intervals in mc_ci_low / mc_ci_high ({n_mc} draws).",
     ]
+    notes.append(
+        "Monte Carlo intervals draw a and b independently: a and b come from two separately "
+        "fitted models, whose estimates are taken as uncorrelated (as for the single-level "
+        "product of coefficients); the covariance of client-specific random a and b paths "
+        "(Kenny, Korchmaros & Bolger 2003) is not modelled, since both paths are fixed."
+    )
+    notes.append(
+        f"path b adjusts for {technique} (within and between) but not for {outcome} at the "
+        f"session of the mediator: a same-session correlation of {alliance} and {outcome} "
+        "with autocorrelated symptoms confounds b (issue 16)."
+    )
     if n_failed:
         notes.append(f"{n_failed} bootstrap draws could not be fitted and were left out.")
     for f, label in ((fit_a, "a"), (fit_b, "b")):
