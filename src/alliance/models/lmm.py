@@ -447,6 +447,42 @@ class LmmResult(Result):
             out = self._linear(x, zs, codes)
         return pd.Series(out, index=index, name="predicted")
 
+    def refit(self, *, reml: bool) -> LmmResult:
+        """The same model fitted again to the same data, by REML or ML.
+
+        Parameters
+        ----------
+        reml : bool
+            ``False`` for maximum likelihood (what :func:`alliance.models.compare` needs to
+            compare models that differ in their fixed effects).
+
+        Returns
+        -------
+        LmmResult
+            ``self`` when the criterion is already the one asked for.
+
+        Examples
+        --------
+        >>> import alliance
+        >>> fit = alliance.models.lmm("phq9 ~ session + (1 | client)",
+        ...                           alliance.datasets.load_dataset("demo").sessions)
+        >>> fit.refit(reml=False).method
+        'ML'
+        """
+        if bool(reml) == self.reml:
+            return self
+        return lmm(self.formula, self._fit["data"], reml=bool(reml), **self._fit["options"])
+
+    @property
+    def rows(self) -> pd.Index:
+        """Index labels of the rows of ``data`` the fit used (after dropping missing values)."""
+        return self._fit["index"]
+
+    @property
+    def outcome(self) -> np.ndarray:
+        """The outcome values the fit used, in the order of :attr:`rows`."""
+        return self._fit["y"]
+
     # ---- derived summaries
     @property
     def covariances(self) -> dict[str, pd.DataFrame]:
@@ -943,6 +979,8 @@ def lmm(
             "covs": covs,
             "ztz": ztz,
             "jac": jac,
+            "data": data,
+            "options": {"ddf": ddf, "level": level, "maxiter": maxiter},
         },
     )
     if not result.converged:

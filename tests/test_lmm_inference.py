@@ -1,0 +1,130 @@
+"""Model comparison and inference for mixed models (issue 18) against lme4, pbkrtest, emmeans.
+
+Reference values: tests/reference/lmer_inference.json, written by
+tests/reference/lmer_inference.R (lme4 ``anova``, ``confint.merMod``, pbkrtest/lmerTest
+Kenward-Roger, emmeans) on the committed sleepstudy and Machines data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import alliance
+from alliance.models import ComparisonResult, compare, lmm
+
+REF = Path(__file__).parent / "reference"
+INFERENCE = json.loads((REF / "lmer_inference.json").read_text())
+
+
+def _num(values) -> np.ndarray:
+    return np.array([np.nan if v == "NA" else v for v in values], dtype=float)
+
+
+def _data(case: dict) -> pd.DataFrame:
+    return pd.read_csv(REF / case["data"])
+
+
+# --------------------------------------------------------------------------- compare
+
+
+@pytest.mark.parametrize("case", INFERENCE["anova"], ids=[c["name"] for c in INFERENCE["anova"]])
+def test_compare_matches_lme4_anova(case):
+    data = _data(case)
+    fits = [lmm(f, data, reml=r) for f, r in zip(case["formulas"], case["reml"], strict=True)]
+    out = compare(*fits, refit=case["refit"])
+    t = out.table
+    assert t["model"].tolist() == case["order"]
+    assert t["npar"].tolist() == case["npar"]
+    np.testing.assert_allclose(t["loglik"], case["logLik"], rtol=1e-6)
+    np.testing.assert_allclose(t["aic"], case["AIC"], rtol=1e-6)
+    np.testing.assert_allclose(t["bic"], case["BIC"], rtol=1e-6)
+    np.testing.assert_allclose(t["deviance"], case["deviance"], rtol=1e-6)
+    np.testing.assert_allclose(t["chisq"][1:], _num(case["Chisq"])[1:], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(t["df"][1:], _num(case["Df"])[1:])
+    np.testing.assert_allclose(t["p"][1:], _num(case["p"])[1:], rtol=1e-5)
+    refit_expected = case["refit"] and any(case["reml"])
+    assert out.refitted is refit_expected
+    assert (out.notes[:1] == ["refitting model(s) with ML (instead of REML)"]) is refit_expected
+    assert isinstance(out, ComparisonResult)
+    assert list(out.params.columns[:8]) == [
+        "term",
+        "estimate",
+        "se",
+        "df",
+        "statistic",
+        "p",
+        "ci_low",
+        "ci_high",
+    ]
+
+
+def test_compare_boundary_p_is_the_chi_bar_square_mixture():
+    case = INFERENCE["anova"][0]  # (1 | Subject) against (Days | Subject)
+    data = _data(case)
+    out = compare(*[lmm(f, data) for f in case["formulas"]])
+    row = out.table.iloc[1]
+    from scipy import stats
+
+    expected = 0.5 * stats.chi2.sf(row.chisq, 1) + 0.5 * stats.chi2.sf(row.chisq, 2)
+    assert row.p_boundary == pytest.approx(expected, rel=1e-12)
+    assert row.p_boundary < row.p
+    assert any("chi-bar-square" in n for n in out.notes)
+    # one variance alone (Machines: adding (1 | Worker:Machine)): half the chi-square p
+    mach = pd.read_csv(REF / "data" / "lme4_machines.csv")
+    small = lmm("score ~ Machine + (1 | Worker)", mach)
+    big = lmm("score ~ Machine + (1 | Worker) + (1 | Worker:Machine)", mach)
+    two = compare(small, big).table.iloc[1]
+    assert two.p_boundary == pytest.approx(two.p / 2, rel=1e-12)
+
+
+def test_compare_fixed_effects_have_no_boundary_p():
+    sleep = pd.read_csv(REF / "data" / "lme4_sleepstudy.csv")
+    out = compare(
+        lmm("Reaction ~ 1 + (Days | Subject)", sleep),
+        lmm("Reaction ~ Days + (Days | Subject)", sleep),
+    )
+    assert np.isnan(out.table["p_boundary"]).all()
+    assert "model 1 vs model 0" in out.params["term"].tolist()
+    assert "chisq" in out.summary()
+
+
+def test_compare_refuses_different_rows_and_outcomes():
+    sleep = pd.read_csv(REF / "data" / "lme4_sleepstudy.csv")
+    full = lmm("Reaction ~ Days + (1 | Subject)", sleep)
+    fewer = lmm("Reaction ~ Days + (1 | Subject)", sleep.iloc[:-10])
+    with pytest.raises(ValueError, match="same rows"):
+        compare(full, fewer)
+    shifted = sleep.set_axis(sleep.index + 1000)
+    with pytest.raises(ValueError, match="different rows"):
+        compare(full, lmm("Reaction ~ Days + (Days | Subject)", shifted))
+    logged = sleep.assign(logrt=np.log(sleep["Reaction"]))
+    with pytest.raises(ValueError, match="different outcomes"):
+        compare(full, lmm("logrt ~ Days + (1 | Subject)", logged))
+    with pytest.raises(ValueError, match="at least two"):
+        compare(full)
+    with pytest.raises(TypeError, match="lmm or alliance.models.glmm"):
+        compare(full, "not a fit")
+
+
+def test_compare_without_refit_refuses_different_fixed_effects():
+    sleep = pd.read_csv(REF / "data" / "lme4_sleepstudy.csv")
+    m0 = lmm("Reaction ~ 1 + (1 | Subject)", sleep)
+    m1 = lmm("Reaction ~ Days + (1 | Subject)", sleep)
+    with pytest.raises(ValueError, match="REML likelihoods"):
+        compare(m0, m1, refit=False)
+    with pytest.raises(ValueError, match="same criterion"):
+        compare(m0, m1.refit(reml=False), refit=False)
+
+
+def test_refit_keeps_the_model_and_options():
+    sessions = alliance.datasets.load_dataset("demo").sessions
+    fit = lmm("phq9 ~ session + (1 | client)", sessions, ddf="wald")
+    ml = fit.refit(reml=False)
+    assert ml.method == "ML" and ml.ddf == "wald" and ml.formula == fit.formula
+    assert ml.refit(reml=False) is ml
+    assert ml.loglik > fit.loglik  # the ML likelihood of the same model is not REML's
