@@ -128,3 +128,53 @@ def test_refit_keeps_the_model_and_options():
     assert ml.method == "ML" and ml.ddf == "wald" and ml.formula == fit.formula
     assert ml.refit(reml=False) is ml
     assert ml.loglik > fit.loglik  # the ML likelihood of the same model is not REML's
+
+
+# --------------------------------------------------------------------------- confint
+
+CI_CASES = [c for c in INFERENCE["confint"] if c["name"] != "sleepstudy_ml"]
+
+
+@pytest.fixture(scope="module", params=CI_CASES, ids=[c["name"] for c in CI_CASES])
+def profile_case(request):
+    case = request.param
+    fit = lmm(case["formula"], _data(case), reml=case["reml"])
+    return case, fit, fit.confint("profile")
+
+
+def test_profile_confint_matches_lme4(profile_case):
+    case, _, ci = profile_case
+    assert ci["lme4_name"].tolist() == [
+        n.replace("MachineB", "Machine[T.B]").replace("MachineC", "Machine[T.C]")
+        for n in case["parm"]
+    ]
+    low, high = np.array(case["profile_low"]), np.array(case["profile_high"])
+    # relative, with an absolute floor for a bound at zero (a boundary SD)
+    np.testing.assert_allclose(ci["ci_low"], low, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(ci["ci_high"], high, rtol=1e-3, atol=1e-6)
+
+
+def test_profile_confint_brackets_the_estimate(profile_case):
+    case, fit, ci = profile_case
+    assert (ci["ci_low"] <= ci["estimate"] + 1e-12).all()
+    assert (ci["estimate"] <= ci["ci_high"]).all()
+    assert ci["estimate"].iloc[-len(fit.params) :].tolist() == fit.params["estimate"].tolist()
+    if case["name"] == "boundary":  # the therapist SD is 0: its lower bound is 0
+        row = ci.set_index("lme4_name").loc[".sig02"]
+        assert row["estimate"] == 0.0 and row["ci_low"] == 0.0 and row["ci_high"] > 0.5
+
+
+def test_wald_confint_matches_lme4():
+    case = CI_CASES[0]
+    fit = lmm(case["formula"], _data(case), reml=case["reml"])
+    ci = fit.confint("wald")
+    np.testing.assert_allclose(ci["ci_low"], _num(case["wald_low"]), rtol=1e-6)
+    np.testing.assert_allclose(ci["ci_high"], _num(case["wald_high"]), rtol=1e-6)
+    assert ci["ci_low"].isna().sum() == 4  # no Wald interval for variance parameters
+    fixed = fit.confint("wald", parm="fixed", level=0.9)
+    assert fixed["parameter"].tolist() == ["Intercept", "Days"]
+    assert fixed["ci_high"].iloc[1] < ci["ci_high"].iloc[-1]
+    with pytest.raises(ValueError, match="'profile' or 'wald'"):
+        fit.confint("boot")
+    with pytest.raises(ValueError, match="parm"):
+        fit.confint("wald", parm="beta_")

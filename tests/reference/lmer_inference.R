@@ -81,7 +81,10 @@ ci_out <- list(
   ci_case("sleepstudy_ml", "lme4_sleepstudy", sleep, "Reaction ~ Days + (Days | Subject)",
           reml = FALSE),
   ci_case("machines", "lme4_machines", mach,
-          "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)")
+          "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)"),
+  # a singular fit: the therapist SD is estimated at 0 (lower bound 0)
+  ci_case("boundary", "lmm_boundary", read("lmm_boundary"),
+          "phq9 ~ alliance_within + session + (1 | client) + (1 | therapist)")
 )
 
 kr_case <- function(name, data_name, data, formula) {

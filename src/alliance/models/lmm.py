@@ -25,6 +25,7 @@ from alliance.models import _lmm_core as core
 from alliance.models._lmm_core import LevelSpec, ProfiledDeviance, build_structure
 from alliance.models._lmm_crossed import CrossedDeviance, build_crossed
 from alliance.models._lmm_formula import RandomTerm, parse_formula
+from alliance.models._lmm_profile import Profiler, lower_factor
 from alliance.results import Result, exclusion_log, level_name
 
 __all__ = ["lmm", "LmmResult"]
@@ -210,18 +211,6 @@ def _centre_slopes(levels: list[_Level]) -> tuple[list[_Level], list[np.ndarray]
             out.append(replace(lv, z=lv.z @ a))
         shifts.append(a)
     return out, shifts
-
-
-def _lower_factor(m: np.ndarray, blocks: list[list[int]]) -> np.ndarray:
-    """Lower-triangular ``L`` (non-negative diagonal) with ``L L' = M M'``, block by block."""
-    out = np.zeros_like(m)
-    for block in blocks:
-        idx = np.ix_(block, block)
-        _, r = np.linalg.qr(m[idx].T)
-        low = r.T
-        sign = np.where(np.diag(low) < 0, -1.0, 1.0)
-        out[idx] = low * sign
-    return out
 
 
 def _check_rank(xtx: np.ndarray, names: list[str]) -> None:
@@ -563,6 +552,136 @@ class LmmResult(Result):
         t = est / se
         p = 2 * stats.t.sf(abs(t), df)
         return pd.Series({"estimate": est, "se": se, "df": df, "statistic": t, "p": p})
+
+    def confint(
+        self,
+        method: Literal["wald", "profile"] = "profile",
+        *,
+        level: float | None = None,
+        parm: Literal["all", "fixed", "random"] = "all",
+    ) -> pd.DataFrame:
+        """Confidence intervals of the variance parameters and fixed effects (lme4's
+        ``confint.merMod``).
+
+        Parameters
+        ----------
+        method : {"profile", "wald"}
+            ``"profile"`` (default, as lme4): likelihood-ratio intervals, the values at which
+            the profiled ML deviance exceeds its minimum by the chi-square(1) quantile, for the
+            random-effect SDs and correlations, the residual SD and the fixed effects.
+            ``"wald"``: estimate +- z * SE for the fixed effects and NaN for the variance
+            parameters (as lme4, which gives no Wald interval for them).
+        level : float, optional
+            Confidence level; default the fit's ``level``.
+        parm : {"all", "fixed", "random"}
+            Which parameters: all, the fixed effects only, or the variance parameters only.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per parameter in lme4's order (variance parameters, then ``sigma``, then
+            the fixed effects): ``parameter`` (e.g. ``sd Intercept | client``, ``cor
+            Intercept, session | client``, ``sigma``, or the fixed-effect term), ``group``,
+            ``term``, ``term2``, ``estimate`` (this fit's), ``ci_low``, ``ci_high`` and
+            ``lme4_name`` (``.sig01``, ``.sig02``, ..., ``.sigma``, ``(Intercept)``, ...: the
+            row names of ``confint(fit, oldNames = TRUE)``).
+
+        Notes
+        -----
+        As lme4, profiles are computed on the maximum-likelihood deviance: a REML fit is
+        refitted by ML first (the intervals are then likelihood intervals around the ML
+        estimates; the ``estimate`` column stays this fit's). Each bound is the root of the
+        signed square root of the deviance difference, found by Brent's method with the other
+        parameters re-optimized at every trial value (lme4 interpolates a spline through
+        profile points instead; the two agree to about 1e-4). A bound that the profile does
+        not reach inside the parameter space is the boundary itself (an SD of 0, a
+        correlation of +-1). Wald intervals use the normal quantile, as lme4.
+
+        Examples
+        --------
+        >>> import alliance
+        >>> fit = alliance.models.lmm("phq9 ~ session + (1 | client)",
+        ...                           alliance.datasets.load_dataset("demo").sessions)
+        >>> ci = fit.confint("profile")
+        >>> ci["lme4_name"].tolist()
+        ['.sig01', '.sigma', '(Intercept)', 'session']
+        >>> bool((ci["ci_low"] < ci["estimate"]).all() and (ci["estimate"] < ci["ci_high"]).all())
+        True
+        """
+        if method not in ("wald", "profile"):
+            raise ValueError(
+                f"method must be 'profile' or 'wald', not {method!r} (a parametric bootstrap "
+                "is not implemented)."
+            )
+        if parm not in ("all", "fixed", "random"):
+            raise ValueError(f"parm must be 'all', 'fixed' or 'random', not {parm!r}.")
+        level = self.level if level is None else float(level)
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}.")
+        z = float(stats.norm.ppf(0.5 + level / 2))
+        ml = self.refit(reml=False)
+        f = ml._fit
+        profiler = Profiler(f["engine"], ml.nobs, len(ml.params))
+        rows = []
+        vc = self.variance_components
+        nsig = 0
+        levels = f["levels"]
+        for i, vp in enumerate(profiler.varpars):
+            if vp.kind == "sigma":
+                row = {"parameter": "sigma", "group": "Residual", "term": "", "term2": ""}
+                row["estimate"] = self.sigma
+                row["lme4_name"] = ".sigma"
+            else:
+                lv = levels[vp.level]
+                nsig += 1
+                if vp.kind == "sd":
+                    t1, t2 = lv.terms[vp.row], ""
+                    label = f"sd {t1} | {lv.name}"
+                else:
+                    t1, t2 = lv.terms[vp.col], lv.terms[vp.row]
+                    label = f"cor {t1}, {t2} | {lv.name}"
+                match = vc[(vc["group"] == lv.name) & (vc["term"] == t1) & (vc["term2"] == t2)]
+                row = {"parameter": label, "group": lv.name, "term": t1, "term2": t2}
+                row["estimate"] = float(match["sdcor"].iloc[0])
+                row["lme4_name"] = f".sig{nsig:02d}"
+            row["_index"] = i
+            rows.append(row)
+        varpar_rows = rows
+        fixed_rows = [
+            {
+                "parameter": term,
+                "group": "",
+                "term": term,
+                "term2": "",
+                "estimate": est,
+                "lme4_name": "(Intercept)" if term == "Intercept" else term,
+                "_index": j,
+            }
+            for j, (term, est) in enumerate(
+                zip(self.params["term"], self.params["estimate"], strict=True)
+            )
+        ]
+        out = []
+        if parm in ("all", "random"):
+            for row in varpar_rows:
+                if method == "wald":
+                    lo = hi = math.nan
+                else:
+                    lo, hi = profiler.varpar_interval(row["_index"], z)
+                out.append({**row, "ci_low": lo, "ci_high": hi})
+        if parm in ("all", "fixed"):
+            for row in fixed_rows:
+                j = row["_index"]
+                if method == "wald":
+                    se = float(self.params["se"].iloc[j])
+                    lo, hi = row["estimate"] - z * se, row["estimate"] + z * se
+                else:
+                    est_ml = float(ml.params["estimate"].iloc[j])
+                    se_ml = float(ml.params["se"].iloc[j])
+                    lo, hi = profiler.fixed_interval(j, est_ml, se_ml, z)
+                out.append({**row, "ci_low": lo, "ci_high": hi})
+        cols = ["parameter", "group", "term", "term2", "estimate", "ci_low", "ci_high"]
+        return pd.DataFrame(out, columns=[*cols, "lme4_name"])
 
     def to_frame(self) -> pd.DataFrame:
         """Fixed effects and variance components in one long frame (``part`` tells which)."""
@@ -916,7 +1035,7 @@ def lmm(
     )
     # random-slope columns were centred for the fit (b = A b_c): back to the user's columns
     lambdas = [
-        _lower_factor(a @ lam, lv.blocks)
+        lower_factor(a @ lam, lv.blocks)
         for a, lam, lv in zip(shifts, st.lambdas(fit["theta"]), levels, strict=True)
     ]
     theta = np.array([lambdas[k][i, j] for k, i, j in st.theta_pos])
@@ -981,6 +1100,16 @@ def lmm(
             "jac": jac,
             "data": data,
             "options": {"ddf": ddf, "level": level, "maxiter": maxiter},
+            "engine": {
+                "dev": fit["dev"],
+                "theta": fit["theta"],
+                "transform": transform,
+                "const": int(const[0]) if len(const) else None,
+                "ymean": float(y.mean()),
+                "shifts": shifts,
+                "blocks": [lv.blocks for lv in levels],
+                "templates": st.templates,
+            },
         },
     )
     if not result.converged:
@@ -1145,6 +1274,7 @@ def _fit(
     }
     return {
         "st": st,
+        "dev": dev,
         "theta": theta,
         "beta": beta,
         "u": u,
