@@ -178,3 +178,124 @@ def test_wald_confint_matches_lme4():
         fit.confint("boot")
     with pytest.raises(ValueError, match="parm"):
         fit.confint("wald", parm="beta_")
+
+
+# --------------------------------------------------------------------------- Kenward-Roger
+
+
+def _kr_data(case: dict) -> pd.DataFrame:
+    data = _data(case)
+    if case["name"] == "sleepstudy_unbalanced":  # R dropped rows 1, 8, 15, ... (1-based)
+        data = data.drop(index=range(0, len(data), 7))
+    return data
+
+
+@pytest.mark.parametrize(
+    "case", INFERENCE["kenward_roger"], ids=[c["name"] for c in INFERENCE["kenward_roger"]]
+)
+def test_kenward_roger_matches_pbkrtest(case):
+    fit = lmm(case["formula"], _kr_data(case), ddf="kenward-roger")
+    np.testing.assert_allclose(fit.params["df"], case["df"], rtol=1e-3)
+    np.testing.assert_allclose(fit.params["se"], case["se"], rtol=1e-4)
+    np.testing.assert_allclose(fit.cov_params, case["vcov_adj"], rtol=1e-4, atol=1e-10)
+    np.testing.assert_allclose(fit.params["p"], case["p"], rtol=1e-3)
+    assert "Kenward-Roger" in fit.summary()
+    # contrast() of a Satterthwaite fit on request gives the same df
+    sat = lmm(case["formula"], _kr_data(case))
+    last = np.eye(len(sat.params))[-1]
+    assert sat.contrast(last, ddf="kenward-roger")["df"] == pytest.approx(case["df"][-1], rel=1e-3)
+
+
+def test_kenward_roger_differs_from_satterthwaite_when_unbalanced():
+    case = next(c for c in INFERENCE["kenward_roger"] if c["name"] == "partially_crossed")
+    kr = lmm(case["formula"], _kr_data(case), ddf="kenward-roger")
+    sat = lmm(case["formula"], _kr_data(case))
+    assert not np.allclose(kr.params["df"], sat.params["df"], rtol=1e-3)
+    assert (kr.params["se"] >= sat.params["se"] * (1 - 1e-12)).all()  # adjusted SEs
+
+
+def test_kenward_roger_refuses_ml():
+    sleep = pd.read_csv(REF / "data" / "lme4_sleepstudy.csv")
+    with pytest.raises(ValueError, match="REML"):
+        lmm("Reaction ~ Days + (1 | Subject)", sleep, reml=False, ddf="kenward-roger")
+    ml = lmm("Reaction ~ Days + (1 | Subject)", sleep, reml=False)
+    with pytest.raises(ValueError, match="REML"):
+        ml.marginal_means("Days", at={"Days": [0, 9]}, ddf="kenward-roger")
+
+
+# --------------------------------------------------------------------------- emmeans
+
+
+@pytest.mark.parametrize(
+    "case", INFERENCE["emmeans"], ids=[c["name"] for c in INFERENCE["emmeans"]]
+)
+def test_marginal_means_match_emmeans(case):
+    fit = lmm(case["formula"], _data(case))
+    emm = fit.marginal_means(case["specs"], ddf=case["lmer_df"], adjust="none")
+    means = {k: np.atleast_1d(v) for k, v in case["means"].items()}
+    cons = {k: np.atleast_1d(v) for k, v in case["contrasts"].items()}
+    assert emm.means[case["specs"]].tolist() == means["level"].tolist()
+    assert emm.contrasts["contrast"].tolist() == cons["contrast"].tolist()
+    np.testing.assert_allclose(emm.means["estimate"], means["estimate"], rtol=1e-6)
+    np.testing.assert_allclose(emm.means["se"], means["se"], rtol=1e-4)
+    np.testing.assert_allclose(emm.means["df"], means["df"], rtol=1e-4)
+    np.testing.assert_allclose(emm.means["ci_low"], means["low"], rtol=1e-4)
+    np.testing.assert_allclose(emm.means["ci_high"], means["high"], rtol=1e-4)
+    np.testing.assert_allclose(emm.contrasts["estimate"], cons["estimate"], rtol=1e-6)
+    np.testing.assert_allclose(emm.contrasts["se"], cons["se"], rtol=1e-4)
+    np.testing.assert_allclose(emm.contrasts["df"], cons["df"], rtol=1e-4)
+    np.testing.assert_allclose(emm.contrasts["statistic"], cons["t"], rtol=1e-4)
+    np.testing.assert_allclose(emm.contrasts["p"], cons["p"], rtol=1e-3)
+    tukey = fit.marginal_means(case["specs"], ddf=case["lmer_df"])
+    assert tukey.adjust == "tukey"
+    np.testing.assert_allclose(tukey.contrasts["p"], np.atleast_1d(cons["p_tukey"]), rtol=1e-3)
+
+
+def test_marginal_means_grid_and_options():
+    case = next(c for c in INFERENCE["emmeans"] if c["name"] == "lmm_main")
+    data = _data(case)
+    fit = lmm(case["formula"], data)
+    emm = fit.marginal_means("prior")
+    assert len(emm.grid) == 2
+    # numeric variables at their means over the rows of the fit (rows with a missing value
+    # in a model variable are not in the fit, as in emmeans' model frame)
+    used = fit.model_frame()
+    assert len(used) == fit.nobs < len(data)
+    assert emm.grid["session"].iloc[0] == pytest.approx(used["session"].mean(), rel=1e-12)
+    assert any("session" in n for n in emm.notes)
+    # at: a covariate set to a value moves the means by its slope
+    at0 = fit.marginal_means("prior", at={"session": 0.0})
+    slope = fit.params.set_index("term").loc["session", "estimate"]
+    shift = (emm.means["estimate"] - at0.means["estimate"]).to_numpy()
+    np.testing.assert_allclose(shift, slope * used["session"].mean(), rtol=1e-10)
+    # a numeric spec with values
+    by_session = fit.marginal_means("session", at={"session": [0, 5]}, adjust="none")
+    assert by_session.contrasts["estimate"].iloc[0] == pytest.approx(-5 * slope, rel=1e-10)
+    assert list(emm.params.columns[:8]) == [
+        "term",
+        "estimate",
+        "se",
+        "df",
+        "statistic",
+        "p",
+        "ci_low",
+        "ci_high",
+    ]
+    with pytest.raises(ValueError, match="not a variable of the fixed part"):
+        fit.marginal_means("therapist")
+    with pytest.raises(ValueError, match="numeric"):
+        fit.marginal_means("session")
+    with pytest.raises(ValueError, match="adjust"):
+        fit.marginal_means("prior", adjust="scheffe")
+    with pytest.raises(ValueError, match="not levels"):
+        fit.marginal_means("prior", at={"prior": ["maybe"]})
+
+
+def test_marginal_means_holm_and_bonferroni():
+    sessions = alliance.datasets.load_dataset("demo").sessions
+    fit = lmm("phq9 ~ phase + session + (1 | client)", sessions)
+    raw = fit.marginal_means("phase", adjust="none").contrasts["p"].to_numpy()
+    bonf = fit.marginal_means("phase", adjust="bonferroni").contrasts["p"].to_numpy()
+    holm = fit.marginal_means("phase", adjust="holm").contrasts["p"].to_numpy()
+    np.testing.assert_allclose(bonf, np.minimum(3 * raw, 1))
+    assert (holm <= bonf + 1e-15).all() and (holm >= raw - 1e-15).all()

@@ -26,6 +26,8 @@ read <- function(name) {
 sleep <- read("lme4_sleepstudy")
 mach <- read("lme4_machines")
 mach$Machine <- factor(mach$Machine)
+main <- read("lmm_main")
+main$prior <- factor(main$prior, levels = c("no", "yes"))
 
 fit <- function(formula, data, reml = TRUE) {
   lmer(as.formula(formula), data = data, REML = reml, control = ctrl)
@@ -96,8 +98,14 @@ kr_case <- function(name, data_name, data, formula) {
        se = unname(co[, "Std. Error"]), df = unname(co[, "df"]),
        p = unname(co[, "Pr(>|t|)"]), vcov_adj = unname(va))
 }
+# unbalanced: every 7th row of sleepstudy dropped (rows 1, 8, 15, ... in R's numbering)
+sleep_unbal <- sleep[-seq(1, nrow(sleep), by = 7), ]
 kr_out <- list(
   kr_case("sleepstudy", "lme4_sleepstudy", sleep, "Reaction ~ Days + (Days | Subject)"),
+  kr_case("sleepstudy_unbalanced", "lme4_sleepstudy", sleep_unbal,
+          "Reaction ~ Days + (Days | Subject)"),
+  kr_case("partially_crossed", "lme4_partially_crossed", read("lme4_partially_crossed"),
+          "phq9 ~ alliance + session + (1 + session | client) + (1 | therapist)"),
   kr_case("machines", "lme4_machines", mach,
           "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)")
 )
@@ -107,18 +115,24 @@ emm_case <- function(name, data_name, data, formula, specs, lmer_df) {
   e <- emmeans(m, as.formula(paste("pairwise ~", specs)), lmer.df = lmer_df)
   mm <- as.data.frame(summary(e$emmeans))
   cc <- as.data.frame(summary(e$contrasts, adjust = "none"))
+  tukey <- as.data.frame(summary(e$contrasts))  # emmeans' default adjustment
   list(name = name, data = paste0("data/", data_name, ".csv"), formula = formula,
        specs = specs, lmer_df = lmer_df,
        means = list(level = as.character(mm[[specs]]), estimate = mm$emmean, se = mm$SE,
                     df = mm$df, low = mm$lower.CL, high = mm$upper.CL),
        contrasts = list(contrast = as.character(cc$contrast), estimate = cc$estimate,
-                        se = cc$SE, df = cc$df, t = cc$t.ratio, p = cc$p.value))
+                        se = cc$SE, df = cc$df, t = cc$t.ratio, p = cc$p.value,
+                        p_tukey = tukey$p.value))
 }
 emm_out <- list(
   emm_case("machines", "lme4_machines", mach,
            "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)", "Machine", "satterthwaite"),
   emm_case("machines_kr", "lme4_machines", mach,
-           "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)", "Machine", "kenward-roger")
+           "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)", "Machine", "kenward-roger"),
+  # a factor interacting with a covariate, another covariate averaged at its mean
+  emm_case("lmm_main", "lmm_main", main,
+           "phq9 ~ alliance_within * prior + session + (1 | client) + (1 | therapist)",
+           "prior", "satterthwaite")
 )
 
 out <- list(

@@ -20,6 +20,7 @@ run.
 from __future__ import annotations
 
 from alliance.models import dropout, sem
+from alliance.models._lmm_emm import MarginalMeans
 from alliance.models._result import ModelResult
 from alliance.models.compare import ComparisonResult, compare
 from alliance.models.dropout import DropoutResult, dropout_model, person_period
@@ -53,6 +54,7 @@ __all__ = [
     "EarlyAllianceResult",
     "GlmmResult",
     "LmmResult",
+    "MarginalMeans",
     "MediationResult",
     "ModelResult",
     "ModelSpec",
