@@ -299,3 +299,34 @@ def test_marginal_means_holm_and_bonferroni():
     holm = fit.marginal_means("phase", adjust="holm").contrasts["p"].to_numpy()
     np.testing.assert_allclose(bonf, np.minimum(3 * raw, 1))
     assert (holm <= bonf + 1e-15).all() and (holm >= raw - 1e-15).all()
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def test_fitted_trajectories_draws_observed_and_fitted():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sleep = pd.read_csv(REF / "data" / "lme4_sleepstudy.csv")
+    fit = lmm("Reaction ~ Days + (Days | Subject)", sleep)
+    fig, ax = plt.subplots()
+    out = alliance.plots.fitted_trajectories(fit, ["S308", "S309"], ax=ax)
+    assert out is ax
+    lines = ax.get_lines()
+    assert len(lines) == 3  # two subjects and the population course
+    # each subject's line is its fitted course: fixed effects plus its conditional modes
+    x, y = lines[0].get_data()
+    b = fit.random_effects["Subject"].loc["S308"]
+    beta = fit.params.set_index("term")["estimate"]
+    expected = beta["Intercept"] + b["Intercept"] + (beta["Days"] + b["Days"]) * np.asarray(x)
+    np.testing.assert_allclose(y, expected, rtol=1e-10)
+    assert len(ax.collections) == 2  # observed points per subject
+    assert ax.get_xlabel() == "Days" and ax.get_ylabel() == "Reaction"
+    with pytest.raises(ValueError, match="not in the fit"):
+        alliance.plots.fitted_trajectories(fit, ["nobody"])
+    with pytest.raises(TypeError, match="alliance.models.lmm"):
+        alliance.plots.fitted_trajectories(sleep)
+    plt.close("all")
