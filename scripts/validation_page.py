@@ -692,7 +692,7 @@ def dyad_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
 
 # ------------------------------------------------------------------ LMM inference (issue 18)
 def lmer_inference_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
-    from alliance.models import compare, lmm
+    from alliance.models import compare, glmm, lmm
 
     ref = _json("lmer_inference.json")
     versions = ref["versions"]
@@ -711,9 +711,14 @@ def lmer_inference_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
 
         def table(case=case):
             data = data_for(case)
-            fits = [
-                lmm(f, data, reml=r) for f, r in zip(case["formulas"], case["reml"], strict=True)
-            ]
+            if case.get("glmm"):
+                data = data.astype({"period": str})
+                fits = [glmm(f, data, nagq=case["nagq"]) for f in case["formulas"]]
+            else:
+                fits = [
+                    lmm(f, data, reml=r)
+                    for f, r in zip(case["formulas"], case["reml"], strict=True)
+                ]
             return compare(*fits, refit=case["refit"]).table
 
         label = " vs ".join(case["formulas"]) + ("" if case["refit"] else " (refit=False)")

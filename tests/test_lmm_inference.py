@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import alliance
-from alliance.models import ComparisonResult, compare, lmm
+from alliance.models import ComparisonResult, compare, glmm, lmm
 
 REF = Path(__file__).parent / "reference"
 INFERENCE = json.loads((REF / "lmer_inference.json").read_text())
@@ -35,7 +35,11 @@ def _data(case: dict) -> pd.DataFrame:
 @pytest.mark.parametrize("case", INFERENCE["anova"], ids=[c["name"] for c in INFERENCE["anova"]])
 def test_compare_matches_lme4_anova(case):
     data = _data(case)
-    fits = [lmm(f, data, reml=r) for f, r in zip(case["formulas"], case["reml"], strict=True)]
+    if case.get("glmm"):
+        data = data.astype({"period": str})
+        fits = [glmm(f, data, nagq=case["nagq"]) for f in case["formulas"]]
+    else:
+        fits = [lmm(f, data, reml=r) for f, r in zip(case["formulas"], case["reml"], strict=True)]
     out = compare(*fits, refit=case["refit"])
     t = out.table
     assert t["model"].tolist() == case["order"]
@@ -109,6 +113,24 @@ def test_compare_refuses_different_rows_and_outcomes():
         compare(full)
     with pytest.raises(TypeError, match="lmm or alliance.models.glmm"):
         compare(full, "not a fit")
+
+
+def test_compare_glmm_refuses_other_rows_and_mixing():
+    cbpp = pd.read_csv(REF / "data" / "glmer_cbpp.csv").astype({"period": str})
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    g1 = glmm(formula, cbpp, nagq=5)
+    with pytest.raises(ValueError, match="different rows"):
+        compare(g1, glmm(formula, cbpp.set_axis(cbpp.index + 100), nagq=5))
+    with pytest.raises(ValueError, match="different outcomes or weights"):
+        compare(g1, glmm("cbind(incidence, size) ~ period + (1 | herd)", cbpp, nagq=5))
+    sleep = pd.read_csv(REF / "data" / "lme4_sleepstudy.csv")
+    with pytest.raises(ValueError, match="cannot mix"):
+        compare(g1, lmm("Reaction ~ Days + (1 | Subject)", sleep))
+    g1_laplace = glmm(formula, cbpp)
+    g0 = glmm("cbind(incidence, size - incidence) ~ 1 + (1 | herd)", cbpp, nagq=5)
+    out = compare(g0, g1_laplace)
+    assert any("quadrature" in n for n in out.notes)
+    assert out.table["method"].tolist() == ["AGQ(5)", "Laplace"]
 
 
 def test_compare_without_refit_refuses_different_fixed_effects():
@@ -263,6 +285,7 @@ def test_marginal_means_grid_and_options():
     assert len(used) == fit.nobs < len(data)
     assert emm.grid["session"].iloc[0] == pytest.approx(used["session"].mean(), rel=1e-12)
     assert any("session" in n for n in emm.notes)
+    assert any("prior interact" in n for n in emm.notes)  # prior * alliance_within
     # at: a covariate set to a value moves the means by its slope
     at0 = fit.marginal_means("prior", at={"session": 0.0})
     slope = fit.params.set_index("term").loc["session", "estimate"]

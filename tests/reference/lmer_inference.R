@@ -69,6 +69,24 @@ anova_out <- list(
              list(TRUE, TRUE, TRUE))
 )
 
+# GLMMs: anova of glmer fits (nAGQ = 5, where our quadrature matches glmer closely)
+cbpp_d <- read("glmer_cbpp")
+cbpp_d$period <- factor(cbpp_d$period)
+g1 <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), data = cbpp_d,
+            family = binomial, nAGQ = 5)
+g0 <- glmer(cbind(incidence, size - incidence) ~ 1 + (1 | herd), data = cbpp_d,
+            family = binomial, nAGQ = 5)
+ga <- as.data.frame(anova(g0, g1))
+anova_out[[length(anova_out) + 1]] <- list(
+  name = "cbpp_glmm", data = "data/glmer_cbpp.csv", refit = TRUE, glmm = TRUE, nagq = 5L,
+  formulas = c("cbind(incidence, size - incidence) ~ 1 + (1 | herd)",
+               "cbind(incidence, size - incidence) ~ period + (1 | herd)"),
+  reml = c(FALSE, FALSE), order = c(0L, 1L),
+  npar = ga$npar, AIC = ga$AIC, BIC = ga$BIC, logLik = ga$logLik,
+  deviance = ga[[grep("deviance|log\\(L\\)", names(ga))[1]]],
+  Chisq = ga$Chisq, Df = ga$Df, p = ga[["Pr(>Chisq)"]]
+)
+
 ci_case <- function(name, data_name, data, formula, reml = TRUE) {
   m <- fit(formula, data, reml)
   pr <- confint(m, method = "profile", oldNames = TRUE, level = 0.95)

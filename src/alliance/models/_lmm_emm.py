@@ -237,6 +237,17 @@ def marginal_means(
             + (" (their means)" if not set(held) & set(at) else "")
             + "."
         )
+    inter = [
+        v
+        for v in specs
+        if any(":" in str(c) and re.search(rf"\b{re.escape(v)}\b", str(c)) for c in mm.columns)
+    ]
+    if inter:
+        notes.append(
+            f"{', '.join(inter)} interact(s) with other variables: the means hold those at the "
+            "grid values above and may mislead (as emmeans warns); consider at= or means by "
+            "both variables."
+        )
     if adjust == "tukey" and m > 1:
         notes.append(f"p values Tukey-adjusted for a family of {len(keys)} means.")
     return MarginalMeans(

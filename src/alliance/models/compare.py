@@ -126,9 +126,7 @@ def _method(fit) -> str:
 
 
 def _formula(fit) -> str:
-    if isinstance(fit, LmmResult):
-        return fit.formula
-    return str(getattr(fit, "formula", fit.model))
+    return fit.formula
 
 
 def _check_same_rows(fits: list) -> None:
@@ -141,18 +139,17 @@ def _check_same_rows(fits: list) -> None:
                 "in any variable of either model before fitting both (e.g. "
                 "data.dropna(subset=[...]))."
             )
-        if isinstance(fit, LmmResult):
-            if not first.rows.equals(fit.rows):
-                raise ValueError(
-                    f"models 0 and {i} were fitted to different rows (same count, different "
-                    "index labels): fit both to the same data frame."
-                )
-            if not np.array_equal(first.outcome, fit.outcome):
-                raise ValueError(
-                    f"models 0 and {i} have different outcomes ({first.formula!r} and "
-                    f"{fit.formula!r}); likelihoods of different outcomes (or of a transformed "
-                    "outcome) cannot be compared."
-                )
+        if not first.rows.equals(fit.rows):
+            raise ValueError(
+                f"models 0 and {i} were fitted to different rows (same count, different "
+                "index labels): fit both to the same data frame."
+            )
+        if not np.array_equal(first.outcome, fit.outcome):
+            raise ValueError(
+                f"models 0 and {i} have different outcomes or weights ({first.formula!r} and "
+                f"{fit.formula!r}); likelihoods of different outcomes (or of a transformed "
+                "outcome) cannot be compared."
+            )
 
 
 def _vc_keys(fit) -> set[tuple[str, str, str]]:
@@ -269,11 +266,6 @@ def compare(*fits, refit: bool = True) -> ComparisonResult:
         notes.append(
             "the models use different numbers of quadrature points (nagq); their likelihoods "
             "are approximations of different accuracy."
-        )
-    if kinds == {"glmm"}:
-        notes.append(
-            "glmm results do not keep their rows: the models were checked to have the same "
-            "number of rows only; make sure they were fitted to the same data."
         )
     npar = np.array([_npar(f) for f in fits])
     order = np.argsort(npar, kind="stable")
