@@ -690,8 +690,131 @@ def dyad_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
     )
 
 
+# ------------------------------------------------------------------ LMM inference (issue 18)
+def lmer_inference_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
+    from alliance.models import compare, glmm, lmm
+
+    ref = _json("lmer_inference.json")
+    versions = ref["versions"]
+    script = "tests/reference/lmer_inference.R"
+
+    def num(values):
+        return np.array([np.nan if v == "NA" else v for v in np.atleast_1d(values)], float)
+
+    def data_for(case):
+        data = pd.read_csv(REF / case["data"])
+        if case["name"] == "sleepstudy_unbalanced":
+            data = data.drop(index=range(0, len(data), 7))
+        return data
+
+    for case in ref["anova"]:
+
+        def table(case=case):
+            data = data_for(case)
+            if case.get("glmm"):
+                data = data.astype({"period": str})
+                fits = [glmm(f, data, nagq=case["nagq"]) for f in case["formulas"]]
+            else:
+                fits = [
+                    lmm(f, data, reml=r)
+                    for f, r in zip(case["formulas"], case["reml"], strict=True)
+                ]
+            return compare(*fits, refit=case["refit"]).table
+
+        label = " vs ".join(case["formulas"]) + ("" if case["refit"] else " (refit=False)")
+        base = {
+            "function": "alliance.models.compare",
+            "reference": f"lme4 {versions['lme4']} anova ({script})",
+            "dataset": f"{Path(case['data']).name}: {label}",
+        }
+        yield (
+            Row("likelihood-ratio test", quantity="logLik, AIC, BIC", tolerance=1e-6, **base),
+            lambda table=table, case=case: max(
+                agreement(table()[k], case[r])
+                for k, r in (("loglik", "logLik"), ("aic", "AIC"), ("bic", "BIC"))
+            ),
+        )
+        yield (
+            Row("likelihood-ratio test", quantity="Chisq", tolerance=1e-6, **base),
+            lambda table=table, case=case: agreement(
+                table()["chisq"][1:],
+                num(case["Chisq"])[1:],
+                scale=np.maximum(num(case["Chisq"])[1:], 1.0),
+            ),
+        )
+    for case in ref["confint"]:
+
+        def profile(case=case):
+            fit = lmm(case["formula"], data_for(case), reml=case["reml"])
+            ci = fit.confint("profile")
+            ours = np.concatenate([ci["ci_low"], ci["ci_high"]])
+            theirs = np.concatenate([case["profile_low"], case["profile_high"]])
+            return agreement(ours, theirs, scale=np.maximum(np.abs(theirs), 1e-3))
+
+        crit = "REML" if case["reml"] else "ML"
+        yield (
+            Row(
+                "profile confidence intervals",
+                "alliance.models.LmmResult.confint",
+                f'lme4 {versions["lme4"]} confint(method = "profile") ({script})',
+                f"{Path(case['data']).name}: {case['formula']} ({crit})",
+                "bounds (SDs, correlations, sigma, fixed effects)",
+                1e-3,
+            ),
+            profile,
+        )
+    for case in ref["kenward_roger"]:
+
+        def kr(case=case):
+            fit = lmm(case["formula"], data_for(case), ddf="kenward-roger")
+            return max(
+                agreement(fit.params["df"], case["df"]), agreement(fit.params["se"], case["se"])
+            )
+
+        yield (
+            Row(
+                "Kenward-Roger df",
+                'alliance.models.lmm(ddf="kenward-roger")',
+                f"pbkrtest {versions['pbkrtest']} / lmerTest {versions['lmerTest']} ({script})",
+                f"{case['name']}: {case['formula']} (REML)",
+                "denominator df and adjusted SEs",
+                1e-3,
+            ),
+            kr,
+        )
+    for case in ref["emmeans"]:
+
+        def emm(case=case, what="estimate"):
+            fit = lmm(case["formula"], data_for(case))
+            out = fit.marginal_means(case["specs"], ddf=case["lmer_df"], adjust="none")
+            keys = ("estimate",) if what == "estimate" else ("se", "df")
+            return max(
+                max(
+                    agreement(out.means[k], case["means"][k]),
+                    agreement(out.contrasts[k], case["contrasts"][k]),
+                )
+                for k in keys
+            )
+
+        base = {
+            "function": "alliance.models.LmmResult.marginal_means",
+            "reference": f"emmeans {versions['emmeans']} ({script})",
+            "dataset": f"{Path(case['data']).name}: pairwise ~ {case['specs']}, "
+            f"{case['lmer_df']} df",
+        }
+        yield (
+            Row("marginal means and contrasts", quantity="estimates", tolerance=1e-6, **base),
+            lambda emm=emm: emm(what="estimate"),
+        )
+        yield (
+            Row("marginal means and contrasts", quantity="SEs and df", tolerance=1e-4, **base),
+            lambda emm=emm: emm(what="se"),
+        )
+
+
 CASES = (
     lme4_cases,
+    lmer_inference_cases,
     glmer_cases,
     hlm_cases,
     psych_cases,

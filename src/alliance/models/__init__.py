@@ -5,7 +5,8 @@ Every model is one call on a Study or a long DataFrame and returns an
 attributes (:class:`EarlyAllianceResult`, :class:`ModerationResult`, ...), or the engines'
 :class:`LmmResult` and :class:`GlmmResult` (``.params``, ``.excluded``, ``.nobs``, ``.n``,
 ``.variance_components``, ``.loglik``, ``.summary()``, ``.to_frame()``, ``.apa_table()``,
-``.plot()``). The mixed models are fitted by :func:`lmm`. See ``docs/models.md``.
+``.plot()``). The mixed models are fitted by :func:`lmm` and :func:`glmm` and compared by
+:func:`compare` (likelihood-ratio tests). See ``docs/models.md``.
 
 Also here: :func:`dynamic_panel` and :func:`riclpm` (structural equation models fitted by
 full-information ML, ``alliance.models.sem``) and :func:`dropout_model`.
@@ -19,7 +20,9 @@ run.
 from __future__ import annotations
 
 from alliance.models import dropout, sem
+from alliance.models._lmm_emm import MarginalMeans
 from alliance.models._result import ModelResult
+from alliance.models.compare import ComparisonResult, compare
 from alliance.models.dropout import DropoutResult, dropout_model, person_period
 from alliance.models.early import EarlyAllianceResult, early_alliance
 from alliance.models.glmm import GlmmResult, glmm
@@ -46,10 +49,12 @@ from alliance.models.therapist import TherapistResult, therapist_contributions
 from alliance.models.within_between import WithinBetweenResult, within_between
 
 __all__ = [
+    "ComparisonResult",
     "DropoutResult",
     "EarlyAllianceResult",
     "GlmmResult",
     "LmmResult",
+    "MarginalMeans",
     "MediationResult",
     "ModelResult",
     "ModelSpec",
@@ -59,6 +64,7 @@ __all__ = [
     "RuptureOutcomeResult",
     "TherapistResult",
     "WithinBetweenResult",
+    "compare",
     "dropout",
     "draw_study",
     "dropout_model",

@@ -49,6 +49,12 @@ class GlmmResult(ModelResult):
         As lme4's ``summary`` (deviance = -2 log-likelihood).
     df_resid : int
     converged, singular : bool
+    formula : str
+    rows : pandas.Index
+        Index labels of the rows of ``data`` the fit used.
+    outcome : numpy.ndarray
+        ``(n, 2)``: the response as a proportion (or count) and its prior weight (trials), per
+        row used; :func:`alliance.models.compare` checks that compared models share them.
     """
 
     family: str = "binomial"
@@ -63,6 +69,9 @@ class GlmmResult(ModelResult):
     df_resid: int = 0
     converged: bool = True
     singular: bool = False
+    formula: str = ""
+    rows: pd.Index = field(default_factory=lambda: pd.RangeIndex(0))
+    outcome: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
 
 def _response(lhs: str, frame: pd.DataFrame, weights):
@@ -207,6 +216,7 @@ def glmm(
         if (~keep).any()
         else []
     )
+    rows_used = data.index[keep]
     frame = frame.loc[keep].reset_index(drop=True)
     extra_cols = {k: v[keep] for k, v in extra_cols.items()}
     y, wt = _response(lhs, frame, extra_cols.get("weights"))
@@ -395,4 +405,7 @@ def glmm(
         converged=grad_ok,
         singular=singular,
         n_by_level={"rows": nobs, **{level_name(k): len(v) for k, v in ranef.items()}},
+        formula=formula,
+        rows=rows_used,
+        outcome=np.column_stack([y, wt]),
     )

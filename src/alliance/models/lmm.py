@@ -24,7 +24,10 @@ from alliance._checks import format_rows, require_columns, require_frame
 from alliance.models import _lmm_core as core
 from alliance.models._lmm_core import LevelSpec, ProfiledDeviance, build_structure
 from alliance.models._lmm_crossed import CrossedDeviance, build_crossed
+from alliance.models._lmm_emm import MarginalMeans, marginal_means
 from alliance.models._lmm_formula import RandomTerm, parse_formula
+from alliance.models._lmm_kr import kenward_roger
+from alliance.models._lmm_profile import Profiler, lower_factor
 from alliance.results import Result, exclusion_log, level_name
 
 __all__ = ["lmm", "LmmResult"]
@@ -212,18 +215,6 @@ def _centre_slopes(levels: list[_Level]) -> tuple[list[_Level], list[np.ndarray]
     return out, shifts
 
 
-def _lower_factor(m: np.ndarray, blocks: list[list[int]]) -> np.ndarray:
-    """Lower-triangular ``L`` (non-negative diagonal) with ``L L' = M M'``, block by block."""
-    out = np.zeros_like(m)
-    for block in blocks:
-        idx = np.ix_(block, block)
-        _, r = np.linalg.qr(m[idx].T)
-        low = r.T
-        sign = np.where(np.diag(low) < 0, -1.0, 1.0)
-        out[idx] = low * sign
-    return out
-
-
 def _check_rank(xtx: np.ndarray, names: list[str]) -> None:
     """Refuse a rank-deficient fixed part (pivoted QR of the scaled cross-product matrix)."""
     p = xtx.shape[0]
@@ -256,7 +247,8 @@ class LmmResult(Result):
     params : pandas.DataFrame
         One row per fixed effect: term, estimate, se, df, statistic, p, ci_low, ci_high.
         ``df`` and ``p`` by Satterthwaite's method (lmerTest's default) unless the model was
-        fitted with ``ddf="wald"`` (then ``df`` is inf and ``statistic`` a z value).
+        fitted with ``ddf="kenward-roger"`` (Kenward-Roger df, and ``se`` from the adjusted
+        covariance) or ``ddf="wald"`` (then ``df`` is inf and ``statistic`` a z value).
     variance_components : pandas.DataFrame
         group, term, term2, vcov, sdcor -- as ``as.data.frame(VarCorr(fit))`` in lme4: a
         variance (``term2`` empty; ``sdcor`` the SD) or a covariance (``sdcor`` the correlation).
@@ -284,7 +276,8 @@ class LmmResult(Result):
         ``n_excluded`` is the row total, ``excluded_index`` the index labels of the dropped
         rows.
     cov_params : pandas.DataFrame
-        Covariance matrix of the fixed effects.
+        Covariance matrix of the fixed effects (Kenward-Roger's adjusted one for
+        ``ddf="kenward-roger"``; lme4's ``vcov`` otherwise).
     covariances : dict of str to pandas.DataFrame
         Covariance matrix of the random effects at each level.
     theta, sigma
@@ -447,6 +440,62 @@ class LmmResult(Result):
             out = self._linear(x, zs, codes)
         return pd.Series(out, index=index, name="predicted")
 
+    def refit(self, *, reml: bool) -> LmmResult:
+        """The same model fitted again to the same data, by REML or ML.
+
+        Parameters
+        ----------
+        reml : bool
+            ``False`` for maximum likelihood (what :func:`alliance.models.compare` needs to
+            compare models that differ in their fixed effects).
+
+        Returns
+        -------
+        LmmResult
+            ``self`` when the criterion is already the one asked for.
+
+        Examples
+        --------
+        >>> import alliance
+        >>> fit = alliance.models.lmm("phq9 ~ session + (1 | client)",
+        ...                           alliance.datasets.load_dataset("demo").sessions)
+        >>> fit.refit(reml=False).method
+        'ML'
+        """
+        if bool(reml) == self.reml:
+            return self
+        return lmm(self.formula, self._fit["data"], reml=bool(reml), **self._fit["options"])
+
+    @property
+    def fixed_variables(self) -> list[str]:
+        """The variables of the fixed part (not the outcome), in the order of the formula."""
+        rhs = self.formula.split("~", 1)[1]
+        names = set(self._fit["fixed_spec"].required_variables)
+        return sorted(names, key=lambda v: (rhs.find(v) if v in rhs else len(rhs), v))
+
+    def model_frame(self) -> pd.DataFrame:
+        """The rows the fit used, with the variables the model uses (as lme4's
+        ``model.frame``)."""
+        f = self._fit
+        need = set(f["fixed_spec"].required_variables)
+        for lv in f["levels"]:
+            need |= set(lv.keys)
+            for spec in lv.specs:
+                need |= set(spec.required_variables)
+        response = self.formula.split("~", 1)[0].strip()
+        cols = [c for c in f["data"].columns if c in need or c == response]
+        return f["data"].loc[f["index"], cols]
+
+    @property
+    def rows(self) -> pd.Index:
+        """Index labels of the rows of ``data`` the fit used (after dropping missing values)."""
+        return self._fit["index"]
+
+    @property
+    def outcome(self) -> np.ndarray:
+        """The outcome values the fit used, in the order of :attr:`rows`."""
+        return self._fit["y"]
+
     # ---- derived summaries
     @property
     def covariances(self) -> dict[str, pd.DataFrame]:
@@ -501,13 +550,55 @@ class LmmResult(Result):
             }
         )
 
-    def contrast(self, weights: np.ndarray | list[float]) -> pd.Series:
-        """Test of a linear combination ``L' beta`` with Satterthwaite degrees of freedom.
+    def _kenward_roger(self):
+        """The Kenward-Roger adjustment (computed once; REML fits only)."""
+        f = self._fit
+        if f.get("kr") is None:
+            if not self.reml:
+                raise ValueError(
+                    "Kenward-Roger df are defined for REML fits (as pbkrtest); refit with "
+                    "reml=True or use ddf='satterthwaite'."
+                )
+            f["kr"] = kenward_roger(
+                f["x"],
+                f["z"],
+                f["codes"],
+                [lv.blocks for lv in f["levels"]],
+                f["covs"],
+                self.sigma,
+                f["phi"],
+            )
+        return f["kr"]
+
+    def _linear_test(self, w: np.ndarray, ddf: str) -> tuple[float, float, float]:
+        """Estimate, SE and df of ``w' beta`` (``ddf``: satterthwaite or kenward-roger)."""
+        est = float(w @ self.params["estimate"].to_numpy())
+        if ddf == "kenward-roger":
+            kr = self._kenward_roger()
+            var = float(w @ kr.phi_a @ w)
+            df = kr.ddf(w)
+        elif ddf == "satterthwaite":
+            var = float(w @ self._fit["phi"] @ w)
+            df = _satterthwaite(w, var, self._fit["jac"], self.vcov_varpar)
+        else:
+            raise ValueError(f"ddf must be 'satterthwaite' or 'kenward-roger', not {ddf!r}.")
+        return est, math.sqrt(var), df
+
+    def contrast(
+        self,
+        weights: np.ndarray | list[float],
+        *,
+        ddf: Literal["satterthwaite", "kenward-roger"] | None = None,
+    ) -> pd.Series:
+        """Test of a linear combination ``L' beta`` with Satterthwaite or Kenward-Roger df.
 
         Parameters
         ----------
         weights : array-like
             One weight per fixed effect, in the order of ``params``.
+        ddf : {"satterthwaite", "kenward-roger"}, optional
+            Default: Kenward-Roger for a fit with ``ddf="kenward-roger"`` (adjusted SE and
+            df), Satterthwaite otherwise.
 
         Returns
         -------
@@ -520,13 +611,213 @@ class LmmResult(Result):
                 f"weights must have one entry per fixed effect ({len(self.params)}: "
                 f"{', '.join(self.params['term'])}), got shape {w.shape}."
             )
-        est = float(w @ self.params["estimate"].to_numpy())
-        var = float(w @ self.cov_params.to_numpy() @ w)
-        df = _satterthwaite(w, var, self._fit["jac"], self.vcov_varpar)
-        se = math.sqrt(var)
+        if ddf is None:
+            ddf = "kenward-roger" if self.ddf == "kenward-roger" else "satterthwaite"
+        est, se, df = self._linear_test(w, ddf)
         t = est / se
         p = 2 * stats.t.sf(abs(t), df)
         return pd.Series({"estimate": est, "se": se, "df": df, "statistic": t, "p": p})
+
+    def marginal_means(
+        self,
+        specs: str | list[str],
+        at: dict[str, Any] | None = None,
+        *,
+        ddf: Literal["satterthwaite", "kenward-roger"] = "satterthwaite",
+        adjust: Literal["tukey", "holm", "bonferroni", "none"] = "tukey",
+        level: float | None = None,
+    ) -> MarginalMeans:
+        """Estimated marginal means and their pairwise contrasts, as R's ``emmeans``.
+
+        Parameters
+        ----------
+        specs : str or list of str
+            The factor(s) whose levels get a mean (``emmeans(fit, pairwise ~ specs)``); a
+            numeric variable is allowed when ``at`` gives the values to compare.
+        at : dict, optional
+            Values of grid variables: a numeric variable at given value(s) instead of its
+            mean, or a factor restricted to some of its levels.
+        ddf : {"satterthwaite", "kenward-roger"}
+            Degrees of freedom: Satterthwaite's (default; emmeans with ``lmer.df =
+            "satterthwaite"``) or Kenward-Roger's with its adjusted covariance (REML fits;
+            ``lmer.df = "kenward-roger"``, emmeans' own default).
+        adjust : {"tukey", "holm", "bonferroni", "none"}
+            Multiplicity adjustment of the contrasts' p values (emmeans' default for
+            pairwise contrasts is Tukey's).
+        level : float, optional
+            Confidence level of the intervals; default the fit's.
+
+        Returns
+        -------
+        MarginalMeans
+            ``.means``, ``.contrasts``, ``.grid``, ``.params``, ``.notes``.
+
+        Notes
+        -----
+        The reference grid crosses all levels of every factor of the fixed part with every
+        numeric variable at its mean over the fit's rows; a mean averages the grid's
+        predictions over the other factors with equal weights (emmeans' defaults). A
+        variable inside a transform (``I(session**2)``) is set first and transformed after,
+        as emmeans does. Random effects are not part of the means (population level).
+
+        Examples
+        --------
+        >>> import alliance
+        >>> sessions = alliance.datasets.load_dataset("demo").sessions
+        >>> fit = alliance.models.lmm("phq9 ~ phase + session + (1 | client)", sessions)
+        >>> emm = fit.marginal_means("phase")
+        >>> emm.contrasts["contrast"].tolist()
+        ['assessment - exploration', 'assessment - treatment', 'exploration - treatment']
+        """
+        if ddf not in ("satterthwaite", "kenward-roger"):
+            raise ValueError(f"ddf must be 'satterthwaite' or 'kenward-roger', not {ddf!r}.")
+        level = self.level if level is None else float(level)
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}.")
+        f = self._fit
+        spec = f["fixed_spec"]
+        rows = f["data"].loc[f["index"], sorted(spec.required_variables)]
+        return marginal_means(
+            self,
+            specs,
+            at,
+            ddf=ddf,
+            level=level,
+            adjust=adjust,
+            spec=spec,
+            data=rows,
+            linear_test=self._linear_test,
+        )
+
+    def confint(
+        self,
+        method: Literal["wald", "profile"] = "profile",
+        *,
+        level: float | None = None,
+        parm: Literal["all", "fixed", "random"] = "all",
+    ) -> pd.DataFrame:
+        """Confidence intervals of the variance parameters and fixed effects (lme4's
+        ``confint.merMod``).
+
+        Parameters
+        ----------
+        method : {"profile", "wald"}
+            ``"profile"`` (default, as lme4): likelihood-ratio intervals, the values at which
+            the profiled ML deviance exceeds its minimum by the chi-square(1) quantile, for the
+            random-effect SDs and correlations, the residual SD and the fixed effects.
+            ``"wald"``: estimate +- z * SE for the fixed effects and NaN for the variance
+            parameters (as lme4, which gives no Wald interval for them).
+        level : float, optional
+            Confidence level; default the fit's ``level``.
+        parm : {"all", "fixed", "random"}
+            Which parameters: all, the fixed effects only, or the variance parameters only.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per parameter in lme4's order (variance parameters, then ``sigma``, then
+            the fixed effects): ``parameter`` (e.g. ``sd Intercept | client``, ``cor
+            Intercept, session | client``, ``sigma``, or the fixed-effect term), ``group``,
+            ``term``, ``term2``, ``estimate`` (this fit's), ``ci_low``, ``ci_high`` and
+            ``lme4_name`` (``.sig01``, ``.sig02``, ..., ``.sigma``, ``(Intercept)``, ...: the
+            row names of ``confint(fit, oldNames = TRUE)``).
+
+        Notes
+        -----
+        As lme4, profiles are computed on the maximum-likelihood deviance: a REML fit is
+        refitted by ML first (the intervals are then likelihood intervals around the ML
+        estimates; the ``estimate`` column stays this fit's). Each bound is the root of the
+        signed square root of the deviance difference, found by Brent's method with the other
+        parameters re-optimized at every trial value (lme4 interpolates a spline through
+        profile points instead; the two agree to about 1e-4). A bound that the profile does
+        not reach inside the parameter space is the boundary itself (an SD of 0, a
+        correlation of +-1). Wald intervals use the normal quantile, as lme4.
+
+        Examples
+        --------
+        >>> import alliance
+        >>> fit = alliance.models.lmm("phq9 ~ session + (1 | client)",
+        ...                           alliance.datasets.load_dataset("demo").sessions)
+        >>> ci = fit.confint("profile")
+        >>> ci["lme4_name"].tolist()
+        ['.sig01', '.sigma', '(Intercept)', 'session']
+        >>> bool((ci["ci_low"] < ci["estimate"]).all() and (ci["estimate"] < ci["ci_high"]).all())
+        True
+        """
+        if method not in ("wald", "profile"):
+            raise ValueError(
+                f"method must be 'profile' or 'wald', not {method!r} (a parametric bootstrap "
+                "is not implemented)."
+            )
+        if parm not in ("all", "fixed", "random"):
+            raise ValueError(f"parm must be 'all', 'fixed' or 'random', not {parm!r}.")
+        level = self.level if level is None else float(level)
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}.")
+        z = float(stats.norm.ppf(0.5 + level / 2))
+        ml = self.refit(reml=False)
+        f = ml._fit
+        profiler = Profiler(f["engine"], ml.nobs, len(ml.params))
+        rows = []
+        vc = self.variance_components
+        nsig = 0
+        levels = f["levels"]
+        for i, vp in enumerate(profiler.varpars):
+            if vp.kind == "sigma":
+                row = {"parameter": "sigma", "group": "Residual", "term": "", "term2": ""}
+                row["estimate"] = self.sigma
+                row["lme4_name"] = ".sigma"
+            else:
+                lv = levels[vp.level]
+                nsig += 1
+                if vp.kind == "sd":
+                    t1, t2 = lv.terms[vp.row], ""
+                    label = f"sd {t1} | {lv.name}"
+                else:
+                    t1, t2 = lv.terms[vp.col], lv.terms[vp.row]
+                    label = f"cor {t1}, {t2} | {lv.name}"
+                match = vc[(vc["group"] == lv.name) & (vc["term"] == t1) & (vc["term2"] == t2)]
+                row = {"parameter": label, "group": lv.name, "term": t1, "term2": t2}
+                row["estimate"] = float(match["sdcor"].iloc[0])
+                row["lme4_name"] = f".sig{nsig:02d}"
+            row["_index"] = i
+            rows.append(row)
+        varpar_rows = rows
+        fixed_rows = [
+            {
+                "parameter": term,
+                "group": "",
+                "term": term,
+                "term2": "",
+                "estimate": est,
+                "lme4_name": "(Intercept)" if term == "Intercept" else term,
+                "_index": j,
+            }
+            for j, (term, est) in enumerate(
+                zip(self.params["term"], self.params["estimate"], strict=True)
+            )
+        ]
+        out = []
+        if parm in ("all", "random"):
+            for row in varpar_rows:
+                if method == "wald":
+                    lo = hi = math.nan
+                else:
+                    lo, hi = profiler.varpar_interval(row["_index"], z)
+                out.append({**row, "ci_low": lo, "ci_high": hi})
+        if parm in ("all", "fixed"):
+            for row in fixed_rows:
+                j = row["_index"]
+                if method == "wald":
+                    se = math.sqrt(float(self._fit["phi"][j, j]))  # lme4: vcov(), unadjusted
+                    lo, hi = row["estimate"] - z * se, row["estimate"] + z * se
+                else:
+                    est_ml = float(ml.params["estimate"].iloc[j])
+                    se_ml = float(ml.params["se"].iloc[j])
+                    lo, hi = profiler.fixed_interval(j, est_ml, se_ml, z)
+                out.append({**row, "ci_low": lo, "ci_high": hi})
+        cols = ["parameter", "group", "term", "term2", "estimate", "ci_low", "ci_high"]
+        return pd.DataFrame(out, columns=[*cols, "lme4_name"])
 
     def to_frame(self) -> pd.DataFrame:
         """Fixed effects and variance components in one long frame (``part`` tells which)."""
@@ -543,7 +834,10 @@ class LmmResult(Result):
         """A text summary in the spirit of lme4's ``summary(fit)``."""
         lines = [
             f"Linear mixed model fit by {self.method}"
-            + (" (Satterthwaite df)" if self.ddf == "satterthwaite" else " (Wald z)"),
+            + {
+                "satterthwaite": " (Satterthwaite df)",
+                "kenward-roger": " (Kenward-Roger df and SEs)",
+            }.get(self.ddf, " (Wald z)"),
             f"Formula: {self.formula}",
             f"{self.method} log-likelihood {self.loglik:.4f}   AIC {self.aic:.2f}   "
             f"BIC {self.bic:.2f}",
@@ -638,7 +932,7 @@ def lmm(
     data: pd.DataFrame,
     reml: bool = True,
     *,
-    ddf: Literal["satterthwaite", "wald"] = "satterthwaite",
+    ddf: Literal["satterthwaite", "kenward-roger", "wald"] = "satterthwaite",
     level: float = 0.95,
     start: np.ndarray | None = None,
     maxiter: int = 2000,
@@ -660,11 +954,17 @@ def lmm(
     data : pandas.DataFrame
         Long format, one row per client x session.
     reml : bool
-        Restricted maximum likelihood (default) or maximum likelihood (for comparing models
-        with different fixed effects by likelihood ratio).
-    ddf : {"satterthwaite", "wald"}
+        Restricted maximum likelihood (default) or maximum likelihood. Models are compared
+        by likelihood ratio with :func:`alliance.models.compare`, which refits REML fits by
+        ML itself (as lme4's ``anova``), so there is no need to fit with ``reml=False`` for
+        that; ML fits are what ``compare(..., refit=False)`` and AIC comparisons of models
+        with different fixed effects need.
+    ddf : {"satterthwaite", "kenward-roger", "wald"}
         Degrees of freedom of the fixed-effect t tests: Satterthwaite's approximation as in
-        lmerTest (default), or ``"wald"`` for z tests.
+        lmerTest (default); ``"kenward-roger"`` (REML only): Kenward & Roger's adjusted
+        covariance of the fixed effects (so adjusted SEs) and df, as pbkrtest and lmerTest's
+        ``ddf = "Kenward-Roger"`` (dense in the rows, limited to 4,000; meant for small
+        numbers of therapists or clients); or ``"wald"`` for z tests.
     level : float
         Confidence level of ``ci_low``/``ci_high``.
     start : array-like, optional
@@ -709,8 +1009,13 @@ def lmm(
     ['term', 'estimate', 'se', 'df', 'statistic', 'p', 'ci_low', 'ci_high']
     """
     data = require_frame(data)
-    if ddf not in ("satterthwaite", "wald"):
-        raise ValueError(f"ddf must be 'satterthwaite' or 'wald', not {ddf!r}.")
+    if ddf not in ("satterthwaite", "kenward-roger", "wald"):
+        raise ValueError(f"ddf must be 'satterthwaite', 'kenward-roger' or 'wald', not {ddf!r}.")
+    if ddf == "kenward-roger" and not reml:
+        raise ValueError(
+            "Kenward-Roger df are defined for REML fits (as pbkrtest); fit with reml=True, "
+            "or use ddf='satterthwaite' with ML."
+        )
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}.")
     response, fixed, random = parse_formula(formula)
@@ -850,16 +1155,40 @@ def lmm(
         beta[const[0]] += y.mean()
     fit["sxx"] = transform @ fit["sxx"] @ transform.T
     fit["jac"] = np.einsum("ab,kbc,dc->kad", transform, fit["jac"], transform)
+    lambdas = [
+        lower_factor(a @ lam, lv.blocks)
+        for a, lam, lv in zip(shifts, st.lambdas(fit["theta"]), levels, strict=True)
+    ]
+    theta = np.array([lambdas[k][i, j] for k, i, j in st.theta_pos])
+    diag_mask = np.array([i == j for _, i, j in st.theta_pos])
+    singular = bool(np.any(theta[diag_mask] < SINGULAR_TOL))
+    covs = [sigma**2 * lam @ lam.T for lam in lambdas]
     vcov = sigma**2 * fit["sxx"]
+    phi = vcov
+    kr = None
+    if ddf == "kenward-roger":
+        kr = kenward_roger(
+            x,
+            [lv.z for lv in levels],
+            [lv.codes for lv in levels],
+            [lv.blocks for lv in levels],
+            covs,
+            sigma,
+            vcov,
+        )
+        vcov = kr.phi_a
     se = np.sqrt(np.diag(vcov))
     stat = beta / se
-    if ddf == "satterthwaite":
-        dfs = np.array(
-            [
-                _satterthwaite(np.eye(p)[i], vcov[i, i], fit["jac"], fit["vcov_varpar"])
-                for i in range(p)
-            ]
-        )
+    if ddf in ("satterthwaite", "kenward-roger"):
+        if kr is not None:
+            dfs = np.array([kr.ddf(np.eye(p)[i]) for i in range(p)])
+        else:
+            dfs = np.array(
+                [
+                    _satterthwaite(np.eye(p)[i], vcov[i, i], fit["jac"], fit["vcov_varpar"])
+                    for i in range(p)
+                ]
+            )
         pval = 2 * stats.t.sf(np.abs(stat), dfs)
         crit = stats.t.ppf(0.5 + level / 2, dfs)
     else:
@@ -879,14 +1208,6 @@ def lmm(
         }
     )
     # random-slope columns were centred for the fit (b = A b_c): back to the user's columns
-    lambdas = [
-        _lower_factor(a @ lam, lv.blocks)
-        for a, lam, lv in zip(shifts, st.lambdas(fit["theta"]), levels, strict=True)
-    ]
-    theta = np.array([lambdas[k][i, j] for k, i, j in st.theta_pos])
-    diag_mask = np.array([i == j for _, i, j in st.theta_pos])
-    singular = bool(np.any(theta[diag_mask] < SINGULAR_TOL))
-    covs = [sigma**2 * lam @ lam.T for lam in lambdas]
     vc_rows = []
     for lv, cov in zip(levels, covs, strict=True):
         for block in lv.blocks:
@@ -943,6 +1264,20 @@ def lmm(
             "covs": covs,
             "ztz": ztz,
             "jac": jac,
+            "data": data,
+            "phi": phi,
+            "kr": kr,
+            "options": {"ddf": ddf, "level": level, "maxiter": maxiter},
+            "engine": {
+                "dev": fit["dev"],
+                "theta": fit["theta"],
+                "transform": transform,
+                "const": int(const[0]) if len(const) else None,
+                "ymean": float(y.mean()),
+                "shifts": shifts,
+                "blocks": [lv.blocks for lv in levels],
+                "templates": st.templates,
+            },
         },
     )
     if not result.converged:
@@ -1107,6 +1442,7 @@ def _fit(
     }
     return {
         "st": st,
+        "dev": dev,
         "theta": theta,
         "beta": beta,
         "u": u,

@@ -3,6 +3,7 @@
 from alliance.plots.change import category_bars, jacobson_truax  # noqa: F401
 from alliance.plots.dyad import response_surface  # noqa: F401
 from alliance.plots.meta import forest, funnel  # noqa: F401
+from alliance.plots.mixed import fitted_trajectories  # noqa: F401
 from alliance.plots.models import simple_slopes  # noqa: F401
 from alliance.plots.monitoring import monitoring_course  # noqa: F401
 from alliance.plots.overview import mean_trajectory, sessions_per_client  # noqa: F401
