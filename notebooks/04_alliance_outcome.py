@@ -51,7 +51,7 @@ instrument = "phq9"  # outcome's registry name (its direction of improvement)
 # count when alliance_col is a summed instrument (WAI-SR total / 12 = its 1-5 item mean,
 # the scale of the demo's truth); 1 keeps the score as it is.
 alliance_items = None
-early_window = 3  # early alliance: mean of the first 3 rated sessions (early= of every model)
+early_window = 3  # early alliance: mean of the first 3 rated sessions (every model's early)
 lag = 1  # sessions from predictor to response in the session-level models
 run_dpm = True  # fit the dynamic panel model (ML-SEM)
 # Sessions the dynamic panel model uses (None: all). On the demo, 8 sessions take about

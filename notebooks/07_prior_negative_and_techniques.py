@@ -51,7 +51,7 @@ alliance_items = None
 moderator = "prior_negative_therapy"  # client-level moderator (in the clients table)
 technique = "reflection"  # session-level technique count, the mediation's predictor
 n_boot = 60  # cluster-bootstrap draws for the indirect effects (publication: 1000+)
-early_window = 3  # early alliance: mean of the first 3 rated sessions (early= of every model)
+early_window = 3  # early alliance: mean of the first 3 rated sessions (every model's early)
 # Ruptures: the study's rupture events when it has any; otherwise detected as a fall of at
 # least this many points of alliance_col from the previous rated session.
 rupture_drop = 8

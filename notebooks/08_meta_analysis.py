@@ -40,7 +40,7 @@ seed = 2026
 alliance_col = "wai_sr"  # alliance score column (two-stage IPD)
 outcome = "phq9"  # outcome score column (two-stage IPD)
 group = "site"  # the studies of the two-stage IPD meta-analysis
-early_window = 3  # sessions averaged for early alliance (early= of two_stage_ipd)
+early_window = 3  # sessions averaged for early alliance (two_stage_ipd's early)
 method = "REML"  # estimator of tau^2
 test = "knha"  # Knapp-Hartung adjustment ("z" for normal-theory tests)
 moderator = "rater"  # moderator of the meta-regression (a column of the study table)
