@@ -571,7 +571,7 @@ def test_errors_say_how_to_fix():
     with pytest.raises(TypeError, match="study.sessions"):
         lmm("y ~ x + (1 | client)", type("Study", (), {"sessions": data})())
     with pytest.raises(ValueError, match="ddf must be"):
-        lmm("y ~ x + (1 | client)", data, ddf="kenward-roger")
+        lmm("y ~ x + (1 | client)", data, ddf="containment")
     with pytest.raises(ValueError, match="unbalanced parentheses"):
         lmm("y ~ x + (1 | client", data)
 

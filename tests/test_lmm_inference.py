@@ -149,7 +149,12 @@ def test_refit_keeps_the_model_and_options():
     ml = fit.refit(reml=False)
     assert ml.method == "ML" and ml.ddf == "wald" and ml.formula == fit.formula
     assert ml.refit(reml=False) is ml
-    assert ml.loglik > fit.loglik  # the ML likelihood of the same model is not REML's
+    assert ml.loglik != fit.loglik  # the ML likelihood of the same model is not REML's
+    changed = sessions.copy()
+    again = lmm("phq9 ~ session + (1 | client)", changed)
+    changed.loc[changed.index[0], "phq9"] = 99.0
+    with pytest.raises(ValueError, match="has changed"):
+        again.refit(reml=False)
 
 
 # --------------------------------------------------------------------------- confint

@@ -102,6 +102,9 @@ ci_out <- list(
           reml = FALSE),
   ci_case("machines", "lme4_machines", mach,
           "score ~ Machine + (1 | Worker) + (1 | Worker:Machine)"),
+  # crossed: plates by samples (the crossed engine)
+  ci_case("penicillin", "lme4_penicillin", read("lme4_penicillin"),
+          "diameter ~ 1 + (1 | plate) + (1 | sample)"),
   # a singular fit: the therapist SD is estimated at 0 (lower bound 0)
   ci_case("boundary", "lmm_boundary", read("lmm_boundary"),
           "phq9 ~ alliance_within + session + (1 | client) + (1 | therapist)")

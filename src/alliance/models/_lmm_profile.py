@@ -203,7 +203,7 @@ class Profiler:
             z0,
             method="L-BFGS-B",
             bounds=bounds,
-            options={"ftol": 1e-12, "gtol": 1e-6, "eps": 1e-6, "maxiter": 500},
+            options={"ftol": 1e-11, "gtol": 1e-6, "eps": 1e-6, "maxiter": 500},
         )
         return float(res.fun), expand(res.x)
 
@@ -226,7 +226,7 @@ class Profiler:
             z0,
             method="L-BFGS-B",
             bounds=bounds,
-            options={"ftol": 1e-12, "gtol": 1e-6, "eps": 1e-6, "maxiter": 500},
+            options={"ftol": 1e-11, "gtol": 1e-6, "eps": 1e-6, "maxiter": 500},
         )
         return float(res.fun), expand(res.x)
 

@@ -454,6 +454,12 @@ class LmmResult(Result):
         LmmResult
             ``self`` when the criterion is already the one asked for.
 
+        Raises
+        ------
+        ValueError
+            The data frame the model was fitted to has been changed since (the fit keeps a
+            reference to it, not a copy).
+
         Examples
         --------
         >>> import alliance
@@ -464,7 +470,13 @@ class LmmResult(Result):
         """
         if bool(reml) == self.reml:
             return self
-        return lmm(self.formula, self._fit["data"], reml=bool(reml), **self._fit["options"])
+        out = lmm(self.formula, self._fit["data"], reml=bool(reml), **self._fit["options"])
+        if not (out.rows.equals(self.rows) and np.array_equal(out.outcome, self.outcome)):
+            raise ValueError(
+                "the data frame this model was fitted to has changed since (the fit keeps a "
+                "reference to it, not a copy); fit the model again with reml=... instead."
+            )
+        return out
 
     @property
     def fixed_variables(self) -> list[str]:
