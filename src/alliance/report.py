@@ -884,7 +884,10 @@ def _index(pages: list[tuple[str, str]], prov: dict, folder: Path) -> str:
         for s in prov.get("skipped", [])
     )
     if skipped:
-        items += f'</ol><p>Analyses that do not apply to these data:</p><ul class="skip">{skipped}</ul><ol>'
+        items += (
+            '</ul><p>Analyses that do not apply to these data:</p><ul class="skip">'
+            f'{skipped}</ul><ul class="pages">'
+        )
 
     figures = sorted(_saved(folder, "figures"), key=lambda e: e.get("seq", 0))
     known = {e["file"] for e in figures}
@@ -961,6 +964,7 @@ body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
        padding: 0 1rem; color: #222; line-height: 1.5; }}
 h1 {{ font-size: 1.7rem; margin-bottom: .2rem; }} h2 {{ margin-top: 2rem; }}
 td {{ padding: .2rem .6rem; vertical-align: top; }}
+ul.pages {{ list-style: none; padding-left: 1rem; }}
 code {{ font-size: .8rem; word-break: break-all; }}
 .prov {{ background: #f6f6f6; padding: .5rem 1rem 1rem; border-radius: .4rem;
         font-size: .9rem; }}
@@ -977,9 +981,9 @@ numbers. Client identifiers are never shown, and table cells describing fewer th
 clients are suppressed.</p>
 {pseudo}
 <h2>Analyses</h2>
-<ol>
+<ul class="pages">
 {items}
-</ol>
+</ul>
 <h2>Figures</h2>
 <div class="gallery">
 {gallery or "<p>No figures were exported.</p>"}
