@@ -110,7 +110,7 @@ def test_notebooks_that_do_not_apply_are_skipped_and_listed(tmp_path):
     assert [p.name for p in result.pages] == ["01_data_overview.html"]
     reasons = {s["reason"] for s in result.provenance["skipped"]}
     assert "needs an alliance score, the alliance questionnaire's items" in reasons
-    assert "needs an alliance score, a therapist column" in reasons
+    assert "needs an alliance score, the therapist (or social worker) identifier" in reasons
     assert "do not apply to these data" in (result.folder / "index.html").read_text()
 
 

@@ -131,6 +131,18 @@ def _apim(s):
     )
 
 
+def _compare(s):
+    small = s.sessions[s.sessions["client"].isin(s.clients["client"].iloc[:60])]
+    m0 = models.lmm("phq9 ~ session + (1 | client)", small, reml=False)
+    m1 = models.lmm("phq9 ~ session + wai_sr + (1 | client)", small, reml=False)
+    return models.compare(m0, m1)
+
+
+def _marginal(s):
+    small = s.sessions[s.sessions["client"].isin(s.clients["client"].iloc[:60])]
+    return models.lmm("phq9 ~ phase + (1 | client)", small).marginal_means("phase")
+
+
 def _monitoring(s):
     from alliance import monitoring
 
@@ -161,6 +173,8 @@ FITS = {
     "dyad.rsa": (_rsa, "RsaResult"),
     "dyad.apim": (_apim, "ApimResult"),
     "monitoring.evaluate": (_monitoring, "EvaluationResult"),
+    "models.compare": (_compare, "ComparisonResult"),
+    "marginal_means": (_marginal, "MarginalMeans"),
 }
 
 #: Typed attributes each class documents, with their type.
@@ -215,6 +229,8 @@ TYPED = {
     },
     "ApimResult": {"variance_components": pd.DataFrame, "mixed_model": models.LmmResult},
     "EvaluationResult": {"by_client": pd.DataFrame, "counts": pd.Series, "signal": str},
+    "ComparisonResult": {"table": pd.DataFrame, "refitted": bool, "fits": list},
+    "MarginalMeans": {"means": pd.DataFrame, "contrasts": pd.DataFrame, "grid": pd.DataFrame},
 }
 
 

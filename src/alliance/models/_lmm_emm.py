@@ -57,6 +57,7 @@ class MarginalMeans(Result):
     nobs: int
     excluded: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    counts: dict = field(default_factory=dict, repr=False)
 
     citation = (
         "Searle, Speed & Milliken (1980), The American Statistician 34(4); Lenth, emmeans "
@@ -66,6 +67,9 @@ class MarginalMeans(Result):
     @property
     def model(self) -> str:
         return "estimated marginal means"
+
+    def _n_by_level(self) -> dict[str, int]:
+        return dict(self.counts)  # the fitted model's N by level
 
     def __repr__(self) -> str:
         return f"<MarginalMeans: {len(self.means)} means, {len(self.contrasts)} contrasts>"
@@ -260,4 +264,5 @@ def marginal_means(
         nobs=fit.nobs,
         excluded=fit.excluded,
         notes=notes,
+        counts=fit.n.to_dict(),
     )
