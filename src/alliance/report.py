@@ -75,6 +75,39 @@ FORMATS = ("html", "docx", "latex")
 #: Arguments that keep notebook kernels quiet (no TCP or shutdown messages on the console).
 KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL", "--HistoryManager.enabled=False"]
 
+#: Lines the notebook kernels' C libraries may print at shutdown (ZeroMQ's signaler
+#: assertion when a socket closes under it); they say nothing about the report.
+KERNEL_NOISE = re.compile(r"Assertion failed: pfd\.revents & POLLIN|src/signaler\.cpp")
+
+
+@contextlib.contextmanager
+def kernel_noise_held():
+    """Hold what the kernels write to the process's stderr; pass on all but known noise.
+
+    Kernels inherit file descriptor 2, so their C libraries write past Python's
+    ``sys.stderr``. While a notebook runs, descriptor 2 goes to a temporary file; every
+    line except :data:`KERNEL_NOISE` is then written to stderr as it came.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr descriptor (embedded interpreters): nothing to hold
+        yield
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode("utf-8", errors="replace")
+            kept = [ln for ln in text.splitlines() if ln.strip() and not KERNEL_NOISE.search(ln)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
+
 
 def parse_formats(formats: str | Sequence[str] | None) -> tuple[str, ...]:
     """The report formats asked for, checked, in the order of :data:`FORMATS`.
@@ -473,7 +506,7 @@ def build_report(
                 nbformat.write(trimmed, source)
                 skipped += [(f"{_title(trimmed, book)}: {t}", r) for t, r in dropped]
             try:
-                with inline_figures():
+                with inline_figures(), kernel_noise_held():
                     pm.execute_notebook(
                         str(source),
                         str(executed),
