@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from alliance import io
-from alliance.design import Design, canonical_study, normalize_name, resolve_design
+from alliance.design import ROLES, Design, canonical_study, normalize_name, resolve_design
 from alliance.study import Study
 
 __all__ = ["InitResult", "init_study", "prepare_study", "wide_sessions"]
@@ -194,7 +194,7 @@ def prepare_study(
     for path in paths:
         if path.is_file():
             labels.update({renames.get(c, c): v for c, v in io.read_value_labels(path).items()})
-    explicit = {new: new for new in renames.values() if new in _role_names()}
+    explicit = {new: new for new in renames.values() if new in ROLES}
     explicit.update(roles)
     if wide:
         first = resolve_design(study, **explicit)
@@ -213,12 +213,6 @@ def _scale_score(frame: pd.DataFrame, instrument: str):
     from alliance.scoring import score
 
     return score(frame, instrument, subscales=False)[instrument].to_numpy()
-
-
-def _role_names() -> set[str]:
-    from alliance.design import ROLES
-
-    return set(ROLES)
 
 
 @dataclass

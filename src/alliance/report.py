@@ -106,7 +106,7 @@ def kernel_noise_held():
             text = held.read().decode("utf-8", errors="replace")
             kept = [ln for ln in text.splitlines() if ln.strip() and not KERNEL_NOISE.search(ln)]
             if kept:
-                print("\n".join(kept), file=sys.stderr)
+                sys.stderr.write("\n".join(kept) + "\n")
 
 
 def parse_formats(formats: str | Sequence[str] | None) -> tuple[str, ...]:
