@@ -116,11 +116,15 @@ def test_correlation_scale_attributes():
     assert res.r == pytest.approx(np.tanh(rec["pred"]), rel=RTOL)
     assert res.r_ci_low == pytest.approx(np.tanh(np.atleast_1d(rec["ci_lb"])[0]), rel=RTOL)
     assert res.r_pi_high == pytest.approx(np.tanh(rec["pi_ub"]), rel=RTOL)
-    frame = res.to_frame()
+    frame = res.pooled()
     assert frame["scale"].tolist() == ["z", "r"]
     for col in ("estimate", "se", "ci_low", "ci_high", "pi_low", "pi_high", "tau2", "I2", "Q", "k"):
         assert col in frame
     assert frame.loc[1, "estimate"] == pytest.approx(res.r)
+    # to_frame is the results contract's table, the same layout as every other analysis
+    contract = res.to_frame()
+    assert contract.columns[:3].tolist() == ["model", "term", "estimate"]
+    assert contract["estimate"].iloc[0] == pytest.approx(res.z)
 
 
 def test_sei_and_vi_give_the_same_model():

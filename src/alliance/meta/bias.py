@@ -189,9 +189,9 @@ class TrimFillResult(Result):
             f"the {self.side}\n" + self.result.summary()
         )
 
-    def to_frame(self) -> pd.DataFrame:
+    def pooled(self) -> pd.DataFrame:
         """The adjusted pooled estimate with k0 and side columns."""
-        out = self.result.to_frame()
+        out = self.result.pooled()
         out["k0"] = self.k0
         out["side"] = self.side
         return out

@@ -123,8 +123,8 @@ class MultilevelMetaResult(Result):
     def _n_by_level(self) -> dict[str, int]:
         return {"effects": self.k, "studies": self.n_studies}
 
-    def to_frame(self) -> pd.DataFrame:
-        """Tidy table: as :meth:`MetaResult.to_frame`, with one sigma2 column per level."""
+    def pooled(self) -> pd.DataFrame:
+        """Tidy summary: as :meth:`MetaResult.pooled`, with one sigma2 column per level."""
         common: dict[str, Any] = {"k": self.k, "n_studies": self.n_studies}
         for lev, val in self.sigma2.items():
             common[f"sigma2_{lev}"] = val

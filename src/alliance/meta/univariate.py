@@ -48,7 +48,7 @@ class MetaResult(Result):
     ``params`` has the contract's columns (``df`` is inf for z tests); ``nobs`` is ``k``;
     ``n`` counts effects, studies and (for correlations) participants; ``fit_measures``
     holds Q, I2, H2 and the moderator test; ``variance_components`` the between-study
-    variance. ``to_frame()`` is the pooled estimate on both scales (see there).
+    variance. ``pooled()`` is the pooled estimate on both scales (see there).
 
     Attributes
     ----------
@@ -262,10 +262,11 @@ class MetaResult(Result):
                 out[name] = np.tanh(out[c])
         return out
 
-    def to_frame(self) -> pd.DataFrame:
-        """The result as a tidy table.
+    def pooled(self) -> pd.DataFrame:
+        """The pooled estimate with its heterogeneity statistics, as a tidy table.
 
-        Without moderators: one row per scale (``z`` and ``r`` for correlations, ``yi``
+        :meth:`to_frame` is the results contract's table (the analysis' name, then
+        :attr:`params`); this is the meta-analytic summary. Without moderators: one row per scale (``z`` and ``r`` for correlations, ``yi``
         otherwise) with estimate, se, ci_low, ci_high, pi_low, pi_high, k, tau2, tau, I2,
         H2, Q, Q_df, Q_p, method, test. With moderators: :attr:`params` with the
         heterogeneity statistics as extra columns.
@@ -375,7 +376,7 @@ def meta_analysis(
     Returns
     -------
     MetaResult
-        ``.to_frame()`` gives the pooled estimate on both scales; attributes ``z``,
+        ``.pooled()`` gives the pooled estimate on both scales; attributes ``z``,
         ``r``, ``se``, ``ci_low``, ``ci_high``, ``pi_low``, ``pi_high``, ``tau2``, ``I2``
         (percent), ``Q``, ``k``; ``.heterogeneity`` adds Q-profile CIs.
 
@@ -405,7 +406,7 @@ def meta_analysis(
     (0.289, 60)
     >>> round(res.I2, 1)
     58.1
-    >>> res.to_frame()[["scale", "estimate", "ci_low", "ci_high"]].round(3)
+    >>> res.pooled()[["scale", "estimate", "ci_low", "ci_high"]].round(3)
       scale  estimate  ci_low  ci_high
     0     z     0.298   0.255    0.341
     1     r     0.289   0.249    0.328
