@@ -17,7 +17,6 @@ Input files are only read. The output folder must be new or empty.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from alliance import io
+from alliance._files import sha256_of
 from alliance.design import ROLES, Design, canonical_study, normalize_name, resolve_design
 from alliance.study import Study
 
@@ -258,14 +258,6 @@ class InitResult:
         return "\n".join(lines)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_out(out: Path) -> None:
     """``out`` must be new or empty: init never writes beside files it did not make."""
     from alliance._outdir import OutputRefused
@@ -319,7 +311,7 @@ def init_study(
     _check_out(out)
     study, design = prepare_study(data, **options)
     read = [Path(p) for p in study.files.values()] or paths
-    sources = [{"path": p.name, "sha256": _sha256(p)} for p in read if p.is_file()]
+    sources = [{"path": p.name, "sha256": sha256_of(p)} for p in read if p.is_file()]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.alliance-init-", dir=out.parent))
     try:

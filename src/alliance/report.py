@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import html
 import json
 import logging
@@ -35,6 +34,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from alliance import instruments as _instruments
+from alliance._files import sha256_of
 from alliance._outdir import OutputRefused, ReportFolder, checkpoint
 from alliance.datasets import dataset_files, dataset_names
 from alliance.paths import notebooks_dir
@@ -195,14 +195,6 @@ def list_notebooks(folder: Path | None = None) -> list[Path]:
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _input_files(data: str, study=None) -> list[Path]:
     """The files a study was read from (never the data folder's other files)."""
     if data in DATASETS:
@@ -245,7 +237,9 @@ def provenance(data: str, *, seed: int, command: str | None = None, study=None) 
             packages[name] = None
     return {
         "data": str(data),
-        "inputs": [{"file": p.name, "sha256": _sha256(p)} for p in _input_files(str(data), study)],
+        "inputs": [
+            {"file": p.name, "sha256": sha256_of(p)} for p in _input_files(str(data), study)
+        ],
         "seed": seed,
         "command": command or " ".join(["alliance", *sys.argv[1:]]),
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -306,7 +300,7 @@ def code_state(folder: Path | None = None) -> dict:
 
 def _lock_sha256() -> str | None:
     lock = _source_root() / "requirements.lock"
-    return _sha256(lock) if lock.is_file() else None
+    return sha256_of(lock) if lock.is_file() else None
 
 
 class PrivacyError(RuntimeError):
