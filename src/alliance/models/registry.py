@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alliance.design import ROLES as DESIGN_ROLES
+from alliance.design import resolve_design
 from alliance.simulate import Effects, simulate_study
 from alliance.study import Study
 
@@ -52,31 +54,10 @@ __all__ = [
     "unregister_model",
 ]
 
-#: Roles a model may need, in the order :func:`study_roles` reports them.
-ROLES = (
-    "client",
-    "therapist",
-    "site",
-    "session",
-    "alliance",
-    "outcome",
-    "technique",
-    "prior_negative_therapy",
-    "condition",
-    "termination",
-)
-_CONVENTIONAL = {
-    "client": ("client", "client_id", "clientid", "id"),
-    "therapist": ("therapist", "therapist_id", "therapistid"),
-    "site": ("site", "site_id"),
-    "session": ("session", "session_number", "sessionnumber"),
-    "alliance": ("alliance",),
-    "outcome": ("outcome",),
-    "technique": ("technique", "reflection"),
-    "prior_negative_therapy": ("prior_negative_therapy",),
-    "condition": ("condition",),
-    "termination": ("termination", "termination_reason", "end_reason"),
-}
+#: Roles a model may need, in the order :func:`study_roles` reports them: the roles
+#: :data:`alliance.design.ROLES` resolves, plus ``technique`` (the first of the design's
+#: technique columns).
+ROLES = (*DESIGN_ROLES, "technique")
 _TOKEN = re.compile(r"\{(\w+)\}")
 
 
@@ -544,8 +525,6 @@ def study_roles(data) -> dict[str, str]:
     >>> roles["alliance"], roles["outcome"], roles["therapist"]
     ('wai_sr', 'phq9', 'therapist')
     """
-    from alliance.design import resolve_design
-
     design = resolve_design(data)
     roles = {r: c for r, c in design.columns.items() if c is not None}
     if design.techniques:
