@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -232,3 +234,35 @@ def test_score_file_matches_score(rom, broken, tmp_path):
     assert "row 51: phq9_2 = 5" in str(caught.value) and "phq9_2 = 7" in str(caught.value)
     with pytest.raises(KeyError, match="Pass items="):
         score_file(path, out, "srs")
+
+
+def test_scan_sessions_reads_codebook_and_named_identifiers_as_text(tmp_path):
+    """A column the codebook (or ``ids=``) makes an identifier is text, as in read_study."""
+    path = tmp_path / "sessions.csv"
+    path.write_text(
+        "client,rater_code,coder,session,wai_sr\n001,7,3,1,40\n001,12,4,2,41\n1,7,3,1,38\n",
+        encoding="utf-8",
+    )
+    plain = pd.concat(scan_sessions(path))
+    assert plain["client"].tolist() == ["001", "001", "1"]  # client is always text
+    assert pd.api.types.is_numeric_dtype(plain["rater_code"])  # nothing says it is an id
+    named = pd.concat(scan_sessions(path, ids=["coder"]))
+    assert named["coder"].astype(object).tolist() == ["3", "4", "3"]
+    assert pd.api.types.is_numeric_dtype(named["rater_code"])
+    book = {
+        "resources": [
+            {
+                "name": "sessions",
+                "path": "sessions.csv",
+                "schema": {"fields": [{"name": "rater_code", "type": "string"}]},
+            }
+        ]
+    }
+    (tmp_path / "datapackage.json").write_text(json.dumps(book), encoding="utf-8")
+    coded = pd.concat(scan_sessions(path))
+    assert coded["rater_code"].astype(object).tolist() == ["7", "12", "7"]
+    assert alliance.read_study(tmp_path).sessions["rater_code"].astype(object).tolist() == [
+        "7",
+        "12",
+        "7",
+    ]

@@ -404,6 +404,14 @@ def choose_engine(
     return "pandas" if need <= budget else "duckdb"
 
 
+def _sessions_codebook_ids(path: Path) -> list[str]:
+    """The sessions identifiers of a ``datapackage.json`` beside ``path`` (none without one)."""
+    book_path = path.parent / "datapackage.json"
+    if not book_path.is_file():
+        return []
+    return _codebook_ids(Codebook.from_file(book_path), "sessions")
+
+
 def _codebook_ids(book: Codebook, table: str) -> list[str]:
     """Columns the codebook makes identifiers or text in one table (read as text)."""
     return book.identifiers(table)
@@ -610,6 +618,7 @@ def scan_sessions(
     columns: Mapping[str, str] | None = None,
     usecols: Sequence[str] | None = None,
     client: str = "client",
+    ids: Sequence[str] | None = None,
     progress: bool = False,
 ) -> Iterator[pd.DataFrame]:
     """Stream a big sessions file as DataFrames of whole clients, in bounded memory.
@@ -638,6 +647,11 @@ def scan_sessions(
         always read.
     client : str, default "client"
         The client identifier column (after renaming).
+    ids : list of str, optional
+        Further columns to read as text identifiers (named as after renaming), beside
+        the client, therapist and site columns and those the codebook makes identifiers:
+        when a ``datapackage.json`` lies beside the file, its ``sessions`` identifiers are
+        used, so ``01`` and ``1`` stay two clients as in :func:`read_study`.
     progress : bool, default False
         Show a progress bar (rows read).
 
@@ -675,7 +689,9 @@ def scan_sessions(
     tmp = _stream.temporary_folder()
     con = _stream.connect(temp_directory=tmp.name)
     try:
-        source = _stream.open_source(con, path)
+        wanted = [client, *_sessions_codebook_ids(path), *(ids or ())]
+        file_ids = _file_ids(_stream.header_of(path, (None, None, None)), rename, wanted)
+        source = _stream.open_source(con, path, ids=file_ids)
         back = {new: old for old, new in rename.items()}
         if back.get(client, client) not in source.columns:
             have = [rename.get(c, c) for c in source.columns]
