@@ -68,7 +68,7 @@ print(pooled.summary())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-summary = pooled.to_frame()[
+summary = pooled.pooled()[
     ["scale", "estimate", "ci_low", "ci_high", "pi_low", "pi_high", "k", "tau2", "I2"]
 ]
 save_table(summary, "pooled_correlation", export_dir)

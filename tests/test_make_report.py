@@ -15,6 +15,10 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from alliance.report import build_report, list_notebooks
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -28,8 +32,10 @@ def _committed_figures(book: Path) -> int:
     )
 
 
-def test_make_report_pages_have_every_figure(tmp_path):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """The demo report as `make report` builds it (once for every check in this file)."""
+    out = tmp_path_factory.mktemp("made") / "demo"
     env = dict(os.environ, MPLBACKEND="Agg")  # what a headless shell or CI may set
     run = subprocess.run(
         ["make", "-o", ".venv/.installed", "report", f"REPORT_OUT={out}"],
@@ -39,6 +45,11 @@ def test_make_report_pages_have_every_figure(tmp_path):
         text=True,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    return out, run
+
+
+def test_make_report_pages_have_every_figure(made):
+    out, run = made
     books = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     skipped = json.loads((out / "provenance.json").read_text())["skipped"]
     whole = {s["notebook"].split(":")[0] for s in skipped if s["reason"].startswith("needs")}
@@ -65,3 +76,39 @@ def test_make_report_pages_have_every_figure(tmp_path):
     for noise in ("Warning", "KeyboardInterrupt", "Alternative text", "TCP", "Traceback"):
         assert noise not in run.stdout + run.stderr, noise
     assert "report written:" in run.stdout
+
+
+def test_pages_provenance_and_no_client_identifiers(made):
+    out, _ = made
+    books = [b.stem + ".html" for b in list_notebooks()]
+    prov = json.loads((out / "provenance.json").read_text())
+    # the demo supports every notebook but the dyad one (it has no therapist rating)
+    assert [s["notebook"][:3] for s in prov["skipped"]] == ["10."]
+    assert "therapist-rated alliance" in prov["skipped"][0]["reason"]
+    pages = sorted(p.name for p in out.glob("[0-9][0-9]_*.html"))
+    assert pages == [b for b in books if b != "10_dyads.html"]
+    assert prov["seed"] == 2026 and "report" in prov["command"]
+    assert "sessions.csv.gz" in {i["file"] for i in prov["inputs"]}
+    assert all(len(i["sha256"]) == 64 for i in prov["inputs"])
+    index = (out / "index.html").read_text()
+    assert "Provenance" in index and prov["inputs"][0]["sha256"] in index
+    page = (out / "01_data_overview.html").read_text()
+    assert "C001" not in page and "C150" not in page
+
+
+def test_report_exports_figures_and_tables(made):
+    out, _ = made
+    assert (out / "figures" / "attendance_and_mean_trajectories.png").exists()
+    assert (out / "figures" / "attendance_and_mean_trajectories.svg").exists()
+    table = (out / "tables" / "study_sizes.csv").read_text()
+    assert table.splitlines()[0] == "measure,value"
+    assert "figures/attendance_and_mean_trajectories.png" in (out / "index.html").read_text()
+
+
+def test_figures_are_byte_stable(made, tmp_path):
+    out, _ = made
+    again = build_report("demo", tmp_path / "again", notebooks=list_notebooks()[:1])
+    for name in ("attendance_and_mean_trajectories.png", "attendance_and_mean_trajectories.svg"):
+        first = (out / "figures" / name).read_bytes()
+        second = (again.folder / "figures" / name).read_bytes()
+        assert first == second, name

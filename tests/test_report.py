@@ -1,43 +1,15 @@
-"""Reports: rendered pages, provenance, atomic writing, no client identifiers."""
+"""Reports: provenance, atomic writing, skips, no client identifiers.
+
+The whole demo report is built once, through the Makefile, in test_make_report.py; the
+checks on its pages live there.
+"""
 
 from __future__ import annotations
-
-import json
 
 import nbformat
 import pytest
 
 from alliance.report import NotebookFailed, PrivacyError, build_report, list_notebooks, provenance
-
-
-@pytest.fixture(scope="module")
-def demo_report(tmp_path_factory):
-    # every notebook, as `make report` runs them: the main job must work end to end
-    out = tmp_path_factory.mktemp("reports") / "demo"
-    return build_report("demo", out, command="pytest")
-
-
-def test_report_pages_and_provenance(demo_report):
-    folder = demo_report.folder
-    books = [b.stem + ".html" for b in list_notebooks()]
-    skipped = demo_report.provenance["skipped"]
-    # the demo supports every notebook but the dyad one (it has no therapist rating)
-    assert [s["notebook"][:3] for s in skipped] == ["10."]
-    assert "therapist-rated alliance" in skipped[0]["reason"]
-    assert [p.name for p in demo_report.pages] == [b for b in books if b != "10_dyads.html"]
-    assert (folder / "index.html").exists() and (folder / "01_data_overview.html").exists()
-    prov = json.loads((folder / "provenance.json").read_text())
-    assert prov["seed"] == 2026 and prov["command"] == "pytest"
-    names = {i["file"] for i in prov["inputs"]}
-    assert "sessions.csv.gz" in names
-    assert all(len(i["sha256"]) == 64 for i in prov["inputs"])
-    index = (folder / "index.html").read_text()
-    assert "Provenance" in index and prov["inputs"][0]["sha256"] in index
-
-
-def test_report_shows_no_client_identifiers(demo_report):
-    page = (demo_report.folder / "01_data_overview.html").read_text()
-    assert "C001" not in page and "C150" not in page
 
 
 def test_failed_notebook_leaves_no_report(tmp_path):
@@ -68,15 +40,6 @@ def test_provenance_hashes_a_user_file(tmp_path):
             "sha256": "33859f47f56496bd5340b8761f183649aee15887447dbee11465722e1237efe2",
         }
     ]
-
-
-def test_report_exports_figures_and_tables(demo_report):
-    folder = demo_report.folder
-    assert (folder / "figures" / "attendance_and_mean_trajectories.png").exists()
-    assert (folder / "figures" / "attendance_and_mean_trajectories.svg").exists()
-    table = (folder / "tables" / "study_sizes.csv").read_text()
-    assert table.splitlines()[0] == "measure,value"
-    assert "figures/attendance_and_mean_trajectories.png" in (folder / "index.html").read_text()
 
 
 def test_a_page_showing_identifiers_is_refused(tmp_path):
@@ -112,14 +75,6 @@ def test_notebooks_that_do_not_apply_are_skipped_and_listed(tmp_path):
     assert "needs an alliance score, the alliance questionnaire's items" in reasons
     assert "needs an alliance score, the therapist (or social worker) identifier" in reasons
     assert "do not apply to these data" in (result.folder / "index.html").read_text()
-
-
-def test_figures_are_byte_stable(demo_report, tmp_path):
-    again = build_report("demo", tmp_path / "again", notebooks=list_notebooks()[:1])
-    for name in ("attendance_and_mean_trajectories.png", "attendance_and_mean_trajectories.svg"):
-        first = (demo_report.folder / "figures" / name).read_bytes()
-        second = (again.folder / "figures" / name).read_bytes()
-        assert first == second, name
 
 
 def test_a_plain_csv_of_scores_with_its_own_column_names(tmp_path, demo):
