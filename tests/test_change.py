@@ -147,7 +147,10 @@ def test_cutoffs_by_hand():
     assert cut["value"].round(4).tolist() == [14.0, 18.0, 16.4615]
     # higher is better (e.g. the ORS): a = 20 + 2*6 = 32, b = 30 - 2*4 = 22,
     # c = (4*20 + 6*30) / 10 = 26
-    up = change.clinical_cutoffs(20, 6, 30, 4, higher_is_better=True)
+    up = change.clinical_cutoffs(20, 6, 30, 4, direction="higher_is_better")
+    with pytest.warns(DeprecationWarning, match="direction="):
+        old = change.clinical_cutoffs(20, 6, 30, 4, higher_is_better=True)
+    assert old["value"].tolist() == up["value"].tolist()
     assert up["value"].tolist() == [32.0, 22.0, 26.0]
 
 

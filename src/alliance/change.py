@@ -32,6 +32,7 @@ identify sudden gains in longitudinal data. PLOS ONE, 15(3), e0230276.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -571,9 +572,10 @@ def clinical_cutoffs(
     functional_mean: float | None = None,
     functional_sd: float | None = None,
     *,
-    higher_is_better: bool = False,
+    direction: str | None = None,
     method: str = "JT",
     reliability: float | None = None,
+    higher_is_better: bool | None = None,
 ) -> pd.DataFrame:
     """Cut-offs a, b and c of Jacobson & Truax (1991) or Hageman & Arrindell (1999).
 
@@ -583,14 +585,17 @@ def clinical_cutoffs(
         Mean and SD of the dysfunctional (clinical) population.
     functional_mean, functional_sd : float, optional
         Mean and SD of the functional population; b and c are NaN without them.
-    higher_is_better : bool
-        Direction of the scale.
+    direction : {"lower_is_better", "higher_is_better"}, optional
+        Direction of improvement on the scale, named as everywhere in the package
+        (default ``"lower_is_better"``, symptom scales).
     method : {'JT', 'HA'}
         ``'JT'``: cut-offs on observed scores. ``'HA'``: Hageman & Arrindell's
         true-score cut-offs, each SD multiplied by the square root of the reliability
         of its population (see Notes); needs ``reliability``.
     reliability : float, optional
         Reliability of the instrument in the clinical population (``method='HA'``).
+    higher_is_better : bool, optional
+        Former name of ``direction`` (deprecated: pass ``direction=``).
 
     Returns
     -------
@@ -623,6 +628,16 @@ def clinical_cutoffs(
     key = str(method).upper()
     if key not in ("JT", "HA"):
         raise ValueError(f"method={method!r}: pass 'JT' or 'HA' (Hageman & Arrindell)")
+    if higher_is_better is not None:
+        warnings.warn(
+            "clinical_cutoffs(higher_is_better=...) is deprecated; pass "
+            "direction='higher_is_better' or direction='lower_is_better'",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if direction is None:
+            direction = "higher_is_better" if higher_is_better else "lower_is_better"
+    higher_is_better = _higher_is_better(direction, None)
     sign = 1.0 if higher_is_better else -1.0
     has_functional = functional_mean is not None and functional_sd is not None
     side = "+" if higher_is_better else "-"
@@ -877,12 +892,18 @@ def clinical_significance(
             c_sd,
             f_mean,
             f_sd,
-            higher_is_better=higher,
+            direction="higher_is_better" if higher else "lower_is_better",
             method="HA",
             reliability=ha["reliability"],
         )
     else:
-        table = clinical_cutoffs(c_mean, c_sd, f_mean, f_sd, higher_is_better=higher)
+        table = clinical_cutoffs(
+            c_mean,
+            c_sd,
+            f_mean,
+            f_sd,
+            direction="higher_is_better" if higher else "lower_is_better",
+        )
     values = dict(zip(table["cutoff"], table["value"], strict=True))
     rule = "cut-off given"
     if cutoff is None:
