@@ -500,6 +500,8 @@ class LmmResult(Result):
             need |= set(lv.keys)
             for spec in lv.specs:
                 need |= set(spec.required_variables)
+        if f["options"].get("residual_groups") is not None:
+            need.add(f["options"]["residual_groups"])
         response = self.formula.split("~", 1)[0].strip()
         cols = [c for c in f["data"].columns if c in need or c == response]
         return f["data"].loc[f["index"], cols]

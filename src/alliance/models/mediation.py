@@ -130,7 +130,9 @@ def mediation(
 
     Path a: ``alliance[t] ~ tech_within + tech_between + session``. Path b:
     ``outcome[t+lag] ~ alliance_within + alliance_between + tech_within + tech_between +
-    outcome_within[t] + outcome_between + session``. Client random effects: the intercepts of
+    outcome_within[t] + session``, ``outcome_within[t]`` the outcome at the mediator's session
+    centred on the client's mean (or trend); its client mean is not a predictor (it contains
+    the outcomes being predicted, and would take the place of the client intercept). Client random effects: the intercepts of
     both equations, the within a path and the within b path, all correlated (a 4 x 4
     covariance); with a therapist column, therapist intercepts of both equations. Within
     parts are deviations from the client's own linear session trend (``detrend=True``, Wang &
@@ -154,8 +156,8 @@ def mediation(
         ``False`` fixes both paths (random intercepts only) and the indirect effect is
         ``a b``, which is biased when the paths covary.
     adjust_outcome : bool, default True
-        Path b adjusts for the outcome at the mediator's session t (its within and between
-        parts). Without it, a same-session correlation of alliance and outcome with an
+        Path b adjusts for the outcome at the mediator's session t (its within-client
+        part). Without it, a same-session correlation of alliance and outcome with an
         autocorrelated outcome confounds b (issue 16); ``False`` reproduces that model.
     n_boot : int, default 0
         Cluster-bootstrap draws (therapists resampled, or clients without a therapist
@@ -238,7 +240,6 @@ def mediation(
             "m_w": md["within"].to_numpy(),
             "m_b": md["between"].to_numpy(),
             "y_w": yd["within"].to_numpy(),
-            "y_b": yd["between"].to_numpy(),
             "y_now": frame[outcome].to_numpy(),
             "y": lead(frame, outcome, client, session, lag).to_numpy(),
         }
@@ -391,8 +392,8 @@ def mediation(
         rho = float(table.loc["b_yw", "estimate"])
         bias = -(1 + rho) / (t_med - 1) if t_med > 1 else np.nan
         notes.append(
-            f"path b adjusts for {outcome} at the mediator's session (within and between "
-            f"parts). Residual Nickell (1981) bias: with a median of {t_med:g} pairs per "
+            f"path b adjusts for {outcome} at the mediator's session (its within-client "
+            f"part). Residual Nickell (1981) bias: with a median of {t_med:g} pairs per "
             f"client (range {int(pairs.min())}-{int(pairs.max())}) the within-client "
             f"coefficient of {outcome} at t ({rho:.3f}) is biased by about -(1 + rho)/(T - 1) "
             f"= {bias:.3f}"
@@ -488,7 +489,6 @@ def _stack(data_a: pd.DataFrame, data_b: pd.DataFrame, adjust_outcome: bool) -> 
     out["b_xb"] = s_y * col("x_b")
     if adjust_outcome:
         out["b_yw"] = s_y * col("y_w")
-        out["b_yb"] = s_y * col("y_b")
     out["b_session"] = s_y * session
     return out
 
@@ -496,12 +496,16 @@ def _stack(data_a: pd.DataFrame, data_b: pd.DataFrame, adjust_outcome: bool) -> 
 def _stacked_formula(by_therapist: bool, random_paths: bool, adjust_outcome: bool) -> str:
     fixed = "s_m + a_xw + a_xb + a_session + s_y + b_mw + b_mb + b_xw + b_xb"
     if adjust_outcome:
-        fixed += " + b_yw + b_yb"
+        fixed += " + b_yw"
     fixed += " + b_session"
-    client = "0 + s_m + a_xw + s_y + b_mw" if random_paths else "0 + s_m + s_y"
-    formula = f"z ~ 0 + {fixed} + ({client} | client)"
+    # equation intercepts uncorrelated: with the client means among the fixed effects, the
+    # covariance of the two intercepts and the between b path carry the same information (a
+    # ridge in the likelihood); the a and b paths correlated (Kenny, Korchmaros & Bolger 2003)
+    formula = f"z ~ 0 + {fixed} + (0 + s_m | client) + (0 + s_y | client)"
+    if random_paths:
+        formula += " + (0 + a_xw + b_mw | client)"
     if by_therapist:
-        formula += " + (0 + s_m + s_y | therapist)"
+        formula += " + (0 + s_m | therapist) + (0 + s_y | therapist)"
     return formula
 
 
