@@ -61,11 +61,21 @@ m <- lme(z ~ 0 + s_m + a_xw + a_xb + a_session + s_y + b_mw + b_mb + b_xw + b_xb
          random = list(client = pdBlocked(list(pdDiag(~ 0 + s_m + s_y),
                                                pdSymm(~ 0 + a_xw + b_mw)))), data = med,
          weights = varIdent(form = ~ 1 | dv), method = "REML", control = ctrl)
+# asymptotic SE of cov(a_j, b_j) by the delta method on nlme's apVar (natural parameters:
+# log SDs and z = log((1 + r) / (1 - r)) of the pdSymm block, the log SD ratio, log sigma)
+pars <- attr(m$apVar, "Pars")
+sa <- exp(pars[["reStruct.client3"]]); sb <- exp(pars[["reStruct.client4"]])
+zc <- pars[["reStruct.client5"]]
+cov_ab <- sa * sb * tanh(zc / 2)
+grad <- c(0, 0, cov_ab, cov_ab, sa * sb * (1 - tanh(zc / 2)^2) / 2, 0, 0)
+cov_ab_se <- sqrt(as.numeric(t(grad) %*% m$apVar %*% grad))
 out$mediation_stacked <- summarise(m, "mediation_stacked",
   paste("z ~ 0 + s_m + a_xw + a_xb + a_session + s_y + b_mw + b_mb + b_xw + b_xb + b_yw +",
         "b_session + (0 + s_m | client) + (0 + s_y | client) + (0 + a_xw + b_mw | client)"),
   "pdBlocked(pdDiag(~ 0 + s_m + s_y), pdSymm(~ 0 + a_xw + b_mw)) | client", "dv", TRUE,
   "nlme_mediation_stacked")
+out$mediation_stacked$cov_ab <- cov_ab
+out$mediation_stacked$cov_ab_se <- cov_ab_se
 
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE),
            file.path(here, "nlme_varident.json"))
