@@ -60,7 +60,10 @@ m <- lme(z ~ 0 + s_m + a_xw + a_xb + a_session + s_y + b_mw + b_mb + b_xw + b_xb
            b_session,
          random = list(client = pdBlocked(list(pdDiag(~ 0 + s_m + s_y),
                                                pdSymm(~ 0 + a_xw + b_mw)))), data = med,
-         weights = varIdent(form = ~ 1 | dv), method = "REML", control = ctrl)
+         weights = varIdent(form = ~ 1 | dv), method = "REML",
+         control = modifyList(ctrl, list(.relStep = 1e-3)))
+# (apVar's finite-difference Hessian with a step of 1e-3 instead of the default eps^(1/3):
+# the default's value moves by 2% between steps, this one by less than 1e-4)
 # asymptotic SE of cov(a_j, b_j) by the delta method on nlme's apVar (natural parameters:
 # log SDs and z = log((1 + r) / (1 - r)) of the pdSymm block, the log SD ratio, log sigma)
 pars <- attr(m$apVar, "Pars")
