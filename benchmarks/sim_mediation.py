@@ -8,6 +8,11 @@ same-session innovation (``r_my``), the confound that the b path's adjustment fo
 at the mediator's session removes; the outcome's residual SD differs from the alliance's, so
 the stacked model needs outcome-specific residual variances.
 
+Scenarios: ``effect`` (no same-session correlation), ``null`` (``a = 0``, no covariance),
+and ``confound`` (``r_my = -0.3``) fitted with and without the b path's adjustment for the
+outcome at t (half the replications each): the adjustment removes most of the confound; what
+is left is the Nickell bias of the outcome's own coefficient passed on to b.
+
 ``alliance.models.mediation`` (default: the stacked model of Bauer, Preacher & Gil 2006,
 ``random_paths=True``) is compared with the naive product of the fixed a and b paths
 (``ab_within``: what the fixed-path model estimates). Reported: bias and the coverage of the
@@ -38,11 +43,13 @@ TRUTH = {
     "corr_ab": 0.6,
     "c": 0.1,
     "rho": 0.3,
-    "r_my": -0.3,
+    "r_my": 0.0,
     "sd_m": 1.0,
     "sd_y": 2.0,
 }
 NULL = TRUTH | {"a": 0.0, "corr_ab": 0.0}
+# the same-session confound: alliance residual and outcome innovation correlated
+CONFOUND = TRUTH | {"r_my": -0.3}
 DESIGN = {"n_clients": 100, "n_sessions": 10}
 
 
@@ -89,11 +96,21 @@ def true_indirect(truth: dict) -> float:
     return truth["a"] * truth["b"] + truth["corr_ab"] * truth["sd_a"] * truth["sd_b"]
 
 
-def one(seed: int, truth: dict, design: dict, n_mc: int = 4000) -> dict:
+def one(
+    seed: int, truth: dict, design: dict, n_mc: int = 4000, adjust_outcome: bool = True
+) -> dict:
     from alliance.models import mediation
 
     data = simulate(design["n_clients"], design["n_sessions"], truth, seed)
-    fit = mediation(data, "reflection", n_boot=0, n_mc=n_mc, seed=seed, detrend=False)
+    fit = mediation(
+        data,
+        "reflection",
+        n_boot=0,
+        n_mc=n_mc,
+        seed=seed,
+        detrend=False,
+        adjust_outcome=adjust_outcome,
+    )
     p = fit.params.set_index("term")
     target = true_indirect(truth)
     return {
@@ -101,6 +118,7 @@ def one(seed: int, truth: dict, design: dict, n_mc: int = 4000) -> dict:
         "indirect": float(p.loc["indirect_within", "estimate"]),
         "ab": float(p.loc["ab_within", "estimate"]),
         "cov_ab": float(p.loc["cov_ab_within", "estimate"]),
+        "b": float(p.loc["b_within", "estimate"]),
         "covered": bool(
             p.loc["indirect_within", "ci_low"] <= target <= p.loc["indirect_within", "ci_high"]
         ),
@@ -133,6 +151,10 @@ def summarise(rows: list[dict], truth: dict) -> dict:
         "mean_indirect": float(frame["indirect"].mean()),
         "bias_indirect": float(frame["indirect"].mean() - target),
         "mc_se_bias": float(frame["indirect"].std(ddof=1) / math.sqrt(n)),
+        "mean_cov_ab": float(frame["cov_ab"].mean()),
+        "true_cov_ab": truth["corr_ab"] * truth["sd_a"] * truth["sd_b"],
+        "mean_b": float(frame["b"].mean()),
+        "true_b": truth["b"],
         "mean_naive_ab": float(frame["ab"].mean()),
         "bias_naive_ab": float(frame["ab"].mean() - target),
         "coverage": cov_k / n,
@@ -151,11 +173,17 @@ def main() -> None:
     args = ap.parse_args()
     from joblib import Parallel, delayed
 
-    out = {"design": DESIGN, "truth": TRUTH, "null": NULL}
-    for name, truth in (("effect", TRUTH), ("null", NULL)):
+    out = {"design": DESIGN, "truth": TRUTH, "null_truth": NULL, "confound_truth": CONFOUND}
+    scenarios = [
+        ("effect", TRUTH, True, args.reps),
+        ("null", NULL, True, args.reps),
+        ("confound_adjusted", CONFOUND, True, args.reps // 2),
+        ("confound_unadjusted", CONFOUND, False, args.reps // 2),
+    ]
+    for name, truth, adjust, reps in scenarios:
         start = time.perf_counter()
         rows = Parallel(n_jobs=args.jobs)(
-            delayed(one)(seed, truth, DESIGN) for seed in range(args.reps)
+            delayed(one)(seed, truth, DESIGN, adjust_outcome=adjust) for seed in range(reps)
         )
         out[name] = summarise(rows, truth) | {"seconds": time.perf_counter() - start}
         print(name, json.dumps(out[name], indent=1))

@@ -63,7 +63,9 @@ def _inner(dev, theta0: np.ndarray, ftol: float = 1e-11) -> tuple[float, np.ndar
     diag = np.array([r == c for _, r, c in st.theta_pos])
     scale = np.where(diag, np.maximum(np.abs(theta0), 1e-3), 1.0)
     lower = st.lower_bounds()
-    bounds = [(lo / s if np.isfinite(lo) else None, None) for lo, s in zip(lower, scale, strict=True)]
+    bounds = [
+        (lo / s if np.isfinite(lo) else None, None) for lo, s in zip(lower, scale, strict=True)
+    ]
 
     def fun(phi):
         d, g = dev.deviance_and_gradient(phi * scale)
@@ -266,7 +268,9 @@ def varcomp_vcov(
     return v0, jac @ vcov_full @ jac.T
 
 
-def random_covariance_vcov(fit, entries: list[tuple[str, str, str]]) -> tuple[np.ndarray, np.ndarray]:
+def random_covariance_vcov(
+    fit, entries: list[tuple[str, str, str]]
+) -> tuple[np.ndarray, np.ndarray]:
     """Random-effect (co)variances of an :class:`~alliance.models.LmmResult` and their
     asymptotic covariance matrix (delta method; residual SD ratios included when fitted).
 

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alliance.models._lmm_varident import random_covariance_vcov
 from alliance.models._prep import (
     Exclusions,
     as_long,
@@ -45,7 +46,6 @@ from alliance.models._prep import (
     lead,
     standardize,
 )
-from alliance.models._lmm_varident import random_covariance_vcov
 from alliance.models._result import ModelResult
 from alliance.models.lmm import LmmResult, lmm
 from alliance.models.registry import register_model
@@ -268,7 +268,9 @@ def mediation(
         (f"b: session t + {lag} missed or {outcome} missing there", work["y"].isna(), outcome),
     ]
     if adjust_outcome:
-        rules.append((f"b: {outcome} missing at t (the mediator's session)", work["y_now"].isna(), outcome))
+        rules.append(
+            (f"b: {outcome} missing at t (the mediator's session)", work["y_now"].isna(), outcome)
+        )
     for reason, mask, col in rules:
         hit = ok_b & np.asarray(mask, dtype=bool)
         ex.add(reason, hit, work, col)
