@@ -3,20 +3,35 @@
 A session-level technique count (e.g. reflections or paraphrases, Kadushin & Kadushin 2013)
 predicts the session's alliance (path a), which predicts the outcome at the next session
 (path b). Predictor and mediator are split into within-client and between-client parts
-(Zhang, Zyphur & Preacher 2009), so the within-client indirect effect a_w x b_w and the
-between-client one a_b x b_b are estimated separately instead of being conflated (Krull &
-MacKinnon 2001; Preacher, Zyphur & Zhang 2010). Confidence intervals for the indirect effects
-come from a cluster bootstrap that resamples therapists (clients when there is no therapist
-column) with all their sessions (Field & Welsh 2007), and from the Monte Carlo method
-(Preacher & Selig 2012).
+(Zhang, Zyphur & Preacher 2009), so the within-client and between-client indirect effects are
+estimated separately instead of being conflated (Krull & MacKinnon 2001; Preacher, Zyphur &
+Zhang 2010). Both paths are fitted in one stacked mixed model (Bauer, Preacher & Gil 2006)
+with client-specific a and b paths that covary and a residual variance per equation, so that
+the within-client indirect effect is the average of the clients' products, ``a b + cov(a_j,
+b_j)`` (Kenny, Korchmaros & Bolger 2003). Path b adjusts for the outcome at the mediator's
+session (within-client part), which removes the same-session confound and leaves a Nickell
+(1981) bias that the notes quantify. Confidence intervals for the indirect effects come from
+the Monte Carlo method (Preacher & Selig 2012) and, optionally, a cluster bootstrap that
+resamples therapists (clients when there is no therapist column) with all their sessions
+(Field & Welsh 2007).
 
 References
 ----------
+Bauer, D. J., Preacher, K. J., & Gil, K. M. (2006). Conceptualizing and testing random
+indirect effects and moderated mediation in multilevel models: New procedures and
+recommendations. Psychological Methods, 11(2), 142-163.
+
 Field, C. A., & Welsh, A. H. (2007). Bootstrapping clustered data. Journal of the Royal
 Statistical Society B, 69(3), 369-390.
 
+Kenny, D. A., Korchmaros, J. D., & Bolger, N. (2003). Lower level mediation in multilevel
+models. Psychological Methods, 8(2), 115-128.
+
 Krull, J. L., & MacKinnon, D. P. (2001). Multilevel modeling of individual and group level
 mediated effects. Multivariate Behavioral Research, 36(2), 249-277.
+
+Nickell, S. (1981). Biases in dynamic models with fixed effects. Econometrica, 49(6),
+1417-1426.
 
 Preacher, K. J., & Selig, J. P. (2012). Advantages of Monte Carlo confidence intervals for
 indirect effects. Communication Methods and Measures, 6(2), 77-98.
@@ -31,6 +46,8 @@ hierarchical linear models: Problems and solutions. Organizational Research Meth
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,8 +71,8 @@ from alliance.results import n_by_level
 __all__ = ["MediationResult", "mediation"]
 
 CITATION = (
-    "Zhang, Zyphur & Preacher (2009); Krull & MacKinnon (2001); Preacher & Selig (2012); "
-    "Field & Welsh (2007)"
+    "Bauer, Preacher & Gil (2006); Kenny, Korchmaros & Bolger (2003); Zhang, Zyphur & "
+    "Preacher (2009); Krull & MacKinnon (2001); Preacher & Selig (2012); Field & Welsh (2007)"
 )
 
 
@@ -71,14 +88,14 @@ class MediationResult(ModelResult):
         The stacked mixed model of both paths (Bauer, Preacher & Gil 2006): terms ``a_*`` of
         the alliance equation, ``b_*`` of the outcome equation, ``residual_ratios`` by
         equation (``dv``).
-    path_a, path_b : alliance.models.LmmResult or None
-        ``path_b`` is the stacked model (kept for code written for separate paths);
-        ``path_a`` is None.
+    path_a, path_b : alliance.models.LmmResult
+        Both the stacked model, which holds both paths (kept for code written for separate
+        models of the paths).
     boot : pandas.DataFrame or None
         The cluster-bootstrap draws of the paths and indirect effects (None when
         ``n_boot=0``).
     n_boot_failed : int
-        Bootstrap draws that could not be fitted (left out).
+        Bootstrap draws that could not be fitted or failed the gradient test (left out).
     """
 
     path_a: LmmResult | None = None
@@ -180,8 +197,8 @@ def mediation(
         when ``n_boot > 0``; ``mc_ci_low``/``mc_ci_high`` always give the Monte Carlo
         interval. ``std_estimate``: a and b standardized by the SDs at their level, the
         indirect effects (without the covariance) as the product of the standardized a and
-        b. ``.indirect``: the two indirect-effect rows; ``.path_a`` is None and ``.path_b``
-        the stacked model (also ``.stacked``); ``.boot``, ``.n_boot_failed``.
+        b. ``.indirect``: the two indirect-effect rows; ``.stacked`` the stacked model (also
+        ``.path_a`` and ``.path_b``); ``.boot``, ``.n_boot_failed``.
 
     Notes
     -----
@@ -410,7 +427,9 @@ def mediation(
             f"{alliance} and {outcome} with autocorrelated symptoms confounds b (issue 16)."
         )
     if n_failed:
-        notes.append(f"{n_failed} bootstrap draws could not be fitted and were left out.")
+        notes.append(
+            f"{n_failed} bootstrap draws could not be fitted or did not converge and were left out."
+        )
     if fit.singular:
         notes.append(
             "singular fit: a random-effect variance at zero or a correlation at +-1; "
@@ -443,7 +462,7 @@ def mediation(
         ),
         converged=bool(fit.converged),
         singular=bool(fit.singular),
-        path_a=None,
+        path_a=fit,
         path_b=fit,
         stacked=fit,
         boot=boot,
@@ -552,6 +571,17 @@ def _monte_carlo(fit, est, random_paths, n_mc, rng, alpha) -> dict[str, tuple[fl
     return out
 
 
+@contextmanager
+def _quiet(logger: logging.Logger):
+    """Silence a logger's warnings (bootstrap refits report non-convergence in the result)."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _cluster_bootstrap(stacked, formula, fit, n_boot, rng, random_paths, *, by_therapist):
     """Resample clusters (therapists, else clients) with replacement; refit the stacked model."""
     if n_boot == 0:
@@ -574,8 +604,15 @@ def _cluster_bootstrap(stacked, formula, fit, n_boot, rng, random_paths, *, by_t
         sample["client"] = client_codes[idx] + n_clients * copy_no
         sample["therapist"] = copy_no if key == "therapist" else 0
         try:
-            refit = lmm(formula, sample, residual_groups="dv", start=fit.theta)
+            with _quiet(logging.getLogger(lmm.__module__)):
+                refit = lmm(formula, sample, residual_groups="dv", start=fit.theta)
         except (ValueError, np.linalg.LinAlgError):
+            failed += 1
+            continue
+        # a singular draw (a path variance at 0, a correlation at +-1) can have a Hessian
+        # that is not positive semi-definite along the boundary; it is kept when the gradient
+        # test passes, and draws that fail it are counted with the failures
+        if not (refit.converged or refit.convergence["max_scaled_gradient"] < 2e-3):
             failed += 1
             continue
         out.append(_paths(refit, random_paths))
