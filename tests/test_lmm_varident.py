@@ -52,6 +52,8 @@ def test_fixed_effects_ses_and_loglik_match_nlme(case):
         assert p.loc[_name(term), "estimate"] == pytest.approx(value, rel=1e-5, abs=1e-7), term
         assert p.loc[_name(term), "se"] == pytest.approx(ref["se"][term], rel=1e-4), term
     assert fit.loglik == pytest.approx(ref["loglik"], rel=1e-6)
+    assert fit.n_params == ref["df"]  # the ratios count as parameters (AIC, compare)
+    assert fit.aic == pytest.approx(ref["aic"], rel=1e-6)
     assert fit.converged
 
 
@@ -120,3 +122,16 @@ def test_crossed_design_with_residual_groups_runs_and_only_raises_the_likelihood
     assert split.params["estimate"].iloc[0] == pytest.approx(
         plain.params["estimate"].iloc[0], abs=0.5
     )
+
+
+def test_compare_refits_by_ml_and_counts_the_ratio():
+    # the REML fit refitted by ML reaches nlme's ML logLik; the LRT against the
+    # homoscedastic model has 1 df (the SD ratio)
+    from alliance.models import compare
+
+    d = _data("lme4_orthodont")
+    f = "distance ~ age * female + (1 + age | Subject)"
+    table = compare(lmm(f, d), lmm(f, d, residual_groups="sex"))
+    assert table["loglik"].iloc[1] == pytest.approx(CASES["orthodont_sex_ml"]["loglik"], rel=1e-6)
+    assert table["df"].iloc[1] == 1
+    assert table["chisq"].iloc[1] == pytest.approx(2 * table["loglik"].diff().iloc[1])

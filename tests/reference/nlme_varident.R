@@ -36,6 +36,8 @@ summarise <- function(fit, name, formula, random_formula, groups, reml, data_nam
     fixef = as.list(fixef(fit)),
     se = as.list(sqrt(diag(vcov(fit)))),
     loglik = as.numeric(logLik(fit)),
+    df = attr(logLik(fit), "df"),
+    aic = AIC(fit),
     sigma = fit$sigma,
     ratios = as.list(ratios),
     varcov = unname(matrix(as.numeric(vc), nrow(vc))),

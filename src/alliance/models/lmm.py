@@ -359,8 +359,10 @@ class LmmResult(Result):
     # ---- information criteria
     @property
     def n_params(self) -> int:
-        """Number of estimated parameters: fixed effects, theta, and sigma."""
-        return len(self.params) + len(self.theta) + 1
+        """Number of estimated parameters: fixed effects, theta, sigma (and the residual SD
+        ratios with ``residual_groups=``)."""
+        ratios = 0 if self.residual_ratios is None else len(self.residual_ratios) - 1
+        return len(self.params) + len(self.theta) + 1 + ratios
 
     @property
     def aic(self) -> float:
