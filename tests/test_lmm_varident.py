@@ -131,7 +131,7 @@ def test_compare_refits_by_ml_and_counts_the_ratio():
 
     d = _data("lme4_orthodont")
     f = "distance ~ age * female + (1 + age | Subject)"
-    table = compare(lmm(f, d), lmm(f, d, residual_groups="sex"))
+    table = compare(lmm(f, d), lmm(f, d, residual_groups="sex")).table
     assert table["loglik"].iloc[1] == pytest.approx(CASES["orthodont_sex_ml"]["loglik"], rel=1e-6)
     assert table["df"].iloc[1] == 1
     assert table["chisq"].iloc[1] == pytest.approx(2 * table["loglik"].diff().iloc[1])
