@@ -1347,7 +1347,7 @@ def lmm(
         result.notes.append(
             f"Residual SD by {residual_groups} (varIdent): sigma is that of "
             f"{varident['labels'][0]!r}; ratios in .residual_ratios. Fixed-effect SEs and df "
-            "are conditional on the ratios."
+            "are conditional on the ratios; r2 and icc use that group's residual variance."
         )
     if not result.converged:
         log.warning("lmm: optimizer did not converge: %s", fit["convergence"])
