@@ -458,41 +458,42 @@ def test_mediation_recovers_a_path_and_indirect_effect(truth, null):
 
 
 def test_mediation_monte_carlo_se_matches_the_delta_method(demo):
-    # the MC draws of a x b with independent a and b: their SD equals the first-order
-    # (Sobel) delta-method SE sqrt(a^2 se_b^2 + b^2 se_a^2 + se_a^2 se_b^2) (exact for the
-    # product of independent normals) to Monte Carlo error; 5% with 20000 draws
+    # the MC draws of a x b with (a, b) jointly normal from the stacked model: their SD equals
+    # the exact SD of a product of correlated normals, sqrt(a^2 s_b^2 + b^2 s_a^2 + 2ab s_ab +
+    # s_a^2 s_b^2 + s_ab^2); within, plus the variance of cov(a_j, b_j) (drawn independently);
+    # to Monte Carlo error, 5% with 20000 draws
     fit = mediation(
         demo, "reflection", alliance="wai", outcome="phq9", therapist="therapist", n_boot=0, seed=2
     )
     p = fit.params.set_index("term")
-    for part in ("within", "between"):
-        a, b = p.loc[f"a_{part}"], p.loc[f"b_{part}"]
-        exact = np.sqrt(
-            a["estimate"] ** 2 * b["se"] ** 2
-            + b["estimate"] ** 2 * a["se"] ** 2
-            + a["se"] ** 2 * b["se"] ** 2
-        )
-        assert p.loc[f"indirect_{part}", "se"] == pytest.approx(exact, rel=0.05), part
-    assert fit.path_b.params["term"].tolist()[:6] == [
-        "Intercept",
-        "m_w",
-        "m_b",
-        "x_w",
-        "x_b",
-        "session",
-    ]  # b adjusts for the predictor at both levels
-    assert any("draw a and b independently" in n for n in fit.notes)
+    vc = fit.stacked.cov_params
+    for part, (ta, tb) in {"within": ("a_xw", "b_mw"), "between": ("a_xb", "b_mb")}.items():
+        a, b = p.loc[f"a_{part}", "estimate"], p.loc[f"b_{part}", "estimate"]
+        va, vb, cab = vc.loc[ta, ta], vc.loc[tb, tb], vc.loc[ta, tb]
+        var = a**2 * vb + b**2 * va + 2 * a * b * cab + va * vb + cab**2
+        if part == "within":
+            var += p.loc["cov_ab_within", "se"] ** 2
+        assert p.loc[f"indirect_{part}", "se"] == pytest.approx(np.sqrt(var), rel=0.05), part
+    assert p.loc["indirect_within", "estimate"] == pytest.approx(
+        p.loc["ab_within", "estimate"] + p.loc["cov_ab_within", "estimate"]
+    )
+    terms = fit.stacked.params["term"].tolist()
+    assert {"b_mw", "b_mb", "b_xw", "b_xb", "b_yw"} <= set(terms)  # b adjusts for x and y at t
+    assert any("Nickell" in n for n in fit.notes)
+    assert fit.stacked.residual_ratios.index.tolist() == ["alliance", "outcome"]
 
 
 def test_mediation_cluster_bootstrap_is_reproducible(demo):
-    kw = dict(alliance="wai", outcome="phq9", therapist="therapist", n_boot=8, seed=3)
-    a = mediation(demo, "reflection", **kw)
-    b = mediation(demo, "reflection", **kw)
+    few = demo.sessions[demo.sessions["therapist"].isin(demo.sessions["therapist"].unique()[:8])]
+    kw = dict(alliance="wai", outcome="phq9", therapist="therapist", n_boot=3, seed=3)
+    a = mediation(few, "reflection", random_paths=False, **kw)
+    b = mediation(few, "reflection", random_paths=False, **kw)
     pd.testing.assert_frame_equal(a.params, b.params)
-    assert len(a.boot) + a.n_boot_failed == 8
+    assert len(a.boot) + a.n_boot_failed == 3
     row = a.params.set_index("term").loc["indirect_within"]
     assert row["ci_low"] < row["ci_high"]
     assert any("resampling therapists" in n for n in a.notes)
+    assert a.params.set_index("term").loc["cov_ab_within", "estimate"] == 0.0
 
 
 # --------------------------------------------------------------------------- results API

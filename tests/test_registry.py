@@ -72,7 +72,7 @@ def test_every_registered_model_is_listed_with_its_columns():
 
 # per-model options that keep a demo fit short (or give it what it needs)
 _QUICK = {
-    "mediation": {"n_boot": 10, "n_mc": 1000, "seed": 1},
+    "mediation": {"n_boot": 2, "n_mc": 1000, "seed": 1},
     "rupture_outcome": "events",
     "dynamic_panel": {"max_sessions": 6},
     "riclpm": {"max_sessions": 6},

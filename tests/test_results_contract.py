@@ -210,6 +210,7 @@ TYPED = {
         "indirect": pd.DataFrame,
         "path_a": models.LmmResult,
         "path_b": models.LmmResult,
+        "stacked": models.LmmResult,
     },
     "DropoutResult": {"data": pd.DataFrame, "n_dropout": int, "method": str},
     "MetaResult": {"fit_measures": pd.Series, "excluded_rows": pd.DataFrame},

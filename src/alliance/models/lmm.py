@@ -28,6 +28,7 @@ from alliance.models._lmm_emm import MarginalMeans, marginal_means
 from alliance.models._lmm_formula import RandomTerm, parse_formula
 from alliance.models._lmm_kr import kenward_roger
 from alliance.models._lmm_profile import Profiler, lower_factor
+from alliance.models._lmm_varident import fit_ratios, row_scale, start_log_ratios
 from alliance.results import Result, exclusion_log, level_name
 
 __all__ = ["lmm", "LmmResult"]
@@ -286,6 +287,10 @@ class LmmResult(Result):
     vcov_varpar : numpy.ndarray
         Asymptotic covariance of ``(theta, sigma)`` (twice the inverse Hessian of the deviance),
         used for Satterthwaite's df; see :meth:`contrast`.
+    residual_ratios : pandas.Series or None
+        With ``residual_groups=``: the residual SD of each group over that of the first
+        (nlme's ``coef(varIdent, unconstrained = FALSE, allCoef = TRUE)``); ``sigma`` and the
+        ``Residual`` row of ``variance_components`` are the first group's. None otherwise.
     r2, icc
         Nakagawa-Schielzeth R^2 and per-level ICCs (properties).
     n : pandas.Series
@@ -326,6 +331,7 @@ class LmmResult(Result):
     level: float
     _fit: dict[str, Any] = field(repr=False)
     notes: list[str] = field(default_factory=list)
+    residual_ratios: pd.Series | None = None
 
     citation = (
         "Bates, Maechler, Bolker & Walker (2015), Journal of Statistical Software 67(1); "
@@ -353,8 +359,10 @@ class LmmResult(Result):
     # ---- information criteria
     @property
     def n_params(self) -> int:
-        """Number of estimated parameters: fixed effects, theta, and sigma."""
-        return len(self.params) + len(self.theta) + 1
+        """Number of estimated parameters: fixed effects, theta, sigma (and the residual SD
+        ratios with ``residual_groups=``)."""
+        ratios = 0 if self.residual_ratios is None else len(self.residual_ratios) - 1
+        return len(self.params) + len(self.theta) + 1 + ratios
 
     @property
     def aic(self) -> float:
@@ -494,6 +502,8 @@ class LmmResult(Result):
             need |= set(lv.keys)
             for spec in lv.specs:
                 need |= set(spec.required_variables)
+        if f["options"].get("residual_groups") is not None:
+            need.add(f["options"]["residual_groups"])
         response = self.formula.split("~", 1)[0].strip()
         cols = [c for c in f["data"].columns if c in need or c == response]
         return f["data"].loc[f["index"], cols]
@@ -767,6 +777,11 @@ class LmmResult(Result):
         if not 0 < level < 1:
             raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}.")
         z = float(stats.norm.ppf(0.5 + level / 2))
+        if self.residual_ratios is not None and method == "profile":
+            raise ValueError(
+                "profile intervals are not implemented with residual_groups=; use "
+                "confint('wald') for the fixed effects."
+            )
         ml = self.refit(reml=False)
         f = ml._fit
         profiler = Profiler(f["engine"], ml.nobs, len(ml.params))
@@ -948,6 +963,7 @@ def lmm(
     level: float = 0.95,
     start: np.ndarray | None = None,
     maxiter: int = 2000,
+    residual_groups: str | None = None,
 ) -> LmmResult:
     """Fit a linear mixed model with nested or crossed random effects (lme4 formula syntax).
 
@@ -984,6 +1000,13 @@ def lmm(
         levels innermost first). Default: method-of-moments estimates.
     maxiter : int
         Most L-BFGS-B iterations.
+    residual_groups : str, optional
+        A column whose groups have their own residual variance: the residual SD of group g is
+        ``sigma * r_g``, the first group (sorted) at ``r = 1``, as nlme's ``lme(...,
+        weights = varIdent(form = ~ 1 | residual_groups))`` (e.g. the outcome indicator of
+        a stacked multivariate model, Bauer, Preacher & Gil 2006). The ratios are estimated
+        by (RE)ML and returned in ``.residual_ratios``; fixed-effect SEs and Satterthwaite's
+        df are conditional on them (not Kenward-Roger, not profile intervals).
 
     Returns
     -------
@@ -1030,6 +1053,11 @@ def lmm(
         )
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}.")
+    if residual_groups is not None and ddf == "kenward-roger":
+        raise ValueError(
+            "Kenward-Roger df are not available with residual_groups=; use "
+            "ddf='satterthwaite' (conditional on the residual SD ratios) or 'wald'."
+        )
     response, fixed, random = parse_formula(formula)
     if not random:
         raise ValueError(
@@ -1047,6 +1075,8 @@ def lmm(
         raise ValueError(f"could not read formula {formula!r}: {exc}") from exc
     for term in random:
         needed |= set(term.group)
+    if residual_groups is not None:
+        needed.add(residual_groups)
     columns = [c for c in data.columns if c in needed]
     missing_cols = sorted(needed - set(columns))
     if missing_cols:
@@ -1148,6 +1178,18 @@ def lmm(
         fit_levels, shifts = _centre_slopes(levels)
     else:
         fit_levels, shifts = levels, [np.eye(lv.q) for lv in levels]
+    varident = None
+    if residual_groups is not None:
+        # group-specific residual SDs (nlme's varIdent): rows scaled by 1 / r_g; see
+        # _lmm_varident for the likelihood's Jacobian term and the outer search over r
+        with _one_blas_thread():
+            varident = _fit_varident(
+                y_fit, x_fit, fit_levels, xnames, frame, residual_groups, reml, nested, start
+            )
+        w = varident["w"]
+        y_fit, x_fit = y_fit * w, x_fit * w[:, None]
+        fit_levels = [replace(lv, z=lv.z * w[:, None]) for lv in fit_levels]
+        start = varident["theta"]
     with _one_blas_thread():
         fit = _fit(
             y_fit,
@@ -1159,6 +1201,8 @@ def lmm(
             maxiter=maxiter,
             nested=nested,
         )
+    if varident is not None:
+        fit["deviance"] += varident["jacobian"]
 
     # ---- assemble results (back to the user's parametrization)
     st, sigma = fit["st"], fit["sigma"]
@@ -1279,7 +1323,9 @@ def lmm(
             "data": data,
             "phi": phi,
             "kr": kr,
-            "options": {"ddf": ddf, "level": level, "maxiter": maxiter},
+            "options": {"ddf": ddf, "level": level, "maxiter": maxiter}
+            | ({"residual_groups": residual_groups} if residual_groups is not None else {}),
+            "varident": varident,
             "engine": {
                 "dev": fit["dev"],
                 "theta": fit["theta"],
@@ -1292,6 +1338,17 @@ def lmm(
             },
         },
     )
+    if varident is not None:
+        result.residual_ratios = pd.Series(
+            np.exp(np.r_[0.0, varident["log_r"]]),
+            index=pd.Index(varident["labels"], name=residual_groups),
+            name="residual SD ratio",
+        )
+        result.notes.append(
+            f"Residual SD by {residual_groups} (varIdent): sigma is that of "
+            f"{varident['labels'][0]!r}; ratios in .residual_ratios. Fixed-effect SEs and df "
+            "are conditional on the ratios; r2 and icc use that group's residual variance."
+        )
     if not result.converged:
         log.warning("lmm: optimizer did not converge: %s", fit["convergence"])
         result.notes.append(
@@ -1302,6 +1359,75 @@ def lmm(
             "Singular fit: a random-effect variance is at zero or a correlation at +-1."
         )
     return result
+
+
+def _weighted_deviance(y, x, levels: list[_Level], codes, *, reml: bool, nested: bool):
+    """A factory ``log r -> deviance object`` of the rows divided by their group's SD ratio.
+
+    Nested designs: the cross products are sums over rows, so those of each residual group
+    are formed once and any ratios give a weighted sum of them (no pass over the rows).
+    """
+    ngroups = int(codes.max()) + 1
+
+    def specs_for(w):
+        return [
+            LevelSpec(lv.name, lv.codes, lv.z * w[:, None], lv.template(), lv.terms)
+            for lv in levels
+        ]
+
+    if not nested:
+
+        def make_crossed(log_r):
+            w = row_scale(log_r, codes)
+            st = build_crossed(y * w, x * w[:, None], specs_for(w))
+            return CrossedDeviance(st, reml=reml)
+
+        return make_crossed
+
+    parts = []
+    for g in range(ngroups):
+        w = (codes == g).astype(float)
+        parts.append(build_structure(y * w, x * w[:, None], specs_for(w)))
+
+    def make(log_r):
+        c = np.exp(-2.0 * np.r_[0.0, np.asarray(log_r, dtype=float)])
+        base = parts[0]
+        r = [
+            {j: sum(c[g] * parts[g].r[k][j] for g in range(ngroups)) for j in base.r[k]}
+            for k in range(base.k)
+        ]
+        rroot = [sum(c[g] * parts[g].rroot[k] for g in range(ngroups)) for k in range(base.k)]
+        wtw = sum(c[g] * parts[g].wtw for g in range(ngroups))
+        return ProfiledDeviance(replace(base, r=r, rroot=rroot, wtw=wtw), reml=reml)
+
+    return make
+
+
+def _fit_varident(y, x, levels, xnames, frame, column, reml, nested, start) -> dict[str, Any]:
+    codes, labels = _group_codes(frame, (column,))
+    if len(labels) < 2:
+        raise ValueError(
+            f"residual_groups={column!r} has {len(labels)} group among the rows used; it "
+            "needs two or more (or leave residual_groups=None)."
+        )
+    small = np.bincount(codes) < 2
+    if small.any():
+        raise ValueError(
+            f"residual_groups={column!r}: groups {list(labels[small])} have fewer than two "
+            "rows; a residual variance cannot be estimated for them."
+        )
+    make = _weighted_deviance(y, x, levels, codes, reml=reml, nested=nested)
+    log_r0 = start_log_ratios(y, x, codes, len(labels))
+    dev0 = make(log_r0)
+    _check_rank(dev0.st.wtw[:-1, :-1], xnames)
+    theta0 = _moment_start(dev0.st) if start is None else np.asarray(start, dtype=float)
+    out = fit_ratios(make, codes, log_r0, theta0)
+    out["codes"] = codes
+    out["labels"] = list(labels)
+    out["w"] = row_scale(out["log_r"], codes)
+    out["jacobian"] = 2.0 * float(np.bincount(codes)[1:] @ out["log_r"])
+    out["make"] = make
+    return out
 
 
 def _fit(
