@@ -222,6 +222,49 @@ def test_dpm_estimates_the_average_of_client_varying_effects():
     assert len(study.truth["within_by_client"]) == 400
 
 
+# the design of benchmarks/sim_null_within.py (issue 16): the concurrent confound and, on top,
+# clients with a higher alliance improve faster (between_client -1.0 PHQ-9 points per session
+# per item-mean point), which a DPM with fixed effects for levels only mistakes for a lagged
+# effect (type-I rate .13 in 116 replications); 2000 clients here, so one fit has the
+# precision of about 17 of the benchmark's replications
+TRENDS = {**CONFOUND, "between_client": -1.0}
+
+
+def _trend_study(within, seed):
+    study = simulate_study(200, 10, 6, effects={**TRENDS, "within": within}, seed=seed, latent=True)
+    lat = study.truth["latent"]
+    return lat[lat["attended"]].rename(columns={"alliance": "wai", "symptoms": "phq9"})
+
+
+def test_default_dpm_has_no_false_effect_when_alliance_predicts_the_rate_of_change():
+    lat = _trend_study(0.0, 12)
+    fit = within_between(lat, alliance="wai", outcome="phq9", fit_indices=False)
+    row = fit.params.iloc[0]
+    assert not any("slopes=True" in n for n in fit.notes)  # the default has the trends
+    assert abs(row["estimate"]) < 2 * row["se"], row  # truth 0 (+0.07, SE 0.11)
+    # the old default (fixed effects for levels only) on the same data: the false effect
+    old = within_between(lat, alliance="wai", outcome="phq9", fit_indices=False, slopes=False)
+    bad = old.params.iloc[0]
+    assert bad["estimate"] > 2.5 * bad["se"], bad  # +0.27, SE 0.08
+    assert any("slopes=True" in n for n in old.notes)
+
+
+def test_default_dpm_recovers_a_lagged_effect_under_the_same_confounds():
+    lat = _trend_study(-1.0, 11)
+    row = within_between(lat, alliance="wai", outcome="phq9", fit_indices=False).params.iloc[0]
+    assert row["ci_low"] < -1.0 < row["ci_high"], row  # -1.00, SE 0.10
+    assert abs(row["estimate"] - (-1.0)) < 2 * row["se"], row
+    assert row["ci_high"] < -0.5  # and far from 0
+
+
+def test_default_slopes_need_enough_sessions(demo):
+    short = demo.sessions[demo.sessions["session"] <= 3]
+    with pytest.raises(ValueError, match="slopes=False"):
+        within_between(short, alliance="wai", outcome="phq9")
+    fit = within_between(short, alliance="wai", outcome="phq9", slopes=False, fit_indices=False)
+    assert fit.sessions == [1, 2, 3]
+
+
 def test_within_between_refusals(demo):
     with pytest.raises(ValueError, match="lag"):
         within_between(demo, alliance="wai", outcome="phq9", lag=0)

@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import optimize, stats
 from threadpoolctl import threadpool_limits
 
-__all__ = ["ParTable", "FimlFit", "fit_fiml", "fit_indices"]
+__all__ = ["ParTable", "FimlFit", "fit_fiml", "fit_indices", "maximize"]
 
 _LOG2PI = math.log(2.0 * math.pi)
 
@@ -326,12 +326,15 @@ def fit_fiml(
     *,
     maxiter: int = 5000,
     theta0: np.ndarray | None = None,
+    lbfgs_tol: tuple[float, float] = (1e-13, 1e-7),
 ) -> FimlFit:
     """Fit a parameter table to data (rows x observed variables, NaN = missing) by FIML.
 
     Rows with every variable missing carry no information and are left out (the caller
     counts them). ``theta0`` replaces the table's start values (e.g. another fit's
-    estimates).
+    estimates). ``lbfgs_tol`` is L-BFGS's (ftol, gtol); the Newton steps that follow
+    polish the optimum to a scaled gradient below 1e-9 either way, so a looser L-BFGS
+    (e.g. ``(1e-9, 1e-5)`` from :func:`maximize`'s optimum) only saves time.
     """
     ram = _Ram(table)
     data = np.asarray(data, dtype=float)
@@ -363,7 +366,12 @@ def fit_fiml(
             (ram.start if theta0 is None else np.asarray(theta0, dtype=float)) / scale,
             jac=True,
             method="L-BFGS-B",
-            options={"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": 1e-13, "gtol": 1e-7},
+            options={
+                "maxiter": maxiter,
+                "maxfun": 2 * maxiter,
+                "ftol": lbfgs_tol[0],
+                "gtol": lbfgs_tol[1],
+            },
         )
         theta = res.x * scale
         # Newton steps on the observed information polish the optimum
@@ -454,6 +462,56 @@ def fit_fiml(
         names=ram.names,
         n_patterns=n_patterns,
     )
+
+
+# --------------------------------------------------------------------------- multi-start
+
+
+def maximize(
+    table: ParTable,
+    data: np.ndarray,
+    *,
+    ftol: float = 1e-7,
+    gtol: float = 1e-4,
+    maxiter: int = 5000,
+) -> tuple[np.ndarray, float, bool, dict[str, float]]:
+    """L-BFGS only, no Newton polish and no Hessian: a cheap fit from one start (issue 16).
+
+    Returns ``(theta, loglik, success, labelled)``, ``labelled`` the estimate of each
+    labelled parameter. Used to rank several starting points: the best
+    is then refitted with :func:`fit_fiml` (``theta0=theta``), which polishes it and
+    computes the standard errors, so only one Hessian is computed per multi-start fit.
+    """
+    ram = _Ram(table)
+    data = np.asarray(data, dtype=float)
+    groups, _ = _patterns(data)
+    obj = _Objective(ram, groups)
+    n = float(obj.n)
+    with np.errstate(invalid="ignore"):
+        sd = np.nanstd(data, axis=0)
+    scale = ram.scales(np.where(np.isfinite(sd) & (sd > 0), sd, 1.0), table)
+
+    def fun(phi):
+        ll, g = obj.loglik(phi * scale, gradient=True)
+        if not np.isfinite(ll):
+            return 1e10, np.zeros_like(phi)
+        return -ll / n, -g * scale / n
+
+    with threadpool_limits(1):
+        res = optimize.minimize(
+            fun,
+            ram.start / scale,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": ftol, "gtol": gtol},
+        )
+    theta = res.x * scale
+    labelled = {
+        row[3]: float(theta[par])
+        for row, par in zip(table.rows, ram.par_of_row, strict=True)
+        if row[3] and par >= 0
+    }
+    return theta, float(obj.loglik(theta)), bool(res.success), labelled
 
 
 # --------------------------------------------------------------------------- fit indices

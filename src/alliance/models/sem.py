@@ -49,7 +49,7 @@ from scipy import stats
 
 from alliance._checks import format_rows, require_columns
 from alliance.models._result import ModelResult
-from alliance.models._sem_core import FimlFit, ParTable, fit_fiml
+from alliance.models._sem_core import FimlFit, ParTable, fit_fiml, maximize
 from alliance.models._sem_core import fit_indices as compute_fit_indices
 from alliance.models.registry import Simulation, per_alliance_point, register_model
 from alliance.results import exclusion_log
@@ -456,7 +456,7 @@ def _starts(panel: _Panel) -> dict[str, float]:
     }
 
 
-def _fit_panel(panel: _Panel, table: ParTable) -> tuple[FimlFit, int]:
+def _fit_panel(panel: _Panel, table: ParTable, *, check_only: bool = False):
     wide = np.hstack([panel.y, panel.x])
     n_par = len({(r[3] or f"row{k}") for k, r in enumerate(table.rows) if r[4]})
     n_clients, n_vars = len(panel.clients), wide.shape[1]
@@ -466,7 +466,55 @@ def _fit_panel(panel: _Panel, table: ParTable) -> tuple[FimlFit, int]:
             f"({n_vars} observed variables, {n_par} parameters): the model needs more clients "
             "than observed variables. Pass max_sessions= to use fewer sessions"
         )
+    if check_only:
+        return None
     return fit_fiml(table, wide), n_par
+
+
+def _multi_start(
+    panel: _Panel, tables: list[ParTable], start_sets: list[dict[str, float]]
+) -> tuple[FimlFit, int, list[dict]]:
+    """Fit from each start; only the best is polished and gets standard errors.
+
+    One start: :func:`fit_fiml` as is. Several: each start runs L-BFGS only
+    (:func:`~alliance.models._sem_core.maximize`); the start with the highest
+    log-likelihood is refitted from its optimum by :func:`fit_fiml` (Newton steps on the
+    observed information, then the Hessian for the SEs), so the Hessian, the costly part,
+    is computed once, not once per start.
+    """
+    if len(tables) == 1:
+        fit, _ = _fit_panel(panel, tables[0])
+        quick = None
+    else:
+        _fit_panel(panel, tables[0], check_only=True)
+        wide = np.hstack([panel.y, panel.x])
+        quick = [maximize(t, wide) for t in tables]
+    if quick is None:
+        best = 0
+        est = {r.label: r.est for r in fit.table.itertuples() if r.label}
+        results = [(fit.loglik, fit.converged, est)]
+    else:
+        lls = [q[1] if np.isfinite(q[1]) else -np.inf for q in quick]
+        best = int(np.argmax(lls))
+        fit = fit_fiml(tables[best], wide, theta0=quick[best][0], lbfgs_tol=(1e-9, 1e-5))
+        est = {r.label: r.est for r in fit.table.itertuples() if r.label}
+        results = [
+            (fit.loglik, fit.converged, est) if k == best else (q[1], q[2], q[3])
+            for k, q in enumerate(quick)
+        ]
+    tried = []
+    for k, (extra, (ll, ok, est)) in enumerate(zip(start_sets, results, strict=True)):
+        tried.append(
+            {
+                "start": k + 1,
+                "start_values": ", ".join(f"{a}={b:.3g}" for a, b in extra.items())
+                or "lagged paths 0",
+                "loglik": ll,
+                "converged": ok,
+                **{lab: est.get(lab, np.nan) for lab in ("beta_yx", "beta_xy", "rho_y", "rho_x")},
+            }
+        )
+    return fit, best, tried
 
 
 def _common_notes(fit: FimlFit, panel: _Panel, therapist: str | None) -> list[str]:
@@ -639,30 +687,17 @@ def dynamic_panel(
     while len(start_sets) < n_starts:
         k = len(start_sets)
         start_sets.append({"rho_y": 0.2 * k % 0.9, "rho_x": 0.3 * k % 0.9})
-    fits, tried = [], []
-    for k, extra_starts in enumerate(start_sets[:n_starts]):
-        table = dpm_table(
+    tables = [
+        dpm_table(
             len(panel.waves),
             lag=lag,
             slopes=slopes,
             equal_residuals=equal_residuals,
             starts={**base, **extra_starts},
         )
-        one, _ = _fit_panel(panel, table)
-        fits.append(one)
-        est = {r.label: r.est for r in one.table.itertuples() if r.label}
-        tried.append(
-            {
-                "start": k + 1,
-                "start_values": ", ".join(f"{a}={b:.3g}" for a, b in extra_starts.items())
-                or "lagged paths 0",
-                "loglik": one.loglik,
-                "converged": one.converged,
-                **{lab: est.get(lab, np.nan) for lab in ("beta_yx", "beta_xy", "rho_y", "rho_x")},
-            }
-        )
-    best = int(np.argmax([f.loglik if np.isfinite(f.loglik) else -np.inf for f in fits]))
-    fit = fits[best]
+        for extra_starts in start_sets[:n_starts]
+    ]
+    fit, best, tried = _multi_start(panel, tables, start_sets[:n_starts])
     starts_table = pd.DataFrame(tried)
     starts_table["kept"] = starts_table.index == best
     lg = f"t-{lag}"

@@ -281,8 +281,21 @@ def within_between(
             )
         if not detrend:
             raise TypeError("detrend=False is an option of method='mlm'.")
-        dpm_options = {"n_starts": 3, **dpm_options}
-        return _dpm(data, alliance, outcome, client, session, therapist, lag, reverse, dpm_options)
+        slopes_given = "slopes" in dpm_options
+        dpm_options = {"n_starts": 3, "slopes": True, **dpm_options}
+        try:
+            return _dpm(
+                data, alliance, outcome, client, session, therapist, lag, reverse, dpm_options
+            )
+        except ValueError as err:
+            if slopes_given or "consecutive sessions" not in str(err):
+                raise
+            raise ValueError(
+                f"{err}. The default dynamic panel model has client-specific trends "
+                f"(slopes=True), which need {lag + 3} sessions; with fewer, pass slopes=False "
+                "(its estimate is confounded when clients' rates of change differ with their "
+                "alliance)"
+            ) from err
     random_slope = bool(random_slope)
     session_slope = True if session_slope is None else bool(session_slope)
     lagged_outcome = bool(lagged_outcome)
