@@ -391,7 +391,9 @@ def _compare_with_lavaan(fit, ref):
     assert np.max(np.abs(both["se"] / both["se_lavaan"] - 1)) < 1e-4
     ref_fm, ours_fm = ref["converged_h1"], fit.fit_measures
     assert ours_fm["chisq.scaled"] == pytest.approx(ref_fm["chisq.scaled"], rel=1e-4)
-    assert ours_fm["chisq.scaling.factor"] == pytest.approx(ref_fm["chisq.scaling.factor"], abs=1e-4)
+    assert ours_fm["chisq.scaling.factor"] == pytest.approx(
+        ref_fm["chisq.scaling.factor"], abs=1e-4
+    )
     assert ours_fm["pvalue.scaled"] == pytest.approx(ref_fm["pvalue.scaled"], abs=1e-4)
     assert ours_fm["df.scaled"] == ref_fm["df.scaled"]
     return both
@@ -452,19 +454,22 @@ def test_casewise_scores_sum_to_the_gradient(panel_long):
 
 
 def test_se_auto_clusters_only_with_enough_therapists(nested_panel, fits):
-    # 20 therapists < 30: auto keeps the ML SEs (equal to the ML fit) and says why
+    # 20 therapists >= 15: auto clusters by therapist, with the few-cluster note (< 30)
     fit = sem.riclpm(nested_panel, therapist="therapist", fit_indices=False)
-    assert fit.se_type == "ML" and fit.n_clusters == 0
-    assert np.allclose(fit.params["se"], fits["riclpm"].params["se"], rtol=1e-6)
-    assert any("only 20 therapists" in n and "se='robust'" in n for n in fit.notes)
-    assert any("does not model" in n for n in fit.notes)
-    # 40 therapists (each split in two): auto clusters by therapist
-    half = nested_panel["client"].str[-1].isin(list("02468"))
-    split = nested_panel.assign(therapist=nested_panel["therapist"] + np.where(half, "a", "b"))
-    fit = sem.riclpm(split, therapist="therapist", fit_indices=False)
-    assert fit.se_type == "MLR, clustered by therapist" and fit.n_clusters == 40
+    assert fit.se_type == "MLR, clustered by therapist" and fit.n_clusters == 20
+    assert any("only 20 therapists may be somewhat too small" in n for n in fit.notes)
     assert not any("does not model" in n for n in fit.notes)
     assert "chisq.scaled" not in fit.fit_measures  # fit_indices=False skips every test
+    # 10 therapists (pairs merged) < 15: auto keeps the ML SEs (equal to the ML fit), says why
+    number = nested_panel["therapist"].str[1:].astype(int)
+    merged = nested_panel.assign(therapist="P" + ((number + 1) // 2).astype(str))
+    fit = sem.riclpm(merged, therapist="therapist", fit_indices=False)
+    assert fit.se_type == "ML" and fit.n_clusters == 0
+    assert np.allclose(fit.params["se"], fits["riclpm"].params["se"], rtol=1e-6)
+    assert any("only 10 therapists" in n and "se='robust'" in n for n in fit.notes)
+    assert any("does not model" in n for n in fit.notes)
+    # no therapist column: ML unless asked
+    assert sem.riclpm(nested_panel, fit_indices=False).se_type == "ML"
 
 
 def test_se_refuses_bad_input(nested_panel):
@@ -480,3 +485,29 @@ def test_se_refuses_bad_input(nested_panel):
         sem.riclpm(two, therapist="therapist", se="robust")
     with pytest.raises(KeyError):
         sem.riclpm(nested_panel, therapist="therapist_id", se="robust")
+
+
+def test_saturated_information_is_minus_the_hessian(panel_long):
+    # the analytic observed information of the unrestricted model behind chisq.scaled,
+    # against central differences of the analytic gradient, away from the maximum
+    panel = sem._prepare(
+        panel_long,
+        "alliance",
+        "outcome",
+        "client",
+        "session",
+        lag=1,
+        max_sessions=4,
+        min_clients=10,
+        n_waves_needed=3,
+    )
+    data = np.hstack([panel.y, panel.x])
+    rng = np.random.default_rng(1)
+    mean1 = np.nanmean(data, axis=0) + rng.normal(0, 0.1, data.shape[1])
+    cov1 = pd.DataFrame(data).cov().to_numpy()
+    table = core._saturated_table(mean1, cov1)
+    ram = core._Ram(table)
+    obj = core._Objective(ram, core._patterns(data)[0])
+    numeric = -core._hessian(lambda t: obj.loglik(t, gradient=True)[1], ram.start.copy())
+    analytic = core.saturated_information(data, mean1, cov1)
+    assert np.max(np.abs(numeric - analytic)) < 1e-6 * np.max(np.abs(analytic))

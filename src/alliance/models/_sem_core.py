@@ -45,6 +45,7 @@ __all__ = [
     "casewise_scores",
     "robust_vcov",
     "unrestricted_fit",
+    "saturated_information",
     "scaled_test",
 ]
 
@@ -585,9 +586,7 @@ def fit_indices(fit: FimlFit, data: np.ndarray, h1=None) -> dict[str, float]:
     n = fit.n
     implied_cov = fit.implied_cov[:p, :p]
     implied_mean = fit.implied_mean[:p]
-    ll1, mean1, cov1, grad1 = (
-        h1 if h1 is not None else _saturated(data, implied_mean, implied_cov)
-    )
+    ll1, mean1, cov1, grad1 = h1 if h1 is not None else _saturated(data, implied_mean, implied_cov)
     x2 = max(2.0 * (ll1 - fit.loglik), 0.0)
     df = p * (p + 3) // 2 - fit.n_par
     x2b = 2.0 * (ll1 - _independence_loglik(data))
@@ -757,6 +756,62 @@ def _saturated_table(mean1: np.ndarray, cov1: np.ndarray) -> ParTable:
     return table
 
 
+def saturated_information(data: np.ndarray, mean1: np.ndarray, cov1: np.ndarray) -> np.ndarray:
+    """Observed information (minus the Hessian of the FIML log-likelihood) of the
+    unrestricted model at ``mean1``, ``cov1``, analytic, in the parameters of
+    :func:`_saturated_table` (covariances i <= j row by row, then the means).
+
+    Per missing-data pattern with n rows, observed block A = Sigma_oo^-1, d = ybar - mu,
+    W = S + d d', M = A W A, g = A d, the log-likelihood -n/2 (log|Sigma| + tr(A W)) has
+    second derivatives n/2 tr(dS A dS' A) - n/2 [tr(dS A dS' M) + tr(dS' A dS M)],
+    -n g' dS A dmu and -n dmu' A dmu.
+    """
+    data = np.asarray(data, dtype=float)
+    data = data[np.isfinite(data).any(axis=1)]
+    p = data.shape[1]
+    groups, _ = _patterns(data)
+    a_all, m_all, g_all, n_all = [], [], [], []
+    for grp in groups:
+        rows, cols = grp.index[:, :, None], grp.index[:, None, :]
+        inv = np.linalg.inv(cov1[rows, cols])
+        d = grp.mean - mean1[grp.index]
+        w = grp.cov + d[:, :, None] * d[:, None, :]
+        mm = inv @ w @ inv
+        g = np.einsum("gij,gj->gi", inv, d)
+        for k in range(len(grp.n)):
+            o = grp.index[k]
+            full_a = np.zeros((p, p))
+            full_m = np.zeros((p, p))
+            full_g = np.zeros(p)
+            full_a[np.ix_(o, o)] = inv[k]
+            full_m[np.ix_(o, o)] = mm[k]
+            full_g[o] = g[k]
+            a_all.append(full_a)
+            m_all.append(full_m)
+            g_all.append(full_g)
+            n_all.append(grp.n[k])
+    a = np.stack(a_all).reshape(len(n_all), -1)
+    mm = np.stack(m_all).reshape(len(n_all), -1)
+    g = np.stack(g_all)
+    n = np.asarray(n_all)[:, None]
+
+    # tensor[i, j, k, l] = sum_p n_p (X_p[j, k] Y_p[l, i]) from (n X)' Y: [jk, li]
+    def pair(x, y):
+        return (x * n).T.dot(y).reshape(p, p, p, p).transpose(3, 0, 1, 2)
+
+    h_ss = 0.5 * pair(a, a) - 0.5 * pair(a, mm) - 0.5 * pair(mm, a)
+    h_ms = -((g * n).T.dot(a)).reshape(p, p, p)  # [i, j, m]: -sum n g_i A_jm
+    h_mm = -(a * n).sum(axis=0).reshape(p, p)
+    iu, ju = np.triu_indices(p)
+    jac = np.zeros((p * p, len(iu)))
+    jac[iu * p + ju, np.arange(len(iu))] = 1.0
+    jac[ju * p + iu, np.arange(len(iu))] = 1.0
+    hss = jac.T @ h_ss.reshape(p * p, p * p) @ jac
+    hms = jac.T @ h_ms.reshape(p * p, p)
+    hess = np.block([[hss, hms], [hms.T, h_mm]])
+    return -0.5 * (hess + hess.T)
+
+
 def scaled_test(
     fit: FimlFit,
     data: np.ndarray,
@@ -776,19 +831,8 @@ def scaled_test(
     data = np.asarray(data, dtype=float)
     mean1, cov1 = h1
     table = _saturated_table(mean1, cov1)
-    ram = _Ram(table)
-    theta1 = ram.start.copy()
-    keep = np.isfinite(data).any(axis=1)
-    obj = _Objective(ram, _patterns(data[keep])[0])
-
-    def grad(t):
-        ll, g = obj.loglik(t, gradient=True)
-        if not np.isfinite(ll):
-            raise np.linalg.LinAlgError("the unrestricted covariance is not positive definite")
-        return g
-
-    with threadpool_limits(1):
-        info1 = -_hessian(grad, theta1)
+    theta1 = _Ram(table).start.copy()
+    info1 = saturated_information(data, mean1, cov1)
     scores1 = casewise_scores(table, data, theta1)
     meat1, _ = _meat(scores1, cluster)
     trace_h1 = float(np.sum(meat1 * np.linalg.inv(info1).T))

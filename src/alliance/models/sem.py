@@ -20,7 +20,10 @@ Both are fitted with the structural equation engine of ``alliance.models._sem_co
 (full-information maximum likelihood over all observed sessions, standard errors from
 the observed information), which agrees with lavaan's ``missing = "fiml"`` estimates and
 standard errors on the committed references in ``tests/reference`` (see
-``docs/models_sem.md``).
+``docs/models_sem.md``). With ``se="robust"`` (the default when ``therapist=`` names at
+least 15 therapists) the standard errors are robust (MLR), clustered by therapist, and the
+chi-square is Yuan-Bentler scaled, equal to lavaan's ``estimator = "MLR"`` with
+``cluster =`` on the committed references.
 
 References
 ----------
@@ -36,6 +39,10 @@ cross-lagged panel model. Psychological Methods, 20(1), 102-116.
 
 Nickell, S. (1981). Biases in dynamic models with fixed effects. Econometrica, 49(6),
 1417-1426.
+
+Yuan, K.-H., & Bentler, P. M. (2000). Three likelihood-based methods for mean and
+covariance structure analysis with nonnormal missing data. Sociological Methodology, 30,
+165-200.
 """
 
 from __future__ import annotations
@@ -81,7 +88,8 @@ FIML_POLICY = (
 )
 
 
-MIN_CLUSTERS = 30
+MIN_CLUSTERS = 15  # se='auto' clusters from here (benchmarks/results/sim_mlr_cluster.md)
+FEW_CLUSTERS = 30  # below this a note says the clustered SEs may be somewhat small
 MLR_CITATION = (
     "robust (MLR) standard errors and Yuan-Bentler scaled chi-square as lavaan's "
     'estimator = "MLR" (Yuan & Bentler, 2000; clustered: Asparouhov & Muthén, 2005)'
@@ -101,7 +109,10 @@ class PanelResult(ModelResult):
     baseline.pvalue (independence model), cfi, tli, rmsea, rmsea.ci.lower,
     rmsea.ci.upper (90%), rmsea.pvalue (close fit), srmr (Bentler's, with means, against the
     unrestricted FIML moments) and unrestricted.logl; equal to lavaan 0.6-14 to 1e-5 on
-    ``tests/reference/lavaan_fit_measures.json``. ``converged`` is the optimizer's status.
+    ``tests/reference/lavaan_fit_measures.json``. With robust standard errors (``se=``)
+    also lavaan's chisq.scaled, df.scaled, pvalue.scaled and chisq.scaling.factor (the
+    Yuan-Bentler correction, Mplus variant, with the two traces), equal to lavaan to 1e-4
+    on ``tests/reference/lavaan_mlr_cluster.json``. ``converged`` is the optimizer's status.
 
     Attributes
     ----------
@@ -546,7 +557,7 @@ def _se_plan(
 
     ``se="auto"`` clusters by therapist (MLR) when ``therapist`` names a column with at
     least ``MIN_CLUSTERS`` therapists; with fewer the cluster sandwich is unreliable and the
-    ML standard errors are kept, with a note.
+    ML standard errors are kept, with a note (``benchmarks/sim_mlr_cluster.py``).
     """
     if se not in SE_CHOICES:
         raise ValueError(f"se must be one of {', '.join(map(repr, SE_CHOICES))}, not {se!r}")
@@ -570,14 +581,18 @@ def _se_plan(
             [
                 f"only {k} therapists (fewer than {MIN_CLUSTERS}): cluster-robust standard "
                 "errors would be unreliable (too small with few clusters), so the ML standard "
-                "errors are reported; pass se='robust' to cluster by therapist anyway"
+                "errors are reported, which are too small if the lagged effects differ between "
+                "therapists; pass se='robust' to cluster by therapist anyway"
             ],
         )
     notes = []
-    if k < MIN_CLUSTERS:
+    if k < FEW_CLUSTERS:
         notes.append(
-            f"cluster-robust standard errors with only {k} therapists are likely too small "
-            f"(few-cluster bias); {MIN_CLUSTERS} or more are advisable"
+            f"cluster-robust standard errors with only {k} therapists may be somewhat too "
+            f"small (few-cluster bias; {FEW_CLUSTERS} or more are advisable): in "
+            "benchmarks/results/sim_mlr_cluster.md they reject a true null about 7-8% of the "
+            "time at alpha = .05 with 15-30 therapists, the ML standard errors 18-20% when the "
+            "lagged effect differs between therapists"
         )
     return "robust", labels, notes
 
@@ -715,7 +730,7 @@ def dynamic_panel(
         when it is given (lavaan's ``cluster =``), with the Yuan-Bentler scaled chi-square
         (``chisq.scaled``, ``chisq.scaling.factor``) in ``.fit_measures``. ``"auto"``:
         ``"robust"`` clustered by therapist when ``therapist`` is given and there are at
-        least 30 therapists (the sandwich is too small with fewer clusters); otherwise
+        least 15 therapists (the sandwich is unreliable with fewer clusters); otherwise
         ``"ml"``. The notes and ``.se_type`` say which was used (``docs/models_sem.md``).
 
     Returns
@@ -926,7 +941,7 @@ def riclpm(
         As in :func:`dynamic_panel`: chi-square, CFI, TLI, RMSEA (90% CI), SRMR.
     se : {"auto", "ml", "robust"}, default "auto"
         As in :func:`dynamic_panel`: cluster-robust (MLR) standard errors by therapist
-        when ``therapist`` is given and has at least 30 therapists.
+        when ``therapist`` is given and has at least 15 therapists.
 
     Returns
     -------
