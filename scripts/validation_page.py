@@ -499,6 +499,66 @@ def lavaan_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
         )
 
 
+# ------------------------------------------------------------------ lavaan MLR, clustered
+def lavaan_mlr_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
+    from alliance.models import sem
+
+    ref = _json("lavaan_mlr_cluster.json")
+    lavaan = f"lavaan {ref['lavaan_version']} (estimator = MLR, cluster = therapist)"
+    cache: dict[str, object] = {}
+
+    def fitted(model: str):
+        if model not in cache:
+            data = _csv("sem_panel_long.csv").merge(
+                _csv("sem_panel_therapists.csv"), on="client", how="left"
+            )
+            kw = {"therapist": "therapist", "se": "robust"}
+            cache[model] = {
+                "dpm": lambda: sem.dynamic_panel(data, **kw),
+                "dpm_slopes": lambda: sem.dynamic_panel(data, slopes=True, **kw),
+                "riclpm": lambda: sem.riclpm(data, **kw),
+            }[model]()
+        return cache[model]
+
+    def key(lhs, op, rhs):
+        return ("~~", *sorted([lhs, rhs])) if op == "~~" else (op, lhs, rhs)
+
+    def se(model: str) -> float:
+        ours = fitted(model).parameter_table
+        ours = ours[ours["free"]]
+        ours = ours.assign(key=[key(*k) for k in zip(ours.lhs, ours.op, ours.rhs, strict=True)])
+        theirs = pd.DataFrame(ref[model]["params"])
+        theirs["key"] = [key(*k) for k in zip(theirs.lhs, theirs.op, theirs.rhs, strict=True)]
+        both = ours.merge(theirs, on="key", suffixes=("", "_lavaan"))
+        if len(both) != len(ours):
+            raise ValueError("a free parameter has no lavaan twin")
+        return agreement(both["se"], both["se_lavaan"])
+
+    def scaled(model: str, name: str) -> float:
+        return agreement(fitted(model).fit_measures[name], ref[model]["converged_h1"][name])
+
+    names = {
+        "dpm": "dynamic panel model",
+        "dpm_slopes": "dynamic panel model, random slopes",
+        "riclpm": "RI-CLPM",
+    }
+    for model, title in names.items():
+        func = "alliance.models.riclpm" if model == "riclpm" else "alliance.models.dynamic_panel"
+        row = f"{title} (FIML, MLR clustered)"
+        yield (
+            Row(row, func, lavaan, "sem_panel_long.csv", "robust standard errors", 1e-4),
+            lambda model=model: se(model),
+        )
+        yield (
+            Row(row, func, lavaan, "sem_panel_long.csv", "chisq.scaled", 1e-4),
+            lambda model=model: scaled(model, "chisq.scaled"),
+        )
+        yield (
+            Row(row, func, lavaan, "sem_panel_long.csv", "chisq.scaling.factor", 1e-4),
+            lambda model=model: scaled(model, "chisq.scaling.factor"),
+        )
+
+
 # ------------------------------------------------------------------ glm + sandwich
 def sandwich_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
     import alliance
@@ -820,6 +880,7 @@ CASES = (
     psych_cases,
     metafor_cases,
     lavaan_cases,
+    lavaan_mlr_cases,
     sandwich_cases,
     dyad_cases,
 )

@@ -357,3 +357,157 @@ def test_refuses_bad_sessions(panel_long):
     few = panel_long[panel_long["client"].isin(panel_long["client"].unique()[:12])]
     with pytest.raises(ValueError, match="too few|consecutive"):
         sem.dynamic_panel(few, min_clients=2)
+
+
+# --------------------------------------------------------------------------- robust (MLR)
+
+
+@pytest.fixture(scope="module")
+def lavaan_mlr():
+    return json.loads((REF / "lavaan_mlr_cluster.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def nested_panel(panel_long):
+    therapists = pd.read_csv(REF / "data" / "sem_panel_therapists.csv")
+    return panel_long.merge(therapists, on="client", how="left", validate="many_to_one")
+
+
+ROBUST_FITS = {
+    "dpm": lambda d, **k: sem.dynamic_panel(d, **k),
+    "dpm_slopes": lambda d, **k: sem.dynamic_panel(d, slopes=True, **k),
+    "riclpm": lambda d, **k: sem.riclpm(d, **k),
+}
+
+
+def _compare_with_lavaan(fit, ref):
+    ours = fit.parameter_table
+    theirs = pd.DataFrame(ref["params"])
+    theirs["key"] = [_key(*k) for k in zip(theirs.lhs, theirs.op, theirs.rhs, strict=True)]
+    ours = ours.assign(key=[_key(*k) for k in zip(ours.lhs, ours.op, ours.rhs, strict=True)])
+    both = ours[ours["free"]].merge(theirs, on="key", suffixes=("", "_lavaan"))
+    assert len(both) == int(ours["free"].sum())
+    # lavaan_mlr_cluster.R: estimator = "MLR", cluster = "therapist"; stated tolerance 1e-4
+    assert np.max(np.abs(both["se"] / both["se_lavaan"] - 1)) < 1e-4
+    ref_fm, ours_fm = ref["converged_h1"], fit.fit_measures
+    assert ours_fm["chisq.scaled"] == pytest.approx(ref_fm["chisq.scaled"], rel=1e-4)
+    assert ours_fm["chisq.scaling.factor"] == pytest.approx(
+        ref_fm["chisq.scaling.factor"], abs=1e-4
+    )
+    assert ours_fm["pvalue.scaled"] == pytest.approx(ref_fm["pvalue.scaled"], abs=1e-4)
+    assert ours_fm["df.scaled"] == ref_fm["df.scaled"]
+    return both
+
+
+@pytest.mark.parametrize("model", ["dpm", "dpm_slopes", "riclpm"])
+def test_cluster_robust_se_and_scaled_chisq_agree_with_lavaan(nested_panel, lavaan_mlr, model):
+    ref = lavaan_mlr[model]
+    assert ref["se"] == "robust.cluster" and ref["test"] == "yuan.bentler.mplus"
+    fit = ROBUST_FITS[model](nested_panel, therapist="therapist", se="robust")
+    assert fit.se_type == "MLR, clustered by therapist" and fit.n_clusters == 20
+    assert fit.loglik == pytest.approx(ref["loglik"], abs=1e-6)
+    both = _compare_with_lavaan(fit, ref)
+    # the robust SEs are not the ML SEs (the comparison above could fail)
+    assert np.max(np.abs(both["se"] / both["se_ml"] - 1)) > 0.05
+    # params (the four lagged paths) carry the robust SEs
+    p = fit.params.set_index("label")
+    table = fit.parameter_table.drop_duplicates("label").set_index("label")
+    assert np.allclose(p["se"], table.loc[p.index, "se"])
+    assert any("clustered by 'therapist'" in n for n in fit.notes)
+    assert "MLR" in fit.citation
+
+
+def test_mlr_without_clusters_agrees_with_lavaan(panel_long, lavaan_mlr):
+    # no therapist column: se="robust" is lavaan's plain MLR (clients independent)
+    fit = sem.dynamic_panel(panel_long, se="robust")
+    assert fit.se_type == "MLR" and fit.n_clusters == 0
+    _compare_with_lavaan(fit, lavaan_mlr["mlr_no_cluster"])
+
+
+def test_casewise_scores_sum_to_the_gradient(panel_long):
+    panel = sem._prepare(
+        panel_long,
+        "alliance",
+        "outcome",
+        "client",
+        "session",
+        lag=1,
+        max_sessions=4,
+        min_clients=10,
+        n_waves_needed=3,
+    )
+    data = np.hstack([panel.y, panel.x])
+    data = np.vstack([data, np.full(data.shape[1], np.nan)])  # an empty row scores 0
+    rng = np.random.default_rng(4)
+    for table in (
+        sem.dpm_table(4, slopes=True, starts=sem._starts(panel)),
+        sem.riclpm_table(4, starts=sem._starts(panel)),
+    ):
+        ram = core._Ram(table)
+        obj = core._Objective(ram, core._patterns(data)[0])
+        theta = ram.start + rng.normal(0, 0.01, ram.n_par)
+        _, grad = obj.loglik(theta, gradient=True)
+        scores = core.casewise_scores(table, data, theta)
+        assert scores.shape == (len(data), ram.n_par)
+        assert np.all(scores[-1] == 0)
+        assert np.allclose(scores.sum(axis=0), grad, rtol=1e-9, atol=1e-8)
+
+
+def test_se_auto_clusters_only_with_enough_therapists(nested_panel, fits):
+    # 20 therapists >= 15: auto clusters by therapist, with the few-cluster note (< 30)
+    fit = sem.riclpm(nested_panel, therapist="therapist", fit_indices=False)
+    assert fit.se_type == "MLR, clustered by therapist" and fit.n_clusters == 20
+    assert any("only 20 therapists may be somewhat too small" in n for n in fit.notes)
+    assert not any("does not model" in n for n in fit.notes)
+    assert "chisq.scaled" not in fit.fit_measures  # fit_indices=False skips every test
+    # 10 therapists (pairs merged) < 15: auto keeps the ML SEs (equal to the ML fit), says why
+    number = nested_panel["therapist"].str[1:].astype(int)
+    merged = nested_panel.assign(therapist="P" + ((number + 1) // 2).astype(str))
+    fit = sem.riclpm(merged, therapist="therapist", fit_indices=False)
+    assert fit.se_type == "ML" and fit.n_clusters == 0
+    assert np.allclose(fit.params["se"], fits["riclpm"].params["se"], rtol=1e-6)
+    assert any("only 10 therapists" in n and "se='robust'" in n for n in fit.notes)
+    assert any("does not model" in n for n in fit.notes)
+    # no therapist column: ML unless asked
+    assert sem.riclpm(nested_panel, fit_indices=False).se_type == "ML"
+
+
+def test_se_refuses_bad_input(nested_panel):
+    with pytest.raises(ValueError, match="se must be one of"):
+        sem.riclpm(nested_panel, se="mlr")
+    bad = nested_panel.copy()
+    bad.loc[bad["client"] == bad["client"].iloc[0], "therapist"] = np.nan
+    with pytest.raises(ValueError, match="no 'therapist' value"):
+        sem.riclpm(bad, therapist="therapist", se="robust")
+    two = nested_panel.copy()
+    two.loc[two.index[0], "therapist"] = "T99"
+    with pytest.raises(ValueError, match="more than one 'therapist'"):
+        sem.riclpm(two, therapist="therapist", se="robust")
+    with pytest.raises(KeyError):
+        sem.riclpm(nested_panel, therapist="therapist_id", se="robust")
+
+
+def test_saturated_information_is_minus_the_hessian(panel_long):
+    # the analytic observed information of the unrestricted model behind chisq.scaled,
+    # against central differences of the analytic gradient, away from the maximum
+    panel = sem._prepare(
+        panel_long,
+        "alliance",
+        "outcome",
+        "client",
+        "session",
+        lag=1,
+        max_sessions=4,
+        min_clients=10,
+        n_waves_needed=3,
+    )
+    data = np.hstack([panel.y, panel.x])
+    rng = np.random.default_rng(1)
+    mean1 = np.nanmean(data, axis=0) + rng.normal(0, 0.1, data.shape[1])
+    cov1 = pd.DataFrame(data).cov().to_numpy()
+    table = core._saturated_table(mean1, cov1)
+    ram = core._Ram(table)
+    obj = core._Objective(ram, core._patterns(data)[0])
+    numeric = -core._hessian(lambda t: obj.loglik(t, gradient=True)[1], ram.start.copy())
+    analytic = core.saturated_information(data, mean1, cov1)
+    assert np.max(np.abs(numeric - analytic)) < 1e-6 * np.max(np.abs(analytic))

@@ -9,7 +9,9 @@ The data are synthetic (no real clients): a small simulated study of session-lev
 alliance (WAI-SR item mean) and symptoms (PHQ-9), six sessions, with dropout, missed
 sessions, single-session clients and a few missing scores. ``sem_panel_long.csv`` is what
 the Python tests read; ``sem_panel_wide.csv`` (``y1..y6`` outcome, ``x1..x6`` alliance) is
-what lavaan reads, made with ``alliance.io.long_to_wide``.
+what lavaan reads, made with ``alliance.io.long_to_wide``. ``sem_panel_therapists.csv``
+(client, therapist) is the simulated study's nesting of clients in its 20 therapists, the
+clusters of the cluster-robust (MLR) references (``lavaan_mlr_cluster.R``).
 """
 
 from __future__ import annotations
@@ -52,11 +54,20 @@ def panel_wide(long):
     return out
 
 
+def therapists(seed: int = 11):
+    """Client -> therapist of the same simulated study (the clusters for MLR)."""
+    study = simulate_study(
+        n_therapists=20, clients_per_therapist=10, n_sessions=N_SESSIONS, seed=seed
+    )
+    return study.sessions[["client", "therapist"]].drop_duplicates().reset_index(drop=True)
+
+
 def main() -> None:
     HERE.mkdir(parents=True, exist_ok=True)
     long = panel_long()
     long.to_csv(HERE / "sem_panel_long.csv", index=False)
     panel_wide(long).to_csv(HERE / "sem_panel_wide.csv", index=False, na_rep="NA")
+    therapists().to_csv(HERE / "sem_panel_therapists.csv", index=False)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,19 @@ import pandas as pd
 from scipy import optimize, stats
 from threadpoolctl import threadpool_limits
 
-__all__ = ["ParTable", "FimlFit", "fit_fiml", "fit_indices", "maximize"]
+__all__ = [
+    "ParTable",
+    "FimlFit",
+    "RobustFit",
+    "fit_fiml",
+    "fit_indices",
+    "maximize",
+    "casewise_scores",
+    "robust_vcov",
+    "unrestricted_fit",
+    "saturated_information",
+    "scaled_test",
+]
 
 _LOG2PI = math.log(2.0 * math.pi)
 
@@ -559,6 +571,18 @@ def _saturated(data: np.ndarray, mean0: np.ndarray, cov0: np.ndarray):
     return float(obj.loglik(theta)), mean, cov, float(np.max(np.abs(res.jac)))
 
 
+def unrestricted_fit(fit: FimlFit, data: np.ndarray):
+    """The unrestricted (H1) FIML fit started at ``fit``'s implied moments.
+
+    Returns (log-likelihood, means, covariances, largest scaled gradient element); rows
+    with every variable missing are left out.
+    """
+    data = np.asarray(data, dtype=float)
+    data = data[np.isfinite(data).any(axis=1)]
+    p = data.shape[1]
+    return _saturated(data, fit.implied_mean[:p], fit.implied_cov[:p, :p])
+
+
 def _independence_loglik(data: np.ndarray) -> float:
     """FIML log-likelihood of lavaan's baseline model (free means and variances only).
 
@@ -596,7 +620,7 @@ def _rmsea_ci(x2: float, df: int, n: int, level: float = 0.90) -> tuple[float, f
     return low, high
 
 
-def fit_indices(fit: FimlFit, data: np.ndarray) -> dict[str, float]:
+def fit_indices(fit: FimlFit, data: np.ndarray, h1=None) -> dict[str, float]:
     """lavaan's ``fitMeasures`` of a FIML fit (``missing = "ml"``, normal likelihood).
 
     * ``chisq`` = 2 (logl_H1 - logl_H0), H1 the unrestricted model (all means and
@@ -612,6 +636,8 @@ def fit_indices(fit: FimlFit, data: np.ndarray) -> dict[str, float]:
     * ``srmr`` (lavaan's ``srmr_bentler`` with means): the root mean square of the
       residual covariances and means, standardized by the H1 standard deviations,
       over the p(p + 3)/2 moments; the H1 moments are the unrestricted FIML estimates.
+
+    ``h1``: the result of :func:`unrestricted_fit` when it is already computed.
     """
     data = np.asarray(data, dtype=float)
     data = data[np.isfinite(data).any(axis=1)]
@@ -619,7 +645,7 @@ def fit_indices(fit: FimlFit, data: np.ndarray) -> dict[str, float]:
     n = fit.n
     implied_cov = fit.implied_cov[:p, :p]
     implied_mean = fit.implied_mean[:p]
-    ll1, mean1, cov1, grad1 = _saturated(data, implied_mean, implied_cov)
+    ll1, mean1, cov1, grad1 = h1 if h1 is not None else _saturated(data, implied_mean, implied_cov)
     x2 = max(2.0 * (ll1 - fit.loglik), 0.0)
     df = p * (p + 3) // 2 - fit.n_par
     x2b = 2.0 * (ll1 - _independence_loglik(data))
@@ -652,3 +678,236 @@ def fit_indices(fit: FimlFit, data: np.ndarray) -> dict[str, float]:
         "unrestricted.logl": ll1,
         "unrestricted.max_gradient": grad1,
     }
+
+
+# --------------------------------------------------------------------------- robust (MLR)
+#
+# lavaan's estimator = "MLR" with missing = "ml" (and cluster = ): the ML (FIML) estimates,
+# a sandwich covariance A^-1 B A^-1 with A the observed information (the Hessian) and B the
+# first-order information from the casewise scores (summed within clusters, times
+# nC / (nC - 1), when there are clusters), and the Yuan-Bentler scaled chi-square in its
+# Mplus variant (lavaan's test = "yuan.bentler.mplus"):
+#     c = (tr(A1^-1 B1) - tr(A0^-1 B0)) / df,   chisq.scaled = chisq / c,
+# A1, B1 the observed and first-order information of the unrestricted model at its FIML
+# estimates, A0, B0 those of the model at its estimates (Yuan & Bentler, 2000; Asparouhov &
+# Muthén, 2005, for the clustered version).
+
+
+def table_of(fit: FimlFit, n_observed: int) -> ParTable:
+    """The :class:`ParTable` a :class:`FimlFit` was fitted from (its first ``n_observed``
+    variables are the observed ones, in the order of the data's columns)."""
+    rows = [
+        (r.lhs, r.op, r.rhs, r.label, bool(r.free), float(r.value))
+        for r in fit.table[["lhs", "op", "rhs", "label", "free", "value"]].itertuples()
+    ]
+    return ParTable(observed=list(fit.names[:n_observed]), rows=rows)
+
+
+def casewise_scores(table: ParTable, data: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Each row's gradient of the FIML log-likelihood with respect to the free parameters.
+
+    Returns an array (rows of ``data`` x free parameters); a row with every variable
+    missing scores 0. The rows sum to the gradient of :class:`_Objective`.
+    """
+    ram = _Ram(table)
+    data = np.asarray(data, dtype=float)
+    n_rows, p = data.shape
+    if p != ram.n_obs:
+        raise ValueError("data must have one column per observed variable")
+    _a, s, m, b = ram.matrices(np.asarray(theta, dtype=float))
+    u = b[: ram.n_obs]  # F B (p x v)
+    sigma = u @ s @ u.T
+    mu = u @ m
+    w = u @ s @ b.T  # F B S B' (p x v)
+    bm = b @ m
+    # per-row gradients with respect to Sigma (p x p) and mu (p)
+    g_sig = np.zeros((n_rows, p, p))
+    g_mu = np.zeros((n_rows, p))
+    seen = ~np.isnan(data)
+    keys, inverse = np.unique(seen, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    for k, key in enumerate(keys):
+        if not key.any():
+            continue
+        rows = np.flatnonzero(inverse == k)
+        o = np.flatnonzero(key)
+        inv = np.linalg.inv(sigma[np.ix_(o, o)])
+        d = data[np.ix_(rows, o)] - mu[o]
+        sd = d @ inv  # (r, k)
+        g_mu[np.ix_(rows, o)] = sd
+        g_sig[np.ix_(rows, o, o)] = -0.5 * (inv[None] - sd[:, :, None] * sd[:, None, :])
+    out = np.zeros((n_rows, ram.n_par))
+    if len(ram.a_idx):
+        i, j, par = ram.a_idx.T
+        vals = 2.0 * np.einsum("nab,ak,bk->nk", g_sig, u[:, i], w[:, j])
+        vals += (g_mu @ u[:, i]) * bm[j]
+        np.add.at(out.T, par, vals.T)
+    if len(ram.s_idx):
+        i, j, par = ram.s_idx.T
+        vals = np.einsum("nab,ak,bk->nk", g_sig, u[:, i], u[:, j]) * np.where(i == j, 1.0, 2.0)
+        np.add.at(out.T, par, vals.T)
+    if len(ram.m_idx):
+        i, par = ram.m_idx.T
+        np.add.at(out.T, par, (g_mu @ u[:, i]).T)
+    return out
+
+
+def _meat(scores: np.ndarray, cluster: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """First-order information: sum of outer products of the (cluster-summed) scores."""
+    used = np.any(scores != 0, axis=1)
+    if cluster is None:
+        sc, n_units = scores[used], int(used.sum())
+        return sc.T @ sc, n_units
+    codes, ids = pd.factorize(pd.Series(np.asarray(cluster)[used]))
+    sums = np.zeros((len(ids), scores.shape[1]))
+    np.add.at(sums, codes, scores[used])
+    n_c = len(ids)
+    return sums.T @ sums * (n_c / (n_c - 1.0)), n_c
+
+
+@dataclass
+class RobustFit:
+    """Robust (MLR) standard errors and scaled chi-square of a :class:`FimlFit`."""
+
+    vcov: np.ndarray
+    se: np.ndarray  # per free parameter
+    n_clusters: int
+    clustered: bool
+    trace_h0: float
+    meat_rank: int
+
+
+def robust_vcov(fit: FimlFit, data: np.ndarray, cluster: np.ndarray | None = None) -> RobustFit:
+    """lavaan's ``se = "robust.huber.white"`` (or ``"robust.cluster"`` with ``cluster``).
+
+    ``cluster`` holds one label per row of ``data`` (e.g. each client's therapist); None
+    treats the rows as independent.
+    """
+    data = np.asarray(data, dtype=float)
+    if cluster is not None and len(cluster) != len(data):
+        raise ValueError("cluster must have one label per row of the data")
+    scores = casewise_scores(table_of(fit, data.shape[1]), data, fit.theta)
+    meat, n_units = _meat(scores, cluster)
+    bread = fit.vcov  # inverse of the observed information
+    vcov = bread @ meat @ bread
+    vcov = 0.5 * (vcov + vcov.T)
+    diag = np.diag(vcov)
+    return RobustFit(
+        vcov=vcov,
+        se=np.sqrt(np.where(diag > 0, diag, np.nan)),
+        n_clusters=n_units,
+        clustered=cluster is not None,
+        trace_h0=float(np.sum(meat * bread.T)),
+        meat_rank=int(np.linalg.matrix_rank(meat)),
+    )
+
+
+def _saturated_table(mean1: np.ndarray, cov1: np.ndarray) -> ParTable:
+    # the same parameter table as _saturated's, started (here: evaluated) at given moments
+    p = len(mean1)
+    obs = [f"v{i}" for i in range(p)]
+    table = ParTable(observed=obs)
+    for i in range(p):
+        for j in range(i, p):
+            table.add(obs[i], "~~", obs[j], value=float(cov1[i, j]))
+    for i in range(p):
+        table.add(obs[i], "~1", "", value=float(mean1[i]))
+    return table
+
+
+def saturated_information(data: np.ndarray, mean1: np.ndarray, cov1: np.ndarray) -> np.ndarray:
+    """Observed information (minus the Hessian of the FIML log-likelihood) of the
+    unrestricted model at ``mean1``, ``cov1``, analytic, in the parameters of
+    :func:`_saturated_table` (covariances i <= j row by row, then the means).
+
+    Per missing-data pattern with n rows, observed block A = Sigma_oo^-1, d = ybar - mu,
+    W = S + d d', M = A W A, g = A d, the log-likelihood -n/2 (log|Sigma| + tr(A W)) has
+    second derivatives n/2 tr(dS A dS' A) - n/2 [tr(dS A dS' M) + tr(dS' A dS M)],
+    -n g' dS A dmu and -n dmu' A dmu.
+    """
+    data = np.asarray(data, dtype=float)
+    data = data[np.isfinite(data).any(axis=1)]
+    p = data.shape[1]
+    groups, _ = _patterns(data)
+    a_all, m_all, g_all, n_all = [], [], [], []
+    for grp in groups:
+        rows, cols = grp.index[:, :, None], grp.index[:, None, :]
+        inv = np.linalg.inv(cov1[rows, cols])
+        d = grp.mean - mean1[grp.index]
+        w = grp.cov + d[:, :, None] * d[:, None, :]
+        mm = inv @ w @ inv
+        g = np.einsum("gij,gj->gi", inv, d)
+        for k in range(len(grp.n)):
+            o = grp.index[k]
+            full_a = np.zeros((p, p))
+            full_m = np.zeros((p, p))
+            full_g = np.zeros(p)
+            full_a[np.ix_(o, o)] = inv[k]
+            full_m[np.ix_(o, o)] = mm[k]
+            full_g[o] = g[k]
+            a_all.append(full_a)
+            m_all.append(full_m)
+            g_all.append(full_g)
+            n_all.append(grp.n[k])
+    a = np.stack(a_all).reshape(len(n_all), -1)
+    mm = np.stack(m_all).reshape(len(n_all), -1)
+    g = np.stack(g_all)
+    n = np.asarray(n_all)[:, None]
+
+    # tensor[i, j, k, l] = sum_p n_p (X_p[j, k] Y_p[l, i]) from (n X)' Y: [jk, li]
+    def pair(x, y):
+        return (x * n).T.dot(y).reshape(p, p, p, p).transpose(3, 0, 1, 2)
+
+    h_ss = 0.5 * pair(a, a) - 0.5 * pair(a, mm) - 0.5 * pair(mm, a)
+    h_ms = -((g * n).T.dot(a)).reshape(p, p, p)  # [i, j, m]: -sum n g_i A_jm
+    h_mm = -(a * n).sum(axis=0).reshape(p, p)
+    iu, ju = np.triu_indices(p)
+    jac = np.zeros((p * p, len(iu)))
+    jac[iu * p + ju, np.arange(len(iu))] = 1.0
+    jac[ju * p + iu, np.arange(len(iu))] = 1.0
+    hss = jac.T @ h_ss.reshape(p * p, p * p) @ jac
+    hms = jac.T @ h_ms.reshape(p * p, p)
+    hess = np.block([[hss, hms], [hms.T, h_mm]])
+    return -0.5 * (hess + hess.T)
+
+
+def scaled_test(
+    fit: FimlFit,
+    data: np.ndarray,
+    robust: RobustFit,
+    chisq: float,
+    df: int,
+    h1: tuple[np.ndarray, np.ndarray],
+    cluster: np.ndarray | None = None,
+) -> dict[str, float]:
+    """lavaan's Yuan-Bentler (Mplus variant) scaled chi-square for MLR.
+
+    ``h1`` is the unrestricted model's FIML means and covariances (as in
+    :func:`fit_indices`); ``robust`` the model's :func:`robust_vcov` (its trace term).
+    Returns lavaan's ``chisq.scaled``, ``df.scaled``, ``pvalue.scaled`` and
+    ``chisq.scaling.factor`` (with the two traces).
+    """
+    data = np.asarray(data, dtype=float)
+    mean1, cov1 = h1
+    table = _saturated_table(mean1, cov1)
+    theta1 = _Ram(table).start.copy()
+    info1 = saturated_information(data, mean1, cov1)
+    scores1 = casewise_scores(table, data, theta1)
+    meat1, _ = _meat(scores1, cluster)
+    trace_h1 = float(np.sum(meat1 * np.linalg.inv(info1).T))
+    out = {
+        "chisq.scaled": np.nan,
+        "df.scaled": float(df),
+        "pvalue.scaled": np.nan,
+        "chisq.scaling.factor": np.nan,
+        "trace.h1": trace_h1,
+        "trace.h0": robust.trace_h0,
+    }
+    if df < 1:
+        return out
+    c = (trace_h1 - robust.trace_h0) / df
+    if c > 0:
+        out["chisq.scaling.factor"] = c
+        out["chisq.scaled"] = chisq / c
+        out["pvalue.scaled"] = float(stats.chi2.sf(chisq / c, df))
+    return out

@@ -20,7 +20,10 @@ Both are fitted with the structural equation engine of ``alliance.models._sem_co
 (full-information maximum likelihood over all observed sessions, standard errors from
 the observed information), which agrees with lavaan's ``missing = "fiml"`` estimates and
 standard errors on the committed references in ``tests/reference`` (see
-``docs/models_sem.md``).
+``docs/models_sem.md``). With ``se="robust"`` (the default when ``therapist=`` names at
+least 15 therapists) the standard errors are robust (MLR), clustered by therapist, and the
+chi-square is Yuan-Bentler scaled, equal to lavaan's ``estimator = "MLR"`` with
+``cluster =`` on the committed references.
 
 References
 ----------
@@ -36,10 +39,15 @@ cross-lagged panel model. Psychological Methods, 20(1), 102-116.
 
 Nickell, S. (1981). Biases in dynamic models with fixed effects. Econometrica, 49(6),
 1417-1426.
+
+Yuan, K.-H., & Bentler, P. M. (2000). Three likelihood-based methods for mean and
+covariance structure analysis with nonnormal missing data. Sociological Methodology, 30,
+165-200.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -49,7 +57,16 @@ from scipy import stats
 
 from alliance._checks import format_rows, require_columns
 from alliance.models._result import ModelResult
-from alliance.models._sem_core import FimlFit, ParTable, fit_fiml, maximize
+from alliance.models._sem_core import (
+    FimlFit,
+    ParTable,
+    RobustFit,
+    fit_fiml,
+    maximize,
+    robust_vcov,
+    scaled_test,
+    unrestricted_fit,
+)
 from alliance.models._sem_core import fit_indices as compute_fit_indices
 from alliance.models.registry import Simulation, per_alliance_point, register_model
 from alliance.results import exclusion_log
@@ -72,6 +89,14 @@ FIML_POLICY = (
 )
 
 
+MIN_CLUSTERS = 15  # se='auto' clusters from here (benchmarks/results/sim_mlr_cluster.md)
+FEW_CLUSTERS = 30  # below this a note says the clustered SEs may be somewhat small
+MLR_CITATION = (
+    "robust (MLR) standard errors and Yuan-Bentler scaled chi-square as lavaan's "
+    'estimator = "MLR" (Yuan & Bentler, 2000; clustered: Asparouhov & Muthén, 2005)'
+)
+
+
 # --------------------------------------------------------------------------- result
 
 
@@ -85,7 +110,10 @@ class PanelResult(ModelResult):
     baseline.pvalue (independence model), cfi, tli, rmsea, rmsea.ci.lower,
     rmsea.ci.upper (90%), rmsea.pvalue (close fit), srmr (Bentler's, with means, against the
     unrestricted FIML moments) and unrestricted.logl; equal to lavaan 0.6-14 to 1e-5 on
-    ``tests/reference/lavaan_fit_measures.json``. ``converged`` is the optimizer's status.
+    ``tests/reference/lavaan_fit_measures.json``. With robust standard errors (``se=``)
+    also lavaan's chisq.scaled, df.scaled, pvalue.scaled and chisq.scaling.factor (the
+    Yuan-Bentler correction, Mplus variant, with the two traces), equal to lavaan to 1e-4
+    on ``tests/reference/lavaan_mlr_cluster.json``. ``converged`` is the optimizer's status.
 
     Attributes
     ----------
@@ -108,6 +136,11 @@ class PanelResult(ModelResult):
         lagged paths, kept): the fit with the highest log-likelihood is the one reported.
     estimand : str
         What the lagged paths estimate, in words.
+    se_type : str
+        How the standard errors were computed: ``"ML"`` (observed information),
+        ``"MLR"`` (sandwich, clients independent) or ``"MLR, clustered by <therapist>"``.
+    n_clusters : int
+        Clusters (therapists) of cluster-robust standard errors; 0 otherwise.
     """
 
     focal_term: str = ""
@@ -118,6 +151,8 @@ class PanelResult(ModelResult):
     n_clients: int = 0
     starts: pd.DataFrame = field(default_factory=pd.DataFrame)
     estimand: str = ""
+    se_type: str = "ML"
+    n_clusters: int = 0
 
 
 # --------------------------------------------------------------------------- data
@@ -534,6 +569,128 @@ def _common_notes(fit: FimlFit, panel: _Panel, therapist: str | None) -> list[st
     return notes
 
 
+# --------------------------------------------------------------------------- robust SEs
+
+SE_CHOICES = ("auto", "ml", "robust")
+
+
+def _cluster_labels(data, client: str, therapist: str, panel: _Panel) -> np.ndarray:
+    """Each panel client's therapist (the clusters); clients must be nested in therapists."""
+    frame = _long_table(data)
+    require_columns(frame, therapist=therapist)
+    pairs = frame.loc[frame[client].isin(panel.clients), [client, therapist]].dropna()
+    per_client = pairs.drop_duplicates().groupby(client)[therapist]
+    several = per_client.nunique()
+    several = several[several > 1]
+    if len(several):
+        raise ValueError(
+            f"{len(several)} clients have more than one {therapist!r} (e.g. "
+            f"{', '.join(map(str, several.index[:3]))}); cluster-robust standard errors need "
+            "each client nested in one therapist. Fix the therapist column or pass se='ml'"
+        )
+    labels = per_client.first().reindex(panel.clients)
+    if labels.isna().any():
+        missing = labels.index[labels.isna()]
+        raise ValueError(
+            f"{len(missing)} clients have no {therapist!r} value (e.g. "
+            f"{', '.join(map(str, missing[:3]))}); fill it in, or pass se='ml' for standard "
+            "errors that assume independent clients"
+        )
+    return labels.to_numpy()
+
+
+def _se_plan(
+    data, client: str, therapist: str | None, panel: _Panel, se: str
+) -> tuple[str, np.ndarray | None, list[str]]:
+    """The standard errors to report: ("ml" or "robust", cluster labels or None, notes).
+
+    ``se="auto"`` clusters by therapist (MLR) when ``therapist`` names a column with at
+    least ``MIN_CLUSTERS`` therapists; with fewer the cluster sandwich is unreliable and the
+    ML standard errors are kept, with a note (``benchmarks/sim_mlr_cluster.py``).
+    """
+    if se not in SE_CHOICES:
+        raise ValueError(f"se must be one of {', '.join(map(repr, SE_CHOICES))}, not {se!r}")
+    if se == "ml":
+        return "ml", None, []
+    if therapist is None:
+        if se == "robust":
+            return "robust", None, []
+        return "ml", None, []
+    labels = _cluster_labels(data, client, therapist, panel)
+    k = len(pd.unique(labels))
+    if k < 2:
+        raise ValueError(
+            f"all clients have the same {therapist!r}: there is nothing to cluster by; "
+            "pass se='ml' (or therapist=None)"
+        )
+    if se == "auto" and k < MIN_CLUSTERS:
+        return (
+            "ml",
+            None,
+            [
+                f"only {k} therapists (fewer than {MIN_CLUSTERS}): cluster-robust standard "
+                "errors would be unreliable (too small with few clusters), so the ML standard "
+                "errors are reported, which are too small if the lagged effects differ between "
+                "therapists; pass se='robust' to cluster by therapist anyway"
+            ],
+        )
+    notes = []
+    if k < FEW_CLUSTERS:
+        notes.append(
+            f"cluster-robust standard errors with only {k} therapists may be somewhat too "
+            f"small (few-cluster bias; {FEW_CLUSTERS} or more are advisable): in "
+            "benchmarks/results/sim_mlr_cluster.md they reject a true null about 7-8% of the "
+            "time at alpha = .05 with 15-30 therapists, the ML standard errors 18-20% when the "
+            "lagged effect differs between therapists"
+        )
+    return "robust", labels, notes
+
+
+def _apply_robust(fit: FimlFit, robust: RobustFit) -> FimlFit:
+    """The fit with the robust covariance, SEs, z and p (the ML SEs kept as ``se_ml``)."""
+    table = fit.table.copy()
+    par = table["par"].to_numpy()
+    table["se_ml"] = table["se"]
+    table["se"] = np.where(par >= 0, robust.se[np.maximum(par, 0)], np.nan)
+    table["z"] = table["est"] / table["se"]
+    table["p"] = 2.0 * stats.norm.sf(np.abs(table["z"]))
+    return dataclasses.replace(fit, table=table, vcov=robust.vcov)
+
+
+def _robust_notes(robust: RobustFit, therapist: str | None, n_par: int) -> list[str]:
+    if robust.clustered:
+        how = (
+            f"clustered by {therapist!r} ({robust.n_clusters} therapists: the clients' scores "
+            "are summed within therapists, times k / (k - 1))"
+        )
+    else:
+        how = "with clients as the independent units (no therapist column)"
+    notes = [
+        "standard errors are robust (MLR, as lavaan's estimator = 'MLR'): the sandwich of the "
+        f"observed information and the clients' FIML scores, {how}; the estimates are the ML "
+        "estimates; fit_measures add the Yuan-Bentler scaled chi-square (chisq.scaled, "
+        "chisq.scaling.factor) and the ML standard errors are in parameter_table['se_ml']"
+    ]
+    if robust.meat_rank < n_par:
+        notes.append(
+            f"the robust covariance matrix has rank {robust.meat_rank} < {n_par} parameters "
+            "(fewer clusters than parameters): each standard error is defined, but joint "
+            "Wald tests of more than a few parameters are not"
+        )
+    return notes
+
+
+def _robust_fit(plan, therapist, panel, fit):
+    """Apply a :func:`_se_plan`: (fit, RobustFit or None, cluster labels, notes)."""
+    kind, labels, notes = plan
+    notes = list(notes)
+    if kind == "ml":
+        return fit, None, None, notes
+    robust = robust_vcov(fit, np.hstack([panel.y, panel.x]), labels)
+    notes += _robust_notes(robust, therapist, fit.n_par)
+    return _apply_robust(fit, robust), robust, labels, notes
+
+
 # --------------------------------------------------------------------------- public
 
 
@@ -562,6 +719,7 @@ def dynamic_panel(
     therapist: str | None = None,
     n_starts: int = 1,
     fit_indices: bool = True,
+    se: str = "auto",
 ) -> PanelResult:
     """Dynamic panel model of alliance and symptoms by ML-SEM (Allison et al., 2017).
 
@@ -600,8 +758,8 @@ def dynamic_panel(
     equal_residuals : bool, default False
         Constrain the residual (co)variances to be equal over sessions.
     therapist : str, optional
-        Accepted for a uniform interface; the nesting of clients in therapists is not
-        modelled (a note says so).
+        Therapist column (clients nested in therapists). The model stays single-level; the
+        therapists are the clusters of the cluster-robust standard errors (``se=``).
     n_starts : int, default 1
         Fit from this many starting points (1: all lagged paths at 0; then autoregressive
         paths at 0.5, then at 0.5 with cross-lagged paths at -0.1 and 0.1 times the
@@ -614,6 +772,15 @@ def dynamic_panel(
         SRMR) to ``.fit_measures``, as lavaan's ``fitMeasures`` computes them. They need
         a FIML fit of the unrestricted model (all means and covariances free), which
         costs about as much as the model fit itself; pass False in simulations.
+    se : {"auto", "ml", "robust"}, default "auto"
+        Standard errors. ``"ml"``: the observed information (lavaan's ML with
+        ``missing = "ml"``). ``"robust"``: MLR, lavaan's ``estimator = "MLR"`` (a sandwich of
+        the observed information and the clients' FIML scores), clustered by ``therapist``
+        when it is given (lavaan's ``cluster =``), with the Yuan-Bentler scaled chi-square
+        (``chisq.scaled``, ``chisq.scaling.factor``) in ``.fit_measures``. ``"auto"``:
+        ``"robust"`` clustered by therapist when ``therapist`` is given and there are at
+        least 15 therapists (the sandwich is unreliable with fewer clusters); otherwise
+        ``"ml"``. The notes and ``.se_type`` say which was used (``docs/models_sem.md``).
 
     Returns
     -------
@@ -675,6 +842,7 @@ def dynamic_panel(
         min_clients=min_clients,
         n_waves_needed=lag + 2 + (1 if slopes else 0),
     )
+    plan = _se_plan(data, client, therapist, panel, se)
     if not isinstance(n_starts, int | np.integer) or isinstance(n_starts, bool) or n_starts < 1:
         raise ValueError(f"n_starts must be a whole number >= 1, not {n_starts!r}")
     base = _starts(panel)
@@ -698,6 +866,7 @@ def dynamic_panel(
         for extra_starts in start_sets[:n_starts]
     ]
     fit, best, tried = _multi_start(panel, tables, start_sets[:n_starts])
+    fit, robust, clusters, se_notes = _robust_fit(plan, therapist, panel, fit)
     starts_table = pd.DataFrame(tried)
     starts_table["kept"] = starts_table.index == best
     lg = f"t-{lag}"
@@ -715,7 +884,7 @@ def dynamic_panel(
     params = _path_rows(fit, labels, order)
     vc = _latent_components(fit, outcome, alliance, slopes=slopes)
     full = _named(fit.table, {"y": outcome, "x": alliance}, panel.waves)
-    notes = _common_notes(fit, panel, therapist)
+    notes = _common_notes(fit, panel, None if robust is not None else therapist) + se_notes
     variances = vc.loc[vc["term2"].isna(), "vcov"]
     if (variances <= 0).any():
         notes.append(
@@ -748,6 +917,9 @@ def dynamic_panel(
         autoregressive=("rho_y", "rho_x"),
         parameter_table=full,
         indices=fit_indices,
+        robust=robust,
+        clusters=clusters,
+        therapist=therapist,
     )
     result.starts = starts_table
     result.estimand = DPM_ESTIMAND
@@ -776,6 +948,7 @@ def riclpm(
     min_clients: int = 10,
     therapist: str | None = None,
     fit_indices: bool = True,
+    se: str = "auto",
 ) -> PanelResult:
     """Random-intercept cross-lagged panel model (Hamaker, Kuiper & Grasman, 2015).
 
@@ -800,9 +973,12 @@ def riclpm(
     max_sessions, min_clients : int
         As in :func:`dynamic_panel`.
     therapist : str, optional
-        Accepted for a uniform interface; nesting in therapists is not modelled.
+        Therapist column: the clusters of the cluster-robust standard errors (``se=``).
     fit_indices : bool, default True
         As in :func:`dynamic_panel`: chi-square, CFI, TLI, RMSEA (90% CI), SRMR.
+    se : {"auto", "ml", "robust"}, default "auto"
+        As in :func:`dynamic_panel`: cluster-robust (MLR) standard errors by therapist
+        when ``therapist`` is given and has at least 15 therapists.
 
     Returns
     -------
@@ -846,8 +1022,10 @@ def riclpm(
         min_clients=min_clients,
         n_waves_needed=lag + 2,
     )
+    plan = _se_plan(data, client, therapist, panel, se)
     table = riclpm_table(len(panel.waves), lag=lag, starts=_starts(panel))
     fit, _ = _fit_panel(panel, table)
+    fit, robust, clusters, se_notes = _robust_fit(plan, therapist, panel, fit)
     lg = f"t-{lag}"
     labels = {
         "beta_yx": (f"within {alliance}[{lg}] -> {outcome}[t]", "cross-lagged"),
@@ -882,7 +1060,7 @@ def riclpm(
             "se": [get[k][1] for k in (("ri_y", "ri_y"), ("ri_x", "ri_x"), ("ri_y", "ri_x"))],
         }
     )
-    notes = _common_notes(fit, panel, therapist)
+    notes = _common_notes(fit, panel, None if robust is not None else therapist) + se_notes
     if vy <= 0 or vx <= 0:
         notes.append("a random-intercept variance is not positive (a Heywood case)")
     return _panel_result(
@@ -899,6 +1077,9 @@ def riclpm(
             fit.table, {"wy": outcome, "wx": alliance, "y": outcome, "x": alliance}, panel.waves
         ),
         indices=fit_indices,
+        robust=robust,
+        clusters=clusters,
+        therapist=therapist,
     )
 
 
@@ -915,18 +1096,37 @@ def _panel_result(
     autoregressive,
     parameter_table,
     indices: bool = True,
+    robust: RobustFit | None = None,
+    clusters: np.ndarray | None = None,
+    therapist: str | None = None,
 ) -> PanelResult:
     """The result of a panel model fitted by FIML (dynamic panel model or RI-CLPM)."""
     measures = _fit_stats(fit)
     if indices:
-        extra = compute_fit_indices(fit, np.hstack([panel.y, panel.x]))
+        wide = np.hstack([panel.y, panel.x])
+        h1 = unrestricted_fit(fit, wide)
+        extra = compute_fit_indices(fit, wide, h1=h1)
+        if robust is not None:
+            extra.update(
+                scaled_test(
+                    fit, wide, robust, extra["chisq"], int(extra["df"]), (h1[1], h1[2]), clusters
+                )
+            )
         if extra.pop("unrestricted.max_gradient") > 1e-6:
             notes.append(
                 "the unrestricted model behind the chi-square did not converge cleanly; "
                 "the fit indices may be off"
             )
         measures.update(extra)
+    if robust is not None:
+        citation = f"{citation}; {MLR_CITATION}"
     return PanelResult(
+        se_type=(
+            "ML"
+            if robust is None
+            else (f"MLR, clustered by {therapist}" if robust.clustered else "MLR")
+        ),
+        n_clusters=robust.n_clusters if robust is not None and robust.clustered else 0,
         model=model,
         params=params,
         variance_components=vc,
