@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from formulaic import model_matrix
 from scipy import optimize, stats
+from threadpoolctl import threadpool_limits
 
 from alliance._checks import require_frame
 from alliance.models._glmm_core import Engine, Term
@@ -132,6 +133,35 @@ def _separation(x: np.ndarray, y: np.ndarray, wt: np.ndarray, names: list[str]) 
     return None
 
 
+def _fd_grad_hess(f, par, f0, lb, ntheta, d=1e-4):
+    """Central finite-difference gradient and Hessian of ``f`` at ``par`` (lme4's deriv12
+    with delta 1e-4); a variance parameter at its bound 0 is differenced one-sided."""
+    k = len(par)
+    base = par.copy()
+    shift = np.zeros(k)
+    near = np.zeros(k, bool)
+    near[:ntheta] = np.isfinite(lb) & (par[:ntheta] < d)
+    shift[near] = d - par[near]
+    base = par + shift
+    fb = f(base) if near.any() else f0
+    fp, fm = np.zeros(k), np.zeros(k)
+    g, h = np.zeros(k), np.zeros((k, k))
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = d
+        fp[i], fm[i] = f(base + e), f(base - e)
+        g[i] = (fp[i] - fm[i]) / (2 * d)
+        h[i, i] = (fp[i] - 2 * fb + fm[i]) / d**2
+    for i in range(k):
+        for j in range(i):
+            e = np.zeros(k)
+            e[i] = e[j] = d
+            fpp = f(base + e)
+            h[i, j] = h[j, i] = (fpp - fp[i] - fp[j] + fb) / d**2
+    g = g - h @ shift
+    return g, h
+
+
 def glmm(
     formula: str,
     data: pd.DataFrame,
@@ -179,6 +209,12 @@ def glmm(
     >>> fit.converged
     True
     """
+    # small dense factorizations: BLAS threads only add overhead (and stall on a busy machine)
+    with threadpool_limits(1):
+        return _glmm(formula, data, family, link, nagq, weights, offset)
+
+
+def _glmm(formula, data, family, link, nagq, weights, offset) -> GlmmResult:
     from alliance.models import _glmm_core as core
 
     require_frame(data, "data")
@@ -293,37 +329,51 @@ def glmm(
         par0,
         method="L-BFGS-B",
         bounds=bounds2,
-        options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 500},
+        options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 500},
     )
-    r2b = optimize.minimize(
-        dev2, r2.x, method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 4000}
-    )
-    best = r2b if r2b.fun < r2.fun else r2
-    par = best.x.copy()
+    par = r2.x.copy()
     par[:ntheta] = np.where(np.isfinite(lb), np.maximum(par[:ntheta], 0), par[:ntheta])
+    dev = dev2(par)
+    # Newton polish with the central finite-difference gradient and Hessian (the Hessian is
+    # needed for the covariance anyway, as lme4's deriv12 with delta 1e-4)
+    free = np.ones(len(par), bool)
+    grad_ok = bool(r2.success)
+    for _it in range(6):
+        g, h = _fd_grad_hess(dev2, par, dev, lb, ntheta)
+        free = np.ones(len(par), bool)
+        at_bound = np.zeros(len(par), bool)
+        at_bound[:ntheta] = np.isfinite(lb) & (par[:ntheta] <= 1e-8)
+        free &= ~(at_bound & (g > 0))
+        gf = g[free]
+        if np.max(np.abs(gf), initial=0.0) < 1e-6:
+            grad_ok = True
+            break
+        try:
+            step = np.zeros(len(par))
+            step[free] = -np.linalg.solve(h[np.ix_(free, free)], gf)
+        except np.linalg.LinAlgError:
+            break
+        accepted = False
+        for _h in range(20):
+            cand = par + step
+            cand[:ntheta] = np.where(np.isfinite(lb), np.maximum(cand[:ntheta], 0), cand[:ntheta])
+            fc = dev2(cand)
+            if np.isfinite(fc) and fc <= dev:
+                accepted = True
+                break
+            step /= 2
+        if not accepted:
+            break
+        small = dev - fc < 1e-10 and np.max(np.abs(step)) < 1e-7
+        par, dev = cand, fc
+        if small:
+            g, h = _fd_grad_hess(dev2, par, dev, lb, ntheta)
+            break
+    else:
+        g, h = _fd_grad_hess(dev2, par, dev, lb, ntheta)
     dev = dev2(par)
     theta, beta = par[:ntheta], par[ntheta:]
     u = eng.u.copy()
-    # Hessian of the deviance by central differences, as lme4's deriv12 (delta 1e-4)
-    k = len(par)
-    h = np.zeros((k, k))
-    d = 1e-4
-    f0 = dev
-    fp = np.zeros(k)
-    fm = np.zeros(k)
-    for i in range(k):
-        e = np.zeros(k)
-        e[i] = d
-        fp[i], fm[i] = dev2(par + e), dev2(par - e)
-        h[i, i] = (fp[i] - 2 * f0 + fm[i]) / d**2
-    for i in range(k):
-        for j in range(i):
-            ei = np.zeros(k)
-            ej = np.zeros(k)
-            ei[i] = d
-            ej[j] = d
-            fpp = dev2(par + ei + ej)
-            h[i, j] = h[j, i] = (fpp - fp[i] - fp[j] + f0) / d**2
     dev2(par)
     notes: list[str] = []
     try:
@@ -378,7 +428,6 @@ def glmm(
     loglik = -dev / 2
     npar = ntheta + len(beta)
     nobs = len(y)
-    grad_ok = bool(best.success or r2.success)
     if singular:
         notes.append("boundary (singular) fit: a random-effect variance is estimated at 0.")
     return GlmmResult(
