@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from formulaic import model_matrix
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 from threadpoolctl import threadpool_limits
 
 from alliance._checks import require_frame
@@ -113,6 +113,26 @@ def _vars(expr: str, frame: pd.DataFrame) -> list[str]:
 def _separation(x: np.ndarray, y: np.ndarray, wt: np.ndarray, names: list[str]) -> str | None:
     """Name a fixed effect whose unpenalized logistic fit diverges (complete or quasi-complete
     separation): the linear program ``max sum(s) s.t. sign * X b >= 0`` direction test."""
+    # quick exit: an unpenalized logistic fit (IRLS) that converges with no fitted probability
+    # at 0 or 1 has finite estimates, so there is no separation; otherwise the linear program
+    b = np.zeros(x.shape[1])
+    dev_old = np.inf
+    for _ in range(30):
+        eta = x @ b
+        mu = 1 / (1 + np.exp(-np.clip(eta, -40, 40)))
+        w = wt * mu * (1 - mu)
+        try:
+            b = b + np.linalg.solve(x.T @ (x * w[:, None]), x.T @ (wt * (y - mu)))
+        except np.linalg.LinAlgError:
+            break
+        eta = x @ b
+        mu = 1 / (1 + np.exp(-np.clip(eta, -40, 40)))
+        dev = -2 * np.sum(wt * (special.xlogy(y, mu) + special.xlogy(1 - y, 1 - mu)))
+        if abs(dev_old - dev) < 1e-10 * (abs(dev) + 1):
+            if np.max(np.abs(eta)) < 15:
+                return None
+            break
+        dev_old = dev
     succ = (y > 0) & (wt > 0)
     fail = (y < 1) & (wt > 0)
     rows = np.vstack([x[succ], -x[fail]])
@@ -160,6 +180,53 @@ def _fd_grad_hess(f, par, f0, lb, ntheta, d=1e-4):
             h[i, j] = h[j, i] = (fpp - fp[i] - fp[j] + fb) / d**2
     g = g - h @ shift
     return g, h
+
+
+def _newton(f, par, lb, ntheta, maxit=8, dtol=1e-9):
+    """Newton iterations on ``f`` with finite-difference derivatives and step halving; a
+    variance parameter at its bound 0 with a gradient pushing below is held fixed. Returns
+    (par, f(par), gradient, Hessian at par, converged)."""
+    par = par.copy()
+    par[:ntheta] = np.where(np.isfinite(lb), np.maximum(par[:ntheta], 0), par[:ntheta])
+    dev = f(par)
+    ok = False
+    for _it in range(maxit):
+        g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
+        at_bound = np.zeros(len(par), bool)
+        at_bound[:ntheta] = np.isfinite(lb) & (par[:ntheta] <= 1e-8)
+        free = ~(at_bound & (g > 0))
+        gf = g[free]
+        try:
+            hf = h[np.ix_(free, free)]
+            np.linalg.cholesky(hf)
+            step = np.zeros(len(par))
+            step[free] = -np.linalg.solve(hf, gf)
+        except np.linalg.LinAlgError:
+            break
+        if -gf @ step[free] < dtol:  # Newton decrement: the deviance still to gain
+            ok = True
+            break
+        accepted = False
+        for _h in range(20):
+            cand = par + step
+            cand[:ntheta] = np.where(np.isfinite(lb), np.maximum(cand[:ntheta], 0), cand[:ntheta])
+            fc = f(cand)
+            if np.isfinite(fc) and fc <= dev:
+                accepted = True
+                break
+            step /= 2
+        if not accepted:
+            break
+        small = dev - fc < 1e-10 and np.max(np.abs(step)) < 1e-7
+        par, dev = cand, fc
+        if small:
+            g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
+            ok = True
+            break
+    else:
+        g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
+        ok = False
+    return par, f(par), g, h, ok
 
 
 def glmm(
@@ -276,7 +343,10 @@ def _glmm(formula, data, family, link, nagq, weights, offset) -> GlmmResult:
     for rt in random:
         zm = model_matrix(rt.expr, frame)
         cols = [str(c).replace("Intercept", "(Intercept)") for c in zm.columns]
-        key = frame[list(rt.group)].astype(str).agg(":".join, axis=1)
+        if len(rt.group) == 1:
+            key = frame[rt.group[0]].astype(str)
+        else:
+            key = frame[list(rt.group)].astype(str).agg(":".join, axis=1)
         codes, labels = pd.factorize(key, sort=True)
         zx = np.asarray(zm, float)
         if rt.correlated:
@@ -310,7 +380,7 @@ def _glmm(formula, data, family, link, nagq, weights, offset) -> GlmmResult:
         th0,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"ftol": 1e-12, "gtol": 1e-8},
+        options={"ftol": 1e-9, "gtol": 1e-5},  # a start for the Newton stage
     )
     eng.pirls(r1.x)
     beta1 = eng.beta.copy()
@@ -323,54 +393,20 @@ def _glmm(formula, data, family, link, nagq, weights, offset) -> GlmmResult:
         return eng.pirls(th, b)
 
     par0 = np.concatenate([r1.x, beta1])
-    bounds2 = bounds + [(None, None)] * x.shape[1]
-    r2 = optimize.minimize(
-        dev2,
-        par0,
-        method="L-BFGS-B",
-        bounds=bounds2,
-        options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 500},
-    )
-    par = r2.x.copy()
-    par[:ntheta] = np.where(np.isfinite(lb), np.maximum(par[:ntheta], 0), par[:ntheta])
-    dev = dev2(par)
-    # Newton polish with the central finite-difference gradient and Hessian (the Hessian is
-    # needed for the covariance anyway, as lme4's deriv12 with delta 1e-4)
-    free = np.ones(len(par), bool)
-    grad_ok = bool(r2.success)
-    for _it in range(6):
-        g, h = _fd_grad_hess(dev2, par, dev, lb, ntheta)
-        free = np.ones(len(par), bool)
-        at_bound = np.zeros(len(par), bool)
-        at_bound[:ntheta] = np.isfinite(lb) & (par[:ntheta] <= 1e-8)
-        free &= ~(at_bound & (g > 0))
-        gf = g[free]
-        if np.max(np.abs(gf), initial=0.0) < 1e-6:
-            grad_ok = True
-            break
-        try:
-            step = np.zeros(len(par))
-            step[free] = -np.linalg.solve(h[np.ix_(free, free)], gf)
-        except np.linalg.LinAlgError:
-            break
-        accepted = False
-        for _h in range(20):
-            cand = par + step
-            cand[:ntheta] = np.where(np.isfinite(lb), np.maximum(cand[:ntheta], 0), cand[:ntheta])
-            fc = dev2(cand)
-            if np.isfinite(fc) and fc <= dev:
-                accepted = True
-                break
-            step /= 2
-        if not accepted:
-            break
-        small = dev - fc < 1e-10 and np.max(np.abs(step)) < 1e-7
-        par, dev = cand, fc
-        if small:
-            g, h = _fd_grad_hess(dev2, par, dev, lb, ntheta)
-            break
-    else:
-        g, h = _fd_grad_hess(dev2, par, dev, lb, ntheta)
+    # stage 2: Newton with the central finite-difference gradient and Hessian from the stage-1
+    # optimum (the Hessian is needed for the covariance anyway, as lme4's deriv12 with delta
+    # 1e-4); L-BFGS-B first if Newton stalls (an indefinite Hessian far from the optimum)
+    par, dev, g, h, grad_ok = _newton(dev2, par0, lb, ntheta)
+    if not grad_ok:
+        bounds2 = bounds + [(None, None)] * x.shape[1]
+        r2 = optimize.minimize(
+            dev2,
+            par,
+            method="L-BFGS-B",
+            bounds=bounds2,
+            options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 500},
+        )
+        par, dev, g, h, grad_ok = _newton(dev2, r2.x, lb, ntheta)
     dev = dev2(par)
     theta, beta = par[:ntheta], par[ntheta:]
     u = eng.u.copy()
