@@ -146,7 +146,9 @@ class Engine:
         mu0 = fam.clip(np.full(len(y), 0.5) if fam.name == "binomial" else np.maximum(y, 0.5))
         self.aic_const = fam.aic(y, mu0, wt) - self._dev(mu0)
         m = np.round(wt)
-        exact = np.allclose(m, wt) and (fam.name == "poisson" or np.allclose(np.round(m * y), m * y))
+        exact = np.allclose(m, wt) and (
+            fam.name == "poisson" or np.allclose(np.round(m * y), m * y)
+        )
         self.aic_exact = not exact
 
     def _dev(self, mu, eta=None):
