@@ -134,6 +134,38 @@ class Engine:
             )
         self.u = np.zeros(sum(t.nlev * t.k for t in terms))
         self.beta = np.zeros(self.p)
+        # the saturated part of the deviance, and aic(mu) - deviance(mu), do not depend on mu
+        # (for integer trials and counts): computed once, so each evaluation needs only logs
+        self.wy = wt * y
+        if fam.name == "binomial":
+            self.w1y = wt * (1 - y)
+            sat = special.xlogy(y, y) + special.xlogy(1 - y, 1 - y)
+        else:
+            sat = special.xlogy(y, y) - y
+        self.sat = 2 * np.sum(wt * sat)
+        mu0 = fam.clip(np.full(len(y), 0.5) if fam.name == "binomial" else np.maximum(y, 0.5))
+        self.aic_const = fam.aic(y, mu0, wt) - self._dev(mu0)
+        m = np.round(wt)
+        exact = np.allclose(m, wt) and (
+            fam.name == "poisson" or np.allclose(np.round(m * y), m * y)
+        )
+        self.aic_exact = not exact
+
+    def _dev(self, mu, eta=None):
+        """Sum of the deviance residuals at mu (log-scale helpers for the logit link)."""
+        fam = self.fam
+        if fam.name == "binomial":
+            if eta is not None and fam.link == "logit":
+                # -log(mu) = softplus(-eta), -log(1 - mu) = softplus(eta)
+                sp = np.logaddexp(0.0, eta)
+                return 2 * (self.wy @ (sp - eta) + self.w1y @ sp) + self.sat
+            return -2 * (self.wy @ np.log(mu) + self.w1y @ np.log1p(-mu)) + self.sat
+        return 2 * (self.wt @ mu - self.wy @ np.log(mu)) + self.sat
+
+    def aic(self, mu, eta=None):
+        if self.aic_exact:
+            return self.fam.aic(self.y, mu, self.wt)
+        return self._dev(mu, eta) + self.aic_const
 
     # ---------------------------------------------------------------- theta
     def lambdas(self, theta):
@@ -165,8 +197,11 @@ class Engine:
         eta = np.zeros(self.n)
         i = 0
         for t, v in zip(self.terms, self.v, strict=True):
-            ut = u[i : i + t.nlev * t.k].reshape(t.nlev, t.k)
-            eta += np.einsum("ij,ij->i", v, ut[t.codes])
+            if t.k == 1:
+                eta += v[:, 0] * u[i : i + t.nlev][t.codes]
+            else:
+                ut = u[i : i + t.nlev * t.k].reshape(t.nlev, t.k)
+                eta += np.einsum("ij,ij->i", v, ut[t.codes])
             i += t.nlev * t.k
         return eta
 
@@ -278,9 +313,33 @@ class Engine:
         return self.offset + self.x @ beta + self.zlu(u)
 
     def pdev(self, u, beta):
+        """Penalized deviance at (u, beta) and mu; the deviance alone is kept in ``_last_dev``."""
         eta = self.eta_of(u, beta)
-        mu = self.fam.clip(self.fam.linkinv(eta))
-        return np.sum(self.fam.dev_resid(self.y, mu, self.wt)) + u @ u, mu
+        if self.fam.link == "logit":
+            eta = np.clip(eta, -34.5, 34.5)  # the clip of mu, on the logit scale
+            e = np.exp(-np.abs(eta))
+            mu = np.where(eta >= 0, 1.0, e) / (1.0 + e)
+            sp = np.maximum(eta, 0.0) + np.log1p(e)  # -log(1 - mu); -log(mu) = sp - eta
+            if self.fam.name == "binomial":
+                dev = 2 * (self.wy @ (sp - eta) + self.w1y @ sp) + self.sat
+            else:
+                dev = self._dev(mu)
+        else:
+            mu = self.fam.clip(self.fam.linkinv(eta))
+            dev = self._dev(mu)
+        self._last_dev = dev
+        return dev + u @ u, mu
+
+    def _weights(self, mu):
+        """PIRLS weights and working residuals at mu (eta from mu for the canonical links)."""
+        fam = self.fam
+        if (fam.name, fam.link) in (("binomial", "logit"), ("poisson", "log")):
+            v = fam.variance(mu)
+            return self.wt * np.maximum(v, np.finfo(float).tiny), self.wt * (self.y - mu)
+        eta = self._eta_last
+        me = fam.mu_eta(eta)
+        v = fam.variance(mu)
+        return self.wt * me**2 / v, self.wt * (self.y - mu) * me / v
 
     def pirls(self, theta, beta=None, tol=1e-11, maxit=60):
         """Conditional modes u (and beta when ``beta`` is None); returns the Laplace deviance."""
@@ -293,12 +352,10 @@ class Engine:
         if not np.isfinite(old):
             u[:] = 0
             old, mu = self.pdev(u, b)
+        dev_u = self._last_dev
         for _ in range(maxit):
-            eta = self.eta_of(u, b)
-            mu = self.fam.clip(self.fam.linkinv(eta))
-            me = self.fam.mu_eta(eta)
-            w = self.wt * me**2 / self.fam.variance(mu)
-            r = self.wt * (self.y - mu) * me / self.fam.variance(mu)
+            self._eta_last = self.eta_of(u, b) if self.fam.link not in ("logit", "log") else None
+            w, r = self._weights(mu)
             self.factor(w)
             b1, b2 = self.ztw(r)
             b1 = b1 - u[:q1]
@@ -310,27 +367,28 @@ class Engine:
             db = d2[self.q_rest :] if with_x else 0.0
             step = 1.0
             for _h in range(30):
-                new, mu = self.pdev(u + step * du, b + step * db)
+                new, mu_new = self.pdev(u + step * du, b + step * db)
                 if np.isfinite(new) and new <= old + 1e-12 * abs(old):
                     break
                 step /= 2
             u = u + step * du
             b = b + step * db
+            mu = mu_new
+            dev_u = self._last_dev
             if abs(old - new) < tol * (abs(new) + 0.1):
                 old = new
                 break
             old = new
-        eta = self.eta_of(u, b)
-        mu = self.fam.clip(self.fam.linkinv(eta))
-        me = self.fam.mu_eta(eta)
-        w = self.wt * me**2 / self.fam.variance(mu)
+        self._eta_last = self.eta_of(u, b) if self.fam.link not in ("logit", "log") else None
+        w, _r = self._weights(mu)
         ld = self.factor(w)
         self.u, self.mu = u, mu
         if with_x:
             self.beta = b
         self.ld = ld
         self.sqru = u @ u
-        return self.fam.aic(self.y, mu, self.wt) + u @ u + ld
+        aic = self.fam.aic(self.y, mu, self.wt) if self.aic_exact else dev_u + self.aic_const
+        return aic + u @ u + ld
 
     def agq(self, theta, beta, nagq):
         """lme4's adaptive Gauss-Hermite deviance for one scalar random term."""

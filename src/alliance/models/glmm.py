@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from formulaic import model_matrix
-from scipy import optimize, stats
+from scipy import optimize, special, stats
+from threadpoolctl import threadpool_limits
 
 from alliance._checks import require_frame
 from alliance.models._glmm_core import Engine, Term
@@ -112,6 +113,26 @@ def _vars(expr: str, frame: pd.DataFrame) -> list[str]:
 def _separation(x: np.ndarray, y: np.ndarray, wt: np.ndarray, names: list[str]) -> str | None:
     """Name a fixed effect whose unpenalized logistic fit diverges (complete or quasi-complete
     separation): the linear program ``max sum(s) s.t. sign * X b >= 0`` direction test."""
+    # quick exit: an unpenalized logistic fit (IRLS) that converges with no fitted probability
+    # at 0 or 1 has finite estimates, so there is no separation; otherwise the linear program
+    b = np.zeros(x.shape[1])
+    dev_old = np.inf
+    for _ in range(30):
+        eta = x @ b
+        mu = 1 / (1 + np.exp(-np.clip(eta, -40, 40)))
+        w = wt * mu * (1 - mu)
+        try:
+            b = b + np.linalg.solve(x.T @ (x * w[:, None]), x.T @ (wt * (y - mu)))
+        except np.linalg.LinAlgError:
+            break
+        eta = x @ b
+        mu = 1 / (1 + np.exp(-np.clip(eta, -40, 40)))
+        dev = -2 * np.sum(wt * (special.xlogy(y, mu) + special.xlogy(1 - y, 1 - mu)))
+        if abs(dev_old - dev) < 1e-10 * (abs(dev) + 1):
+            if np.max(np.abs(eta)) < 15:
+                return None
+            break
+        dev_old = dev
     succ = (y > 0) & (wt > 0)
     fail = (y < 1) & (wt > 0)
     rows = np.vstack([x[succ], -x[fail]])
@@ -130,6 +151,82 @@ def _separation(x: np.ndarray, y: np.ndarray, wt: np.ndarray, names: list[str]) 
         j = int(np.argmax(np.abs(b)))
         return names[j]
     return None
+
+
+def _fd_grad_hess(f, par, f0, lb, ntheta, d=1e-4):
+    """Central finite-difference gradient and Hessian of ``f`` at ``par`` (lme4's deriv12
+    with delta 1e-4); a variance parameter at its bound 0 is differenced one-sided."""
+    k = len(par)
+    base = par.copy()
+    shift = np.zeros(k)
+    near = np.zeros(k, bool)
+    near[:ntheta] = np.isfinite(lb) & (par[:ntheta] < d)
+    shift[near] = d - par[near]
+    base = par + shift
+    fb = f(base) if near.any() else f0
+    fp, fm = np.zeros(k), np.zeros(k)
+    g, h = np.zeros(k), np.zeros((k, k))
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = d
+        fp[i], fm[i] = f(base + e), f(base - e)
+        g[i] = (fp[i] - fm[i]) / (2 * d)
+        h[i, i] = (fp[i] - 2 * fb + fm[i]) / d**2
+    for i in range(k):
+        for j in range(i):
+            e = np.zeros(k)
+            e[i] = e[j] = d
+            fpp = f(base + e)
+            h[i, j] = h[j, i] = (fpp - fp[i] - fp[j] + fb) / d**2
+    g = g - h @ shift
+    return g, h
+
+
+def _newton(f, par, lb, ntheta, maxit=8, dtol=1e-9):
+    """Newton iterations on ``f`` with finite-difference derivatives and step halving; a
+    variance parameter at its bound 0 with a gradient pushing below is held fixed. Returns
+    (par, f(par), gradient, Hessian at par, converged)."""
+    par = par.copy()
+    par[:ntheta] = np.where(np.isfinite(lb), np.maximum(par[:ntheta], 0), par[:ntheta])
+    dev = f(par)
+    ok = False
+    for _it in range(maxit):
+        g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
+        at_bound = np.zeros(len(par), bool)
+        at_bound[:ntheta] = np.isfinite(lb) & (par[:ntheta] <= 1e-8)
+        free = ~(at_bound & (g > 0))
+        gf = g[free]
+        try:
+            hf = h[np.ix_(free, free)]
+            np.linalg.cholesky(hf)
+            step = np.zeros(len(par))
+            step[free] = -np.linalg.solve(hf, gf)
+        except np.linalg.LinAlgError:
+            break
+        if -gf @ step[free] < dtol:  # Newton decrement: the deviance still to gain
+            ok = True
+            break
+        accepted = False
+        for _h in range(20):
+            cand = par + step
+            cand[:ntheta] = np.where(np.isfinite(lb), np.maximum(cand[:ntheta], 0), cand[:ntheta])
+            fc = f(cand)
+            if np.isfinite(fc) and fc <= dev:
+                accepted = True
+                break
+            step /= 2
+        if not accepted:
+            break
+        small = dev - fc < 1e-10 and np.max(np.abs(step)) < 1e-7
+        par, dev = cand, fc
+        if small:
+            g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
+            ok = True
+            break
+    else:
+        g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
+        ok = False
+    return par, f(par), g, h, ok
 
 
 def glmm(
@@ -179,6 +276,12 @@ def glmm(
     >>> fit.converged
     True
     """
+    # small dense factorizations: BLAS threads only add overhead (and stall on a busy machine)
+    with threadpool_limits(1):
+        return _glmm(formula, data, family, link, nagq, weights, offset)
+
+
+def _glmm(formula, data, family, link, nagq, weights, offset) -> GlmmResult:
     from alliance.models import _glmm_core as core
 
     require_frame(data, "data")
@@ -240,7 +343,10 @@ def glmm(
     for rt in random:
         zm = model_matrix(rt.expr, frame)
         cols = [str(c).replace("Intercept", "(Intercept)") for c in zm.columns]
-        key = frame[list(rt.group)].astype(str).agg(":".join, axis=1)
+        if len(rt.group) == 1:
+            key = frame[rt.group[0]].astype(str)
+        else:
+            key = frame[list(rt.group)].astype(str).agg(":".join, axis=1)
         codes, labels = pd.factorize(key, sort=True)
         zx = np.asarray(zm, float)
         if rt.correlated:
@@ -274,7 +380,7 @@ def glmm(
         th0,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"ftol": 1e-12, "gtol": 1e-8},
+        options={"ftol": 1e-9, "gtol": 1e-5},  # a start for the Newton stage
     )
     eng.pirls(r1.x)
     beta1 = eng.beta.copy()
@@ -287,43 +393,23 @@ def glmm(
         return eng.pirls(th, b)
 
     par0 = np.concatenate([r1.x, beta1])
-    bounds2 = bounds + [(None, None)] * x.shape[1]
-    r2 = optimize.minimize(
-        dev2,
-        par0,
-        method="L-BFGS-B",
-        bounds=bounds2,
-        options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 500},
-    )
-    r2b = optimize.minimize(
-        dev2, r2.x, method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-12, "maxiter": 4000}
-    )
-    best = r2b if r2b.fun < r2.fun else r2
-    par = best.x.copy()
-    par[:ntheta] = np.where(np.isfinite(lb), np.maximum(par[:ntheta], 0), par[:ntheta])
+    # stage 2: Newton with the central finite-difference gradient and Hessian from the stage-1
+    # optimum (the Hessian is needed for the covariance anyway, as lme4's deriv12 with delta
+    # 1e-4); L-BFGS-B first if Newton stalls (an indefinite Hessian far from the optimum)
+    par, dev, g, h, grad_ok = _newton(dev2, par0, lb, ntheta)
+    if not grad_ok:
+        bounds2 = bounds + [(None, None)] * x.shape[1]
+        r2 = optimize.minimize(
+            dev2,
+            par,
+            method="L-BFGS-B",
+            bounds=bounds2,
+            options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 500},
+        )
+        par, dev, g, h, grad_ok = _newton(dev2, r2.x, lb, ntheta)
     dev = dev2(par)
     theta, beta = par[:ntheta], par[ntheta:]
     u = eng.u.copy()
-    # Hessian of the deviance by central differences, as lme4's deriv12 (delta 1e-4)
-    k = len(par)
-    h = np.zeros((k, k))
-    d = 1e-4
-    f0 = dev
-    fp = np.zeros(k)
-    fm = np.zeros(k)
-    for i in range(k):
-        e = np.zeros(k)
-        e[i] = d
-        fp[i], fm[i] = dev2(par + e), dev2(par - e)
-        h[i, i] = (fp[i] - 2 * f0 + fm[i]) / d**2
-    for i in range(k):
-        for j in range(i):
-            ei = np.zeros(k)
-            ej = np.zeros(k)
-            ei[i] = d
-            ej[j] = d
-            fpp = dev2(par + ei + ej)
-            h[i, j] = h[j, i] = (fpp - fp[i] - fp[j] + f0) / d**2
     dev2(par)
     notes: list[str] = []
     try:
@@ -378,7 +464,6 @@ def glmm(
     loglik = -dev / 2
     npar = ntheta + len(beta)
     nobs = len(y)
-    grad_ok = bool(best.success or r2.success)
     if singular:
         notes.append("boundary (singular) fit: a random-effect variance is estimated at 0.")
     return GlmmResult(
