@@ -108,6 +108,9 @@ class PanelResult(ModelResult):
         lagged paths, kept): the fit with the highest log-likelihood is the one reported.
     estimand : str
         What the lagged paths estimate, in words.
+    cov_params : pandas.DataFrame
+        Sampling covariance (observed information) of the four lagged paths in
+        ``params``, indexed by their terms (for Wald tests of several paths).
     """
 
     focal_term: str = ""
@@ -118,6 +121,7 @@ class PanelResult(ModelResult):
     n_clients: int = 0
     starts: pd.DataFrame = field(default_factory=pd.DataFrame)
     estimand: str = ""
+    cov_params: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # --------------------------------------------------------------------------- data
@@ -920,7 +924,17 @@ def _panel_result(
         standardized_by_wave=_standardized_by_wave(fit, labels),
         sessions=list(panel.waves),
         n_clients=len(panel.clients),
+        cov_params=_path_cov(fit, params),
     )
+
+
+def _path_cov(fit: FimlFit, params: pd.DataFrame) -> pd.DataFrame:
+    """The sampling covariance of the labelled paths in ``params`` (rows and columns: terms)."""
+    tab = fit.table
+    idx = [int(tab.loc[tab["label"] == lab, "par"].iloc[0]) for lab in params["label"]]
+    cov = np.asarray(fit.vcov)[np.ix_(idx, idx)]
+    terms = params["term"].tolist()
+    return pd.DataFrame(cov, index=terms, columns=terms)
 
 
 def _latent_components(fit: FimlFit, outcome: str, alliance: str, *, slopes: bool) -> pd.DataFrame:
