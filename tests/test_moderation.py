@@ -291,3 +291,14 @@ def test_cross_level_interaction_coverage_small_simulation():
     assert covered >= 17, covered
     assert abs(est.mean() - sim.DELTA) < 3 * est.std(ddof=1) / np.sqrt(len(est))
     assert np.mean(se_no) < 0.85 * np.mean(se_rs)
+
+
+def test_simple_slopes_plot_refuses_the_multigroup_result(panel):
+    import alliance
+
+    fit = moderation(
+        panel, alliance="alliance", outcome="outcome", model="within_between", fit_indices=False
+    )
+    assert fit.lines.empty and len(fit.simple_slopes) == 2
+    with pytest.raises(ValueError, match="no prediction lines"):
+        alliance.plots.simple_slopes(fit)
