@@ -133,9 +133,7 @@ def summary(rows: list[dict], name: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=400)
-    ap.add_argument(
-        "--out", default=str(Path(__file__).parent / "results" / "sim_moderation.json")
-    )
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "sim_moderation.json"))
     args = ap.parse_args()
     t0 = time.time()
     rows = [one(seed) for seed in range(args.reps)]

@@ -77,8 +77,9 @@ def main() -> None:
     panel_wide(long).to_csv(HERE / "moderation_panel_wide.csv", index=False, na_rep="NA")
     mlm = mlm_long()
     mlm.to_csv(HERE / "moderation_mlm_long.csv", index=False)
-    fit = moderation(mlm, "severity", alliance="alliance", outcome="outcome",
-                     model="within_between")
+    fit = moderation(
+        mlm, "severity", alliance="alliance", outcome="outcome", model="within_between"
+    )
     fit.pairs.to_csv(HERE / "moderation_mlm_pairs.csv", index=False, float_format="%.17g")
 
 
