@@ -394,6 +394,7 @@ def test_moderation_recovers_a_planted_interaction(truth):
             outcome="phq9",
             therapist="therapist",
             model="within_between",
+            method="mlm",
         )
         got.append(_est(fit, "wai_within:prior_negative_therapy"))
         slopes = fit.simple_slopes.set_index("value")["estimate"]

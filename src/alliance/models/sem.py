@@ -141,6 +141,9 @@ class PanelResult(ModelResult):
         ``"MLR"`` (sandwich, clients independent) or ``"MLR, clustered by <therapist>"``.
     n_clusters : int
         Clusters (therapists) of cluster-robust standard errors; 0 otherwise.
+    cov_params : pandas.DataFrame
+        Sampling covariance of the four lagged paths in ``params`` (the robust one when
+        ``se_type`` says so), indexed by their terms (for Wald tests of several paths).
     """
 
     focal_term: str = ""
@@ -153,6 +156,7 @@ class PanelResult(ModelResult):
     estimand: str = ""
     se_type: str = "ML"
     n_clusters: int = 0
+    cov_params: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # --------------------------------------------------------------------------- data
@@ -1155,7 +1159,17 @@ def _panel_result(
         standardized_by_wave=_standardized_by_wave(fit, labels),
         sessions=list(panel.waves),
         n_clients=len(panel.clients),
+        cov_params=_path_cov(fit, params),
     )
+
+
+def _path_cov(fit: FimlFit, params: pd.DataFrame) -> pd.DataFrame:
+    """The sampling covariance of the labelled paths in ``params`` (rows and columns: terms)."""
+    tab = fit.table
+    idx = [int(tab.loc[tab["label"] == lab, "par"].iloc[0]) for lab in params["label"]]
+    cov = np.asarray(fit.vcov)[np.ix_(idx, idx)]
+    terms = params["term"].tolist()
+    return pd.DataFrame(cov, index=terms, columns=terms)
 
 
 def _latent_components(fit: FimlFit, outcome: str, alliance: str, *, slopes: bool) -> pd.DataFrame:

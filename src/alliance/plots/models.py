@@ -44,6 +44,12 @@ def simple_slopes(result, ax: Axes | None = None, *, bands: bool = True) -> Axes
             "simple_slopes needs a result of alliance.models.moderation(...) (it has .lines "
             f"and .simple_slopes); this {type(result).__name__} has neither."
         )
+    if lines.empty:
+        raise ValueError(
+            "this moderation result has no prediction lines (the multi-group dynamic panel "
+            "model, method='multigroup', has no common outcome scale to predict on); its "
+            "per-group paths are in result.simple_slopes and the tests in result.wald."
+        )
     slopes = slopes.set_index("label")
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 4))
