@@ -252,3 +252,15 @@ def test_declared_rater_must_be_known_and_match_the_registry():
     assert "registry knows as therapist-rated" in p.loc["wai_sr_t", "problem"]
     assert "wai_sr_t for the therapist's WAI-SR" in p.loc["wai_sr_t", "fix"]
     assert "rater 'patient'" in p.loc["wai_sr_1", "problem"]
+
+
+def test_observed_agreement_truth_is_what_agreement_estimates():
+    """truth['dyad'] *_observed: the latent correlations attenuated by item noise and rounding."""
+    study = alliance.datasets.load_dataset("dyads")
+    truth = study.truth["dyad"]
+    fit = alliance.dyad.agreement(study, x="wai_sr", y="wai_sr_t", therapist="therapist")
+    p = fit.params.set_index("term")["estimate"]
+    assert abs(p["within-client r"] - truth["within_correlation_observed"]) < 0.05
+    assert abs(p["between-client r"] - truth["between_correlation_observed"]) < 0.05
+    # the latent within-client correlation is far above what observed scores can show
+    assert truth["within_correlation_latent"] - truth["within_correlation_observed"] > 0.1

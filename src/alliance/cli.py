@@ -156,7 +156,9 @@ def init(
     files: list[Path] = typer.Argument(
         ...,
         help="Your data: one sessions file (csv, tsv, xlsx, sav, dta, parquet), a folder, "
-        "or the sessions/clients/events files of one study.",
+        "or the sessions/clients/events files of one study, with optional therapists, "
+        "segments (3RS codes) and coders tables (also named e.g. therapeuten, segmente, "
+        "kodierer; their columns' roles are guessed and listed).",
     ),
     out_dir: Path = typer.Option(..., "--out", "-o", help="A new folder for the study."),
     column: list[str] = typer.Option(

@@ -58,7 +58,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from alliance import instruments
 from alliance._checks import require_columns, require_frame
@@ -182,9 +182,16 @@ class RsaResult(_DyadFields, Result):
     coefficients, cov_params
         b0..b5 as a Series and their covariance matrix (used for the surface and its plot).
     mixed_model : alliance.models.LmmResult or None
-        With ``therapist=``, the random-intercept model the estimates come from.
+        With ``therapist=`` or ``unit="session"``, the mixed model the estimates come from.
     data : pandas.DataFrame
-        The client-level table fitted: client, therapist, x, y, outcome (uncentred).
+        The client-level table fitted: client, therapist, x, y, outcome (uncentred); with
+        ``unit="session"`` the session-level table with the within and between terms.
+    unit : str
+        ``"client"`` or ``"session"``.
+    surface_between : pandas.DataFrame or None
+        With ``unit="session"``: a1..a5 of the between-client surface (``.surface`` is
+        the within-client one, ``.coefficients`` its b0..b5, ``.params`` all eleven
+        coefficients).
     """
 
     surface: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -198,6 +205,8 @@ class RsaResult(_DyadFields, Result):
     mixed_model: LmmResult | None = None
     data: pd.DataFrame = field(default_factory=pd.DataFrame)
     outcome: str = ""
+    unit: str = "client"
+    surface_between: pd.DataFrame | None = None
 
     def predict(self, x, y) -> np.ndarray:
         """The fitted surface at ratings ``x``, ``y`` (on the scale of the data, uncentred)."""
@@ -805,6 +814,88 @@ def _delta(b: np.ndarray, v: np.ndarray, level: float) -> pd.DataFrame:
     return tidy_params(out).set_index("term")
 
 
+def _contrast_row(combo, term: str, c, level: float) -> dict[str, float]:
+    est, se, df = combo(np.asarray(c, float))
+    t = est / se
+    tq = stats.t.ppf(0.5 + level / 2, df)
+    return {
+        "term": term,
+        "estimate": est,
+        "se": se,
+        "df": df,
+        "statistic": t,
+        "p": float(2 * stats.t.sf(abs(t), df)),
+        "ci_low": est - tq * se,
+        "ci_high": est + tq * se,
+    }
+
+
+def _surface_table(combo, level: float, pad=None) -> pd.DataFrame:
+    """a1..a5 as contrasts ``combo(c)`` of b0..b5 (``pad`` places them in a longer b)."""
+    rows = []
+    for a, w in SURFACE_WEIGHTS.items():
+        c = np.asarray((0, *w), float)
+        rows.append(_contrast_row(combo, a, c if pad is None else pad(c), level))
+    surface = pd.DataFrame(rows)
+    surface["meaning"] = surface["term"].map(_SURFACE_MEANING)
+    return tidy_params(surface).set_index("term")
+
+
+def _surface_tables(combo, b: np.ndarray, v: np.ndarray, level: float, pad=None):
+    """Surface, stationary point, congruence conditions and notes of b0..b5 (cov v)."""
+    notes = []
+    surface = _surface_table(combo, level, pad)
+    stationary = _delta(b, v, level)
+    if not np.isfinite(stationary["estimate"]).all():
+        notes.append(
+            "The surface has no unique stationary point or principal axis (4 b3 b5 = b4^2 "
+            "or b4 = 0): those rows are NaN."
+        )
+    alpha = 1 - level
+    cong = []
+
+    def includes(frame, term, null, label):
+        r = frame.loc[term]
+        met = bool(r["ci_low"] <= null <= r["ci_high"])
+        cong.append(
+            {
+                "condition": label,
+                "term": term,
+                "null": null,
+                "estimate": r["estimate"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "p": r["p"] if null == 0 else math.nan,
+                "met": met,
+            }
+        )
+
+    includes(stationary, "p10", 0.0, "first principal axis through the origin (p10 = 0)")
+    includes(stationary, "p11", 1.0, "first principal axis parallel to x = y (p11 = 1)")
+    a4 = surface.loc["a4"]
+    cong.append(
+        {
+            "condition": "concave along the line of incongruence (a4 < 0)",
+            "term": "a4",
+            "null": 0.0,
+            "estimate": a4["estimate"],
+            "ci_low": a4["ci_low"],
+            "ci_high": a4["ci_high"],
+            "p": a4["p"],
+            "met": bool(a4["estimate"] < 0 and a4["p"] < alpha),
+        }
+    )
+    includes(surface, "a3", 0.0, "no linear effect of the discrepancy's direction (a3 = 0)")
+    includes(surface, "a1", 0.0, "strict: no slope along the line of congruence (a1 = 0)")
+    includes(surface, "a2", 0.0, "strict: no curvature along the line of congruence (a2 = 0)")
+    congruence = pd.DataFrame(cong)
+    if stationary["se"].isna().any():
+        congruence.loc[congruence["term"].isin(["p10", "p11"]), "met"] = False
+    broad = bool(congruence["met"].iloc[:3].all())
+    strict = broad and bool(congruence["met"].iloc[4:].all())
+    return surface, stationary, congruence, broad, strict, notes
+
+
 def rsa(
     data,
     x: str,
@@ -813,6 +904,7 @@ def rsa(
     client: str = "client",
     therapist: str | None = None,
     *,
+    unit: Literal["client", "session"] = "client",
     rescale: bool = False,
     ranges: dict[str, tuple[float, float]] | None = None,
     level: float = 0.95,
@@ -842,6 +934,26 @@ def rsa(
     come from the delta method (Jacobian by complex-step differentiation), with z tests and
     Wald intervals, as the RSA package reports them from lavaan.
 
+    **Session-level data** (``unit="session"``): a multilevel polynomial model of a
+    session-level outcome with the polynomial split within and between clients. Each
+    client's centre ``m_i`` is the mean of ``(x + y) / 2`` over the client's sessions (one
+    centre for both ratings, so that x = y keeps its meaning within the client); the
+    **within** terms are ``xw = x - m_i``, ``yw = y - m_i``, ``xw^2``, ``xw*yw``,
+    ``yw^2``; the **between** terms are ``xb = mean_i(x) - C``, ``yb = mean_i(y) - C``
+    (``C`` the mean of the ``m_i``), ``xb^2``, ``xb*yb``, ``yb^2``; and
+
+    ``z ~ within terms + between terms + (1 | client) [+ (1 | therapist)]``
+
+    is fitted by :func:`alliance.models.lmm` (REML, Satterthwaite df). ``.surface`` is
+    the within-client surface (a session whose two ratings differ more than usual for
+    this client), ``.surface_between`` the between-client one (clients whose mean ratings
+    differ), each a1..a5 from its own five coefficients; the stationary point and the
+    congruence conditions are those of the within surface. The within terms are not
+    orthogonal to the between ones (a client whose mean ratings differ has a nonzero mean
+    ``xw - yw``), which is why both parts are in one model. The outcome is taken as given
+    for each session: to predict the next session, pass the lead of the outcome as its
+    own column.
+
     **Congruence conditions** (Humberg, Nestler & Back 2019, Table 1; Schönbrodt, Humberg &
     Nestler 2018). The broad congruence hypothesis ("the more similar, the better") is
     taken as supported when (1) the first principal axis lies on the line of congruence:
@@ -866,11 +978,14 @@ def rsa(
         Client column.
     therapist : str, optional
         Therapist column. The surface is then estimated by a mixed model with a therapist
-        random intercept (:func:`alliance.models.lmm`, REML) and every test uses
+        random intercept (with ``unit="session"``: besides the client's) (:func:`alliance.models.lmm`, REML) and every test uses
         Satterthwaite df. We chose the random intercept over cluster-robust SEs because
         alliance studies have few therapists (often 10-40), where CR sandwich estimators
         are biased and need their own small-sample df, while the random intercept uses the
         nesting the design has and is checked against lme4/lmerTest.
+    unit : {"client", "session"}, default "client"
+        Client-level RSA (ratings averaged per client), or the multilevel polynomial
+        model of session-level data described above.
     rescale : bool, default False
         POMP-rescale ratings on different ranges or forms instead of refusing them.
     ranges : dict, optional
@@ -905,6 +1020,10 @@ def rsa(
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1, not {level!r}")
+    if unit not in ("client", "session"):
+        raise ValueError(f"unit must be 'client' or 'session', got {unit!r}")
+    if unit == "session":
+        return _rsa_sessions(data, x, y, outcome, client, therapist, rescale, ranges, level)
     table, tables, book, excluded, notes = _client_table(data, [x, y], outcome, client, therapist)
     _check_variation(table, [x, y, outcome], "client")
     table, scale, more = _common_scale(table, x, y, book, tables, rescale=rescale, ranges=ranges)
@@ -959,74 +1078,10 @@ def rsa(
                 "equals the OLS one with Satterthwaite df."
             )
 
-    def row(term, c):
-        est, se, df = combo(np.asarray(c, float))
-        t = est / se
-        tq = stats.t.ppf(0.5 + level / 2, df)
-        return {
-            "term": term,
-            "estimate": est,
-            "se": se,
-            "df": df,
-            "statistic": t,
-            "p": float(2 * stats.t.sf(abs(t), df)),
-            "ci_low": est - tq * se,
-            "ci_high": est + tq * se,
-        }
-
     eye = np.eye(6)
-    params = pd.DataFrame([row(t, eye[i]) for i, t in enumerate(terms)])
-    surface = pd.DataFrame([row(a, (0, *w)) for a, w in SURFACE_WEIGHTS.items()])
-    surface["meaning"] = surface["term"].map(_SURFACE_MEANING)
-    surface = tidy_params(surface).set_index("term")
-    stationary = _delta(b, v, level)
-    if not np.isfinite(stationary["estimate"]).all():
-        notes.append(
-            "The surface has no unique stationary point or principal axis (4 b3 b5 = b4^2 "
-            "or b4 = 0): those rows are NaN."
-        )
-    alpha = 1 - level
-    cong = []
-
-    def includes(frame, term, null, label):
-        r = frame.loc[term]
-        met = bool(r["ci_low"] <= null <= r["ci_high"])
-        cong.append(
-            {
-                "condition": label,
-                "term": term,
-                "null": null,
-                "estimate": r["estimate"],
-                "ci_low": r["ci_low"],
-                "ci_high": r["ci_high"],
-                "p": r["p"] if null == 0 else math.nan,
-                "met": met,
-            }
-        )
-
-    includes(stationary, "p10", 0.0, "first principal axis through the origin (p10 = 0)")
-    includes(stationary, "p11", 1.0, "first principal axis parallel to x = y (p11 = 1)")
-    a4 = surface.loc["a4"]
-    cong.append(
-        {
-            "condition": "concave along the line of incongruence (a4 < 0)",
-            "term": "a4",
-            "null": 0.0,
-            "estimate": a4["estimate"],
-            "ci_low": a4["ci_low"],
-            "ci_high": a4["ci_high"],
-            "p": a4["p"],
-            "met": bool(a4["estimate"] < 0 and a4["p"] < alpha),
-        }
-    )
-    includes(surface, "a3", 0.0, "no linear effect of the discrepancy's direction (a3 = 0)")
-    includes(surface, "a1", 0.0, "strict: no slope along the line of congruence (a1 = 0)")
-    includes(surface, "a2", 0.0, "strict: no curvature along the line of congruence (a2 = 0)")
-    congruence = pd.DataFrame(cong)
-    if stationary["se"].isna().any():
-        congruence.loc[congruence["term"].isin(["p10", "p11"]), "met"] = False
-    broad = bool(congruence["met"].iloc[:3].all())
-    strict = broad and bool(congruence["met"].iloc[4:].all())
+    params = pd.DataFrame([_contrast_row(combo, t, eye[i], level) for i, t in enumerate(terms)])
+    surface, stationary, congruence, broad, strict, more = _surface_tables(combo, b, v, level)
+    notes += more
     ns = {"clients": n}
     if therapist:
         ns["therapists"] = int(table[therapist].nunique())
@@ -1059,7 +1114,230 @@ def rsa(
     )
 
 
+_ML_TERMS = ["xw", "yw", "xw2", "xwyw", "yw2", "xb", "yb", "xb2", "xbyb", "yb2"]
+_ML_LABELS = {
+    "xw": "x within",
+    "yw": "y within",
+    "xw2": "x^2 within",
+    "xwyw": "x*y within",
+    "yw2": "y^2 within",
+    "xb": "x between",
+    "yb": "y between",
+    "xb2": "x^2 between",
+    "xbyb": "x*y between",
+    "yb2": "y^2 between",
+}
+
+
+def _rsa_sessions(data, x, y, outcome, client, therapist, rescale, ranges, level) -> RsaResult:
+    """The multilevel polynomial RSA of :func:`rsa` with ``unit="session"``."""
+    sessions, clients, book = _split(data)
+    roles = {"x": x, "y": y, "outcome": outcome, "client": client}
+    if therapist:
+        roles["therapist"] = therapist
+    if clients is not None and outcome not in sessions.columns and outcome in clients.columns:
+        raise ValueError(
+            f"the outcome {outcome!r} is a client-level column; unit='session' needs a "
+            "session-level outcome (use unit='client' for one outcome per client)"
+        )
+    require_columns(
+        sessions, table="the sessions table" if clients is not None else "data", **roles
+    )
+    frame = _numeric(
+        sessions[[client, *([therapist] if therapist else []), x, y, outcome]], [x, y, outcome]
+    )
+    frame, excluded = _complete(frame, [x, y, outcome], client)
+    if therapist:
+        frame, more = _complete(frame, [therapist], client)
+        excluded = pd.concat([excluded, more], ignore_index=True) if len(more) else excluded
+        tcount = frame.groupby(client)[therapist].nunique()
+        if (tcount > 1).any():
+            raise ValueError(
+                f"{int((tcount > 1).sum())} clients have more than one {therapist!r}; the "
+                "dyadic models need each client nested in one therapist (split such clients "
+                "into one id per therapist)"
+            )
+    _check_variation(frame, [x, y, outcome], "session")
+    tables = {x: "sessions", y: "sessions"}
+    frame, scale, notes = _common_scale(frame, x, y, book, tables, rescale=rescale, ranges=ranges)
+    n_clients = frame[client].nunique()
+    if n_clients < 10:
+        raise ValueError(f"response surface analysis needs at least 10 clients, got {n_clients}")
+    g = frame.groupby(client, sort=False)
+    m_i = ((frame[x] + frame[y]) / 2).groupby(frame[client]).transform("mean")
+    xbar, ybar = g[x].transform("mean"), g[y].transform("mean")
+    centre = float(((frame[x] + frame[y]) / 2).groupby(frame[client]).mean().mean())
+    design = pd.DataFrame(
+        {
+            "z": frame[outcome].to_numpy(float),
+            "client_": frame[client].to_numpy(),
+            "xw": (frame[x] - m_i).to_numpy(),
+            "yw": (frame[y] - m_i).to_numpy(),
+            "xb": (xbar - centre).to_numpy(),
+            "yb": (ybar - centre).to_numpy(),
+        }
+    )
+    design["xw2"], design["xwyw"], design["yw2"] = (
+        design["xw"] ** 2,
+        design["xw"] * design["yw"],
+        design["yw"] ** 2,
+    )
+    design["xb2"], design["xbyb"], design["yb2"] = (
+        design["xb"] ** 2,
+        design["xb"] * design["yb"],
+        design["yb"] ** 2,
+    )
+    X = np.column_stack([np.ones(len(design)), design[_ML_TERMS].to_numpy()])
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise ValueError(
+            f"the within/between polynomial of {x!r} and {y!r} is rank deficient: the "
+            "ratings must vary within clients (several sessions per client with different "
+            "ratings) and between them; otherwise use unit='client'"
+        )
+    random = "(1 | client_)"
+    if therapist:
+        design["therapist_"] = frame[therapist].to_numpy()
+        random += " + (1 | therapist_)"
+    mixed = lmm(f"z ~ {' + '.join(_ML_TERMS)} + {random}", design, level=level)
+    b_all = mixed.params["estimate"].to_numpy(float)
+    v_all = mixed.cov_params.to_numpy(float)
+
+    def combo(c):
+        r = mixed.contrast(c)
+        return float(r["estimate"]), float(r["se"]), float(r["df"])
+
+    def pad_within(c):
+        out = np.zeros(11)
+        out[:6] = c
+        return out
+
+    def pad_between(c):
+        out = np.zeros(11)
+        out[0] = c[0]
+        out[6:] = c[1:]
+        return out
+
+    labels = ["Intercept", *[_ML_LABELS[t] for t in _ML_TERMS]]
+    eye = np.eye(11)
+    params = pd.DataFrame([_contrast_row(combo, t, eye[i], level) for i, t in enumerate(labels)])
+    b6, v6 = b_all[:6], v_all[:6, :6]
+    surface, stationary, congruence, broad, strict, more = _surface_tables(
+        combo, b6, v6, level, pad_within
+    )
+    between = _surface_table(combo, level, pad_between)
+    notes += more + list(mixed.notes)
+    notes.append(
+        "Session-level RSA: x and y centred at each client's mean of both ratings (within "
+        f"terms) and client means at the mean of those centres, {centre:.4g} (between "
+        "terms); .surface is the within-client surface, .surface_between the between one."
+    )
+    ns = {"sessions": len(design), "clients": int(n_clients)}
+    if therapist:
+        ns["therapists"] = int(frame[therapist].nunique())
+    data_out = frame.reset_index(drop=True).join(design[_ML_TERMS])
+    terms = ["Intercept", "x", "y", "x^2", "x*y", "y^2"]
+    return RsaResult(
+        model=f"multilevel response surface analysis of {outcome} on {x} and {y} "
+        "(within and between clients)",
+        params=params,
+        nobs=len(design),
+        n_by_level=ns,
+        excluded=excluded,
+        citation=RSA_CITATION,
+        notes=notes,
+        x=x,
+        y=y,
+        scale=scale,
+        surface=surface,
+        stationary=stationary,
+        congruence=congruence,
+        broad_congruence=broad,
+        strict_congruence=strict,
+        centre=centre,
+        coefficients=pd.Series(b6, index=terms),
+        cov_params=pd.DataFrame(v_all, index=labels, columns=labels),
+        mixed_model=mixed,
+        data=data_out,
+        outcome=outcome,
+        unit="session",
+        surface_between=between,
+    )
+
+
 # --------------------------------------------------------------------------- APIM
+
+
+def _chol2(t: np.ndarray) -> np.ndarray:
+    """A 2 x 2 covariance from (log l11, l21, log l22) of its Cholesky factor."""
+    low = np.array([[math.exp(t[0]), 0.0], [t[1], math.exp(t[2])]])
+    return low @ low.T
+
+
+def _two_outcome_reml(y: np.ndarray, X: np.ndarray, groups: np.ndarray):
+    """REML fit of two stacked outcomes: therapist 2 x 2 intercepts, client 2 x 2 residual.
+
+    ``y`` is (clients, 2), ``X`` (clients, 2, p), ``groups`` the therapist code of each
+    client. ``V_j = J_n (x) G + I_n (x) S``, so ``V_j^-1 = P (x) (n G + S)^-1 + (I - P) (x)
+    S^-1`` with ``P = J_n / n``, and ``log|V_j| = log|n G + S| + (n - 1) log|S|``.
+    """
+    n_g = int(groups.max()) + 1
+    p = X.shape[2]
+    counts = np.bincount(groups, minlength=n_g).astype(float)
+    sx = np.zeros((n_g, 2, p))
+    np.add.at(sx, groups, X)
+    sy = np.zeros((n_g, 2))
+    np.add.at(sy, groups, y)
+    big_n = 2 * len(y)
+
+    def parts(theta):
+        G, S = _chol2(theta[:3]), _chol2(theta[3:])
+        s_inv = np.linalg.inv(S)
+        m = np.linalg.inv(counts[:, None, None] * G[None] + S[None])  # (n_g, 2, 2)
+        d = m - s_inv[None]
+        logdet = float(np.sum(np.linalg.slogdet(counts[:, None, None] * G[None] + S[None])[1]))
+        logdet += float(np.sum(counts - 1) * np.linalg.slogdet(S)[1])
+        xtvx = np.einsum("iap,ab,ibq->pq", X, s_inv, X) + np.einsum(
+            "jap,jab,jbq->pq", sx, d / counts[:, None, None], sx
+        )
+        xtvy = np.einsum("iap,ab,ib->p", X, s_inv, y) + np.einsum(
+            "jap,jab,jb->p", sx, d / counts[:, None, None], sy
+        )
+        beta = np.linalg.solve(xtvx, xtvy)
+        r = y - np.einsum("iap,p->ia", X, beta)
+        sr = np.zeros((n_g, 2))
+        np.add.at(sr, groups, r)
+        quad = float(np.einsum("ia,ab,ib->", r, s_inv, r)) + float(
+            np.einsum("ja,jab,jb->", sr, d / counts[:, None, None], sr)
+        )
+        return logdet, xtvx, beta, quad, G, S
+
+    def deviance(theta):
+        try:
+            logdet, xtvx, _, quad, _, _ = parts(theta)
+        except np.linalg.LinAlgError:
+            return 1e300
+        return logdet + np.linalg.slogdet(xtvx)[1] + quad + (big_n - p) * math.log(2 * math.pi)
+
+    # start: OLS residual covariance split half therapist, half client
+    beta0 = np.linalg.lstsq(X.reshape(-1, p), y.reshape(-1), rcond=None)[0]
+    res0 = y - np.einsum("iap,p->ia", X, beta0)
+    c0 = np.cov(res0.T) + 1e-6 * np.eye(2)
+    l0 = np.linalg.cholesky(c0 / 2)
+    t0 = np.array([math.log(l0[0, 0]), l0[1, 0], math.log(l0[1, 1])])
+    best = None
+    for start in (np.concatenate([t0, t0]), np.concatenate([t0 - 1.0, t0 + 0.2])):
+        fit = optimize.minimize(deviance, start, method="BFGS", options={"gtol": 1e-9})
+        if best is None or fit.fun < best.fun:
+            best = fit
+    logdet, xtvx, beta, quad, G, S = parts(best.x)
+    return {
+        "beta": beta,
+        "cov": np.linalg.inv(xtvx),
+        "G": G,
+        "S": S,
+        "loglik": -0.5 * float(best.fun),
+        "converged": bool(best.success or np.max(np.abs(best.jac)) < 1e-3),
+    }
 
 
 def apim(
@@ -1070,6 +1348,7 @@ def apim(
     client: str = "client",
     therapist: str = "therapist",
     *,
+    therapist_outcome: str | None = None,
     level: float = 0.95,
 ) -> ApimResult:
     """One-with-many actor-partner style model of a client outcome on both ratings.
@@ -1090,6 +1369,22 @@ def apim(
     each dyad member (the therapist-rated outcome too, estimated as two equations); it is
     an actor-partner style model of the client's outcome only.
 
+    **Two outcomes** (``therapist_outcome=``, e.g. the therapist's rating of the client's
+    improvement): the full one-with-many APIM. The client- and the therapist-rated
+    outcome are stacked, each with its own intercept and four slopes (actor and partner
+    effects within therapists, and the therapist-mean effects), a 2 x 2 covariance of
+    therapist random intercepts (one per outcome) and a 2 x 2 covariance of the two
+    outcomes' client-level residuals (outcome-specific variances and their correlation),
+    fitted by REML (Kenny, Kashy & Cook 2006, ch. 10 and 14). This is nlme's
+    ``lme(..., random = ~ 0 + is_c + is_t | therapist, correlation = corCompSymm(form = ~
+    1 | therapist/client), weights = varIdent(form = ~ 1 | role))``, against which the
+    estimates, SEs, variance components and REML log-likelihood are checked
+    (``tests/reference/dyad_multilevel_reference.R``). The t tests use containment df:
+    therapist-mean terms on the number of therapists minus 3 (the intercept and two
+    therapist-level slopes per outcome), within-therapist terms on clients minus
+    therapists minus 2. nlme gives every term the residual df (216 in the reference),
+    which overstates the evidence for therapist-level effects with few therapists.
+
     Parameters
     ----------
     data : Study or pandas.DataFrame
@@ -1098,16 +1393,21 @@ def apim(
     client_rating, therapist_rating : str
         The client's and the therapist's rating of the alliance.
     outcome : str
-        The client's outcome.
+        The client's outcome (client-rated, in the two-outcome form).
     client, therapist : str
         Column names.
+    therapist_outcome : str, optional
+        The therapist-rated outcome of the same client: fits the two-outcome APIM.
     level : float, default 0.95
         Confidence level.
 
     Returns
     -------
     ApimResult
-        ``.params``, ``.variance_components``, ``.mixed_model``, ``.data``.
+        ``.params``, ``.variance_components``, ``.mixed_model``, ``.data``. In the
+        two-outcome form the terms are prefixed ``<outcome>: `` and
+        ``<therapist_outcome>: ``, ``.variance_components`` holds both 2 x 2 covariances
+        (therapist and residual, lme4's layout) and ``.mixed_model`` is None.
 
     Raises
     ------
@@ -1131,6 +1431,25 @@ def apim(
     table, tables, book, excluded, notes = _client_table(
         data, [client_rating, therapist_rating], outcome, client, therapist
     )
+    if therapist_outcome is not None:
+        second, _, _, excl2, _ = _client_table(
+            data, [client_rating, therapist_rating], therapist_outcome, client, therapist
+        )
+        lost = ~table[client].isin(second[client])
+        table = table[~lost].merge(second[[client, therapist_outcome]], on=client)
+        if lost.any():
+            extra = exclusion_log(
+                [
+                    (
+                        f"missing {therapist_outcome}",
+                        therapist_outcome,
+                        int(lost.sum()),
+                        int(lost.sum()),
+                    )
+                ]
+            )
+            excluded = pd.concat([excluded, extra], ignore_index=True)
+        del excl2
     if book is not None:
         raters = [_declared(book, tables[c], c)["rater"] for c in (client_rating, therapist_rating)]
         if raters[0] == raters[1]:
@@ -1154,6 +1473,22 @@ def apim(
         frame[f"{short}_between"] = (tmean - values.mean()).to_numpy()
         names[f"{short}_within"] = f"{col} within therapist"
         names[f"{short}_between"] = f"{col} therapist mean"
+    if therapist_outcome is not None:
+        _check_variation(table, [therapist_outcome], "client")
+        return _apim_two(
+            table,
+            frame,
+            names,
+            excluded,
+            notes,
+            level,
+            client,
+            therapist,
+            client_rating,
+            therapist_rating,
+            outcome,
+            therapist_outcome,
+        )
     fit = lmm(
         "z ~ c_within + c_between + t_within + t_between + (1 | therapist_)", frame, level=level
     )
@@ -1189,6 +1524,120 @@ def apim(
         bic=float(fit.bic),
         converged=fit.converged,
         singular=fit.singular,
+    )
+
+
+def _apim_two(
+    table,
+    frame,
+    names,
+    excluded,
+    notes,
+    level,
+    client,
+    therapist,
+    client_rating,
+    therapist_rating,
+    outcome,
+    therapist_outcome,
+) -> ApimResult:
+    """The two-outcome one-with-many APIM of :func:`apim`."""
+    preds = ["c_within", "c_between", "t_within", "t_between"]
+    n = len(table)
+    z = frame[preds].to_numpy(float)
+    X = np.zeros((n, 2, 10))
+    X[:, 0, 0] = 1.0
+    X[:, 1, 1] = 1.0
+    X[:, 0, 2:6] = z
+    X[:, 1, 6:10] = z
+    y = np.column_stack([table[outcome].to_numpy(float), table[therapist_outcome].to_numpy(float)])
+    groups = pd.factorize(table[therapist])[0]
+    n_t = int(groups.max()) + 1
+    fit = _two_outcome_reml(y, X, groups)
+    se = np.sqrt(np.diag(fit["cov"]))
+    df_between, df_within = max(n_t - 3, 1), max(n - n_t - 2, 1)
+    rows = []
+    labels = ["Intercept", *[names[p] for p in preds]]
+    for k, out_name in enumerate((outcome, therapist_outcome)):
+        idx = [k, *range(2 + 4 * k, 6 + 4 * k)]
+        for lab, i in zip(labels, idx, strict=True):
+            df = (
+                df_between
+                if ("between" in lab or "mean" in lab or lab == "Intercept")
+                else df_within
+            )
+            est, s_ = float(fit["beta"][i]), float(se[i])
+            t = est / s_
+            tq = stats.t.ppf(0.5 + level / 2, df)
+            rows.append(
+                {
+                    "term": f"{out_name}: {lab}",
+                    "estimate": est,
+                    "se": s_,
+                    "df": float(df),
+                    "statistic": t,
+                    "p": float(2 * stats.t.sf(abs(t), df)),
+                    "ci_low": est - tq * s_,
+                    "ci_high": est + tq * s_,
+                }
+            )
+    params = pd.DataFrame(rows)
+    G, S = fit["G"], fit["S"]
+    vc = pd.DataFrame(
+        {
+            "group": [therapist, therapist, therapist, client, client, client],
+            "term": [outcome, therapist_outcome, outcome, outcome, therapist_outcome, outcome],
+            "term2": ["", "", therapist_outcome, "", "", therapist_outcome],
+            "vcov": [G[0, 0], G[1, 1], G[0, 1], S[0, 0], S[1, 1], S[0, 1]],
+            "sdcor": [
+                math.sqrt(G[0, 0]),
+                math.sqrt(G[1, 1]),
+                G[0, 1] / math.sqrt(G[0, 0] * G[1, 1]),
+                math.sqrt(S[0, 0]),
+                math.sqrt(S[1, 1]),
+                S[0, 1] / math.sqrt(S[0, 0] * S[1, 1]),
+            ],
+        }
+    )
+    notes = [
+        "Two-outcome one-with-many APIM: actor effects are each member's own rating on their "
+        "own outcome (the client's rating on the client-rated outcome, the therapist's on the "
+        "therapist-rated one), partner effects the other member's rating; the client-level "
+        "rows of .variance_components are the residual covariance of the two outcomes.",
+        f"t tests with containment df: {df_between} for intercepts and therapist means "
+        f"(therapists - 3), {df_within} for within-therapist terms (clients - therapists - 2).",
+        *notes,
+    ]
+    if not fit["converged"]:
+        notes.append("The REML optimizer did not converge: treat the estimates with caution.")
+    data_out = pd.concat(
+        [
+            table[
+                [client, therapist, client_rating, therapist_rating, outcome, therapist_outcome]
+            ].reset_index(drop=True),
+            frame[list(names)],
+        ],
+        axis=1,
+    )
+    k_par = 10 + 6
+    return ApimResult(
+        model=f"two-outcome one-with-many APIM of {outcome} and {therapist_outcome}",
+        params=params,
+        nobs=2 * n,
+        n_by_level={"clients": n, "therapists": n_t},
+        excluded=excluded,
+        citation=APIM_CITATION,
+        notes=notes,
+        x=client_rating,
+        y=therapist_rating,
+        variance_components=vc,
+        mixed_model=None,
+        data=data_out,
+        loglik=fit["loglik"],
+        aic=-2 * fit["loglik"] + 2 * k_par,
+        bic=-2 * fit["loglik"] + k_par * math.log(2 * n),
+        converged=fit["converged"],
+        singular=bool(np.linalg.eigvalsh(G).min() < 1e-8 * max(np.trace(G), 1e-300)),
     )
 
 

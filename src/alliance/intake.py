@@ -30,10 +30,179 @@ import pandas as pd
 
 from alliance import io
 from alliance._files import sha256_of
+from alliance._layout import table_stem
 from alliance.design import ROLES, Design, canonical_study, normalize_name, resolve_design
 from alliance.study import Study
 
-__all__ = ["InitResult", "init_study", "prepare_study", "wide_sessions"]
+__all__ = [
+    "TABLE_FILES",
+    "TABLE_ROLES",
+    "InitResult",
+    "guess_table_roles",
+    "init_study",
+    "prepare_study",
+    "wide_sessions",
+]
+
+#: File names (stems, after :func:`alliance.design.normalize_name`) taken as the optional
+#: tables besides their own names ``therapists``, ``segments`` and ``coders``.
+TABLE_FILES = {
+    "therapists": ("therapist", "therapeuten", "therapeutinnen", "clinicians", "behandler"),
+    "segments": ("segment", "segmente", "observer_codes", "codes_3rs", "rrrs", "3rs"),
+    "coders": ("coder", "kodierer", "kodiererinnen", "raters", "rater", "coder_sessions"),
+}
+_SEGMENT_NAMES = (
+    "segment",
+    "segment_nr",
+    "segment_no",
+    "segment_number",
+    "segment_id",
+    "abschnitt",
+    "segmentnummer",
+    "minute_block",
+    "block",
+)
+_CODER_NAMES = (
+    "coder",
+    "coder_id",
+    "coderid",
+    "rater",
+    "rater_id",
+    "raterid",
+    "observer",
+    "observer_id",
+    "judge",
+    "kodierer",
+    "kodiererin",
+    "kodierer_id",
+    "rater_in",
+    "beurteiler",
+    "beurteilerin",
+)
+#: Conventional column names of the optional tables' columns, by table and column.
+TABLE_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
+    "therapists": {
+        "therapist": ROLES["therapist"][2],
+        "site": ROLES["site"][2],
+        "experience": (
+            "experience",
+            "years_experience",
+            "experience_years",
+            "erfahrung",
+            "berufserfahrung",
+            "jahre_erfahrung",
+            "berufsjahre",
+        ),
+    },
+    "segments": {
+        "client": ROLES["client"][2],
+        "session": ROLES["session"][2],
+        "segment": _SEGMENT_NAMES,
+        "coder": _CODER_NAMES,
+        "marker": (
+            "marker",
+            "rupture_marker",
+            "marker_type",
+            "rupture",
+            "code",
+            "3rs_marker",
+            "bruchmarker",
+            "bruch",
+            "ruptur",
+            "rupturmarker",
+        ),
+        "significance": (
+            "significance",
+            "sig",
+            "salience",
+            "marker_significance",
+            "bedeutsamkeit",
+            "bedeutung",
+            "schwere",
+            "intensitaet",
+        ),
+        "strategy": (
+            "strategy",
+            "resolution_strategy",
+            "strategie",
+            "loesungsstrategie",
+            "aufloesungsstrategie",
+        ),
+        "resolution": (
+            "resolution",
+            "resolution_rating",
+            "resolved_rating",
+            "aufloesung",
+            "loesung",
+            "loesungsgrad",
+        ),
+    },
+    "coders": {
+        "coder": _CODER_NAMES,
+        "client": ROLES["client"][2],
+        "session": ROLES["session"][2],
+    },
+}
+
+
+def guess_table_roles(
+    table: str, columns: Sequence[str], design: Design | None = None
+) -> dict[str, str]:
+    """Which column of an optional table plays each of its roles.
+
+    A column already named as the role wins; then, for client, session, therapist and
+    site, the column that plays the role in the sessions table (``design``); then the
+    conventional names of :data:`TABLE_ROLES` (English and German, any case), in their
+    order. Each column plays at most one role.
+
+    Parameters
+    ----------
+    table : {"therapists", "segments", "coders"}
+        The table.
+    columns : sequence of str
+        Its columns as read.
+    design : Design, optional
+        The sessions table's roles (:func:`alliance.design.resolve_design`).
+
+    Returns
+    -------
+    dict
+        ``{role: column}`` for the roles found.
+
+    Examples
+    --------
+    >>> from alliance.intake import guess_table_roles
+    >>> guess_table_roles("segments", ["KlientID", "Sitzung", "Abschnitt", "Kodierer",
+    ...                                "Marker", "Bedeutsamkeit"])  # doctest: +NORMALIZE_WHITESPACE
+    {'client': 'KlientID', 'session': 'Sitzung', 'segment': 'Abschnitt', 'coder': 'Kodierer',
+     'marker': 'Marker', 'significance': 'Bedeutsamkeit'}
+    """
+    if table not in TABLE_ROLES:
+        raise ValueError(f"table must be one of {', '.join(TABLE_ROLES)}, got {table!r}")
+    names = {c: normalize_name(c) for c in columns}
+    found: dict[str, str] = {}
+    used: set[str] = set()
+    for role in TABLE_ROLES[table]:
+        if role in columns:
+            found[role] = role
+            used.add(role)
+    for role, conventions in TABLE_ROLES[table].items():
+        if role in found:
+            continue
+        options = []
+        if design is not None and role in ("client", "session", "therapist", "site"):
+            options.append(design.columns.get(role))
+        hit = next((c for c in options if c and c in columns and c not in used), None)
+        if hit is None:
+            hit = next(
+                (c for conv in conventions for c in columns if c not in used and names[c] == conv),
+                None,
+            )
+        if hit is not None:
+            found[role] = hit
+            used.add(hit)
+    return found
+
 
 _WIDE = r"^{stub}_?(?:s|t|w|session|sitzung|week|woche|visit|termin)?_?(\d+)$"
 
@@ -165,7 +334,10 @@ def prepare_study(
     -------
     (Study, Design)
         The canonical study and the design that made it (the original column names are
-        in ``design.columns``).
+        in ``design.columns``). Optional tables (``therapists``, ``segments``,
+        ``coders``: from the folder, or among several files under their own or a
+        conventional name, :data:`TABLE_FILES`) get their columns' role names guessed by
+        :func:`guess_table_roles`.
 
     Examples
     --------
@@ -175,7 +347,29 @@ def prepare_study(
     >>> design.alliance, study.sessions["client"].iloc[0]
     ('wai_sr', 'C001')
     """
+    study, design, _ = _prepare_study(
+        data, columns=columns, wide=wide, sheet=sheet, sep=sep, decimal=decimal,
+        encoding=encoding, early=early, **roles,
+    )  # fmt: skip
+    return study, design
+
+
+def _prepare_study(
+    data, *, columns, wide, sheet, sep, decimal, encoding, early, **roles
+) -> tuple[Study, Design, dict[str, dict[str, str]]]:
+    """:func:`prepare_study`, also returning the optional tables' guessed roles."""
     paths = [Path(p) for p in data] if isinstance(data, list | tuple) else [Path(data)]
+    optional: dict[str, Path] = {}
+    if len(paths) > 1:  # optional tables under other file names
+        rest = []
+        for p in paths:
+            stem = normalize_name(table_stem(p)) if p.is_file() else ""
+            table = next((t for t, names in TABLE_FILES.items() if stem in names), None)
+            if table is not None and table not in optional:
+                optional[table] = p
+            else:
+                rest.append(p)
+        paths = rest
     main = _main_file(paths[0])
     renames = dict(columns or {})
     ids: list[str] = []
@@ -190,6 +384,23 @@ def prepare_study(
         target, columns=renames or None, sheet=sheet, sep=sep, decimal=decimal,
         encoding=encoding, ids=ids,
     )  # fmt: skip
+    for table, path in optional.items():
+        if len(getattr(study, table)):
+            raise ValueError(
+                f"two files were given for the {table} table ({path.name} and "
+                f"{Path(study.files[table]).name}); keep one"
+            )
+        frame = io.read_table(
+            path,
+            columns=renames or None,
+            sheet=sheet,
+            sep=sep,
+            decimal=decimal,
+            encoding=encoding,
+            ids=ids,
+        )
+        setattr(study, table, frame)
+        study.files[table] = str(path)
     labels = {}
     for path in paths:
         if path.is_file():
@@ -203,9 +414,32 @@ def prepare_study(
             raise ValueError("--wide needs a client column: name it with --column YOURNAME=client")
         long = wide_sessions(study.sessions, wide, client=client)
         explicit["session"] = "session"
-        study = Study(long, codebook=study.codebook, name=study.name, files=dict(study.files))
+        study = Study(
+            long, codebook=study.codebook, name=study.name, files=dict(study.files),
+            **{t: getattr(study, t) for t in TABLE_ROLES if len(getattr(study, t))},
+        )  # fmt: skip
     design = resolve_design(study, early=early, labels=labels, **explicit)
-    return canonical_study(study, design, score=_scale_score), design
+    table_roles = _rename_optional_tables(study, design)
+    return canonical_study(study, design, score=_scale_score), design, table_roles
+
+
+def _rename_optional_tables(study: Study, design: Design) -> dict[str, dict[str, str]]:
+    """Give the optional tables' columns their role names (in place); the guesses made."""
+    guesses = {}
+    for table in TABLE_ROLES:
+        frame = getattr(study, table)
+        if frame is None or not len(frame.columns) or not len(frame):
+            continue
+        found = guess_table_roles(table, [str(c) for c in frame.columns], design)
+        renames = {col: role for role, col in found.items() if col != role}
+        frame = frame.rename(columns=renames)
+        ids = ("coder", "client", "therapist", "site")
+        for col in ids:
+            if col in frame.columns:
+                frame[col] = frame[col].astype("string").astype(object).where(frame[col].notna())
+        setattr(study, table, frame)
+        guesses[table] = found
+    return guesses
 
 
 def _scale_score(frame: pd.DataFrame, instrument: str):
@@ -231,6 +465,9 @@ class InitResult:
         Table -> file written.
     sources : list of dict
         Each file read: path, SHA-256.
+    table_roles : dict
+        For each optional table read (therapists, segments, coders): ``{role: column}``
+        as guessed by :func:`guess_table_roles`.
     """
 
     folder: Path
@@ -238,11 +475,17 @@ class InitResult:
     study: Study
     files: dict[str, Path] = field(default_factory=dict)
     sources: list[dict] = field(default_factory=list)
+    table_roles: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """What was found and written, and how to change a guess."""
         lines = [f"study folder written: {self.folder}", "", "roles (column: where from):"]
         lines.append(self.design.summary())
+        for table, found in self.table_roles.items():
+            lines += ["", f"{table} table (column: role):"]
+            for role in TABLE_ROLES[table]:
+                col = found.get(role)
+                lines.append(f"  {role:<24} {col if col else '-':<28}")
         lines += [
             "",
             f"{len(self.study.sessions)} session rows, {self.study.n_clients} clients; "
@@ -309,7 +552,16 @@ def init_study(
     paths = [Path(p) for p in data] if isinstance(data, list | tuple) else [Path(data)]
     out = Path(out)
     _check_out(out)
-    study, design = prepare_study(data, **options)
+    defaults = {
+        "columns": None,
+        "wide": None,
+        "sheet": 0,
+        "sep": None,
+        "decimal": None,
+        "encoding": None,
+        "early": 3,
+    }
+    study, design, table_roles = _prepare_study(data, **{**defaults, **options})
     read = [Path(p) for p in study.files.values()] or paths
     sources = [{"path": p.name, "sha256": sha256_of(p)} for p in read if p.is_file()]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -319,6 +571,9 @@ def init_study(
         tables = {"sessions": study.sessions, "clients": study.clients}
         if len(study.events):
             tables["events"] = study.events
+        for table in TABLE_ROLES:
+            if len(getattr(study, table)):
+                tables[table] = getattr(study, table)
         for table, frame in tables.items():
             if table == "clients" and (frame.empty or "client" not in frame.columns):
                 continue
@@ -327,6 +582,12 @@ def init_study(
             files[table] = out / path.name
         package = study.codebook.to_dict()
         package.setdefault("name", normalize_name(out.name) or "study")
+        known = {r.get("name") for r in package.get("resources", [])}
+        for table in TABLE_ROLES:
+            if table in files and table not in known:
+                package.setdefault("resources", []).append(
+                    _optional_resource(table, tables[table], table_roles.get(table, {}))
+                )
         package["resources"] = [
             {**r, "path": f"{r['name']}.csv"}
             for r in package.get("resources", [])
@@ -342,4 +603,34 @@ def init_study(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return InitResult(folder=out, design=design, study=study, files=files, sources=sources)
+    return InitResult(
+        folder=out,
+        design=design,
+        study=study,
+        files=files,
+        sources=sources,
+        table_roles=table_roles,
+    )
+
+
+def _optional_resource(table: str, frame: pd.DataFrame, found: dict[str, str]) -> dict:
+    """A codebook resource for an optional table: types, roles, where each came from."""
+    fields = []
+    for col in frame.columns:
+        values = frame[col]
+        kind = (
+            "integer"
+            if pd.api.types.is_integer_dtype(values)
+            else "number"
+            if pd.api.types.is_numeric_dtype(values)
+            else "string"
+        )
+        fld = {"name": str(col), "type": kind}
+        if col in TABLE_ROLES[table]:
+            fld["role"] = col
+            if col in found and found[col] != col:
+                fld["source_name"] = found[col]
+        if col == "coder":
+            fld["rater"] = "observer"
+        fields.append(fld)
+    return {"name": table, "schema": {"fields": fields}}

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from alliance._checks import require_columns, require_frame
-from alliance.reliability import cohen_kappa, fleiss_kappa, icc
+from alliance.reliability import cohen_kappa, fleiss_kappa, g_study, icc
 from alliance.study import Study, marker_type
 
 __all__ = ["RULES", "aggregate_segments", "as_events", "coder_reliability"]
@@ -267,6 +267,7 @@ def coder_reliability(
     level: str = "segment",
     min_significance: float = 1,
     ci: float = 0.95,
+    g_coders: int | None = None,
     client: str = "client",
     session: str = "session",
     segment: str = "segment",
@@ -302,6 +303,8 @@ def coder_reliability(
         Lowest significance for a marker to count (as in :func:`aggregate_segments`).
     ci : float, default 0.95
         Confidence level.
+    g_coders : int, optional
+        Coders per unit in the D-study of the ``G`` and ``phi`` rows (default: no G-study).
     client, session, segment, coder, marker, significance, resolution : str
         Column names.
 
@@ -309,8 +312,8 @@ def coder_reliability(
     -------
     pandas.DataFrame
         One row per marker type x statistic: marker (withdrawal, confrontation,
-        rupture), level, statistic (ICC1, ICC2, kappa), estimate, ci_low, ci_high,
-        n_units, n_coders, n_dropped.
+        rupture), level, statistic (ICC1, ICC2, kappa, G, phi), estimate, ci_low,
+        ci_high, n_units, n_coders, n_dropped.
 
     Examples
     --------
@@ -320,7 +323,13 @@ def coder_reliability(
     >>> rel = coder_reliability(study.segments, level="session")
     >>> rel["statistic"].unique().tolist()
     ['ICC1', 'ICC2', 'kappa']
+    >>> first = study.segments[study.segments["client"].isin(["C001", "C002", "C003"])]
+    >>> with_g = coder_reliability(first, level="session", g_coders=2)
+    >>> with_g["statistic"].unique().tolist()
+    ['ICC1', 'ICC2', 'kappa', 'G', 'phi']
     """
+    if g_coders is not None and (not isinstance(g_coders, int) or g_coders < 1):
+        raise ValueError(f"g_coders must be a positive number of coders or None, got {g_coders!r}")
     if level not in ("segment", "session"):
         raise ValueError(f"level must be 'segment' or 'session', got {level!r}")
     frame = _segments_of(segments)
@@ -399,7 +408,42 @@ def coder_reliability(
                 "n_dropped": n_dropped,
             }
         )
+        if g_coders is not None:
+            rows.extend(_g_rows(values, kind, level, g_coders, n_coders))
     return pd.DataFrame(rows)
+
+
+def _g_rows(values: pd.DataFrame, kind: str, level: str, g_coders: int, n_coders: int) -> list:
+    """G and phi rows of :func:`coder_reliability` for one marker type."""
+    long = values[["client", "session", *(["segment"] if level == "segment" else [])]].copy()
+    long = long.assign(coder=values["coder"].to_numpy(), score=values["_score"].to_numpy(float))
+    long = long.dropna(subset=["score"])
+    nested = {"session": "client"} | ({"segment": "session"} if level == "segment" else {})
+    units = long.drop_duplicates(
+        ["client", "session", *(["segment"] if level == "segment" else [])]
+    )
+    if long["score"].nunique() < 2:  # one value only: G and phi undefined, as the ICCs
+        coef = pd.DataFrame({"g": [np.nan], "phi": [np.nan]})
+    else:
+        coef = g_study(
+            long, score="score", facets=["coder"], object=level, nested=nested, n=g_coders
+        ).coefficients
+    out = []
+    for stat in ("g", "phi"):
+        out.append(
+            {
+                "marker": kind,
+                "level": level,
+                "statistic": stat.upper() if stat == "g" else stat,
+                "estimate": float(coef[stat].iloc[0]),
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "n_units": len(units),
+                "n_coders": n_coders,
+                "n_dropped": 0,
+            }
+        )
+    return out
 
 
 def as_events(

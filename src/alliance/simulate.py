@@ -656,6 +656,54 @@ def _therapist_ratings(opt, dyad, trend, a_devs, discrepancy, missing_rate):
     return latent, items, np.nanmean(items, axis=2) * WAI_ITEMS
 
 
+def _item_moments(latent: np.ndarray, sd: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of a 1-5 item ``clip(rint(latent + N(0, sd^2)))`` given ``latent``."""
+    from scipy.stats import norm
+
+    k = np.arange(1, 6, dtype=float)
+    upper = np.append(k[:-1] + 0.5, np.inf)
+    lower = np.insert(k[1:] - 0.5, 0, -np.inf)
+    x = latent[..., None]
+    p = norm.cdf((upper - x) / sd) - norm.cdf((lower - x) / sd)
+    m = p @ k
+    return m, p @ k**2 - m**2
+
+
+def _observed_correlations(a_lat, b_lat, present, sd_a, sd_b) -> tuple[float, float]:
+    """Within- and between-client correlations the observed WAI item means estimate.
+
+    Each scale score is the mean of 12 items ``clip(rint(latent + noise))``: its expected
+    value given the latent rating is ``m(latent)`` and its error variance ``v(latent) /
+    12`` (errors independent across sessions and raters). The within-client correlation
+    is the pooled correlation of person-mean centred scores (as ``alliance.dyad.agreement``
+    computes it), the between-client one that of the client means; both are the values
+    those statistics converge to for these latent ratings (missing items ignored).
+    """
+    ma, va = _item_moments(a_lat, sd_a)
+    mb, vb = _item_moments(b_lat, sd_b)
+    va, vb = va / WAI_ITEMS, vb / WAI_ITEMS
+    n = present.sum(axis=1)
+    keep = n >= 1
+    ma, mb, va, vb, pr, n = ma[keep], mb[keep], va[keep], vb[keep], present[keep], n[keep]
+    w = pr.astype(float)
+
+    def centred(m, v):
+        mean = (m * w).sum(1) / n
+        dev = np.where(pr, m - mean[:, None], 0.0)
+        tot_v = (v * w).sum(1)
+        err = np.where(pr, v * (1 - 2 / n[:, None]) + (tot_v / n**2)[:, None], 0.0)
+        return mean, dev, tot_v / n**2, err
+
+    a_mean, a_dev, a_err_mean, a_err = centred(ma, va)
+    b_mean, b_dev, b_err_mean, b_err = centred(mb, vb)
+    within = (a_dev * b_dev).sum() / np.sqrt(
+        ((a_dev**2).sum() + a_err.sum()) * ((b_dev**2).sum() + b_err.sum())
+    )
+    cov = np.cov(a_mean, b_mean)
+    between = cov[0, 1] / np.sqrt((cov[0, 0] + a_err_mean.mean()) * (cov[1, 1] + b_err_mean.mean()))
+    return float(within), float(between)
+
+
 def _dyad_truth(dyad, alliance, t_lat, present, therapist_ids, ther_bias, client_ids, disc):
     """Generating values and the latent client-therapist correlations of attended sessions."""
     a = np.where(present, alliance, np.nan)
@@ -664,10 +712,15 @@ def _dyad_truth(dyad, alliance, t_lat, present, therapist_ids, ther_bias, client
     ok = present.ravel()
     a_within = (a - a_mean[:, None]).ravel()[ok]
     b_within = (b - b_mean[:, None]).ravel()[ok]
+    within_obs, between_obs = _observed_correlations(
+        alliance, t_lat, present, 0.45, float(dyad["item_sd"])
+    )
     return {
         **{k: float(v) for k, v in dyad.items()},
         "between_correlation_latent": round(float(np.corrcoef(a_mean, b_mean)[0, 1]), 6),
         "within_correlation_latent": round(float(np.corrcoef(a_within, b_within)[0, 1]), 6),
+        "between_correlation_observed": round(between_obs, 6),
+        "within_correlation_observed": round(within_obs, 6),
         "mean_difference_latent": round(float(np.nanmean(b - a)), 6),
         "therapist_bias": dict(
             zip(therapist_ids.tolist(), ther_bias.round(6).tolist(), strict=True)
@@ -676,6 +729,9 @@ def _dyad_truth(dyad, alliance, t_lat, present, therapist_ids, ther_bias, client
             zip(client_ids.tolist(), disc.round(6).tolist(), strict=True)
         ),
         "notes": "Latent values are item means before item noise, rounding and missing items; "
+        "the *_observed correlations are what the correlations of the observed WAI item means "
+        "estimate (attenuated by the items' noise and rounding, computed exactly from the "
+        "latent ratings; missing items ignored); "
         "discrepancy_by_client is therapist bias + dyad discrepancy (therapist - client, "
         "item-mean points); discrepancy_effect changes the PHQ-9 slope per session per point.",
     }

@@ -1,4 +1,4 @@
-# Reference values for alliance.models.glmm and alliance.gstudy.g_study, from lme4.
+# Reference values for alliance.models.glmm (and the first G-study fit), from lme4.
 #
 # Run from the repository root:  Rscript tests/reference/glmer_reference.R
 # Writes tests/reference/data/glmer_*.csv (cbpp and grouseticks are exported from lme4,

@@ -16,6 +16,7 @@ alliance                        R
 :func:`fleiss_kappa`            Fleiss (1971); null-hypothesis SE of Fleiss et al. (1979)
 :func:`krippendorff_alpha`      Krippendorff (2004), via the ``krippendorff`` package
 :func:`agreement`               all of the three above for a set of coders
+:func:`g_study`                 G-study of a crossed design by REML (``lme4::lmer``)
 ==============================  =====================================================
 
 The functions live in three modules by topic, and every one is importable from here:
@@ -26,20 +27,25 @@ The functions live in three modules by topic, and every one is importable from h
   ratings or repeated measures (:func:`icc`, :func:`multilevel_reliability`);
 * :mod:`alliance.reliability.coders`: agreement between coders of categories or ratings
   (:func:`cohen_kappa`, :func:`fleiss_kappa`, :func:`krippendorff_alpha`,
-  :func:`agreement`).
+  :func:`agreement`);
+* :mod:`alliance.reliability.generalizability`: G-studies and D-studies of crossed and
+  nested designs (:func:`g_study`).
 """
 
 from __future__ import annotations
 
 from alliance.reliability.coders import agreement, cohen_kappa, fleiss_kappa, krippendorff_alpha
 from alliance.reliability.consistency import alpha, omega
+from alliance.reliability.generalizability import GStudyResult, g_study
 from alliance.reliability.multilevel import icc, multilevel_reliability
 
 __all__ = [
+    "GStudyResult",
     "agreement",
     "alpha",
     "cohen_kappa",
     "fleiss_kappa",
+    "g_study",
     "icc",
     "krippendorff_alpha",
     "multilevel_reliability",
