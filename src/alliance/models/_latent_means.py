@@ -101,9 +101,7 @@ class _Data:
         self.sizes = [(m, self.n == m) for m in np.unique(self.n)]
 
     def ss_within(self, gamma):
-        return (
-            self.syy - gamma @ self.syx.T - self.syx @ gamma.T + gamma @ self.sxx @ gamma.T
-        )
+        return self.syy - gamma @ self.syx.T - self.syx @ gamma.T + gamma @ self.sxx @ gamma.T
 
     def loglik(self, mu, gamma, sw, sb) -> float:
         p, n_obs, n_cl = self.p, self.nobs, self.n_clusters
@@ -205,9 +203,7 @@ def fit_latent_means(y: np.ndarray, groups: np.ndarray, x: np.ndarray | None = N
             f"{data.nobs} clients in {data.n_clusters} therapists: the latent therapist means "
             "need at least two therapists and at least one therapist with two clients."
         )
-    gamma0 = (
-        np.linalg.lstsq(data.sxx, data.syx.T, rcond=None)[0].T if c else np.zeros((p, 0))
-    )
+    gamma0 = np.linalg.lstsq(data.sxx, data.syx.T, rcond=None)[0].T if c else np.zeros((p, 0))
     sw0 = data.ss_within(gamma0) / (data.nobs - data.n_clusters)
     resid0 = data.ybar - data.xbar @ gamma0.T
     sb0 = np.cov(resid0, rowvar=False).reshape(p, p) - sw0 / data.n.mean()
