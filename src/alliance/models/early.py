@@ -85,14 +85,30 @@ def early_table(
     k: int | EarlyWindow,
     how: str,
     ex: Exclusions,
+    end: str | int = "last_session",
+    order: str = "outcome_first",
+    prior_change: bool = False,
 ) -> pd.DataFrame:
     """One row per client: alliance_early, baseline, end, sessions_elapsed (+ client id).
 
     ``frame`` is sorted by client and session. ``k`` is the early window
     (:class:`alliance.design.EarlyWindow`, or its number of sessions), or with
-    ``how="session"`` the session number. Clients without what the model needs are
-    recorded in ``ex`` (every session row of theirs) and left out.
+    ``how="session"`` the session number. The baseline is the client's first outcome
+    strictly before the window's first alliance rating (``order="outcome_first"``: an
+    outcome of the window's first session counts, as it is completed before that session's
+    alliance rating; ``"alliance_first"``: only earlier sessions). ``end``: ``"last_session"``
+    the outcome at the client's last session (never carried forward), a session number,
+    or ``"last_observed"`` (the last observed outcome after the window: carried forward).
+    ``prior_change`` adds ``prior_change``: the outcome at the last assessment before the
+    window's last alliance rating minus the baseline. Clients without what the model needs
+    are recorded in ``ex`` (every session row of theirs) and left out.
     """
+    if order not in ("outcome_first", "alliance_first"):
+        raise ValueError(f"order must be 'outcome_first' or 'alliance_first', not {order!r}.")
+    if not (end in ("last_session", "last_observed") or _is_int(end)):
+        raise ValueError(
+            f"end must be 'last_session', 'last_observed' or a session number, not {end!r}."
+        )
     g = frame[client]
     a_ok = frame[alliance].notna()
     y_ok = frame[outcome].notna()
@@ -105,42 +121,99 @@ def early_table(
         in_window = a_ok & (s == k)
         enough = in_window.groupby(g).transform("any")
         why_window = f"no {alliance} rating at session {k}"
+    window_start = s.where(in_window).groupby(g).transform("min")
     window_end = s.where(in_window).groupby(g).transform("max")
-    if how == "session":
-        window_end = pd.Series(float(k), index=frame.index)
+    same = order == "outcome_first"
+    before_start = (s < window_start) | (same & (s == window_start))
+    first_y = s.where(y_ok & before_start).groupby(g).transform("min")
     early = frame[alliance].where(in_window).groupby(g).transform("mean")
-    first_y = s.where(y_ok).groupby(g).transform("min")
-    has_base = first_y <= window_end
-    after = y_ok & (s > window_end)
-    last_after = s.where(after).groupby(g).transform("max")
+    last_row = s.groupby(g).transform("max")
+    if end == "last_session":
+        end_session = last_row
+        no_end = [
+            (
+                f"last session within the early window (no {outcome} after it)",
+                last_row <= window_end,
+                session,
+            ),
+            (
+                f"no {outcome} at the client's last session (end assessment; not carried forward)",
+                ~(y_ok & (s == last_row)).groupby(g).transform("any"),
+                outcome,
+            ),
+        ]
+    elif end == "last_observed":
+        end_session = s.where(y_ok & (s > window_end)).groupby(g).transform("max")
+        no_end = [(f"no {outcome} after the early window (end)", end_session.isna(), outcome)]
+    else:
+        end_session = pd.Series(float(end), index=frame.index)
+        no_end = [
+            (
+                f"early window reaches session {end} (the end assessment)",
+                window_end >= end,
+                session,
+            ),
+            (
+                f"no {outcome} at session {end} (end assessment)",
+                ~(y_ok & (s == end)).groupby(g).transform("any"),
+                outcome,
+            ),
+        ]
+    before_last = (s < window_end) | (same & (s == window_end))
+    prior_s = s.where(y_ok & before_last & (s > first_y)).groupby(g).transform("max")
     n_sess = g.groupby(g).transform("size")
 
-    left = pd.Series(True, index=frame.index)
-    for reason, mask, col in [
+    checks = [
         ("single-session client", n_sess == 1, session),
         (why_window, ~enough, alliance),
-        (f"no {outcome} at or before the early window (baseline)", ~has_base, outcome),
-        (f"no {outcome} after the early window (end)", last_after.isna(), outcome),
-    ]:
+        (
+            f"no {outcome} before the early window (baseline; "
+            + (
+                "same-session outcome counts as before the alliance rating)"
+                if same
+                else "the outcome of a session is rated after its alliance)"
+            ),
+            first_y.isna(),
+            outcome,
+        ),
+        *no_end,
+    ]
+    if prior_change:
+        checks.append(
+            (
+                f"no {outcome} between the baseline and the last early {alliance} rating "
+                "(prior change)",
+                prior_s.isna(),
+                outcome,
+            )
+        )
+    left = pd.Series(True, index=frame.index)
+    for reason, mask, col in checks:
         hit = left & mask.fillna(True).astype(bool)
         ex.add(reason, hit.to_numpy(), frame, col)
         left &= ~hit
 
     keep = frame[left]
-    is_base = keep[session] == first_y[left]
-    is_end = keep[session] == last_after[left]
-    base = keep.loc[is_base, [client, outcome, session]].set_index(client)
-    end = keep.loc[is_end, [client, outcome, session]].set_index(client)
+    base = keep.loc[keep[session] == first_y[left], [client, outcome, session]].set_index(client)
+    fin = keep.loc[keep[session] == end_session[left], [client, outcome, session]]
+    fin = fin.set_index(client)
     table = pd.DataFrame(
         {
             "alliance_early": early[left].groupby(keep[client]).first(),
             "baseline": base[outcome],
-            "end": end[outcome],
-            "sessions_elapsed": end[session] - base[session],
+            "end": fin[outcome],
+            "sessions_elapsed": fin[session] - base[session],
         }
     )
+    if prior_change:
+        at = keep.loc[keep[session] == prior_s[left], [client, outcome]].set_index(client)
+        table["prior_change"] = at[outcome] - base[outcome]
     table.index.name = client
     return table.reset_index()
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 @register_model(
@@ -165,6 +238,9 @@ def early_alliance(
     early: int | EarlyWindow = 3,
     how: Literal["mean", "session"] = "mean",
     adjust_length: bool = False,
+    adjust_prior_change: bool = False,
+    end: str | int = "last_session",
+    order: Literal["outcome_first", "alliance_first"] = "outcome_first",
     covariates: list[str] | None = None,
     lower_is_better: bool = True,
     reml: bool = True,
@@ -222,10 +298,15 @@ def early_alliance(
 
     Notes
     -----
-    Missing data: one row per client. The end outcome is the client's last observed outcome
-    after the early window (so clients who left early contribute their last score, adjusted
-    by ``sessions_elapsed``); clients with a single session, too few early ratings, no baseline
-    or no later outcome are excluded and counted in ``.excluded``.
+    Missing data: one row per client. The baseline is the first outcome before the window's
+    first alliance rating (see ``order``), never one inside the window. The end outcome is
+    the end assessment, the outcome at the client's last session (clients who left early
+    contribute the score of the session they ended with; ``adjust_length`` adjusts for the
+    time elapsed); a missing end assessment is not replaced by an earlier score: the client
+    is excluded. Clients with a single session, too few early ratings, no baseline, a last
+    session inside the window or no end assessment are excluded and counted in
+    ``.excluded``. A model-based end outcome (all of a client's post-window outcomes, MAR)
+    is :func:`therapist_contributions`' ``outcome_model="slope"`` design, not this one.
 
     Examples
     --------
@@ -252,12 +333,26 @@ def early_alliance(
         if not pd.api.types.is_numeric_dtype(frame[col]):
             raise ValueError(f"column {col!r} must be numeric, not {frame[col].dtype}.")
     ex = Exclusions(client)
-    table = early_table(frame, alliance, outcome, client, session, k=window, how=how, ex=ex)
+    table = early_table(
+        frame,
+        alliance,
+        outcome,
+        client,
+        session,
+        k=window,
+        how=how,
+        ex=ex,
+        end=end,
+        order=order,
+        prior_change=adjust_prior_change,
+    )
     table = attach_client_columns(table, frame, client, therapist, covariates, ex)
     terms = ["baseline", "alliance_early"]
     if adjust_length:
         terms.append("sessions_elapsed")
-    return fit_early(
+    if adjust_prior_change:
+        terms.append("prior_change")
+    res = fit_early(
         table,
         terms,
         covariates=covariates,
@@ -268,6 +363,33 @@ def early_alliance(
         lower_is_better=lower_is_better,
         model=f"early alliance -> outcome ({alliance} {_window(window, how)} -> end {outcome})",
         n_sessions=int(frame[client].isin(table[client]).sum()),
+        end=end,
+    )
+    if order == "outcome_first":
+        res.notes.append(
+            "Baseline: the first outcome before the window's first alliance rating; an outcome "
+            "of that same session counts (order='outcome_first': outcome measures completed "
+            "before the session, the alliance after it)."
+        )
+    if adjust_prior_change:
+        res.notes.append(
+            "prior_change: outcome change from the baseline to the last assessment before the "
+            "last early alliance rating, controlled (symptom change that preceded the alliance)."
+        )
+    return res
+
+
+def _end_words(end) -> str:
+    if end == "last_observed":
+        what = "the last observed outcome after the early window (last observation carried forward)"
+    elif end == "last_session":
+        what = "the outcome at the client's last session (end assessment, not carried forward)"
+    else:
+        what = f"the outcome at session {end} (end assessment, not carried forward)"
+    return (
+        f"client-level model, one row per client: the end outcome is {what}; the baseline "
+        "precedes the alliance window; clients without an early alliance, a baseline or the "
+        "end outcome are excluded (counted)."
     )
 
 
@@ -291,6 +413,7 @@ def fit_early(
     model: str,
     extra_terms: list[str] | None = None,
     n_sessions: int | None = None,
+    end: str | int = "last_session",
 ) -> EarlyAllianceResult:
     """Fit the client-level model on ``table`` and assemble the result (shared with moderation)."""
     if len(table) < 3:
@@ -359,6 +482,12 @@ def fit_early(
     r_table["meta_r"] = META_R["r"]
 
     notes = []
+    if end == "last_observed":
+        notes.append(
+            "end='last_observed': a client whose end assessment is missing contributes an "
+            "earlier score (last observation carried forward), which biases the effect when "
+            "missingness depends on the course."
+        )
     if getattr(fit, "singular", False):
         notes.append("Singular fit: the therapist variance is estimated at zero.")
     if getattr(fit, "converged", True) is False:
@@ -373,11 +502,7 @@ def fit_early(
         loglik=loglik,
         nobs=n,
         excluded=ex.frame(),
-        missing_data=(
-            "client-level model, one row per client: the end outcome is the last observed "
-            "outcome after the early window (sessions elapsed adjusted when asked); clients "
-            "without an early alliance, a baseline or a later outcome are excluded (counted)."
-        ),
+        missing_data=_end_words(end),
         citation=CITATION,
         notes=notes,
         standardization="b x SD(predictor) / SD(end outcome), over the clients used",
