@@ -680,9 +680,9 @@ def _report_tables(folder: Path, study=None) -> list[tuple[dict, object]]:
     """Every saved table as an :class:`~alliance.tables.ApaTable`, numbered in saving order."""
     import pandas as pd
 
-    from alliance.tables import ApaTable
+    from alliance.tables import ApaTable, codebook_labels
 
-    labels = _labels(study)
+    labels = codebook_labels(study)
     out = []
     entries = sorted(_saved(folder, "tables"), key=lambda e: e.get("seq", 0))
     for number, entry in enumerate(entries, start=1):
@@ -707,34 +707,6 @@ def _report_tables(folder: Path, study=None) -> list[tuple[dict, object]]:
             )
         out.append((entry, table))
     return out
-
-
-def _labels(study) -> dict[str, str]:
-    """Column headers from the codebook: a field's title, else its description's lead.
-
-    ``wai_sr`` described as ``"WAI-SR total: sum of the 12 items"`` reads ``WAI-SR total``.
-    """
-    labels: dict[str, str] = {}
-    if study is None or study.codebook is None:
-        return labels
-    for table in ("sessions", "clients"):
-        try:
-            names = study.codebook.fields(table)["name"].astype(str).tolist()
-        except (KeyError, ValueError, AttributeError):
-            continue
-        for name in names:
-            field = study.codebook.field(table, name) or {}
-            label = str(field.get("title") or "").strip()
-            if not label:
-                lead = str(field.get("description") or "").split(":")[0].strip()
-                label = (
-                    lead
-                    if lead and len(lead) <= 24 and lead != str(field.get("description"))
-                    else ""
-                )
-            if label:
-                labels[name] = label
-    return labels
 
 
 def _word(folder: Path, pages: list[tuple[str, str]], prov: dict, study=None) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["ApaTable", "format_p"]
+__all__ = ["ApaTable", "codebook_labels", "format_p"]
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -278,6 +278,47 @@ class ApaTable:
             body[labels.get(key, _header(key))] = cells
         return cls(pd.DataFrame(body), title=title, number=number, note=note)
 
+    @classmethod
+    def stack(
+        cls,
+        tables: list[ApaTable],
+        labels: list[str] | None = None,
+        *,
+        title: str = "",
+        note: str = "",
+        number: int | None = None,
+    ) -> ApaTable:
+        """Several APA tables as one, each under its own subheading (e.g. two models).
+
+        Columns are the union of the tables' columns in order of appearance (a cell a table
+        lacks is blank); each table's own subheadings are kept below its label.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from alliance.tables import ApaTable
+        >>> a = ApaTable(pd.DataFrame({"Term": ["alliance"], "b": ["-2.01"]}))
+        >>> b = ApaTable(pd.DataFrame({"Term": ["alliance"], "b": ["-1.50"]}))
+        >>> both = ApaTable.stack([a, b], ["Model 1", "Model 2"], title="Two models")
+        >>> both.to_frame()["b"].tolist(), both.sections
+        (['-2.01', '-1.50'], ((0, 'Model 1'), (1, 'Model 2')))
+        """
+        tables = list(tables)
+        if labels is not None and len(labels) != len(tables):
+            raise ValueError(f"stack() got {len(tables)} tables but {len(labels)} labels")
+        columns: list[str] = []
+        for t in tables:
+            columns += [c for c in t.body.columns if c not in columns]
+        bodies, sections, offset = [], [], 0
+        for i, t in enumerate(tables):
+            if labels is not None:
+                sections.append((offset, str(labels[i])))
+            sections += [(offset + j, label) for j, label in t.sections]
+            bodies.append(t.body.reindex(columns=columns, fill_value=""))
+            offset += len(t.body)
+        body = pd.concat(bodies, ignore_index=True) if bodies else pd.DataFrame(columns=columns)
+        return cls(body, title=title, number=number, note=note, sections=tuple(sections))
+
     # ---- plain forms
     def to_frame(self) -> pd.DataFrame:
         """The body as a DataFrame of strings (a copy), e.g. to concatenate or save."""
@@ -324,7 +365,7 @@ class ApaTable:
         parts = [f'<table class="{cls}" style="border-collapse: collapse; border: none;">']
         caption = []
         if self.label:
-            caption.append(f"<strong>{esc(self.label)}</strong>")
+            caption.append(f'<strong class="apa-number">{esc(self.label)}</strong>')
         if self.title:
             caption.append(f"<em>{esc(self.title)}</em>")
         if caption:
@@ -511,3 +552,56 @@ def _apa_rules(grid) -> None:
                 border(cell, "bottom")
             if i == last:
                 border(cell, "bottom")
+
+
+def codebook_labels(study, *, ranges: bool = False) -> dict[str, str]:
+    """Readable names of a study's columns from its codebook, for table headers and axes.
+
+    A field's ``title`` is used, else the lead of its description (``"WAI-SR total: sum of
+    the 12 items"`` reads ``WAI-SR total``); with ``ranges`` the codebook's minimum and
+    maximum follow (``WAI-SR total (12-60)``).
+
+    Parameters
+    ----------
+    study : alliance.Study or alliance.study.Codebook or None
+        The study (or its codebook); None gives an empty mapping.
+    ranges : bool, default False
+        Append the allowed range, ``(12-60)``, where the codebook gives both ends.
+
+    Returns
+    -------
+    dict
+        Column name -> label, for the columns the codebook describes well enough.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.tables import codebook_labels
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> codebook_labels(study)["wai_sr"], codebook_labels(study, ranges=True)["phq9"]
+    ('WAI-SR total', 'PHQ-9 total (0-27)')
+    """
+    codebook = getattr(study, "codebook", study)
+    labels: dict[str, str] = {}
+    if codebook is None or not hasattr(codebook, "field"):
+        return labels
+    for table in ("sessions", "clients"):
+        try:
+            names = codebook.fields(table)["name"].astype(str).tolist()
+        except (KeyError, ValueError, AttributeError):
+            continue
+        for name in names:
+            spec = codebook.field(table, name) or {}
+            label = str(spec.get("title") or "").strip()
+            if not label:
+                description = str(spec.get("description") or "")
+                lead = description.split(":")[0].strip()
+                label = lead if lead and len(lead) <= 24 and lead != description else ""
+            if not label:
+                continue
+            bounds = spec.get("constraints") or {}
+            low, high = bounds.get("minimum"), bounds.get("maximum")
+            if ranges and _is_number(low) and _is_number(high):
+                label += f" ({_cell(float(low), 2)}-{_cell(float(high), 2)})"
+            labels[name] = label
+    return labels

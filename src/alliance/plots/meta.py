@@ -288,7 +288,17 @@ def funnel(
             gid="funnel-interior",
         )
         ax.set_xlim(-xmax, xmax)
-        ax.legend(loc="lower right", fontsize="small", frameon=False)
+        # legend patches with an edge, so the lightest shade and the white interior show
+        from matplotlib.patches import Patch
+
+        handles = [
+            Patch(facecolor=str(shade), edgecolor="0.3", linewidth=0.6, label=f"p < {c:g}")
+            for c, shade in zip(levels, shades, strict=True)
+        ]
+        handles.append(
+            Patch(facecolor="white", edgecolor="0.3", linewidth=0.6, label=f"p ≥ {levels[-1]:g}")
+        )
+        ax.legend(handles=handles, loc="lower right", fontsize="small", frameon=False)
         ax.axvline(0.0, color="0.6", linewidth=0.6, linestyle=":")
     else:
         lev = result.level if level is None else level
