@@ -65,13 +65,19 @@ def format_p(p: float) -> str:
     return "< .001" if p < 0.001 else f"{p:.3f}".lstrip("0")
 
 
-def _cell(value: object, digits: int, *, no_zero: bool = False) -> str:
-    """One number as text: integers as integers, others rounded to ``digits``."""
+def _cell(value: object, digits: int, *, no_zero: bool = False, integers: bool = True) -> str:
+    """One number as text: integers as integers, others rounded to ``digits``.
+
+    With ``integers=False`` (a column holding fractions too) a whole number is written
+    with ``digits`` decimals like the rest of its column (``0.00`` beside ``0.39``).
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return ""
     if isinstance(value, bool):
         return str(value)
-    if isinstance(value, int) or (isinstance(value, float) and float(value).is_integer()):
+    if isinstance(value, float) and not integers:
+        value = value + 0.0
+    elif isinstance(value, int) or (isinstance(value, float) and float(value).is_integer()):
         if abs(value) < 1e15:
             return str(int(value))
     if isinstance(value, float):
@@ -272,7 +278,10 @@ class ApaTable:
             if low in _P_COLUMNS:
                 cells = [_p_cell(v) for v in values]
             elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-                cells = [_cell(_py(v), digits, no_zero=no_zero) for v in values]
+                whole = bool(
+                    values.dropna().map(lambda v: float(v).is_integer() or math.isinf(v)).all()
+                )
+                cells = [_cell(_py(v), digits, no_zero=no_zero, integers=whole) for v in values]
             else:
                 cells = _text_numbers([_blank(v) for v in values], digits, no_zero=no_zero)
             body[labels.get(key, _header(key))] = cells
@@ -318,6 +327,25 @@ class ApaTable:
             offset += len(t.body)
         body = pd.concat(bodies, ignore_index=True) if bodies else pd.DataFrame(columns=columns)
         return cls(body, title=title, number=number, note=note, sections=tuple(sections))
+
+    def rename(self, terms: dict[str, str]) -> ApaTable:
+        """A copy whose first-column cells read ``terms[cell]`` (e.g. readable term names).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from alliance.tables import ApaTable
+        >>> t = ApaTable(pd.DataFrame({"Term": ["alliance_early"], "b": ["-3.29"]}))
+        >>> t.rename({"alliance_early": "Early alliance"}).to_frame()["Term"].tolist()
+        ['Early alliance']
+        """
+        body = self.body.copy()
+        if len(body.columns):
+            first = body.columns[0]
+            body[first] = body[first].map(lambda v: terms.get(v, v))
+        return ApaTable(
+            body, title=self.title, number=self.number, note=self.note, sections=self.sections
+        )
 
     # ---- plain forms
     def to_frame(self) -> pd.DataFrame:
