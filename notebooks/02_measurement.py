@@ -46,7 +46,6 @@ omega_factors = 3  # group factors of omega (the WAI-SR's goal, task and bond)
 export_dir = None  # set by `alliance report`: where figures and tables are written
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
 
 import alliance

@@ -64,7 +64,6 @@ export_dir = None  # set by `alliance report`: where figures and tables are writ
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-
 from IPython.display import display
 
 import alliance

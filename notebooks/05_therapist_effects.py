@@ -55,7 +55,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-
 from IPython.display import display
 
 import alliance

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from alliance.plots.theme import label
 
 __all__ = ["response_surface"]

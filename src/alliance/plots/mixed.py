@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+
 from alliance.plots.theme import label
 
 __all__ = ["fitted_trajectories"]

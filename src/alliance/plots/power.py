@@ -56,7 +56,10 @@ def power_curve(
     for key, part in groups:
         part = part.sort_values(x)
         line = ax.plot(
-            part[x], part["power"], marker="o", label=None if key is None else f"{label(hue)} = {key}"
+            part[x],
+            part["power"],
+            marker="o",
+            label=None if key is None else f"{label(hue)} = {key}",
         )[0]
         if {"power_ci_low", "power_ci_high"} <= set(part.columns):
             ax.fill_between(
