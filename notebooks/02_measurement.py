@@ -72,7 +72,9 @@ scored_alliance = alliance.score(
 scored = alliance.score(scored_alliance, instrument, prorate=max_missing_items, name=outcome)
 scoring = pd.DataFrame([scored_alliance.attrs["scoring"], scored.attrs["scoring"]])
 report_table(
-    scoring[["instrument", "max_missing", "n_rows", "n_scored", "n_prorated", "n_over_limit"]],
+    scoring[
+        ["instrument", "max_missing", "n_rows", "n_scored", "n_prorated", "n_over_limit"]
+    ].assign(instrument=lambda t: t["instrument"].map(lambda c: f"{c}".upper().replace("_", "-"))),
     "scoring",
     export_dir,
     title="Scoring and prorating",
@@ -114,6 +116,8 @@ subscales = alliance.instruments.get(alliance_instrument).subscales
 score_columns = [alliance_col, *(f"{alliance_col}_{name}" for name in subscales), outcome]
 score_summary = alliance.describe.score_table(scored, score_columns)
 labels = alliance.tables.codebook_labels(study)
+short = labels.get(alliance_col, alliance_col).replace(" total", "")
+labels.update({f"{alliance_col}_{name}": f"{short} {name}" for name in subscales})
 report_table(
     score_summary.assign(score=score_summary["score"].map(lambda c: labels.get(c, c))),
     "score_summary",
@@ -142,7 +146,7 @@ alphas = pd.concat(
 )
 alphas = alphas[["scale", "n", "n_items", "alpha", "ci_low", "ci_high", "average_r"]]
 report_table(
-    alphas,
+    alphas.assign(scale=alphas["scale"].map(lambda c: labels.get(c, c))),
     "alpha",
     export_dir,
     title="Cronbach's alpha",
@@ -150,6 +154,7 @@ report_table(
     "too narrow for repeated measures; average r: mean inter-item correlation.",
     labels={"n_items": "Items", "alpha": "α", "average_r": "Average r"},
     digits=3,
+    bounded=["ci_low", "ci_high", "average_r"],
 )
 
 # %% [markdown]
@@ -256,6 +261,7 @@ report_table(
     "score at every one of those sessions.",
     labels={"n_targets": "Clients", "n_raters": "Sessions", "n_dropped": "Left out", "f": "F"},
     digits=3,
+    bounded=["ci_low", "ci_high"],
 )
 
 # %% [markdown]

@@ -166,7 +166,7 @@ report_table(
     export_dir,
     title="The early alliance effect as a correlation",
     note="r benefit: positive means better alliance, better outcome; CI: Fisher-z 95% "
-    "interval; meta r: Flückiger et al. (2018).",
+    "interval; meta-analytic r: Flückiger et al. (2018).",
     labels={
         "model": "Model",
         "kind": "Correlation",
@@ -178,6 +178,7 @@ report_table(
     },
     count="n_clients",
     digits=3,
+    bounded=["r_benefit", "benefit_ci_low", "benefit_ci_high", "meta_r"],
 )
 
 # %% [markdown]

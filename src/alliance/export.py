@@ -286,6 +286,7 @@ def report_table(
     labels: dict[str, str] | None = None,
     study=None,
     digits: int = 2,
+    bounded: tuple[str, ...] | list[str] = (),
 ) -> ApaTable:
     """Save a table for the report and return it as the numbered APA table the page shows.
 
@@ -318,6 +319,9 @@ def report_table(
         Headers for the study's columns come from its codebook.
     digits : int, default 2
         Decimals of the numbers that are not integers.
+    bounded : list of str, optional
+        Columns whose values cannot exceed 1 in absolute value (a correlation's CI), shown
+        without the leading zero like ``r``, ``alpha`` and ``p``.
 
     Returns
     -------
@@ -352,7 +356,9 @@ def report_table(
             extra = f"Cells describing fewer than {min_count} clients are suppressed."
             note = f"{note} {extra}".strip() if extra not in note else note
         heads = {**codebook_labels(study), **dict(labels or {})}
-        apa = ApaTable.from_frame(frame, title=title, note=note, labels=heads, digits=digits)
+        apa = ApaTable.from_frame(
+            frame, title=title, note=note, labels=heads, digits=digits, bounded=bounded
+        )
     path = save_table(apa, name, export_dir, title=apa.title, note=apa.note)
     if path is not None:
         names = [e.get("name") for e in saved(Path(export_dir), "tables")]

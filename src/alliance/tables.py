@@ -246,13 +246,15 @@ class ApaTable:
         number: int | None = None,
         digits: int = 2,
         labels: dict[str, str] | None = None,
+        bounded: tuple[str, ...] | list[str] = (),
     ) -> ApaTable:
         """An APA table from a table of numbers: integers as integers, the rest rounded.
 
         p columns (``p``, ``p_value``) read ``.034`` / ``< .001`` and correlation-like columns
         (``r``, ``alpha``, ``icc``) have no leading zero; a named index becomes the first
         column and a 0..n index is dropped; headers are taken from ``labels`` (e.g. the
-        codebook's), else ``snake_case`` reads ``Snake case``.
+        codebook's), else ``snake_case`` reads ``Snake case``. Columns named in ``bounded``
+        (values that cannot exceed 1, such as the CI of an alpha) lose the leading zero too.
 
         Examples
         --------
@@ -274,7 +276,7 @@ class ApaTable:
             key = str(col)
             low = key.lower()
             values = data[col]
-            no_zero = low in _R_COLUMNS
+            no_zero = low in _R_COLUMNS or key in bounded
             if low in _P_COLUMNS:
                 cells = [_p_cell(v) for v in values]
             elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):

@@ -76,7 +76,7 @@ def set_theme(
             "xtick.labelsize": 8 * font_scale,
             "ytick.labelsize": 8 * font_scale,
             "legend.frameon": False,
-            "figure.dpi": 96,
+            "figure.dpi": 110,
             "savefig.dpi": 144,
             "svg.hashsalt": "alliance",
         },
