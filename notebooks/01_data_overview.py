@@ -33,10 +33,11 @@ import matplotlib.pyplot as plt
 
 import alliance
 from alliance.describe import overview, score_table
-from alliance.export import save_figure, save_table
+from alliance.export import report_table, save_figure
 
-plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
 study = alliance.datasets.load_study(data)
+alliance.plots.set_theme(study)  # the package's figure theme, axis labels from the codebook
+labels = alliance.tables.codebook_labels(study)
 scores = alliance.schema.find_scores(study, alliance=alliance_col, outcome=outcome)
 report = alliance.validate(study, allow_therapist_change=True)
 print(report.summary())
@@ -48,8 +49,13 @@ print(f"alliance score: {scores['alliance']}; outcome score: {scores['outcome']}
 # %%
 # NBVAL_CHECK_OUTPUT
 sizes = overview(study)
-save_table(sizes, "study_sizes", export_dir)
-print(sizes.round(1).to_string(index=False))
+report_table(
+    sizes,
+    "study_sizes",
+    export_dir,
+    title="Size of the study",
+    note="Session rows are client x session records; events are rupture markers.",
+)
 
 # %% [markdown]
 # ## Missing data
@@ -57,8 +63,16 @@ print(sizes.round(1).to_string(index=False))
 
 # %%
 missing = report.missing[report.missing["n_missing"] > 0]
-save_table(missing, "missing_values", export_dir)
-missing.head(10).round(3)
+report_table(
+    missing.assign(column=missing["column"].map(lambda c: labels.get(c, c))),
+    "missing_values",
+    export_dir,
+    title="Missing values by column",
+    note=f"Share of the {len(study.sessions)} session rows; columns without missing values "
+    "are not listed.",
+    labels={"column": "Column", "n_missing": "Rows missing", "share_missing": "Share missing"},
+    digits=3,
+)
 
 # %% [markdown]
 # ## Scores by interview phase
@@ -67,17 +81,30 @@ missing.head(10).round(3)
 # %%
 columns = [c for c in (scores["alliance"], scores["outcome"]) if c]
 by = "phase" if "phase" in study.sessions.columns else None
-by_phase = score_table(study.sessions, columns, by=by).round(2)
-save_table(by_phase, "scores_by_phase", export_dir)
-by_phase
+by_phase = score_table(study.sessions, columns, by=by)
+report_table(
+    by_phase.assign(score=by_phase["score"].map(lambda c: labels.get(c, c))),
+    "scores_by_phase",
+    export_dir,
+    title="Scores by interview phase" if by else "Scores",
+    note="Means and SDs over session rows; missing: share of rows without the score.",
+    labels={"n_clients": "Clients", "n_rows": "Session rows", "sd": "SD", "missing": "Missing"},
+    count="n_clients",
+)
 
 # %% [markdown]
 # ## Attendance and the average course of treatment
 
 # %%
-fig, axes = plt.subplots(1, 1 + len(columns), figsize=(4 * (1 + len(columns)), 3.2))
+fig, axes = plt.subplots(1, 1 + len(columns), figsize=(7, 2.6))
 alliance.plots.sessions_per_client(study.sessions, ax=axes[0])
 for ax, col in zip(axes[1:], columns, strict=True):
     alliance.plots.mean_trajectory(study.sessions, col, ax=ax)
 fig.tight_layout()
-figure_files = save_figure(fig, "attendance_and_mean_trajectories", export_dir)
+figure_files = save_figure(
+    fig,
+    "attendance_and_mean_trajectories",
+    export_dir,
+    caption="Sessions attended per client, and the mean of each score by session "
+    "(bands: 95% CIs; sessions with fewer than five clients are not drawn)",
+)

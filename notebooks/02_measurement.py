@@ -46,14 +46,13 @@ omega_factors = 3  # group factors of omega (the WAI-SR's goal, task and bond)
 export_dir = None  # set by `alliance report`: where figures and tables are written
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
 
 import alliance
-from alliance.export import save_table
+from alliance.export import report_table
 
-plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
 study = alliance.datasets.load_study(data)
+alliance.plots.set_theme(study)
 sessions = study.sessions
 items = alliance.instruments.get(alliance_instrument).items
 print(study)
@@ -72,7 +71,23 @@ scored_alliance = alliance.score(
 )
 scored = alliance.score(scored_alliance, instrument, prorate=max_missing_items, name=outcome)
 scoring = pd.DataFrame([scored_alliance.attrs["scoring"], scored.attrs["scoring"]])
-scoring[["instrument", "max_missing", "n_rows", "n_scored", "n_prorated", "n_over_limit"]]
+report_table(
+    scoring[
+        ["instrument", "max_missing", "n_rows", "n_scored", "n_prorated", "n_over_limit"]
+    ].assign(instrument=lambda t: t["instrument"].map(lambda c: f"{c}".upper().replace("_", "-"))),
+    "scoring",
+    export_dir,
+    title="Scoring and prorating",
+    note=f"Questionnaires with at most {max_missing_items} missing item(s) are prorated "
+    "(scored from the mean of the answered items); over the limit: left unscored and counted.",
+    labels={
+        "max_missing": "Items that may be missing",
+        "n_rows": "Rows",
+        "n_scored": "Scored",
+        "n_prorated": "Prorated",
+        "n_over_limit": "Over the limit",
+    },
+)
 
 # %% [markdown]
 # Questionnaires by number of missing items (a stricter rule would lose the rows below
@@ -83,7 +98,14 @@ scoring[["instrument", "max_missing", "n_rows", "n_scored", "n_prorated", "n_ove
 missing_items = pd.DataFrame(
     {name: scored[f"{name}_n_missing"].value_counts() for name in (alliance_col, outcome)}
 )
-print(missing_items.fillna(0).astype(int).rename_axis("missing items").to_string())
+report_table(
+    missing_items.fillna(0).astype(int).rename_axis("Missing items").reset_index(),
+    "missing_items",
+    export_dir,
+    title="Questionnaires by number of missing items",
+    note="Counts of session rows.",
+    study=study,
+)
 
 # %% [markdown]
 # Scale and subscale scores (mean, SD and missing share over session rows; cells with
@@ -93,8 +115,18 @@ print(missing_items.fillna(0).astype(int).rename_axis("missing items").to_string
 subscales = alliance.instruments.get(alliance_instrument).subscales
 score_columns = [alliance_col, *(f"{alliance_col}_{name}" for name in subscales), outcome]
 score_summary = alliance.describe.score_table(scored, score_columns)
-save_table(score_summary, "score_summary", export_dir, count="n_clients")
-score_summary.round(2)
+labels = alliance.tables.codebook_labels(study)
+short = labels.get(alliance_col, alliance_col).replace(" total", "")
+labels.update({f"{alliance_col}_{name}": f"{short} {name}" for name in subscales})
+report_table(
+    score_summary.assign(score=score_summary["score"].map(lambda c: labels.get(c, c))),
+    "score_summary",
+    export_dir,
+    title="Scale and subscale scores",
+    note="Means and SDs over session rows; missing: share of rows without the score.",
+    labels={"n_clients": "Clients", "n_rows": "Session rows", "sd": "SD"},
+    count="n_clients",
+)
 
 # %% [markdown]
 # ## Internal consistency
@@ -113,16 +145,32 @@ alphas = pd.concat(
     ignore_index=True,
 )
 alphas = alphas[["scale", "n", "n_items", "alpha", "ci_low", "ci_high", "average_r"]]
-save_table(alphas, "alpha", export_dir)
-print(alphas.round(3).to_string(index=False))
+report_table(
+    alphas.assign(scale=alphas["scale"].map(lambda c: labels.get(c, c))),
+    "alpha",
+    export_dir,
+    title="Cronbach's alpha",
+    note="n: questionnaires (session rows) with complete items; CI: 95% Feldt interval, "
+    "too narrow for repeated measures; average r: mean inter-item correlation.",
+    labels={"n_items": "Items", "alpha": "α", "average_r": "Average r"},
+    digits=3,
+    bounded=["ci_low", "ci_high", "average_r"],
+)
 
 # %% [markdown]
 # Corrected item-total correlations (`r_drop`) and alpha without each item:
 
 # %%
-alliance.reliability.alpha(
-    scored, instrument=alliance_instrument, subscales=False, by_item=True
-).round(3)
+report_table(
+    alliance.reliability.alpha(
+        scored, instrument=alliance_instrument, subscales=False, by_item=True
+    ),
+    "alpha_by_item",
+    export_dir,
+    title="Item-total correlations and alpha without each item",
+    note="r drop: corrected item-total correlation.",
+    digits=3,
+)
 
 # %% [markdown]
 # McDonald's omega from a Schmid-Leiman solution with `omega_factors` group factors (the
@@ -137,13 +185,25 @@ alliance.reliability.alpha(
 # %%
 omega = alliance.reliability.omega(scored, items, n_factors=omega_factors, flip=False)
 omega_one = alliance.reliability.omega(scored, items, n_factors=1, flip=False)
-print(omega[["omega_h", "omega_total", "alpha", "n_factors", "n"]].round(3).to_string(index=False))
-print(
-    omega_one[["omega_h", "omega_total", "alpha", "n_factors", "n"]].round(3).to_string(index=False)
+omega_columns = ["n_factors", "omega_h", "omega_total", "alpha", "n"]
+report_table(
+    pd.concat([omega[omega_columns], omega_one[omega_columns]], ignore_index=True),
+    "omega",
+    export_dir,
+    title="McDonald's omega (Schmid-Leiman)",
+    note="ωh: omega hierarchical; ωt: omega total; n: complete questionnaires.",
+    labels={"n_factors": "Group factors", "omega_h": "ωh", "omega_total": "ωt", "alpha": "α"},
+    digits=3,
 )
 
 # %%
-omega.tables["loadings"].round(2)
+report_table(
+    omega.tables["loadings"].rename_axis("item").reset_index(),
+    "omega_loadings",
+    export_dir,
+    title=f"Schmid-Leiman loadings ({omega_factors} group factors)",
+    note="g: general factor; F1..: group factors; h2: communality; u2: uniqueness.",
+)
 
 # %% [markdown]
 # ## Reliability of between-client differences and of change (Shrout & Lane, 2012)
@@ -158,17 +218,28 @@ early = scored[scored["session"] <= early_sessions]
 multilevel = alliance.reliability.multilevel_reliability(
     early, instrument=alliance_instrument, drop_incomplete=True
 )
-multilevel[["kind", "quantity", "estimate", "share", "description"]].round(3)
+report_table(
+    multilevel[["kind", "quantity", "estimate", "share", "description"]],
+    "multilevel_components",
+    export_dir,
+    title=f"Variance components and reliabilities over sessions 1-{early_sessions}",
+    note="Shrout & Lane (2012); clients without complete items at every session are left out.",
+    digits=3,
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(
+report_table(
     multilevel.loc[
         multilevel["kind"] == "reliability",
         ["quantity", "estimate", "n_clients", "n_sessions", "clients_dropped"],
-    ]
-    .round(3)
-    .to_string(index=False)
+    ],
+    "multilevel_reliability",
+    export_dir,
+    title="Reliability of between-client differences and of change",
+    note="RkF: average of the sessions; R1R: a single session; Rc: change between sessions.",
+    labels={"n_clients": "Clients", "n_sessions": "Sessions", "clients_dropped": "Left out"},
+    digits=3,
 )
 
 # %% [markdown]
@@ -181,7 +252,17 @@ print(
 
 # %%
 icc = alliance.reliability.icc(early, target="client", rater="session", rating=alliance_col)
-icc[["type", "icc", "ci_low", "ci_high", "f", "p", "n_targets", "n_raters", "n_dropped"]].round(3)
+report_table(
+    icc[["type", "icc", "ci_low", "ci_high", "f", "p", "n_targets", "n_raters", "n_dropped"]],
+    "icc_sessions",
+    export_dir,
+    title=f"Intraclass correlations of the alliance over sessions 1-{early_sessions}",
+    note="Clients are targets and sessions raters; CI: 95%; left out: clients without a "
+    "score at every one of those sessions.",
+    labels={"n_targets": "Clients", "n_raters": "Sessions", "n_dropped": "Left out", "f": "F"},
+    digits=3,
+    bounded=["ci_low", "ci_high"],
+)
 
 # %% [markdown]
 # ## The two instruments in the registry
@@ -189,4 +270,25 @@ icc[["type", "icc", "ci_low", "ci_high", "f", "p", "n_targets", "n_raters", "n_d
 # %%
 registry = alliance.instruments.list_instruments()
 registry = registry[registry["name"].isin([alliance_instrument, instrument])]
-registry.set_index("name").T
+facts = ["title", "rater", "n_items", "item_min", "item_max", "score_min", "score_max"]
+facts += ["higher_is_better", "cutoff"]
+registry_table = registry.set_index("name")[facts].T.astype(str).replace("nan", "")
+registry_table.columns = [labels.get(c, c).replace(" total", "") for c in registry_table.columns]
+fact_names = {
+    "title": "Title",
+    "rater": "Rater",
+    "n_items": "Items",
+    "item_min": "Item minimum",
+    "item_max": "Item maximum",
+    "score_min": "Score minimum",
+    "score_max": "Score maximum",
+    "higher_is_better": "Higher is better",
+    "cutoff": "Cut-off",
+}
+report_table(
+    registry_table.rename(index=fact_names).rename_axis("Fact").reset_index(),
+    "instruments",
+    export_dir,
+    title="The two instruments in the registry",
+    note="Cut-off: clinical cut-off on the scored scale (empty where none is stored).",
+)

@@ -55,10 +55,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import alliance
-from alliance.export import save_figure, save_table
+from alliance.export import report_table, save_figure
 
-plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
 study = alliance.datasets.load_study(data)
+alliance.plots.set_theme(study)
+labels = alliance.tables.codebook_labels(study)
 sessions = study.sessions
 print(study)
 
@@ -117,9 +118,23 @@ by_method = detected.groupby("rule", sort=False).agg(
     n_unknown=("unknown", "sum"),
     mean_sessions_to_repair=("sessions_to_repair", "mean"),
 )
-print(by_method.round(2).to_string())
-table_file = save_table(
-    by_method.reset_index(), "ruptures_by_method", export_dir, count="n_clients"
+report_table(
+    by_method.reset_index(),
+    "ruptures_by_method",
+    export_dir,
+    title="Detected ruptures and their repair, by rule",
+    note=f"Repaired: back at the pre-rupture level within {repair_window} sessions; unknown: "
+    "the ratings end too soon to tell; depth in scale points.",
+    count="n_clients",
+    labels={
+        "rule": "Rule",
+        "n_ruptures": "Ruptures",
+        "n_clients": "Clients",
+        "mean_depth": "Mean depth",
+        "n_repaired": "Repaired",
+        "n_unknown": "Unknown",
+        "mean_sessions_to_repair": "Sessions to repair (mean)",
+    },
 )
 
 # %% [markdown]
@@ -135,9 +150,15 @@ fig, ax = plt.subplots(figsize=(8, 4))
 alliance.plots.trajectories(
     sessions, alliance=alliance_col, events=events, max_clients=n_trajectories, ax=ax
 )
-ax.set_title(f"{alliance_col} of {n_trajectories} clients with ruptures marked")
+ax.set_title(f"{labels.get(alliance_col, alliance_col)} of {n_trajectories} clients")
 fig.tight_layout()
-figure_files = save_figure(fig, "alliance_trajectories", export_dir)
+figure_files = save_figure(
+    fig,
+    "alliance_trajectories",
+    export_dir,
+    caption=f"The alliance of {n_trajectories} clients, with detected (drop rule) and "
+    "self-reported ruptures marked",
+)
 
 # %% [markdown]
 # ## Detected against self-reported ruptures
@@ -157,7 +178,15 @@ agreement = pd.concat(
     keys=["drop", "dip"],
     names=["rule", None],
 ).droplevel(1)
-print(agreement.round(3).to_string())
+report_table(
+    agreement.reset_index(),
+    "rupture_agreement",
+    export_dir,
+    title="Detected against self-reported ruptures",
+    note=f"A match lies within {match_tolerance} session(s); sensitivity: share of "
+    "self-reported ruptures recovered; precision: share of detected ones confirmed.",
+    digits=3,
+)
 
 # %% [markdown]
 # Were the self-reported ruptures repaired? The clients' own judgement (`resolved`)
@@ -166,10 +195,20 @@ print(agreement.round(3).to_string())
 
 # %%
 judged = alliance.ruptures.repairs(study.events, sessions, alliance=alliance_col, k=repair_window)
-pd.crosstab(
-    judged["resolved"].astype("string").fillna("unknown").rename("resolved (client)"),
+crossed = pd.crosstab(
+    judged["resolved"].astype("string").fillna("unknown").rename("Resolved (client)"),
     judged["repaired"].astype("string").fillna("unknown").rename("repaired (scores)"),
     margins=True,
+    margins_name="total",
+)
+crossed.columns = [f"Repaired (scores): {c}" for c in crossed.columns]
+report_table(
+    crossed.reset_index(),
+    "rupture_repair_judged",
+    export_dir,
+    title="Self-reported ruptures: the client's judgement and the scores",
+    note=f"Counts of self-reported ruptures; repaired: the alliance back at its pre-rupture "
+    f"level within {repair_window} sessions; unknown: the ratings end too soon.",
 )
 
 # %% [markdown]
@@ -177,9 +216,24 @@ pd.crosstab(
 
 # %%
 per_client = alliance.ruptures.summarize(events, data=study.clients, by_source=True)
-per_client.groupby("source")[
-    ["n_ruptures", "n_repaired", "n_unrepaired", "n_unknown", "proportion_repaired"]
-].agg(["mean", "sum"]).round(2).drop(columns=[("proportion_repaired", "sum")])
+per_source = (
+    per_client.groupby("source")[
+        ["n_ruptures", "n_repaired", "n_unrepaired", "n_unknown", "proportion_repaired"]
+    ]
+    .agg(["mean", "sum"])
+    .drop(columns=[("proportion_repaired", "sum")])
+)
+per_source.columns = [
+    f"{name.removeprefix('n_').replace('_', ' ').capitalize()} ({stat})"
+    for name, stat in per_source.columns
+]
+report_table(
+    per_source.reset_index(),
+    "ruptures_per_client",
+    export_dir,
+    title="Ruptures per client, by source",
+    note="Mean: per client; sum: over clients.",
+)
 
 # %% [markdown] tags=["needs:prior_negative_therapy"]
 # ## Prior negative therapy and ruptures
@@ -203,8 +257,21 @@ by_prior = (
     .reset_index()
 )
 by_prior = alliance.privacy.suppress_small_cells(by_prior)
-save_table(by_prior, "ruptures_by_prior_negative_therapy", export_dir, count="n_clients")
-print(by_prior.round(3).to_string(index=False))
+report_table(
+    by_prior,
+    "ruptures_by_prior_negative_therapy",
+    export_dir,
+    title="Ruptures by prior negative therapy",
+    count="n_clients",
+    labels={
+        "source": "Source",
+        "prior_negative_therapy": "Prior negative therapy",
+        "n_clients": "Clients",
+        "mean_ruptures": "Ruptures (mean)",
+        "share_with_rupture": "Share with a rupture",
+        "proportion_repaired": "Proportion repaired",
+    },
+)
 
 # %% [markdown]
 # ## The V around a rupture
@@ -223,17 +290,33 @@ locked_reported = alliance.ruptures.event_locked(
 locked_detected = alliance.ruptures.event_locked(
     sessions, drops, alliance=alliance_col, outcome=outcome, window=window
 )
-fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
 alliance.plots.event_locked(locked_reported, ax=axes[0])
 alliance.plots.event_locked(locked_detected, ax=axes[1])
 axes[0].set_title(f"self-reported ruptures (n = {locked_reported['n_events'].iloc[0]})")
 axes[1].set_title(f"detected ruptures, drop rule (n = {locked_detected['n_events'].iloc[0]})")
 fig.tight_layout()
-figure_files = save_figure(fig, "event_locked_v", export_dir)
+figure_files = save_figure(
+    fig,
+    "event_locked_v",
+    export_dir,
+    caption="Mean alliance and outcome in the sessions around a rupture (bands: 95% CIs): "
+    "self-reported (left) and detected by the drop rule (right)",
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 v_shape = pd.concat(
     [locked_reported.assign(events="self-report"), locked_detected.assign(events="drop")]
 ).pivot_table(index=["events", "variable"], columns="offset", values="mean", sort=False)
-print(v_shape.round(2).to_string())
+v_shape.columns = [f"Session {int(c):+d}" if c else "Rupture session" for c in v_shape.columns]
+v_shape = v_shape.reset_index()
+v_shape["variable"] = v_shape["variable"].map(lambda c: labels.get(c, c))
+report_table(
+    v_shape,
+    "event_locked_means",
+    export_dir,
+    title="Mean scores around a rupture",
+    note="Sessions relative to the rupture session.",
+    labels={"events": "Ruptures", "variable": "Score"},
+)

@@ -64,12 +64,12 @@ export_dir = None  # set by `alliance report`: where figures and tables are writ
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from IPython.display import display
 
 import alliance
 from alliance import models
-from alliance.export import save_figure, save_table
+from alliance.export import report_table, save_figure
 
-plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
 # The models' warnings (e.g. Nickell bias) are in their .notes, printed below; this keeps
 # them from being logged a second time to the notebook's stderr.
 study = alliance.datasets.load_study(data)
@@ -77,6 +77,24 @@ therapist = "therapist" if "therapist" in study.sessions.columns else None
 summed = alliance.instruments.list_instruments().query("scoring == 'sum'")
 alliance_items = alliance_items or int(summed.set_index("name")["n_items"].get(alliance_col, 1))
 study.sessions["alliance"] = study.sessions[alliance_col] / alliance_items
+labels = alliance.tables.codebook_labels(study)
+alliance_label = labels.get(alliance_col, alliance_col)
+outcome_label = labels.get(outcome, outcome)
+if alliance_items > 1:
+    labels["alliance"] = f"{alliance_label} / {alliance_items} (item mean)"
+alliance.plots.set_theme(study, labels={"alliance": labels.get("alliance", alliance_label)})
+# readable names of the models' terms in the tables
+terms = {
+    "baseline": f"Baseline {outcome_label}",
+    "alliance_early": f"Early alliance (sessions 1-{early_window})",
+    "alliance_within": "Alliance, within client",
+    "alliance_between": "Alliance, between clients",
+    f"{outcome}_within": f"{outcome_label}, within client",
+    f"{outcome}_between": f"{outcome_label}, between clients",
+    "session": "Session",
+    "sessions_elapsed": "Sessions elapsed",
+    f"{outcome}_lag": f"{outcome_label} at t",
+}
 lower_is_better = not alliance.instruments.get(instrument).higher_is_better if instrument else True
 print(study)
 print(
@@ -114,16 +132,18 @@ early_length = models.early_alliance(
 )
 print(early.citation)
 print(*early.notes, sep="\n")
-early.excluded
 
 # %%
-early_apa = pd.concat(
-    [early.apa_table().to_frame(), early_length.apa_table().to_frame()],
-    keys=["early alliance", "adjusted for length"],
-    names=["model", None],
-).droplevel(1)
-save_table(early_apa.reset_index(), "early_alliance_apa", export_dir)
-early_apa
+report_table(
+    alliance.tables.ApaTable.stack(
+        [early.apa_table().rename(terms), early_length.apa_table().rename(terms)],
+        ["Model 1: early alliance", "Model 2: adjusted for treatment length"],
+    ),
+    "early_alliance_apa",
+    export_dir,
+    title=f"Early alliance and {outcome_label} at the end of treatment",
+    note=early.apa_table().note.replace("N = ", "Model 1: N = ", 1),
+)
 
 # %% [markdown]
 # The effect as a correlation: the partial r from the t value (r = t / sqrt(t² + df);
@@ -140,15 +160,33 @@ early_r = pd.concat(
     keys=["early alliance", "adjusted for length"],
     names=["model", "kind"],
 )[["r_benefit", "benefit_ci_low", "benefit_ci_high", "n_clients", "meta_r"]]
-save_table(early_r.reset_index(), "early_alliance_r", export_dir, count="n_clients")
-print(early_r.round(3).to_string())
+report_table(
+    early_r.reset_index(),
+    "early_alliance_r",
+    export_dir,
+    title="The early alliance effect as a correlation",
+    note="r benefit: positive means better alliance, better outcome; CI: Fisher-z 95% "
+    "interval; meta-analytic r: Flückiger et al. (2018).",
+    labels={
+        "model": "Model",
+        "kind": "Correlation",
+        "r_benefit": "r (benefit)",
+        "benefit_ci_low": "CI low",
+        "benefit_ci_high": "CI high",
+        "n_clients": "Clients",
+        "meta_r": "Meta-analytic r",
+    },
+    count="n_clients",
+    digits=3,
+    bounded=["r_benefit", "benefit_ci_low", "benefit_ci_high", "meta_r"],
+)
 
 # %% [markdown]
 # Early alliance and the end-of-treatment outcome, one point per client (no
 # identifiers), with the least-squares line.
 
 # %%
-fig, ax = plt.subplots(figsize=(5, 4))
+fig, ax = plt.subplots(figsize=(3.5, 3))
 sns.regplot(
     data=early.table,
     x="alliance_early",
@@ -157,13 +195,16 @@ sns.regplot(
     line_kws={"color": "C1"},
     ax=ax,
 )
-ax.set_xlabel(
-    f"early alliance (mean of sessions 1-{early_window}, {alliance_col} / {alliance_items})"
-)
-ax.set_ylabel(f"{outcome} at the last session")
-ax.set_title(f"Early alliance and outcome (n = {early.nobs} clients)")
+ax.set_xlabel(f"Early alliance, sessions 1-{early_window}\n({labels.get('alliance')})")
+ax.set_ylabel(f"{labels.get(outcome, outcome)} at the end")
 fig.tight_layout()
-figure_files = save_figure(fig, "early_alliance_outcome", export_dir)
+figure_files = save_figure(
+    fig,
+    "early_alliance_outcome",
+    export_dir,
+    caption=f"Early alliance and {outcome_label} at the last session, one point per client "
+    f"(n = {early.nobs}), with the least-squares line and its 95% band",
+)
 
 # %% [markdown]
 # ## 2. Session by session: within and between clients
@@ -190,16 +231,21 @@ reverse = models.within_between(
 )
 print(forward.citation)
 print(forward.formula)
-forward.excluded
 
 # %%
-session_apa = pd.concat(
-    [forward.apa_table(digits=3).to_frame(), reverse.apa_table(digits=3).to_frame()],
-    keys=[f"alliance -> {outcome}[t+{lag}]", f"{outcome} -> alliance[t+{lag}]"],
-    names=["direction", None],
-).droplevel(1)
-save_table(session_apa.reset_index(), "within_between_apa", export_dir)
-session_apa
+report_table(
+    alliance.tables.ApaTable.stack(
+        [forward.apa_table(digits=3).rename(terms), reverse.apa_table(digits=3).rename(terms)],
+        [
+            f"Alliance -> {outcome_label} {lag} session(s) later",
+            f"{outcome_label} -> alliance {lag} session(s) later",
+        ],
+    ),
+    "within_between_apa",
+    export_dir,
+    title="Session-by-session effects within and between clients (multilevel model)",
+    note="Forward model: " + forward.apa_table().note,
+)
 
 # %% [markdown]
 # Standardized effects (β) are how these compare with each other: the within effect is
@@ -214,7 +260,16 @@ session_effects = pd.concat(
 ).query("term in @key_terms")[
     ["direction", "term", "estimate", "ci_low", "ci_high", "p", "std_estimate"]
 ]
-print(session_effects.round(4).to_string(index=False))
+report_table(
+    session_effects.assign(term=session_effects["term"].map(lambda t: terms.get(t, t))),
+    "session_effects_standardized",
+    export_dir,
+    title="Within- and between-client effects, unstandardized and standardized",
+    note="b per point of the predictor; β: standardized (within: by the SDs of the "
+    "within parts; between: by the SDs of the client means); CI: 95%.",
+    labels={"estimate": "b", "std_estimate": "β"},
+    digits=3,
+)
 
 # %% [markdown]
 # ## 3. The lagged outcome and Nickell bias
@@ -236,7 +291,12 @@ lagged = models.within_between(
     method="mlm",
 )
 print(*lagged.notes, sep="\n")
-lagged.apa_table(digits=3)
+report_table(
+    lagged.apa_table(digits=3).rename(terms),
+    "lagged_outcome_apa",
+    export_dir,
+    title=f"Controlling for {outcome_label} at t (subject to Nickell bias)",
+)
 
 # %% [markdown]
 # ## 4. The dynamic panel model (ML-SEM)
@@ -270,12 +330,14 @@ if dpm is not None:
 
 # %%
 if dpm is not None:
-    print(
-        dpm.params[["term", "estimate", "se", "ci_low", "ci_high", "p", "std_estimate"]]
-        .round(4)
-        .to_string(index=False)
+    display(
+        report_table(
+            dpm.apa_table(digits=3),
+            "dynamic_panel_apa",
+            export_dir,
+            title="Dynamic panel model (ML-SEM): cross-lagged effects",
+        )
     )
-    save_table(dpm.apa_table(digits=3), "dynamic_panel_apa", export_dir)
 
 # %% [markdown]
 # ## 5. The within-client effects side by side
@@ -299,8 +361,16 @@ within_rows["direction"] = (
 within_table = within_rows[
     ["direction", "model", "estimate", "ci_low", "ci_high", "p", "std_estimate"]
 ].reset_index(drop=True)
-save_table(within_table, "within_effects_by_model", export_dir)
-within_table.round(4)
+report_table(
+    within_table,
+    "within_effects_by_model",
+    export_dir,
+    title="The within-client effects by model",
+    note="Forward: alliance -> next-session outcome; reverse: outcome -> next-session "
+    "alliance; CI: 95%; β: standardized.",
+    labels={"estimate": "b", "std_estimate": "β"},
+    digits=3,
+)
 
 # %% [markdown] tags=["needs:truth"]
 # ## 6. Estimates and the simulated truth (demo data only)
@@ -321,7 +391,17 @@ if study.truth:
     truth_table = within_table.assign(truth=within_table["direction"].map(truth))[
         ["direction", "model", "estimate", "ci_low", "ci_high", "truth"]
     ]
-    print(truth_table.round(4).to_string(index=False))
+    display(
+        report_table(
+            truth_table,
+            "within_effects_truth",
+            export_dir,
+            title="Estimates and the simulated truth",
+            note="Truth: the effect the demo data were simulated with, in the same units.",
+            labels={"estimate": "b"},
+            digits=3,
+        )
+    )
 
 # %% [markdown]
 # The within-client effects by model, with 95% CIs (dashed: the simulated truth, on the
@@ -329,7 +409,7 @@ if study.truth:
 
 # %%
 truth = truth if study.truth else {}
-fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
+fig, axes = plt.subplots(1, 2, figsize=(7.5, 2.6))
 for ax, (direction, part) in zip(axes, within_table.groupby("direction"), strict=True):
     ax.errorbar(
         part["estimate"],
@@ -344,7 +424,14 @@ for ax, (direction, part) in zip(axes, within_table.groupby("direction"), strict
     if direction in truth:
         ax.axvline(truth[direction], color="C3", ls="--", lw=1, label="simulated truth")
         ax.legend(frameon=False, fontsize="small", loc="lower left")
-axes[0].set_title(f"alliance -> {outcome} at the next session")
-axes[1].set_title(f"{outcome} -> alliance at the next session")
+axes[0].set_title(f"Alliance -> next-session {outcome_label}")
+axes[1].set_title(f"{outcome_label} -> next-session alliance")
+for ax in axes:
+    ax.set_xlabel("b (95% CI)")
 fig.tight_layout()
-figure_files = save_figure(fig, "within_effects_by_model", export_dir)
+figure_files = save_figure(
+    fig,
+    "within_effects_by_model",
+    export_dir,
+    caption="The within-client effects by model, with 95% CIs (dashed: the simulated truth)",
+)

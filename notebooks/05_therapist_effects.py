@@ -55,12 +55,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from IPython.display import display
 
 import alliance
 from alliance import models
-from alliance.export import save_figure, save_table
+from alliance.export import report_table, save_figure
 
-plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
 # The models' warnings are in their .notes, printed below; this keeps them from being
 # logged a second time to the notebook's stderr.
 study = alliance.datasets.load_study(data)
@@ -69,6 +69,17 @@ if "therapist" not in study.sessions.columns:
 summed = alliance.instruments.list_instruments().query("scoring == 'sum'")
 alliance_items = alliance_items or int(summed.set_index("name")["n_items"].get(alliance_col, 1))
 study.sessions["alliance"] = study.sessions[alliance_col] / alliance_items
+labels = alliance.tables.codebook_labels(study)
+outcome_label = labels.get(outcome, outcome)
+alliance.plots.set_theme(study)
+terms = {
+    "session": "Session",
+    "baseline": f"Baseline {outcome_label}",
+    "alliance_therapist": "Alliance, therapist mean",
+    "alliance_client": "Alliance, client deviation",
+    "session:alliance_therapist": "Session x alliance, therapist mean",
+    "session:alliance_client": "Session x alliance, client deviation",
+}
 clients_per_therapist = study.sessions.groupby("therapist")["client"].nunique()
 print(study)
 print(f"alliance = {alliance_col} / {alliance_items}; outcome = {outcome}")
@@ -103,8 +114,16 @@ print(*slope_model.notes, *end_model.notes, sep="\n")
 # %%
 # NBVAL_CHECK_OUTPUT
 icc = slope_model.icc.assign(sd=lambda t: np.sqrt(t["variance"]))
-save_table(icc, "therapist_iccs", export_dir)
-print(icc.round(3).to_string(index=False))
+report_table(
+    icc.assign(variable=icc["variable"].map(lambda v: labels.get(v, v))),
+    "therapist_iccs",
+    export_dir,
+    title="Variance of session scores between therapists and between clients",
+    note="ICC: share of the variance at the level; from null models with random "
+    "therapist and client intercepts on all sessions.",
+    labels={"icc": "ICC", "sd": "SD"},
+    digits=3,
+)
 
 # %% [markdown]
 # ## 2. Therapist and client contributions to outcome
@@ -117,8 +136,12 @@ print(icc.round(3).to_string(index=False))
 # therapist's other clients).
 
 # %%
-save_table(slope_model.apa_table(digits=3), "therapist_contributions_slope_apa", export_dir)
-slope_model.apa_table(digits=3)
+report_table(
+    slope_model.apa_table(digits=3).rename(terms),
+    "therapist_contributions_slope_apa",
+    export_dir,
+    title=f"Therapist and client contributions to the {outcome_label} slope (growth model)",
+)
 
 # %% [markdown]
 # **End-of-treatment model** (`outcome_model="end"`, the design of Baldwin et al. 2007):
@@ -126,9 +149,12 @@ slope_model.apa_table(digits=3)
 # client, the last observed outcome after the early window.
 
 # %%
-save_table(end_model.apa_table(), "therapist_contributions_end_apa", export_dir)
-print(end_model.excluded.to_string(index=False))
-end_model.apa_table()
+report_table(
+    end_model.apa_table().rename(terms),
+    "therapist_contributions_end_apa",
+    export_dir,
+    title=f"Therapist and client contributions to {outcome_label} at the end of treatment",
+)
 
 # %% [markdown]
 # Is the therapist effect larger than the client effect? Baldwin et al. (2007) found it
@@ -138,8 +164,15 @@ end_model.apa_table()
 # NBVAL_CHECK_OUTPUT
 difference = pd.DataFrame({"growth (slope)": slope_model.difference, "end": end_model.difference}).T
 difference.index.name = "model"
-save_table(difference.reset_index(), "therapist_minus_client", export_dir)
-print(difference.round(3).to_string())
+report_table(
+    difference.reset_index(),
+    "therapist_minus_client",
+    export_dir,
+    title="Therapist minus client effect",
+    note="Satterthwaite t test of the difference of the two coefficients; CI: 95%.",
+    labels={"estimate": "Difference", "statistic": "t"},
+    digits=3,
+)
 
 # %% [markdown]
 # ## 3. Therapist-mean alliance and the therapists' outcome slopes
@@ -166,10 +199,22 @@ therapist_table = client_table.groupby("therapist").agg(
     n_clients=("client", "nunique"),
 )
 b = slope_model.params.set_index("term")["estimate"]
-therapist_table.describe().round(3)
+report_table(
+    therapist_table.describe().rename_axis("statistic").reset_index(),
+    "therapist_table_summary",
+    export_dir,
+    title="Therapists: mean early alliance, mean outcome slope, clients",
+    labels={
+        "statistic": "Statistic",
+        "alliance_therapist": "Mean early alliance",
+        "outcome_slope": f"{outcome_label} slope (mean)",
+        "n_clients": "Clients",
+    },
+    digits=3,
+)
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
 sns.scatterplot(
     data=therapist_table,
     x="alliance_therapist",
@@ -187,8 +232,8 @@ axes[0].plot(
     label="growth model, fixed effects",
 )
 axes[0].legend(frameon=False, fontsize="small")
-axes[0].set_xlabel("therapist mean of early alliance")
-axes[0].set_ylabel(f"mean {outcome} change per session")
+axes[0].set_xlabel("Therapist mean of early alliance")
+axes[0].set_ylabel(f"Mean {outcome_label} change per session")
 axes[0].set_title(f"Therapists (n = {len(therapist_table)})")
 sns.scatterplot(
     data=client_table, x="alliance_client", y="outcome_slope", s=10, alpha=0.5, ax=axes[1]
@@ -198,11 +243,17 @@ at_mean = (
     b["session"] + b["session:alliance_therapist"] * therapist_table["alliance_therapist"].mean()
 )
 axes[1].plot(grid, at_mean + b["session:alliance_client"] * grid, color="C1")
-axes[1].set_xlabel("client deviation from the therapist mean")
-axes[1].set_ylabel(f"{outcome} change per session")
+axes[1].set_xlabel("Client deviation from the therapist mean")
+axes[1].set_ylabel(f"{outcome_label} change per session")
 axes[1].set_title(f"Clients (n = {client_table['outcome_slope'].notna().sum()})")
 fig.tight_layout()
-figure_files = save_figure(fig, "therapist_alliance_outcome_slopes", export_dir)
+figure_files = save_figure(
+    fig,
+    "therapist_alliance_outcome_slopes",
+    export_dir,
+    caption=f"Early alliance and the {outcome_label} slope: therapists (left; point size: "
+    "clients) and clients (right), with the growth model's fixed-effect lines",
+)
 
 # %% [markdown]
 # ## 4. Estimates and the simulated truth (demo data only)
@@ -242,4 +293,13 @@ if study.truth:
             ],
         }
     )
-    print(truth_table.round(3).to_string(index=False))
+    display(
+        report_table(
+            truth_table.assign(quantity=truth_table["quantity"].map(lambda t: terms.get(t, t))),
+            "therapist_truth",
+            export_dir,
+            title="Estimates and the simulated truth",
+            note="Truth: the values the demo data were simulated with, in the same units.",
+            digits=3,
+        )
+    )

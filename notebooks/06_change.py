@@ -62,10 +62,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import alliance
-from alliance.export import save_figure, save_table
+from alliance.export import report_table, save_figure
 
-plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
 study = alliance.datasets.load_study(data)
+alliance.plots.set_theme(study)
+labels = alliance.tables.codebook_labels(study)
+outcome_label = labels.get(outcome, outcome)
 sessions = study.sessions
 print(study)
 
@@ -103,8 +105,17 @@ categories = (
 )
 categories["share"] = categories["n_clients"] / categories["n_clients"].sum()
 categories = alliance.privacy.suppress_small_cells(categories)
-save_table(categories, "clinical_significance", export_dir, count="n_clients")
-print(categories.round(3).to_string(index=False))
+report_table(
+    categories,
+    "clinical_significance",
+    export_dir,
+    title=f"Reliable and clinically significant change in {outcome_label}",
+    note=f"{clinical['cutoff_rule'].iloc[0]}; cut-off {clinical['cutoff'].iloc[0]:g}. "
+    "Share: of all clients.",
+    labels={"n_clients": "Clients"},
+    count="n_clients",
+    digits=3,
+)
 
 # %% [markdown]
 # ### The reliable-change methods compared
@@ -135,27 +146,60 @@ for rc_method in ["JT", "GLN", "HLL", "EN", "NK", "HA", "HLM"]:
     )
 method_long = pd.concat(by_method, ignore_index=True)
 method_long = alliance.privacy.suppress_small_cells(method_long)
-save_table(method_long, "clinical_significance_by_method", export_dir, count="n_clients")
 method_table = method_long.pivot(index="category", columns="method", values="n_clients")
 method_table = method_table.reindex(index=list(alliance.change.CATEGORIES))
 method_table = method_table[["JT", "GLN", "HLL", "EN", "NK", "HA", "HLM"]].reset_index()
-print(result.attrs["summary_note"])
-print(method_table.to_string(index=False))
+report_table(
+    method_table,
+    "clinical_significance_by_method",
+    export_dir,
+    title="Clients per category, by reliable-change method",
+    note=f"{result.attrs['summary_note']} Counts under five are suppressed.",
+    labels={"category": "Category"},
+)
 
 # %%
-fig, ax = plt.subplots(figsize=(5, 5))
+fig, ax = plt.subplots(figsize=(3.5, 3.5))
 alliance.plots.jacobson_truax(clinical, ax=ax)
+ax.set_xlabel(f"{outcome_label}, first session")
+ax.set_ylabel(f"{outcome_label}, last session")
 fig.tight_layout()
-figure_files = save_figure(fig, "jacobson_truax_plot", export_dir)
+figure_files = save_figure(
+    fig,
+    "jacobson_truax_plot",
+    export_dir,
+    caption=f"First against last {outcome_label} of each client (Jacobson & Truax plot): "
+    "no-change line, band of no reliable change, cut-off, categories",
+)
 # %% [markdown]
 # Reliable change and clinical significance, cross-tabulated (counts of clients), and
 # the mean change in each category:
 
 # %%
-pd.crosstab(change["category"], clinical["category"], margins=True)
+crossed = pd.crosstab(
+    change["category"].rename("Reliable change"),
+    clinical["category"],
+    margins=True,
+    margins_name="total",
+)
+crossed.columns = [f"Clinical: {c}" for c in crossed.columns]
+report_table(
+    crossed.reset_index(),
+    "reliable_by_clinical",
+    export_dir,
+    title="Reliable change and clinical significance",
+    note="Counts of clients.",
+)
 
 # %%
-clinical.groupby("category")[["pre", "post", "change", "rci"]].mean().round(2)
+report_table(
+    clinical.groupby("category")[["pre", "post", "change", "rci"]].mean().reset_index(),
+    "change_by_category",
+    export_dir,
+    title=f"Mean {outcome_label} by clinical-significance category",
+    note="Pre: first score; post: last score; RCI: reliable change index.",
+    labels={"pre": "Pre", "post": "Post", "change": "Change", "rci": "RCI"},
+)
 
 # %% [markdown]
 # ## Sudden gains and losses
@@ -191,8 +235,23 @@ sudden = pd.DataFrame(
     index=pd.Index(["sudden gain", "sudden loss"], name="kind"),
 ).reset_index()
 sudden = alliance.privacy.suppress_small_cells(sudden)
-save_table(sudden, "sudden_gains_losses", export_dir, count="n_clients")
-print(sudden.round(3).to_string(index=False))
+report_table(
+    sudden,
+    "sudden_gains_losses",
+    export_dir,
+    title="Sudden gains and losses",
+    note=f"A gain is at least {sudden_gain_points} points and 25% of the pre-gain score, and "
+    "large against the three sessions before and after it (Tang & DeRubeis, 1999).",
+    labels={
+        "kind": "Kind",
+        "n_events": "Events",
+        "n_clients": "Clients",
+        "mean_magnitude": "Magnitude (mean)",
+        "share_reversed": "Share reversed",
+        "median_session": "Pre-gain session (median)",
+    },
+    count="n_clients",
+)
 
 # %% [markdown]
 # Clients with a sudden gain, by their clinical-significance category (a sudden gain
@@ -207,8 +266,14 @@ by_gain = (
     .reset_index()
     .pipe(alliance.privacy.suppress_small_cells)
 )
-save_table(by_gain, "category_by_sudden_gain", export_dir, count="n_clients")
-by_gain
+report_table(
+    by_gain,
+    "category_by_sudden_gain",
+    export_dir,
+    title="Clinical-significance category by sudden gain",
+    labels={"sudden_gain": "Sudden gain", "n_clients": "Clients"},
+    count="n_clients",
+)
 
 # %% [markdown]
 # The PHQ-9 around each sudden gain (mean of the clients' scores by session relative to
@@ -218,12 +283,17 @@ by_gain
 around_gain = alliance.ruptures.event_locked(
     sessions, gains.rename(columns={"pregain_session": "session"}), alliance=outcome, window=3
 )
-fig, ax = plt.subplots(figsize=(5.5, 3.5))
+fig, ax = plt.subplots(figsize=(3.5, 2.8))
 alliance.plots.event_locked(around_gain, ax=ax)
-ax.set_xlabel("sessions from the pre-gain session")
-ax.set_title(f"{outcome} around {len(gains)} sudden gains (95% CI)")
+ax.set_xlabel("Sessions from the pre-gain session")
 fig.tight_layout()
-figure_files = save_figure(fig, "outcome_around_sudden_gains", export_dir)
+figure_files = save_figure(
+    fig,
+    "outcome_around_sudden_gains",
+    export_dir,
+    caption=f"Mean {outcome_label} around {len(gains)} sudden gains (band: 95% CI; "
+    "0: the pre-gain session)",
+)
 
 # %% [markdown] tags=["needs:bundled"]
 # ## Real data: Beat the Blues (BDI-II)
@@ -258,5 +328,12 @@ trial_categories = (
     .reset_index()
     .pipe(alliance.privacy.suppress_small_cells)
 )
-save_table(trial_categories, "btheb_clinical_significance", export_dir, count="n_clients")
-print(trial_categories.to_string(index=False))
+report_table(
+    trial_categories,
+    "btheb_clinical_significance",
+    export_dir,
+    title="Beat the Blues: clinical significance by condition (BDI-II)",
+    note=f"{trial_change.attrs['method']}; cut-off {second_cutoff}.",
+    labels={"condition": "Condition", "category": "Category", "n_clients": "Clients"},
+    count="n_clients",
+)

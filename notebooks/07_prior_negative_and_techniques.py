@@ -61,12 +61,12 @@ export_dir = None  # set by `alliance report`: where figures and tables are writ
 
 import matplotlib.pyplot as plt
 import pandas as pd
+from IPython.display import display
 
 import alliance
 from alliance import models
-from alliance.export import save_figure, save_table
+from alliance.export import report_table, save_figure
 
-plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
 # The models' warnings are in their .notes, printed below; this keeps them from being
 # logged a second time to the notebook's stderr.
 study = alliance.datasets.load_study(data)
@@ -74,6 +74,21 @@ therapist = "therapist" if "therapist" in study.sessions.columns else None
 summed = alliance.instruments.list_instruments().query("scoring == 'sum'")
 alliance_items = alliance_items or int(summed.set_index("name")["n_items"].get(alliance_col, 1))
 study.sessions["alliance"] = study.sessions[alliance_col] / alliance_items
+labels = alliance.tables.codebook_labels(study)
+outcome_label = labels.get(outcome, outcome)
+moderator_label = moderator.replace("_", " ").capitalize()
+alliance.plots.set_theme(
+    study,
+    labels={
+        "alliance": "Alliance (item mean)" if alliance_items > 1 else "Alliance",
+        "alliance_early": "Early alliance (item mean)",
+        "alliance_within": "Alliance, within client",
+    },
+)
+model_names = {
+    "early alliance": "Early alliance -> end outcome",
+    "within/between": "Session-level alliance -> next session",
+}
 lower_is_better = not alliance.instruments.get(instrument).higher_is_better if instrument else True
 print(study)
 print(
@@ -93,8 +108,14 @@ print(
 group_sizes = (
     study.clients[moderator].value_counts().rename_axis(moderator).reset_index(name="n_clients")
 )
-group_sizes = alliance.privacy.suppress_small_cells(group_sizes)
-print(group_sizes.to_string(index=False))
+report_table(
+    group_sizes,
+    "moderator_groups",
+    export_dir,
+    title=f"Clients by {moderator_label.lower()}",
+    labels={moderator: moderator_label, "n_clients": "Clients"},
+    count="n_clients",
+)
 
 # %% tags=["needs:prior_negative_therapy"]
 moderated_early = models.moderation(
@@ -118,13 +139,16 @@ print(moderated_session.citation)
 print(*moderated_early.notes, *moderated_session.notes, sep="\n")
 
 # %% tags=["needs:prior_negative_therapy"]
-moderation_apa = pd.concat(
-    [moderated_early.apa_table().to_frame(), moderated_session.apa_table().to_frame()],
-    keys=["early alliance", "within/between"],
-    names=["model", None],
-).droplevel(1)
-save_table(moderation_apa.reset_index(), "moderation_apa", export_dir)
-moderation_apa
+report_table(
+    alliance.tables.ApaTable.stack(
+        [moderated_early.apa_table(), moderated_session.apa_table()],
+        list(model_names.values()),
+    ),
+    "moderation_apa",
+    export_dir,
+    title=f"Moderation of the alliance effect by {moderator_label.lower()}",
+    note="Early model: " + moderated_early.apa_table().note,
+)
 
 # %% [markdown] tags=["needs:prior_negative_therapy"]
 # Simple slopes: the alliance effect in each group, with Satterthwaite tests.
@@ -136,11 +160,18 @@ simple_slopes = pd.concat(
     keys=["early alliance", "within/between"],
     names=["model", None],
 ).droplevel(1)[["label", "estimate", "ci_low", "ci_high", "p", "std_estimate"]]
-save_table(simple_slopes.reset_index(), "simple_slopes", export_dir)
-print(simple_slopes.round(3).to_string())
+report_table(
+    simple_slopes.reset_index().assign(model=lambda t: t["model"].map(model_names)),
+    "simple_slopes",
+    export_dir,
+    title=f"The alliance effect in each group ({moderator_label.lower()})",
+    note="Simple slopes with Satterthwaite tests; CI: 95%; β: standardized.",
+    labels={"label": "Group", "estimate": "b", "std_estimate": "β"},
+    digits=3,
+)
 
 # %% tags=["needs:prior_negative_therapy"]
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
 alliance.plots.simple_slopes(moderated_early, ax=axes[0])
 alliance.plots.simple_slopes(moderated_session, ax=axes[1])
 axes[0].set_title("Early alliance -> end outcome")
@@ -148,7 +179,13 @@ axes[1].set_title("Within-client alliance -> next session")
 axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False, fontsize=8)
 axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False, fontsize=8)
 fig.tight_layout()
-figure_files = save_figure(fig, "simple_slopes_prior_negative_therapy", export_dir)
+figure_files = save_figure(
+    fig,
+    "simple_slopes_prior_negative_therapy",
+    export_dir,
+    caption=f"Predicted {outcome_label} by alliance in each group ({moderator_label.lower()}): "
+    "early alliance (left) and the within-client alliance (right), with 95% bands",
+)
 
 # %% [markdown] tags=["needs:reflection"]
 # ## 2. Technique -> alliance -> outcome (mediation)
@@ -175,15 +212,27 @@ mediated = models.mediation(
 print(mediated.citation)
 print(*mediated.notes, sep="\n")
 print(f"failed bootstrap draws: {mediated.n_boot_failed} of {n_boot}")
-mediated.excluded
 
 # %% tags=["needs:reflection"]
 # NBVAL_CHECK_OUTPUT
 mediation_table = mediated.params[
     ["term", "estimate", "ci_low", "ci_high", "mc_ci_low", "mc_ci_high", "p", "std_estimate"]
 ]
-save_table(mediation_table, "mediation", export_dir)
-print(mediation_table.round(4).to_string(index=False))
+report_table(
+    mediation_table,
+    "mediation",
+    export_dir,
+    title=f"{technique.capitalize()} -> alliance -> {outcome_label} (mediation)",
+    note=f"CI: 95% cluster-bootstrap percentile interval ({n_boot} draws, therapists "
+    "resampled); MC CI: Monte Carlo interval; β: standardized.",
+    labels={
+        "estimate": "b",
+        "mc_ci_low": "MC CI low",
+        "mc_ci_high": "MC CI high",
+        "std_estimate": "β",
+    },
+    digits=3,
+)
 
 # %% [markdown]
 # ## 3. Ruptures, repair and outcome
@@ -214,17 +263,29 @@ ruptures_session = models.rupture_outcome(
 )
 print(*ruptures_client.notes, sep="\n")
 classes = alliance.privacy.suppress_small_cells(ruptures_client.classes.reset_index())
-save_table(classes, "rupture_classes", export_dir, count="n_clients")
-classes.round(2)
+report_table(
+    classes,
+    "rupture_classes",
+    export_dir,
+    title="Clients by rupture class",
+    labels={"n_clients": "Clients"},
+    count="n_clients",
+)
 
 # %%
-rupture_apa = pd.concat(
-    [ruptures_client.apa_table().to_frame(), ruptures_session.apa_table().to_frame()],
-    keys=["client level (end outcome)", "session level (next-session change)"],
-    names=["model", None],
-).droplevel(1)
-save_table(rupture_apa.reset_index(), "rupture_outcome_apa", export_dir)
-print(rupture_apa.to_string())
+report_table(
+    alliance.tables.ApaTable.stack(
+        [ruptures_client.apa_table(), ruptures_session.apa_table()],
+        [
+            f"Client level: {outcome_label} at the end",
+            f"Session level: change in {outcome_label} to the next session",
+        ],
+    ),
+    "rupture_outcome_apa",
+    export_dir,
+    title=f"Ruptures, repair and {outcome_label}",
+    note="Client level: " + ruptures_client.apa_table().note,
+)
 
 # %% [markdown]
 # ## 4. Dropout
@@ -278,8 +339,18 @@ if dropout_module:
         keys=["logistic (client)", "discrete-time hazard"],
         names=["model", None],
     ).droplevel(1)[["term", "estimate", "ci_low", "ci_high", "p", "odds_ratio"]]
-    save_table(dropout_table.reset_index(), "dropout", export_dir)
-    print(dropout_table.round(3).to_string())
+    display(
+        report_table(
+            dropout_table.reset_index(),
+            "dropout",
+            export_dir,
+            title="Dropout: early alliance, ruptures and the hazard of leaving",
+            note=f"{dropout_early.n_dropout} of {dropout_early.n_clients} clients dropped out. "
+            "Estimates are log-odds; CI: 95%, cluster-robust by therapist; OR: odds ratio.",
+            labels={"estimate": "b", "odds_ratio": "OR"},
+            digits=3,
+        )
+    )
 
 # %% [markdown] tags=["needs:truth"]
 # ## 5. Estimates and the simulated truth (demo data only)
@@ -338,4 +409,13 @@ if study.truth:
             dropout_hazard.params.set_index("term").loc["alliance", "estimate"],
             effects["dropout_alliance"] / units,
         ]
-    print(truth_table.round(4).to_string(index=False))
+    display(
+        report_table(
+            truth_table,
+            "prior_negative_truth",
+            export_dir,
+            title="Estimates and the simulated truth",
+            note="Truth: the values the demo data were simulated with, in the same units.",
+            digits=3,
+        )
+    )

@@ -49,10 +49,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 import alliance
-from alliance.export import save_figure, save_table
+from alliance.export import report_table, save_figure
 from alliance.power import simulate_power
 
-plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
+alliance.plots.set_theme(
+    labels={"n_therapists": "Therapists", "clients_per_therapist": "Clients per therapist"}
+)
 grid = pd.DataFrame(
     {
         "n_therapists": therapists,
@@ -60,7 +62,12 @@ grid = pd.DataFrame(
         "n_sessions": n_sessions,
     }
 )
-grid
+design_labels = {
+    "n_therapists": "Therapists",
+    "clients_per_therapist": "Clients per therapist",
+    "n_sessions": "Sessions",
+}
+report_table(grid, "power_designs", export_dir, title="Designs simulated", labels=design_labels)
 
 # %% [markdown]
 # ## Within-client effect of the alliance on next-session symptoms
@@ -87,7 +94,6 @@ within = simulate_power(
     n_jobs=n_jobs,
     nested=nested,
 )
-save_table(within, "power_within", export_dir)
 columns = [
     "n_therapists",
     "n_sims",
@@ -103,7 +109,32 @@ columns = [
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(within[columns].round(3).to_string(index=False))
+power_labels = {
+    **design_labels,
+    "n_sims": "Simulations",
+    "n_failed": "Failed",
+    "truth": "Truth",
+    "power": "Power",
+    "power_ci_low": "CI low",
+    "power_ci_high": "CI high",
+    "mean_estimate": "Mean estimate",
+    "bias": "Bias",
+    "coverage": "Coverage",
+}
+power_note = (
+    f"{n_sims} simulated studies per design ({clients_per_therapist} clients per therapist, "
+    f"{n_sessions} sessions); CI: 95% Wilson interval of the Monte Carlo power; coverage: "
+    "of the 95% CIs; truth, mean estimate and bias in units of the focal term."
+)
+report_table(
+    within[columns],
+    "power_within",
+    export_dir,
+    title="Power for the within-client alliance effect on next-session symptoms",
+    note=power_note,
+    labels=power_labels,
+    digits=3,
+)
 
 # %% [markdown]
 # ## Prior negative therapy and early alliance
@@ -123,21 +154,34 @@ prior = simulate_power(
     n_jobs=n_jobs,
     nested=nested,
 )
-table_file = save_table(prior, "power_prior_negative_therapy", export_dir)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(prior[columns].round(3).to_string(index=False))
+report_table(
+    prior[columns],
+    "power_prior_negative_therapy",
+    export_dir,
+    title="Power for the early-alliance difference after a prior negative therapy",
+    note=power_note,
+    labels=power_labels,
+    digits=3,
+)
 
 # %% [markdown]
 # ## Power curves
 # Bands are 95% Wilson intervals of the Monte Carlo estimate; the dashed line marks 80%.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(7, 2.8), sharey=True)
 alliance.plots.power_curve(within, x="n_therapists", ax=axes[0])
-axes[0].set_title("within-client alliance -> next PHQ-9")
+axes[0].set_title("Within-client alliance -> next PHQ-9")
 alliance.plots.power_curve(prior, x="n_therapists", ax=axes[1])
-axes[1].set_title("prior negative therapy -> early alliance")
+axes[1].set_title("Prior negative therapy -> early alliance")
 fig.tight_layout()
-figure_files = save_figure(fig, "power_curves", export_dir)
+figure_files = save_figure(
+    fig,
+    "power_curves",
+    export_dir,
+    caption=f"Power by number of therapists ({n_sims} simulations per design; bands: 95% "
+    "Wilson intervals; dashed: 80%)",
+)

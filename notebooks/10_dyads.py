@@ -46,10 +46,11 @@ export_dir = None  # set by `alliance report`: where figures and tables are writ
 import matplotlib.pyplot as plt
 
 import alliance
-from alliance.export import save_figure, save_table
+from alliance.export import report_table, save_figure
 
-plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
 study = alliance.datasets.load_study(data)
+alliance.plots.set_theme(study)
+labels = alliance.tables.codebook_labels(study)
 roles = alliance.design.fill_roles(
     study, alliance=alliance_col, alliance_therapist=therapist_col, outcome=outcome
 )
@@ -69,8 +70,15 @@ print(f"client-rated: {x}; therapist-rated: {y}; outcome: {z}")
 # %%
 # NBVAL_CHECK_OUTPUT
 agree = alliance.dyad.agreement(study, x=x, y=y, therapist="therapist")
-save_table(agree.params, "dyad_agreement", export_dir)
-print(agree.params[["term", "estimate", "ci_low", "ci_high", "p"]].round(3).to_string(index=False))
+report_table(
+    agree.params[["term", "estimate", "ci_low", "ci_high", "p"]],
+    "dyad_agreement",
+    export_dir,
+    title="Agreement of the client- and therapist-rated alliance",
+    note="Difference: client minus therapist; CI: 95%.",
+    labels={"estimate": "Estimate"},
+    digits=3,
+)
 
 # %% [markdown]
 # ## 2. Response surface: both ratings and their (in)congruence
@@ -86,16 +94,30 @@ sessions = study.sessions.sort_values(["client", "session"])
 last = sessions.dropna(subset=[z]).groupby("client")[z].last().rename("end")
 clients = sessions.merge(last.reset_index(), on="client")
 surface = alliance.dyad.rsa(clients, x=x, y=y, outcome="end", therapist="therapist")
-save_table(surface.surface.reset_index(), "dyad_response_surface", export_dir)
-print(surface.surface[["estimate", "se", "p"]].round(3).to_string())
 print(f"broad congruence: {surface.broad_congruence}")
+report_table(
+    surface.surface[["estimate", "se", "p"]].rename_axis("quantity").reset_index(),
+    "dyad_response_surface",
+    export_dir,
+    title="Response surface of the end outcome on both alliance ratings",
+    note="a1, a2: slope and curvature along the line of congruence; a3, a4: along the line "
+    "of incongruence.",
+    labels={"quantity": "Quantity", "estimate": "Estimate"},
+    digits=3,
+)
 
 # %%
-fig, ax = plt.subplots(figsize=(5, 4))
+fig, ax = plt.subplots(figsize=(4, 3.4))
 alliance.plots.response_surface(surface, ax=ax)
-ax.set_title(f"end {z} over client ({x}) and therapist ({y}) alliance")
+ax.set_title("")
 fig.tight_layout()
-figure_files = save_figure(fig, "dyad_response_surface", export_dir)
+figure_files = save_figure(
+    fig,
+    "dyad_response_surface",
+    export_dir,
+    caption=f"Predicted {labels.get(z, z)} at the end over the client- and therapist-rated "
+    "alliance, with the lines of congruence and incongruence",
+)
 
 # %% [markdown]
 # ## 3. One therapist, many clients
@@ -107,5 +129,13 @@ figure_files = save_figure(fig, "dyad_response_surface", export_dir)
 # %%
 # NBVAL_CHECK_OUTPUT
 apim = alliance.dyad.apim(clients, client_rating=x, therapist_rating=y, outcome="end")
-save_table(apim.params, "dyad_one_with_many", export_dir)
-print(apim.params[["term", "estimate", "se", "p"]].round(3).to_string(index=False))
+report_table(
+    apim.params[["term", "estimate", "se", "ci_low", "ci_high", "p"]],
+    "dyad_one_with_many",
+    export_dir,
+    title="One therapist, many clients: therapist means and client deviations",
+    note="Each rating split into the therapist's mean and the client's deviation from it; "
+    "random therapist intercept; CI: 95%.",
+    labels={"estimate": "b"},
+    digits=3,
+)

@@ -48,10 +48,11 @@ import pandas as pd
 
 import alliance
 from alliance import monitoring
-from alliance.export import save_figure, save_table
+from alliance.export import report_table, save_figure
 
-plt.rcParams.update({"figure.dpi": 96, "svg.hashsalt": "alliance"})
 study = alliance.datasets.load_study(data)
+alliance.plots.set_theme(study)
+labels = alliance.tables.codebook_labels(study)
 sessions = study.sessions
 print(study)
 
@@ -77,10 +78,20 @@ share = flags["not_on_track"].mean()
 rates = pd.DataFrame(
     {"n_clients": [n_clients], "n_clients_signalled": [n_signalled], "share_sessions": [share]}
 )
-save_table(rates, "monitoring_signal_rates", export_dir, count="n_clients")
-print(
-    f"{n_signalled} of {n_clients} clients had at least one not-on-track signal; "
-    f"{share:.1%} of the rated sessions were signalled"
+report_table(
+    rates,
+    "monitoring_signal_rates",
+    export_dir,
+    title="Not-on-track signals",
+    note=f"Expected response from cross-validated ({folds}-fold) curves by intake severity; "
+    f"a session is signalled above the {percentile:.0%} point of the predictive distribution.",
+    labels={
+        "n_clients": "Clients",
+        "n_clients_signalled": "Clients with a signal",
+        "share_sessions": "Share of rated sessions signalled",
+    },
+    count="n_clients",
+    digits=3,
 )
 
 # %% [markdown]
@@ -96,8 +107,15 @@ events = monitoring.deterioration(
     sessions, outcome=outcome, instrument=instrument, sd="pre", reliability=reliability
 )
 evaluation = monitoring.evaluate(flags, events)
-save_table(evaluation.params, "monitoring_evaluation", export_dir)
-print(evaluation.params[["term", "estimate", "ci_low", "ci_high"]].round(3).to_string(index=False))
+report_table(
+    evaluation.params[["term", "estimate", "ci_low", "ci_high"]],
+    "monitoring_evaluation",
+    export_dir,
+    title="Do the signals foresee reliable deterioration?",
+    note="A signal counts only when it came before the deterioration was known; CI: 95%.",
+    labels={"estimate": "Estimate"},
+    digits=3,
+)
 
 # %% [markdown]
 # One course with its band: the first client (in the data's order) with a signal; the
@@ -105,8 +123,13 @@ print(evaluation.params[["term", "estimate", "ci_low", "ci_high"]].round(3).to_s
 
 # %%
 shown = flags.loc[flags["not_on_track"], "client"].iloc[0]
-fig, ax = plt.subplots(figsize=(6, 3.5))
-alliance.plots.monitoring_course(flags, shown, ax=ax, ylabel=outcome)
-ax.set_title("a client's course, its expected response and the 10-90% band")
+fig, ax = plt.subplots(figsize=(5, 3))
+alliance.plots.monitoring_course(flags, shown, ax=ax, ylabel=labels.get(outcome, outcome))
 fig.tight_layout()
-figure_files = save_figure(fig, "monitoring_course", export_dir)
+figure_files = save_figure(
+    fig,
+    "monitoring_course",
+    export_dir,
+    caption="One client's course with its expected response and tolerance band; "
+    "not-on-track sessions and alliance alerts are marked",
+)

@@ -9,6 +9,7 @@ executed on the same demo data.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -112,3 +113,53 @@ def test_figures_are_byte_stable(made, tmp_path):
         first = (out / "figures" / name).read_bytes()
         second = (again.folder / "figures" / name).read_bytes()
         assert first == second, name
+
+
+def frame_dumps(page: str) -> list[str]:
+    """Monospace dumps of a table in a page's outputs (the code toggle is not an output)."""
+    page = re.sub(r'<details class="alliance-code">.*?</details>', "", page, flags=re.S)
+    dumps = []
+    for block in re.findall(r"<pre[^>]*>(.*?)</pre>", page, flags=re.S):
+        text = html.unescape(re.sub(r"<[^>]+>", "", block))
+        rows = [
+            ln for ln in text.splitlines() if re.search(r"\S\s{2,}\S", ln) and len(ln.split()) >= 3
+        ]
+        if len(rows) >= 2:  # two lines of columns aligned by runs of spaces
+            dumps.append(text)
+    return dumps
+
+
+def index_columns(page: str) -> list[str]:
+    """Tables whose first column is a 0..n row index."""
+    bad = []
+    for table in re.findall(r"<table.*?</table>", page, flags=re.S):
+        body = table.split("<tbody", 1)[-1]
+        cells = re.findall(r"<tr[^>]*>\s*<t[dh][^>]*>(.*?)</t[dh]>", body, flags=re.S)
+        firsts = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in cells]
+        if len(firsts) >= 2 and firsts == [str(i) for i in range(len(firsts))]:
+            bad.append(table[:200])
+    return bad
+
+
+def test_page_checks_find_a_pandas_dump_and_an_index_column():
+    import pandas as pd
+
+    frame = pd.DataFrame({"measure": ["clients", "sites"], "value": [300.0, 3.0]})
+    dump = f"<pre>{html.escape(frame.to_string())}</pre>"
+    assert frame_dumps(dump) and index_columns(frame.to_html())
+    code = f'<details class="alliance-code"><summary>Code</summary>{dump}</details>'
+    assert not frame_dumps(code + "<pre>3666 session rows, 300 clients: valid.</pre>")
+    assert not index_columns(frame.to_html(index=False))
+
+
+def test_pages_show_apa_tables_not_frame_dumps(made):
+    out, _ = made
+    for page in sorted(out.glob("[0-9][0-9]_*.html")):
+        text = page.read_text(encoding="utf-8")
+        assert not frame_dumps(text), (page.name, frame_dumps(text)[:1])
+        assert not index_columns(text), page.name
+        assert 'class="dataframe"' not in text, f"{page.name} shows a raw DataFrame"
+        for table in re.findall(r'<table class="alliance-apa".*?</table>', text, flags=re.S):
+            assert re.search(r'<strong class="apa-number">Table \d+</strong>', table), page.name
+            heads = re.findall(r"<th[^>]*>(.*?)</th>", table)
+            assert not any(re.fullmatch(r"[a-z]+(_[a-z0-9]+)+", h) for h in heads), heads

@@ -38,7 +38,7 @@ def test_event_locked_draws_means_and_twin_axis():
     np.testing.assert_array_equal(line.get_xdata(), [-2, -1, 0, 1, 2])
     np.testing.assert_allclose(line.get_ydata(), table["mean"].to_numpy())
     assert ax.outcome_ax.get_ylabel() == "phq"
-    assert ax.get_xlabel() == "sessions from the rupture"
+    assert ax.get_xlabel() == "Sessions from the rupture"
 
 
 def test_event_locked_accepts_a_result_and_an_ax():

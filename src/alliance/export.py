@@ -20,9 +20,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from alliance.privacy import MIN_CELL, suppress_small_cells
-from alliance.tables import ApaTable
+from alliance.tables import ApaTable, codebook_labels
 
-__all__ = ["save_figure", "save_table", "saved", "IDENTIFIER_COLUMNS", "INDEX"]
+__all__ = ["report_table", "save_figure", "save_table", "saved", "IDENTIFIER_COLUMNS", "INDEX"]
 
 #: The file in ``tables/`` and ``figures/`` listing what was saved there, in order.
 INDEX = "index.json"
@@ -268,3 +268,101 @@ def save_table(
     table.to_csv(path, index=named_index, lineterminator="\n")
     _record(path.parent, {**entry, "file": path.name})
     return path
+
+
+#: Tables shown by :func:`report_table` in this session when nothing is exported.
+_SHOWN: dict[str, int] = {}
+
+
+def report_table(
+    table: pd.DataFrame | ApaTable,
+    name: str,
+    export_dir: str | Path | None,
+    *,
+    title: str,
+    note: str = "",
+    count: str | None = None,
+    min_count: int = MIN_CELL,
+    labels: dict[str, str] | None = None,
+    study=None,
+    digits: int = 2,
+    bounded: tuple[str, ...] | list[str] = (),
+) -> ApaTable:
+    """Save a table for the report and return it as the numbered APA table the page shows.
+
+    The page, the Word document and the LaTeX table then show the same cells: integers as
+    integers, other numbers rounded to ``digits``, p as ``.034`` / ``< .001``, headers from
+    ``labels`` and the study's codebook (:func:`alliance.tables.codebook_labels`), no index
+    column, a numbered title and the note. Small cells are suppressed before anything is
+    shown or saved (``count``).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or alliance.tables.ApaTable
+        A summary table, or an APA table (e.g. ``result.apa_table()``) whose own title and
+        note are replaced by ``title`` and ``note`` when those are given.
+    name : str
+        File name without suffix (``tables/<name>.csv``).
+    export_dir : str, pathlib.Path or None
+        Report folder; nothing is written when None (the table is still returned).
+    title : str
+        The table's title.
+    note : str, optional
+        What the reader needs: N, what the CI is, what was excluded, abbreviations.
+    count : str, optional
+        Column counting clients per row; rows under ``min_count`` are suppressed.
+    min_count : int, default 5
+        Smallest cell shown.
+    labels : dict, optional
+        Column headers, ``{"n_clients": "Clients"}``; they win over the codebook's.
+    study : alliance.Study, optional
+        Headers for the study's columns come from its codebook.
+    digits : int, default 2
+        Decimals of the numbers that are not integers.
+    bounded : list of str, optional
+        Columns whose values cannot exceed 1 in absolute value (a correlation's CI), shown
+        without the leading zero like ``r``, ``alpha`` and ``p``.
+
+    Returns
+    -------
+    alliance.tables.ApaTable
+        Numbered in the order of the report's tables (the number of tables saved so far
+        in ``export_dir``, or shown in this session when it is None).
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> from alliance.export import report_table
+    >>> t = pd.DataFrame({"site": ["A", "B"], "n_clients": [40, 3], "mean_wai": [3.912, 4.4]})
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     shown = report_table(t, "by_site", tmp, title="Alliance by site", count="n_clients",
+    ...                          labels={"mean_wai": "WAI-SR item mean"})
+    >>> shown.label, shown.to_frame().columns.tolist()
+    ('Table 1', ['Site', 'N clients', 'WAI-SR item mean'])
+    >>> shown.to_frame().iloc[:, 1:].values.tolist()
+    [['40', '3.91'], ['<5', '']]
+    """
+    if isinstance(table, ApaTable):
+        apa = ApaTable(
+            table.to_frame(),
+            title=title or table.title,
+            note=note or table.note,
+            sections=table.sections,
+        )
+    else:
+        frame = table
+        if count is not None:
+            frame = suppress_small_cells(frame, count, min_count=min_count)
+            extra = f"Cells describing fewer than {min_count} clients are suppressed."
+            note = f"{note} {extra}".strip() if extra not in note else note
+        heads = {**codebook_labels(study), **dict(labels or {})}
+        apa = ApaTable.from_frame(
+            frame, title=title, note=note, labels=heads, digits=digits, bounded=bounded
+        )
+    path = save_table(apa, name, export_dir, title=apa.title, note=apa.note)
+    if path is not None:
+        names = [e.get("name") for e in saved(Path(export_dir), "tables")]
+        apa.number = names.index(name) + 1
+    else:
+        apa.number = _SHOWN.setdefault(name, len(_SHOWN) + 1)
+    return apa

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -328,6 +329,7 @@ def build_report(
     wide: Sequence[str] | None = None,
     dialect: Mapping[str, str | None] | None = None,
     formats: str | Sequence[str] | None = None,
+    jobs: int | None = None,
 ) -> ReportResult:
     """Run the analysis notebooks on a study and render an HTML report (and Word, LaTeX).
 
@@ -370,6 +372,9 @@ def build_report(
         ``"html"`` (default; the pages are always written), ``"docx"`` (``report.docx``:
         the saved tables and figures, numbered, with captions) and ``"latex"``
         (``latex/*.tex`` booktabs tables), e.g. ``"html,docx,latex"``.
+    jobs : int, optional
+        Notebooks run at once (default 2, or ``ALLIANCE_REPORT_JOBS``; see
+        :func:`report_jobs`); the report is the same for any number.
 
     Your own data are read once, put in canonical form (:func:`alliance.design.canonical_study`:
     role names, items named ``<instrument>_<n>``, scale scores added from items) and the
@@ -475,10 +480,10 @@ def build_report(
             "outcome": scores["outcome"],
             "instrument": instrument or scores["instrument"],
             "alliance_instrument": scores["alliance_instrument"],
-            "export_dir": str(staging.resolve()),
         }
         skipped: list[tuple[str, str]] = []
-        for book in tqdm(books, desc="notebooks", disable=not tty, unit="nb"):
+        runs: list[tuple[Path, Path, Path, Path]] = []  # book, source, executed, export
+        for book in books:
             lacking = requirements(nbformat.read(book, as_version=4), study, scores)
             if lacking:
                 skipped.append(
@@ -487,9 +492,6 @@ def build_report(
                 if progress and not tty:
                     _say(f"{book.stem}: not run, needs {', '.join(lacking)}")
                 continue
-            t0 = time.monotonic()
-            executed = staging / "notebooks" / book.name
-            declared = pm.inspect_notebook(str(book))
             source = book
             trimmed, dropped = skip_sections(
                 nbformat.read(book, as_version=4), study, bundled=data in DATASETS
@@ -499,36 +501,67 @@ def build_report(
                 source.parent.mkdir(exist_ok=True)
                 nbformat.write(trimmed, source)
                 skipped += [(f"{_title(trimmed, book)}: {t}", r) for t, r in dropped]
+            part = staging / ".parts" / book.stem  # each notebook saves into its own folder
+            part.mkdir(parents=True)
+            runs.append((book, source, staging / "notebooks" / book.name, part))
+
+        def run(item: tuple[Path, Path, Path, Path]) -> float:
+            book, source, executed, part = item
+            t0 = time.monotonic()
+            declared = pm.inspect_notebook(str(book))
+            values = {**params, "export_dir": str(part.resolve())}
             try:
-                with inline_figures(), kernel_noise_held():
-                    pm.execute_notebook(
-                        str(source),
-                        str(executed),
-                        parameters={k: v for k, v in params.items() if k in declared},
-                        progress_bar=False,
-                        cwd=str(book.parent),
-                        kernel_name="python3",
-                        language="python",
-                        extra_arguments=KERNEL_ARGUMENTS,
-                    )
+                pm.execute_notebook(
+                    str(source),
+                    str(executed),
+                    parameters={k: v for k, v in values.items() if k in declared},
+                    progress_bar=False,
+                    cwd=str(book.parent),
+                    kernel_name="python3",
+                    language="python",
+                    extra_arguments=KERNEL_ARGUMENTS,
+                )
             except pm.PapermillExecutionError as err:
                 raise NotebookFailed(
                     f"{book.name} failed in cell {err.exec_count} with {err.ename}: "
                     f"{err.evalue}. Nothing was written to {out}."
                 ) from err
+            return time.monotonic() - t0
+
+        workers = max(1, min(report_jobs(jobs), len(runs) or 1))
+        seconds: dict[str, float] = {}
+        with inline_figures(), kernel_noise_held():
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = [pool.submit(run, item) for item in runs]
+                bar = tqdm(total=len(futures), desc="notebooks", disable=not tty, unit="nb")
+                try:
+                    for item, future in zip(runs, futures, strict=True):
+                        seconds[item[0].name] = future.result()
+                        bar.update()
+                        checkpoint("notebook")
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+                finally:
+                    bar.close()
+        offsets = _merge_parts(staging, [part for *_, part in runs])
+        for book, _, executed, part in runs:
             nb = nbformat.read(executed, as_version=4)
-            figures = {e["name"]: e for e in _saved(staging, "figures")}
+            figures = {e["name"]: e for e in _saved(part, "figures")}
             shown, alts = _for_page(nb, figures)
             body, _ = exporter.from_notebook_node(shown)
-            body = _scrub_paths(_with_alt_text(body, alts), staging)
+            body = _scrub_paths(_with_alt_text(body, alts), part)
+            body = _scrub_paths(body, staging)
+            body = _renumber_tables(body, offsets[part])
             _refuse_leaks(book.name, body, "html", forbidden, out)
             page = staging / (book.stem + ".html")
             page.write_text(body, encoding="utf-8")
             pages.append((page.name, _title(nb, book)))
             if progress and not tty:
                 shown = body.count("<img")
-                _say(f"{book.stem}: {time.monotonic() - t0:.1f} s, {shown} figure(s)")
-            checkpoint("notebook")
+                _say(f"{book.stem}: {seconds[book.name]:.1f} s, {shown} figure(s)")
+        shutil.rmtree(staging / ".parts", ignore_errors=True)
         shutil.rmtree(staging / ".data", ignore_errors=True)
         shutil.rmtree(staging / ".sections", ignore_errors=True)
         for kind in ("figures", "tables"):
@@ -557,6 +590,83 @@ def build_report(
     prov["seconds"] = round(time.monotonic() - started, 1)
     return ReportResult(
         folder=folder, pages=[folder / p for p, _ in pages], provenance=prov, notes=notes
+    )
+
+
+def report_jobs(jobs: int | None = None) -> int:
+    """How many notebooks a report runs at once: ``jobs``, else ``ALLIANCE_REPORT_JOBS``,
+    else 2 (or 1 on a one-core machine).
+
+    Each notebook runs in its own kernel and saves into its own folder; the pages, tables
+    and figures are merged in notebook order, so the report is the same for any number.
+
+    Examples
+    --------
+    >>> from alliance.report import report_jobs
+    >>> report_jobs(1), report_jobs(3)
+    (1, 3)
+    """
+    if jobs is None:
+        env = os.environ.get("ALLIANCE_REPORT_JOBS", "").strip()
+        if env:
+            try:
+                jobs = int(env)
+            except ValueError:
+                raise ValueError(
+                    f"ALLIANCE_REPORT_JOBS must be a whole number, not {env!r}"
+                ) from None
+        else:
+            jobs = min(2, os.cpu_count() or 1)
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    return int(jobs)
+
+
+def _merge_parts(staging: Path, parts: list[Path]) -> dict[Path, int]:
+    """Move each notebook's saved tables and figures into the report, in notebook order.
+
+    The entries of every part's ``index.json`` are renumbered (``seq``) after those of the
+    notebooks before it. Returns, per part, how many tables the notebooks before it saved
+    (the offset of its table numbers).
+    """
+    from alliance.export import INDEX, saved
+
+    offsets: dict[Path, int] = {}
+    merged: dict[str, list[dict]] = {"tables": [], "figures": []}
+    seq = 0
+    for part in parts:
+        offsets[part] = len(merged["tables"])
+        entries = [(e.get("seq", 0), kind, e) for kind in merged for e in saved(part, kind)]
+        for _, kind, entry in sorted(entries, key=lambda x: x[0]):
+            seq += 1
+            merged[kind].append({**entry, "seq": seq})
+        for kind in merged:
+            folder = part / kind
+            if not folder.is_dir():
+                continue
+            target = staging / kind
+            target.mkdir(exist_ok=True)
+            for path in sorted(folder.iterdir()):
+                if path.name != INDEX:
+                    os.replace(path, target / path.name)
+    for kind, entries in merged.items():
+        if entries:
+            (staging / kind).mkdir(exist_ok=True)
+            (staging / kind / INDEX).write_text(
+                json.dumps(entries, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
+            )
+    return offsets
+
+
+_TABLE_NUMBER = re.compile(r'<strong class="apa-number">Table (\d+)</strong>')
+
+
+def _renumber_tables(body: str, offset: int) -> str:
+    """A page's table numbers (1, 2, ... within its notebook) as numbers of the report."""
+    if not offset:
+        return body
+    return _TABLE_NUMBER.sub(
+        lambda m: f'<strong class="apa-number">Table {int(m.group(1)) + offset}</strong>', body
     )
 
 
@@ -674,9 +784,9 @@ def _report_tables(folder: Path, study=None) -> list[tuple[dict, object]]:
     """Every saved table as an :class:`~alliance.tables.ApaTable`, numbered in saving order."""
     import pandas as pd
 
-    from alliance.tables import ApaTable
+    from alliance.tables import ApaTable, codebook_labels
 
-    labels = _labels(study)
+    labels = codebook_labels(study)
     out = []
     entries = sorted(_saved(folder, "tables"), key=lambda e: e.get("seq", 0))
     for number, entry in enumerate(entries, start=1):
@@ -701,34 +811,6 @@ def _report_tables(folder: Path, study=None) -> list[tuple[dict, object]]:
             )
         out.append((entry, table))
     return out
-
-
-def _labels(study) -> dict[str, str]:
-    """Column headers from the codebook: a field's title, else its description's lead.
-
-    ``wai_sr`` described as ``"WAI-SR total: sum of the 12 items"`` reads ``WAI-SR total``.
-    """
-    labels: dict[str, str] = {}
-    if study is None or study.codebook is None:
-        return labels
-    for table in ("sessions", "clients"):
-        try:
-            names = study.codebook.fields(table)["name"].astype(str).tolist()
-        except (KeyError, ValueError, AttributeError):
-            continue
-        for name in names:
-            field = study.codebook.field(table, name) or {}
-            label = str(field.get("title") or "").strip()
-            if not label:
-                lead = str(field.get("description") or "").split(":")[0].strip()
-                label = (
-                    lead
-                    if lead and len(lead) <= 24 and lead != str(field.get("description"))
-                    else ""
-                )
-            if label:
-                labels[name] = label
-    return labels
 
 
 def _word(folder: Path, pages: list[tuple[str, str]], prov: dict, study=None) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["ApaTable", "format_p"]
+__all__ = ["ApaTable", "codebook_labels", "format_p"]
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -65,13 +65,19 @@ def format_p(p: float) -> str:
     return "< .001" if p < 0.001 else f"{p:.3f}".lstrip("0")
 
 
-def _cell(value: object, digits: int, *, no_zero: bool = False) -> str:
-    """One number as text: integers as integers, others rounded to ``digits``."""
+def _cell(value: object, digits: int, *, no_zero: bool = False, integers: bool = True) -> str:
+    """One number as text: integers as integers, others rounded to ``digits``.
+
+    With ``integers=False`` (a column holding fractions too) a whole number is written
+    with ``digits`` decimals like the rest of its column (``0.00`` beside ``0.39``).
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return ""
     if isinstance(value, bool):
         return str(value)
-    if isinstance(value, int) or (isinstance(value, float) and float(value).is_integer()):
+    if isinstance(value, float) and not integers:
+        value = value + 0.0
+    elif isinstance(value, int) or (isinstance(value, float) and float(value).is_integer()):
         if abs(value) < 1e15:
             return str(int(value))
     if isinstance(value, float):
@@ -240,13 +246,15 @@ class ApaTable:
         number: int | None = None,
         digits: int = 2,
         labels: dict[str, str] | None = None,
+        bounded: tuple[str, ...] | list[str] = (),
     ) -> ApaTable:
         """An APA table from a table of numbers: integers as integers, the rest rounded.
 
         p columns (``p``, ``p_value``) read ``.034`` / ``< .001`` and correlation-like columns
         (``r``, ``alpha``, ``icc``) have no leading zero; a named index becomes the first
         column and a 0..n index is dropped; headers are taken from ``labels`` (e.g. the
-        codebook's), else ``snake_case`` reads ``Snake case``.
+        codebook's), else ``snake_case`` reads ``Snake case``. Columns named in ``bounded``
+        (values that cannot exceed 1, such as the CI of an alpha) lose the leading zero too.
 
         Examples
         --------
@@ -268,15 +276,78 @@ class ApaTable:
             key = str(col)
             low = key.lower()
             values = data[col]
-            no_zero = low in _R_COLUMNS
+            no_zero = low in _R_COLUMNS or key in bounded
             if low in _P_COLUMNS:
                 cells = [_p_cell(v) for v in values]
             elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-                cells = [_cell(_py(v), digits, no_zero=no_zero) for v in values]
+                whole = bool(
+                    values.dropna().map(lambda v: float(v).is_integer() or math.isinf(v)).all()
+                )
+                cells = [_cell(_py(v), digits, no_zero=no_zero, integers=whole) for v in values]
             else:
                 cells = _text_numbers([_blank(v) for v in values], digits, no_zero=no_zero)
             body[labels.get(key, _header(key))] = cells
         return cls(pd.DataFrame(body), title=title, number=number, note=note)
+
+    @classmethod
+    def stack(
+        cls,
+        tables: list[ApaTable],
+        labels: list[str] | None = None,
+        *,
+        title: str = "",
+        note: str = "",
+        number: int | None = None,
+    ) -> ApaTable:
+        """Several APA tables as one, each under its own subheading (e.g. two models).
+
+        Columns are the union of the tables' columns in order of appearance (a cell a table
+        lacks is blank); each table's own subheadings are kept below its label.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from alliance.tables import ApaTable
+        >>> a = ApaTable(pd.DataFrame({"Term": ["alliance"], "b": ["-2.01"]}))
+        >>> b = ApaTable(pd.DataFrame({"Term": ["alliance"], "b": ["-1.50"]}))
+        >>> both = ApaTable.stack([a, b], ["Model 1", "Model 2"], title="Two models")
+        >>> both.to_frame()["b"].tolist(), both.sections
+        (['-2.01', '-1.50'], ((0, 'Model 1'), (1, 'Model 2')))
+        """
+        tables = list(tables)
+        if labels is not None and len(labels) != len(tables):
+            raise ValueError(f"stack() got {len(tables)} tables but {len(labels)} labels")
+        columns: list[str] = []
+        for t in tables:
+            columns += [c for c in t.body.columns if c not in columns]
+        bodies, sections, offset = [], [], 0
+        for i, t in enumerate(tables):
+            if labels is not None:
+                sections.append((offset, str(labels[i])))
+            sections += [(offset + j, label) for j, label in t.sections]
+            bodies.append(t.body.reindex(columns=columns, fill_value=""))
+            offset += len(t.body)
+        body = pd.concat(bodies, ignore_index=True) if bodies else pd.DataFrame(columns=columns)
+        return cls(body, title=title, number=number, note=note, sections=tuple(sections))
+
+    def rename(self, terms: dict[str, str]) -> ApaTable:
+        """A copy whose first-column cells read ``terms[cell]`` (e.g. readable term names).
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from alliance.tables import ApaTable
+        >>> t = ApaTable(pd.DataFrame({"Term": ["alliance_early"], "b": ["-3.29"]}))
+        >>> t.rename({"alliance_early": "Early alliance"}).to_frame()["Term"].tolist()
+        ['Early alliance']
+        """
+        body = self.body.copy()
+        if len(body.columns):
+            first = body.columns[0]
+            body[first] = body[first].map(lambda v: terms.get(v, v))
+        return ApaTable(
+            body, title=self.title, number=self.number, note=self.note, sections=self.sections
+        )
 
     # ---- plain forms
     def to_frame(self) -> pd.DataFrame:
@@ -324,7 +395,7 @@ class ApaTable:
         parts = [f'<table class="{cls}" style="border-collapse: collapse; border: none;">']
         caption = []
         if self.label:
-            caption.append(f"<strong>{esc(self.label)}</strong>")
+            caption.append(f'<strong class="apa-number">{esc(self.label)}</strong>')
         if self.title:
             caption.append(f"<em>{esc(self.title)}</em>")
         if caption:
@@ -511,3 +582,56 @@ def _apa_rules(grid) -> None:
                 border(cell, "bottom")
             if i == last:
                 border(cell, "bottom")
+
+
+def codebook_labels(study, *, ranges: bool = False) -> dict[str, str]:
+    """Readable names of a study's columns from its codebook, for table headers and axes.
+
+    A field's ``title`` is used, else the lead of its description (``"WAI-SR total: sum of
+    the 12 items"`` reads ``WAI-SR total``); with ``ranges`` the codebook's minimum and
+    maximum follow (``WAI-SR total (12-60)``).
+
+    Parameters
+    ----------
+    study : alliance.Study or alliance.study.Codebook or None
+        The study (or its codebook); None gives an empty mapping.
+    ranges : bool, default False
+        Append the allowed range, ``(12-60)``, where the codebook gives both ends.
+
+    Returns
+    -------
+    dict
+        Column name -> label, for the columns the codebook describes well enough.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.tables import codebook_labels
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> codebook_labels(study)["wai_sr"], codebook_labels(study, ranges=True)["phq9"]
+    ('WAI-SR total', 'PHQ-9 total (0-27)')
+    """
+    codebook = getattr(study, "codebook", study)
+    labels: dict[str, str] = {}
+    if codebook is None or not hasattr(codebook, "field"):
+        return labels
+    for table in ("sessions", "clients"):
+        try:
+            names = codebook.fields(table)["name"].astype(str).tolist()
+        except (KeyError, ValueError, AttributeError):
+            continue
+        for name in names:
+            spec = codebook.field(table, name) or {}
+            label = str(spec.get("title") or "").strip()
+            if not label:
+                description = str(spec.get("description") or "")
+                lead = description.split(":")[0].strip()
+                label = lead if lead and len(lead) <= 24 and lead != description else ""
+            if not label:
+                continue
+            bounds = spec.get("constraints") or {}
+            low, high = bounds.get("minimum"), bounds.get("maximum")
+            if ranges and _is_number(low) and _is_number(high):
+                label += f" ({_cell(float(low), 2)}-{_cell(float(high), 2)})"
+            labels[name] = label
+    return labels

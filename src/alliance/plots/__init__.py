@@ -9,3 +9,4 @@ from alliance.plots.monitoring import monitoring_course  # noqa: F401
 from alliance.plots.overview import mean_trajectory, sessions_per_client  # noqa: F401
 from alliance.plots.power import power_curve  # noqa: F401
 from alliance.plots.ruptures import event_locked, trajectories  # noqa: F401
+from alliance.plots.theme import COLUMN_WIDTH, PALETTE, label, set_theme  # noqa: F401

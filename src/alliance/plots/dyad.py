@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from alliance.plots.theme import label
+
 __all__ = ["response_surface"]
 
 
@@ -69,22 +71,22 @@ def response_surface(result, ax=None, *, grid: int = 41, points: bool = True, cm
     is3d = getattr(ax, "name", "") == "3d"
     if is3d:
         ax.plot_surface(gx, gy, gz, cmap=cmap, alpha=0.75, linewidth=0)
-        for lx, ly, style, label in lines:
-            ax.plot(lx, ly, result.predict(lx, ly), style, color="k", lw=1.2, label=label)
+        for lx, ly, style, key in lines:
+            ax.plot(lx, ly, result.predict(lx, ly), style, color="k", lw=1.2, label=key)
         if points:
             ax.scatter(data[result.x], data[result.y], data[result.outcome], s=6, color="0.2")
         ax.set_zlabel(result.outcome)
     else:
         filled = ax.contourf(gx, gy, gz, levels=12, cmap=cmap)
-        ax.figure.colorbar(filled, ax=ax, label=result.outcome)
-        for lx, ly, style, label in lines:
-            ax.plot(lx, ly, style, color="k", lw=1.2, label=label)
+        ax.figure.colorbar(filled, ax=ax, label=label(result.outcome))
+        for lx, ly, style, key in lines:
+            ax.plot(lx, ly, style, color="k", lw=1.2, label=key)
         if points:
             ax.scatter(data[result.x], data[result.y], s=6, color="w", edgecolor="0.3", lw=0.3)
         ax.set_xlim(axis[0], axis[-1])
         ax.set_ylim(axis[0], axis[-1])
         ax.set_aspect("equal")
-    ax.set_xlabel(result.x)
-    ax.set_ylabel(result.y)
+    ax.set_xlabel(label(result.x))
+    ax.set_ylabel(label(result.y))
     ax.set_title(f"{result.outcome} on {result.x} and {result.y}")
     return ax

@@ -16,6 +16,11 @@ from scipy import stats
 __all__ = ["forest", "funnel"]
 
 
+def _apa_p(level: float) -> str:
+    """A significance level the APA way: ``.10``, ``.05``, ``.01`` (no leading zero)."""
+    return f"{level:.3f}".rstrip("0").ljust(4, "0").lstrip("0") if level < 1 else f"{level:g}"
+
+
 def _axes(ax):
     if ax is None:
         import matplotlib.pyplot as plt
@@ -288,7 +293,19 @@ def funnel(
             gid="funnel-interior",
         )
         ax.set_xlim(-xmax, xmax)
-        ax.legend(loc="lower right", fontsize="small", frameon=False)
+        # legend patches with an edge, so the lightest shade and the white interior show
+        from matplotlib.patches import Patch
+
+        handles = [
+            Patch(facecolor=str(shade), edgecolor="0.3", linewidth=0.6, label=f"p < {_apa_p(c)}")
+            for c, shade in zip(levels, shades, strict=True)
+        ]
+        handles.append(
+            Patch(
+                facecolor="white", edgecolor="0.3", linewidth=0.6, label=f"p ≥ {_apa_p(levels[-1])}"
+            )
+        )
+        ax.legend(handles=handles, loc="lower right", fontsize="small", frameon=False)
         ax.axvline(0.0, color="0.6", linewidth=0.6, linestyle=":")
     else:
         lev = result.level if level is None else level

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from alliance.plots.theme import label
+
 __all__ = ["fitted_trajectories"]
 
 
@@ -84,17 +86,17 @@ def fitted_trajectories(
         time = (with_slope or numeric)[0]
     if time not in data.columns:
         raise ValueError(f"time={time!r} is not a variable of the model ({list(data.columns)}).")
-    label = data[keys].astype(str).agg(":".join, axis=1) if len(keys) > 1 else data[keys[0]]
+    group_key = data[keys].astype(str).agg(":".join, axis=1) if len(keys) > 1 else data[keys[0]]
     if groups is None:
-        groups = list(pd.unique(label))[:max_groups]
+        groups = list(pd.unique(group_key))[:max_groups]
     else:
         groups = list(groups)
-        missing = [g for g in groups if g not in set(label)]
+        missing = [g for g in groups if g not in set(group_key)]
         if missing:
             raise ValueError(f"groups not in the fit's rows: {missing}")
     frame = pd.DataFrame(
         {
-            "group": label.to_numpy(),
+            "group": group_key.to_numpy(),
             "time": data[time].to_numpy(dtype=float),
             "observed": fit.outcome,
             "fitted": fit.fitted.to_numpy(),
@@ -119,8 +121,8 @@ def fitted_trajectories(
             label="population (fixed effects)",
         )
     response = fit.formula.split("~")[0].strip()
-    ax.set_xlabel(time)
-    ax.set_ylabel(response)
+    ax.set_xlabel(label(time))
+    ax.set_ylabel(label(response))
     ax.set_title(f"Observed (points) and model-implied courses by {group}")
     if len(groups) <= 10:
         ax.legend(frameon=False, fontsize="small", ncol=2)

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from alliance.plots.theme import label
+
 __all__ = ["simple_slopes"]
 
 
@@ -54,16 +56,16 @@ def simple_slopes(result, ax: Axes | None = None, *, bands: bool = True) -> Axes
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0", "C1", "C2"])
-    for i, (label, part) in enumerate(lines.groupby("label", sort=False)):
+    for i, (key, part) in enumerate(lines.groupby("label", sort=False)):
         color = colors[i % len(colors)]
-        row = slopes.loc[label]
+        row = slopes.loc[key]
         p = row["p"]
         p_text = "p < .001" if p < 0.001 else f"p = {p:.3f}".replace("0.", ".")
         ax.plot(
             part["x"],
             part["predicted"],
             color=color,
-            label=f"{label}: b = {row['estimate']:.2f} [{row['ci_low']:.2f}, "
+            label=f"{key}: b = {row['estimate']:.2f} [{row['ci_low']:.2f}, "
             f"{row['ci_high']:.2f}], {p_text}",
         )
         if bands:
@@ -76,7 +78,7 @@ def simple_slopes(result, ax: Axes | None = None, *, bands: bool = True) -> Axes
                 linewidth=0,
             )
     focal = result.focal or "alliance"
-    ax.set_xlabel(focal)
+    ax.set_xlabel(label(focal))
     ax.set_ylabel(f"predicted {result.outcome_label or 'outcome'}")
     ax.set_title(f"Simple slopes by {result.moderator or 'moderator'}")
     ax.legend(frameon=False, fontsize="small")

@@ -51,7 +51,7 @@ def monitoring_course(
     >>> sig = alliance.monitoring.signals(study.sessions, outcome="phq9", folds=3)
     >>> ax = alliance.plots.monitoring_course(sig, sig["client"].iloc[0], ylabel="PHQ-9")
     >>> ax.get_title(), ax.get_xlabel()
-    ('', 'session')
+    ('', 'Session')
     """
     need = ["outcome", "expected", "lower", "upper", "not_on_track"]
     require_columns(
@@ -103,7 +103,7 @@ def monitoring_course(
                 label="alliance alert",
                 zorder=5,
             )
-    ax.set_xlabel("session")
+    ax.set_xlabel("Session")
     ax.set_ylabel(ylabel)
     if title is not None:
         ax.set_title(title)

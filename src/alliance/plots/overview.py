@@ -9,6 +9,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
 from alliance._checks import require_columns
+from alliance.plots.theme import label
 
 __all__ = ["mean_trajectory", "sessions_per_client"]
 
@@ -53,8 +54,8 @@ def mean_trajectory(
     >>> import alliance
     >>> study = alliance.datasets.load_dataset("demo")
     >>> ax = alliance.plots.mean_trajectory(study.sessions, "wai_sr")
-    >>> ax.get_ylabel()
-    'wai_sr (mean)'
+    >>> ax.get_ylabel().endswith(", mean")
+    True
     """
     from scipy.stats import norm
 
@@ -67,8 +68,8 @@ def mean_trajectory(
     z = norm.ppf(0.5 + ci / 2)
     stats["half"] = z * stats["std"] / np.sqrt(stats["count"])
     groups = stats.groupby(hue, observed=True) if hue else [(None, stats)]
-    for label, part in groups:
-        line = ax.plot(part[session], part["mean"], marker="o", ms=3, label=label)[0]
+    for key, part in groups:
+        line = ax.plot(part[session], part["mean"], marker="o", ms=3, label=key)[0]
         ax.fill_between(
             part[session],
             part["mean"] - part["half"],
@@ -77,11 +78,11 @@ def mean_trajectory(
             alpha=0.2,
             linewidth=0,
         )
-    ax.set_xlabel("session")
+    ax.set_xlabel(label(session, "Session"))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(f"{score} (mean)")
+    ax.set_ylabel(f"{label(score)}, mean")
     if hue:
-        ax.legend(title=hue, frameon=False)
+        ax.legend(title=label(hue), frameon=False)
     return ax
 
 
@@ -98,15 +99,15 @@ def sessions_per_client(
     >>> import alliance
     >>> ax = alliance.plots.sessions_per_client(alliance.datasets.load_dataset("demo").sessions)
     >>> ax.get_xlabel()
-    'sessions attended'
+    'Sessions attended'
     """
     require_columns(data, client=client)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     counts = data.groupby(client).size()
     bins = np.arange(counts.min(), counts.max() + 2) - 0.5
-    ax.hist(counts, bins=bins, color="#4c72b0", edgecolor="white")
-    ax.set_xlabel("sessions attended")
+    ax.hist(counts, bins=bins, color="C0", edgecolor="white")
+    ax.set_xlabel("Sessions attended")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("clients")
+    ax.set_ylabel("Clients")
     return ax

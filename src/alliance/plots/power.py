@@ -8,6 +8,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
 from alliance._checks import require_columns
+from alliance.plots.theme import label
 
 __all__ = ["power_curve"]
 
@@ -46,16 +47,19 @@ def power_curve(
     >>> table = pd.DataFrame({"clients_per_therapist": [4, 8, 16], "power": [.3, .6, .9],
     ...                       "power_ci_low": [.2, .5, .8], "power_ci_high": [.4, .7, .95]})
     >>> alliance.plots.power_curve(table).get_ylabel()
-    'power'
+    'Power'
     """
     require_columns(result, "result", x=x, hue=hue, power="power")
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.5))
     groups = result.groupby(hue, observed=True) if hue else [(None, result)]
-    for label, part in groups:
+    for key, part in groups:
         part = part.sort_values(x)
         line = ax.plot(
-            part[x], part["power"], marker="o", label=None if label is None else f"{hue} = {label}"
+            part[x],
+            part["power"],
+            marker="o",
+            label=None if key is None else f"{label(hue)} = {key}",
         )[0]
         if {"power_ci_low", "power_ci_high"} <= set(part.columns):
             ax.fill_between(
@@ -69,8 +73,8 @@ def power_curve(
     if target is not None:
         ax.axhline(target, color="0.4", linestyle="--", linewidth=1)
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel(x.replace("_", " "))
-    ax.set_ylabel("power")
+    ax.set_xlabel(label(x, x.replace("_", " ")))
+    ax.set_ylabel("Power")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if hue:
         ax.legend(frameon=False)

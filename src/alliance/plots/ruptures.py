@@ -8,6 +8,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 
 from alliance._checks import require_columns
+from alliance.plots.theme import label
 
 __all__ = ["event_locked", "trajectories"]
 
@@ -52,7 +53,7 @@ def event_locked(
     >>> ax = alliance.plots.event_locked(
     ...     study.sessions, found, alliance="wai_sr", outcome="phq9")
     >>> ax.get_xlabel()
-    'sessions from the rupture'
+    'Sessions from the rupture'
     """
     if {"variable", "offset", "mean"} <= set(getattr(data, "columns", [])):
         table = data
@@ -90,9 +91,9 @@ def event_locked(
             part["offset"], part["ci_low"], part["ci_high"], color=color, alpha=0.2, lw=0
         )
         target.plot(part["offset"], part["mean"], marker="o", color=color, label=name)
-        target.set_ylabel(name, color=color)
+        target.set_ylabel(label(name), color=color)
     ax.axvline(0, color="0.5", lw=1, ls="--")
-    ax.set_xlabel("sessions from the rupture")
+    ax.set_xlabel("Sessions from the rupture")
     offsets = np.sort(table["offset"].unique())
     ax.set_xticks(offsets)
     handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
@@ -171,6 +172,6 @@ def trajectories(
             )
         if len(points):
             ax.legend(frameon=False, loc="lower right")
-    ax.set_xlabel(session)
-    ax.set_ylabel(alliance)
+    ax.set_xlabel(label(session, "Session"))
+    ax.set_ylabel(label(alliance))
     return ax
