@@ -134,6 +134,7 @@ moderated_session = models.moderation(
     outcome=outcome,
     therapist=therapist,
     model="within_between",
+    method="mlm",  # lagged outcome and a random slope (the multi-group panel model is slower)
 )
 print(moderated_session.citation)
 print(*moderated_early.notes, *moderated_session.notes, sep="\n")
