@@ -102,7 +102,7 @@ def test_report_exports_figures_and_tables(made):
     assert (out / "figures" / "attendance_and_mean_trajectories.png").exists()
     assert (out / "figures" / "attendance_and_mean_trajectories.svg").exists()
     table = (out / "tables" / "study_sizes.csv").read_text()
-    assert table.splitlines()[0] == "measure,value"
+    assert table.splitlines()[0] == "Measure,Value"  # the APA table the page shows
     assert "figures/attendance_and_mean_trajectories.png" in (out / "index.html").read_text()
 
 

@@ -315,3 +315,23 @@ def test_cli_refuses_an_unknown_format(tmp_path):
     )
     assert run.exit_code == 2 and "unknown report format" in run.output
     assert not out.exists()
+
+
+def test_the_kernels_shutdown_traceback_is_dropped_and_other_errors_kept():
+    from alliance.report import _without_shutdown_tracebacks
+
+    block = [
+        "ERROR:tornado.general:Uncaught exception in ZMQStream callback",
+        "Traceback (most recent call last):",
+        '  File "zmqstream.py", line 585, in _log_error',
+        "    f.result()",
+        "zmq.error.ZMQError: Socket operation on non-socket",
+    ]
+    other = ["Traceback (most recent call last):", "  File 'x.py'", "ValueError: bad"]
+    assert _without_shutdown_tracebacks(["01_a: 1 s", *block, "02_b: 2 s"]) == [
+        "01_a: 1 s",
+        "02_b: 2 s",
+    ]
+    assert _without_shutdown_tracebacks(other) == other
+    unknown = [*block[:-1], "RuntimeError: something else"]
+    assert _without_shutdown_tracebacks(unknown) == unknown

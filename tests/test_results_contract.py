@@ -8,6 +8,8 @@ meta-analyses, on the bundled example studies; every result must be an
 
 from __future__ import annotations
 
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -143,6 +145,21 @@ def _marginal(s):
     return models.lmm("phq9 ~ phase + (1 | client)", small).marginal_means("phase")
 
 
+def _gstudy(s):
+    from alliance.reliability import g_study
+
+    seg = alliance.datasets.load_dataset("dyads").segments
+    seg = seg[seg["client"].isin(seg["client"].unique()[:12])]
+    per_session = (
+        seg.assign(score=seg["marker"].notna())
+        .groupby(["client", "session", "coder"], as_index=False)["score"]
+        .sum()
+    )
+    return g_study(
+        per_session, score="score", object="session", facets=["coder"], nested={"session": "client"}
+    )
+
+
 def _monitoring(s):
     from alliance import monitoring
 
@@ -175,6 +192,7 @@ FITS = {
     "monitoring.evaluate": (_monitoring, "EvaluationResult"),
     "models.compare": (_compare, "ComparisonResult"),
     "marginal_means": (_marginal, "MarginalMeans"),
+    "reliability.g_study": (_gstudy, "GStudyResult"),
 }
 
 #: Typed attributes each class documents, with their type.
@@ -385,7 +403,7 @@ def test_apa_table_renders_escaped_and_numbered():
     table = ApaTable(body, title="Early alliance_x", number=2, note="N = 10 clients; 5% left.")
     html = table.to_html()
     assert "a&lt;b &amp; c" in html and "&lt; .001" in html
-    assert "<strong>Table 2</strong>" in html and "<em>Early alliance_x</em>" in html
+    assert re.search(r"<strong[^>]*>Table 2</strong>", html) and "<em>Early alliance_x</em>" in html
     assert "<th" in html and ">0<" not in html  # no index column
     latex = table.to_latex()
     assert r"\caption{Table 2: Early alliance\_x}" in latex

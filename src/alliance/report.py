@@ -81,6 +81,32 @@ KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL", "--HistoryManager.enable
 KERNEL_NOISE = re.compile(r"Assertion failed: pfd\.revents & POLLIN|src/signaler\.cpp")
 
 
+#: The first line of the traceback a kernel logs when its ZeroMQ sockets close under its
+#: I/O thread at shutdown (``zmq.error.ZMQError: Socket operation on non-socket``).
+SHUTDOWN_TRACEBACK = "ERROR:tornado.general:Uncaught exception in ZMQStream callback"
+
+
+def _without_shutdown_tracebacks(lines: list[str]) -> list[str]:
+    """``lines`` without the kernels' shutdown tracebacks (header to ``zmq.error`` line).
+
+    Any other traceback, and a shutdown block that does not end in a ZeroMQ error, is
+    kept whole: only the known shutdown race is dropped.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith(SHUTDOWN_TRACEBACK):
+            j = i + 1
+            while j < len(lines) and (lines[j].startswith((" ", "Traceback")) or not lines[j]):
+                j += 1
+            if j < len(lines) and lines[j].startswith("zmq.error."):
+                i = j + 1
+                continue
+        out.append(lines[i])
+        i += 1
+    return out
+
+
 @contextlib.contextmanager
 def kernel_noise_held():
     """Hold what the kernels write to the process's stderr; pass on all but known noise.
@@ -105,7 +131,11 @@ def kernel_noise_held():
             os.close(saved)
             held.seek(0)
             text = held.read().decode("utf-8", errors="replace")
-            kept = [ln for ln in text.splitlines() if ln.strip() and not KERNEL_NOISE.search(ln)]
+            kept = [
+                ln
+                for ln in _without_shutdown_tracebacks(text.splitlines())
+                if ln.strip() and not KERNEL_NOISE.search(ln)
+            ]
             if kept:
                 sys.stderr.write("\n".join(kept) + "\n")
 

@@ -75,7 +75,7 @@ class GStudyResult(Result):
     singular: bool | None = None
 
     def _n_by_level(self) -> dict[str, int]:
-        frame = self.mixed_model.model_frame if self.mixed_model is not None else None
+        frame = self.mixed_model.model_frame() if self.mixed_model is not None else None
         out = {"ratings": self.nobs}
         if frame is not None:
             for name in self.components["component"]:
