@@ -479,6 +479,32 @@ def fit_fiml(
 # --------------------------------------------------------------------------- multi-start
 
 
+def _scaled_lbfgs(ram, table: ParTable, data: np.ndarray, options: dict):
+    """L-BFGS on the FIML log-likelihood with parameters scaled by the variables' SDs.
+
+    Returns ``(theta, objective, scipy result)``; shared by :func:`maximize` (ranking
+    starting points) and the unrestricted fit of the fit indices.
+    """
+    groups, _ = _patterns(data)
+    obj = _Objective(ram, groups)
+    n = float(obj.n)
+    with np.errstate(invalid="ignore"):
+        sd = np.nanstd(data, axis=0)
+    scale = ram.scales(np.where(np.isfinite(sd) & (sd > 0), sd, 1.0), table)
+
+    def fun(phi):
+        ll, g = obj.loglik(phi * scale, gradient=True)
+        if not np.isfinite(ll):
+            return 1e10, np.zeros_like(phi)
+        return -ll / n, -g * scale / n
+
+    with threadpool_limits(1):
+        res = optimize.minimize(
+            fun, ram.start / scale, jac=True, method="L-BFGS-B", options=options
+        )
+    return res.x * scale, obj, res
+
+
 def maximize(
     table: ParTable,
     data: np.ndarray,
@@ -496,28 +522,9 @@ def maximize(
     """
     ram = _Ram(table)
     data = np.asarray(data, dtype=float)
-    groups, _ = _patterns(data)
-    obj = _Objective(ram, groups)
-    n = float(obj.n)
-    with np.errstate(invalid="ignore"):
-        sd = np.nanstd(data, axis=0)
-    scale = ram.scales(np.where(np.isfinite(sd) & (sd > 0), sd, 1.0), table)
-
-    def fun(phi):
-        ll, g = obj.loglik(phi * scale, gradient=True)
-        if not np.isfinite(ll):
-            return 1e10, np.zeros_like(phi)
-        return -ll / n, -g * scale / n
-
-    with threadpool_limits(1):
-        res = optimize.minimize(
-            fun,
-            ram.start / scale,
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": ftol, "gtol": gtol},
-        )
-    theta = res.x * scale
+    theta, obj, res = _scaled_lbfgs(
+        ram, table, data, {"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": ftol, "gtol": gtol}
+    )
     labelled = {
         row[3]: float(theta[par])
         for row, par in zip(table.rows, ram.par_of_row, strict=True)
@@ -545,28 +552,9 @@ def _saturated(data: np.ndarray, mean0: np.ndarray, cov0: np.ndarray):
     for i in range(p):
         table.add(obs[i], "~1", "", value=float(mean0[i]))
     ram = _Ram(table)
-    groups, _ = _patterns(data)
-    obj = _Objective(ram, groups)
-    n = float(obj.n)
-    with np.errstate(invalid="ignore"):
-        sd = np.nanstd(data, axis=0)
-    scale = ram.scales(np.where(np.isfinite(sd) & (sd > 0), sd, 1.0), table)
-
-    def fun(phi):
-        ll, g = obj.loglik(phi * scale, gradient=True)
-        if not np.isfinite(ll):
-            return 1e10, np.zeros_like(phi)
-        return -ll / n, -g * scale / n
-
-    with threadpool_limits(1):
-        res = optimize.minimize(
-            fun,
-            ram.start / scale,
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": 10000, "maxfun": 20000, "ftol": 1e-15, "gtol": 1e-10},
-        )
-    theta = res.x * scale
+    theta, obj, res = _scaled_lbfgs(
+        ram, table, data, {"maxiter": 10000, "maxfun": 20000, "ftol": 1e-15, "gtol": 1e-10}
+    )
     _, _, cov, mean = ram.implied(theta)
     return float(obj.loglik(theta)), mean, cov, float(np.max(np.abs(res.jac)))
 
