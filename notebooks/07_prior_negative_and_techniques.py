@@ -173,13 +173,11 @@ report_table(
 
 # %% tags=["needs:prior_negative_therapy"]
 fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
-alliance.plots.simple_slopes(moderated_early, ax=axes[0])
-alliance.plots.simple_slopes(moderated_session, ax=axes[1])
+alliance.plots.simple_slopes(moderated_early, ax=axes[0], legend="below")
+alliance.plots.simple_slopes(moderated_session, ax=axes[1], legend="below")
 axes[0].set_title("Early alliance -> end outcome")
 axes[1].set_title("Within-client alliance -> next session")
-axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False, fontsize=8)
-axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False, fontsize=8)
-fig.tight_layout()
+fig.tight_layout()  # the legends under the axis labels are part of the layout
 figure_files = save_figure(
     fig,
     "simple_slopes_prior_negative_therapy",

@@ -115,3 +115,22 @@ def test_report_pseudonymize_needs_a_salt(tmp_path, monkeypatch):
     monkeypatch.delenv("ALLIANCE_SALT", raising=False)
     result = runner.invoke(app, ["report", "--pseudonymize", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "salt" in result.output
+
+
+def test_report_jobs_reaches_the_build_and_zero_is_refused(tmp_path, monkeypatch):
+    import alliance.report
+
+    seen = {}
+
+    def fake_build(data, target, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop before anything is run or written
+
+    monkeypatch.setattr(alliance.report, "build_report", fake_build)
+    result = runner.invoke(app, ["report", "--jobs", "1", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 130 and seen["jobs"] == 1
+    seen.clear()
+    runner.invoke(app, ["report", "--out", str(tmp_path / "r")])
+    assert seen["jobs"] is None  # the default: ALLIANCE_REPORT_JOBS, else 2
+    result = runner.invoke(app, ["report", "--jobs", "0", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--jobs" in result.output and not (tmp_path / "r").exists()

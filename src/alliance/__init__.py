@@ -46,6 +46,7 @@ _LAZY = (
     "ruptures",
     "simulate",
     "tables",
+    "terms",
 )
 
 __all__ = [

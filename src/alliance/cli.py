@@ -414,6 +414,14 @@ def report(
         "(report.docx with the numbered tables and figures) and latex (latex/*.tex booktabs "
         "tables), e.g. html,docx,latex.",
     ),
+    jobs: int = typer.Option(
+        None,
+        "--jobs",
+        "-j",
+        min=1,
+        help="Notebooks run at once (default 2, or ALLIANCE_REPORT_JOBS); the report is the "
+        "same for any number.",
+    ),
     sep: str = _SEP,
     decimal: str = _DECIMAL,
     encoding: str = _ENCODING,
@@ -445,6 +453,7 @@ def report(
             list(wide) or None,
             list(notebook) or None,
             formats,
+            jobs,
         )
     except (typer.Exit, SystemExit):
         raise
@@ -499,6 +508,7 @@ def _report(
     wide=None,
     notebook=None,
     formats="html",
+    jobs=None,
 ) -> None:
     import os
     import signal
@@ -562,6 +572,7 @@ def _report(
             dialect=dialect,
             notebooks=_chosen_notebooks(notebook),
             formats=chosen,
+            jobs=jobs,
         )
     finally:
         if previous is not None:

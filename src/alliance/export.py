@@ -21,11 +21,15 @@ from matplotlib.figure import Figure
 
 from alliance.privacy import MIN_CELL, suppress_small_cells
 from alliance.tables import ApaTable, codebook_labels
+from alliance.terms import term_labeller
 
 __all__ = ["report_table", "save_figure", "save_table", "saved", "IDENTIFIER_COLUMNS", "INDEX"]
 
 #: The file in ``tables/`` and ``figures/`` listing what was saved there, in order.
 INDEX = "index.json"
+
+#: Columns of a summary frame that name model terms (shown by their readable labels).
+TERM_COLUMNS = ("term", "label", "quantity")
 
 #: Columns that identify people or exact times and never go into a shared table.
 IDENTIFIER_COLUMNS = ("client", "therapist", "date")
@@ -287,6 +291,7 @@ def report_table(
     study=None,
     digits: int = 2,
     bounded: tuple[str, ...] | list[str] = (),
+    terms: dict[str, str] | None = None,
 ) -> ApaTable:
     """Save a table for the report and return it as the numbered APA table the page shows.
 
@@ -322,6 +327,12 @@ def report_table(
     bounded : list of str, optional
         Columns whose values cannot exceed 1 in absolute value (a correlation's CI), shown
         without the leading zero like ``r``, ``alpha`` and ``p``.
+    terms : dict, optional
+        Names of your own for model terms. Every model term (the ``Term`` column of an
+        APA model table; the ``term``, ``label`` and ``quantity`` columns of a frame) is
+        shown by :func:`alliance.terms.term_label`: codebook labels, within/between,
+        previous session, ``×`` for interactions (``alliance_early:prior_negative_therapy``
+        reads ``Early alliance × Prior negative therapy``).
 
     Returns
     -------
@@ -342,7 +353,9 @@ def report_table(
     >>> shown.to_frame().iloc[:, 1:].values.tolist()
     [['40', '3.91'], ['<5', '']]
     """
+    names = {**codebook_labels(study), **dict(labels or {}), **dict(terms or {})}
     if isinstance(table, ApaTable):
+        table = table.label_terms(names)
         apa = ApaTable(
             table.to_frame(),
             title=title or table.title,
@@ -350,7 +363,10 @@ def report_table(
             sections=table.sections,
         )
     else:
-        frame = table
+        frame = table.copy()
+        for column in TERM_COLUMNS:
+            if column in frame.columns and frame[column].dtype == object:
+                frame[column] = frame[column].map(term_labeller(names))
         if count is not None:
             frame = suppress_small_cells(frame, count, min_count=min_count)
             extra = f"Cells describing fewer than {min_count} clients are suppressed."

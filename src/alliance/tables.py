@@ -330,8 +330,11 @@ class ApaTable:
         body = pd.concat(bodies, ignore_index=True) if bodies else pd.DataFrame(columns=columns)
         return cls(body, title=title, number=number, note=note, sections=tuple(sections))
 
-    def rename(self, terms: dict[str, str]) -> ApaTable:
+    def rename(self, terms) -> ApaTable:
         """A copy whose first-column cells read ``terms[cell]`` (e.g. readable term names).
+
+        ``terms`` is a mapping (cells it lacks stay) or a function of the cell, such as
+        :func:`alliance.terms.term_labeller`.
 
         Examples
         --------
@@ -340,14 +343,37 @@ class ApaTable:
         >>> t = ApaTable(pd.DataFrame({"Term": ["alliance_early"], "b": ["-3.29"]}))
         >>> t.rename({"alliance_early": "Early alliance"}).to_frame()["Term"].tolist()
         ['Early alliance']
+        >>> t.rename(str.upper).to_frame()["Term"].tolist()
+        ['ALLIANCE_EARLY']
         """
         body = self.body.copy()
+        swap = terms if callable(terms) else (lambda v: terms.get(v, v))
         if len(body.columns):
             first = body.columns[0]
-            body[first] = body[first].map(lambda v: terms.get(v, v))
+            body[first] = body[first].map(swap)
         return ApaTable(
             body, title=self.title, number=self.number, note=self.note, sections=self.sections
         )
+
+    def label_terms(self, labels: dict[str, str] | None = None) -> ApaTable:
+        """A copy whose ``Term`` column reads as a results section does (``alliance_within``
+        -> ``Alliance, within client``), by :func:`alliance.terms.term_label`.
+
+        Tables whose first column is not ``Term`` come back unchanged.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> from alliance.tables import ApaTable
+        >>> t = ApaTable(pd.DataFrame({"Term": ["phq9_lag1", "sessions_elapsed"]}))
+        >>> t.label_terms({"phq9": "PHQ-9 total"}).to_frame()["Term"].tolist()
+        ['PHQ-9 total, previous session', 'Sessions elapsed']
+        """
+        from alliance.terms import term_labeller
+
+        if not len(self.body.columns) or self.body.columns[0] != "Term":
+            return self.rename({})
+        return self.rename(term_labeller(labels))
 
     # ---- plain forms
     def to_frame(self) -> pd.DataFrame:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.transforms import offset_copy
 
 from alliance.plots.theme import label
+from alliance.terms import term_label
 
 __all__ = ["simple_slopes"]
 
 
-def simple_slopes(result, ax: Axes | None = None, *, bands: bool = True) -> Axes:
+def simple_slopes(
+    result, ax: Axes | None = None, *, bands: bool = True, legend: str = "best"
+) -> Axes:
     """Predicted outcome over the alliance at each moderator value (simple slopes).
 
     Parameters
@@ -24,6 +30,9 @@ def simple_slopes(result, ax: Axes | None = None, *, bands: bool = True) -> Axes
         Axes to draw on; a new figure when omitted.
     bands : bool, default True
         Shade the confidence band of each line (fixed effects only).
+    legend : {"best", "below"}, default "best"
+        Where the legend goes: inside the axes, or under the axis label (for panels side
+        by side, where each panel's legend would cover its lines).
 
     Returns
     -------
@@ -38,7 +47,13 @@ def simple_slopes(result, ax: Axes | None = None, *, bands: bool = True) -> Axes
     >>> ax = alliance.plots.simple_slopes(fit)
     >>> len(ax.get_lines())
     2
+    >>> ax.get_legend().get_title().get_text()
+    'Prior negative therapy'
+    >>> [t.get_text().split(":")[0] for t in ax.get_legend().get_texts()]
+    ['No', 'Yes']
     """
+    if legend not in ("best", "below"):
+        raise ValueError(f"legend must be 'best' or 'below', not {legend!r}")
     lines = getattr(result, "lines", None)
     slopes = getattr(result, "simple_slopes", None)
     if not isinstance(lines, pd.DataFrame) or not isinstance(slopes, pd.DataFrame):
@@ -65,7 +80,7 @@ def simple_slopes(result, ax: Axes | None = None, *, bands: bool = True) -> Axes
             part["x"],
             part["predicted"],
             color=color,
-            label=f"{key}: b = {row['estimate']:.2f} [{row['ci_low']:.2f}, "
+            label=f"{_level(key)}: b = {row['estimate']:.2f} [{row['ci_low']:.2f}, "
             f"{row['ci_high']:.2f}], {p_text}",
         )
         if bands:
@@ -78,11 +93,38 @@ def simple_slopes(result, ax: Axes | None = None, *, bands: bool = True) -> Axes
                 linewidth=0,
             )
     focal = result.focal or "alliance"
-    ax.set_xlabel(label(focal))
-    ax.set_ylabel(f"predicted {result.outcome_label or 'outcome'}")
-    ax.set_title(f"Simple slopes by {result.moderator or 'moderator'}")
-    ax.legend(frameon=False, fontsize="small")
+    ax.set_xlabel(label(focal, term_label(focal)))
+    outcome = re.sub(r"[A-Za-z_][A-Za-z0-9_]*", lambda m: label(m[0]), result.outcome_label)
+    ax.set_ylabel(f"Predicted {outcome or 'outcome'}")
+    moderator = term_label(result.moderator) if result.moderator else "moderator"
+    ax.set_title(f"Simple slopes by {moderator[:1].lower() + moderator[1:]}")
     ax.margins(x=0)
     if np.isfinite(lines["x"]).all():
         ax.set_xlim(float(lines["x"].min()), float(lines["x"].max()))
+    title = moderator if result.moderator else None
+    if legend == "best":
+        ax.legend(title=title, frameon=False, fontsize="small", title_fontsize="small")
+        return ax
+    # under the x-axis label: measure where the label ends once the figure is drawn
+    figure = ax.figure
+    figure.canvas.draw()
+    below = ax.xaxis.get_tightbbox(figure.canvas.get_renderer())
+    depth = (ax.get_window_extent().y0 - below.y0) * 72 / figure.dpi + 2  # points
+    anchor = offset_copy(ax.transAxes, fig=figure, y=-depth, units="points")
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0),
+        bbox_transform=anchor,
+        title=title,
+        frameon=False,
+        fontsize="small",
+        title_fontsize="small",
+    )
     return ax
+
+
+def _level(key: object) -> str:
+    """The group's name in the legend: ``prior_negative_therapy=False`` -> ``No``."""
+    text = term_label(key)
+    level = text.split(": ", 1)[-1]
+    return level[:1].upper() + level[1:]

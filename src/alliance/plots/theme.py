@@ -60,6 +60,7 @@ def set_theme(
     import seaborn as sns
 
     from alliance.tables import codebook_labels
+    from alliance.terms import use_labels
 
     sns.set_theme(
         context="paper",
@@ -85,6 +86,7 @@ def set_theme(
     _LABELS.clear()
     _LABELS.update(codebook_labels(study, ranges=True))
     _LABELS.update(dict(labels or {}))
+    use_labels({**codebook_labels(study), **dict(labels or {})})
     return dict(_LABELS)
 
 
