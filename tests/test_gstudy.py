@@ -123,10 +123,10 @@ def test_bad_input_is_refused_with_a_fix():
 def test_observer_g_rows_agree_with_the_balanced_iccs():
     """Two coders coding every session: phi(1 coder) is ICC(2,1) (balanced), within .005."""
     study = simulate_study(6, 4, 8, n_sites=1, seed=11, observer=True)
-    rel = coder_reliability(study.segments, level="session", g_coders=1)
+    rel = coder_reliability(study.segments, unit="session", g_coders=1)
     rel = rel.set_index(["marker", "statistic"])["estimate"]
     for marker in ("withdrawal", "rupture"):
         assert abs(rel[(marker, "phi")] - rel[(marker, "ICC2")]) < 0.005, marker
         assert rel[(marker, "G")] >= rel[(marker, "phi")] - 1e-9
     with pytest.raises(ValueError, match="g_coders"):
-        coder_reliability(study.segments, level="session", g_coders=0)
+        coder_reliability(study.segments, unit="session", g_coders=0)

@@ -229,14 +229,14 @@ def test_coder_icc_recovers_the_simulated_reliability():
     study = simulate_study(40, 8, 12, n_sites=2, seed=7, observer=True)
     truth = study.truth["observer"]["icc"]
     for level in ("segment", "session"):
-        rel = coder_reliability(study.segments, level=level)
+        rel = coder_reliability(study.segments, unit=level)
         icc2 = rel[rel["statistic"] == "ICC2"].set_index("marker")["estimate"]
         for marker in ("withdrawal", "confrontation", "rupture"):
             assert abs(icc2[marker] - truth[level][marker]) < 0.05, (level, marker)
         assert (rel["n_dropped"] == 0).all()
     # a less reliable coder pair gives a lower ICC, tracked by the truth
     worse = simulate_study(40, 8, 12, n_sites=2, seed=7, observer={"latent_reliability": 0.4})
-    rel = coder_reliability(worse.segments, level="segment").set_index(["marker", "statistic"])
+    rel = coder_reliability(worse.segments, unit="segment").set_index(["marker", "statistic"])
     low = worse.truth["observer"]["icc"]["segment"]["rupture"]
     assert low < truth["segment"]["rupture"] - 0.1
     assert abs(rel.loc[("rupture", "ICC2"), "estimate"] - low) < 0.05
@@ -264,3 +264,18 @@ def test_observed_agreement_truth_is_what_agreement_estimates():
     assert abs(p["between-client r"] - truth["between_correlation_observed"]) < 0.05
     # the latent within-client correlation is far above what observed scores can show
     assert truth["within_correlation_latent"] - truth["within_correlation_observed"] > 0.1
+
+
+def test_coder_reliability_former_argument_names_still_work_with_a_warning():
+    study = alliance.datasets.load_dataset("dyads")
+    first = study.segments[study.segments["client"].isin(["C001", "C002", "C003", "C004"])]
+    new = coder_reliability(first, unit="session", level=0.9)
+    with pytest.warns(DeprecationWarning, match="unit="):
+        old_unit = coder_reliability(first, level="session")
+    with pytest.warns(DeprecationWarning, match="level="):
+        old_ci = coder_reliability(first, unit="session", ci=0.9)
+    pd.testing.assert_frame_equal(new, old_ci)
+    assert (old_unit["unit"] == "session").all()
+    assert (new["ci_high"] - new["ci_low"] < old_unit["ci_high"] - old_unit["ci_low"]).all()
+    with pytest.raises(ValueError, match="disagree"):
+        coder_reliability(first, unit="segment", level="session")

@@ -132,3 +132,38 @@ def check_long(data, client, session, value) -> pd.DataFrame:
             "repeats first, e.g. data.groupby([client, session], as_index=False).mean()"
         )
     return out
+
+
+def renamed(function: str, old: str, old_value, new: str, new_value, default=None):
+    """The value of an argument that has a new name, warning when the old one is used.
+
+    ``old_value`` is what the caller passed under the old name (None when not passed) and
+    ``new_value`` under the new one; passing both with different values is an error.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from alliance._checks import renamed
+    >>> renamed("f", "ci", None, "level", 0.9, default=0.95)
+    0.9
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     value = renamed("f", "ci", 0.9, "level", None, default=0.95)
+    >>> value, caught[0].category.__name__
+    (0.9, 'DeprecationWarning')
+    """
+    import warnings
+
+    if old_value is None:
+        return default if new_value is None else new_value
+    if new_value is not None and new_value != old_value:
+        raise ValueError(
+            f"{function}: {old}={old_value!r} and {new}={new_value!r} disagree; {old}= is the "
+            f"former name of {new}=: pass {new}= only"
+        )
+    warnings.warn(
+        f"{function}({old}=...) is deprecated and will be removed; pass {new}= instead",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alliance._checks import require_columns, require_frame
+from alliance._checks import renamed, require_columns, require_frame
 from alliance.reliability import cohen_kappa, fleiss_kappa, g_study, icc
 from alliance.study import Study, marker_type
 
@@ -264,9 +264,9 @@ def aggregate_segments(
 def coder_reliability(
     segments: pd.DataFrame | Study,
     *,
-    level: str = "segment",
+    unit: str | None = None,
     min_significance: float = 1,
-    ci: float = 0.95,
+    level: float | None = None,
     g_coders: int | None = None,
     client: str = "client",
     session: str = "session",
@@ -275,11 +275,12 @@ def coder_reliability(
     marker: str = "marker",
     significance: str = "significance",
     resolution: str = "resolution",
+    ci: float | None = None,
 ) -> pd.DataFrame:
     """Inter-coder reliability of 3RS codes per marker type (withdrawal, confrontation, any).
 
-    The units are the segments (``level="segment"``) or the sessions
-    (``level="session"``) that every coder coded; a unit some coder did not code is left
+    The units are the segments (``unit="segment"``) or the sessions
+    (``unit="session"``) that every coder coded; a unit some coder did not code is left
     out and counted in ``n_dropped``. The score of a unit for one coder is, at segment
     level, the rupture's significance (0 when that coder saw no such rupture in the
     segment, the highest significance of the counted markers otherwise, see
@@ -297,12 +298,12 @@ def coder_reliability(
     ----------
     segments : pandas.DataFrame or Study
         The segments table, or a study holding one.
-    level : {"segment", "session"}, default "segment"
-        The unit of reliability.
+    unit : {"segment", "session"}, default "segment"
+        The unit of reliability (formerly ``level=``, still accepted with a warning).
     min_significance : float, default 1
         Lowest significance for a marker to count (as in :func:`aggregate_segments`).
-    ci : float, default 0.95
-        Confidence level.
+    level : float, default 0.95
+        Confidence level (formerly ``ci=``, still accepted with a warning).
     g_coders : int, optional
         Coders per unit in the D-study of the ``G`` and ``phi`` rows (default: no G-study).
     client, session, segment, coder, marker, significance, resolution : str
@@ -312,7 +313,7 @@ def coder_reliability(
     -------
     pandas.DataFrame
         One row per marker type x statistic: marker (withdrawal, confrontation,
-        rupture), level, statistic (ICC1, ICC2, kappa, G, phi), estimate, ci_low,
+        rupture), unit, statistic (ICC1, ICC2, kappa, G, phi), estimate, ci_low,
         ci_high, n_units, n_coders, n_dropped.
 
     Examples
@@ -320,18 +321,23 @@ def coder_reliability(
     >>> import alliance
     >>> from alliance.observer import coder_reliability
     >>> study = alliance.datasets.load_dataset("dyads")
-    >>> rel = coder_reliability(study.segments, level="session")
+    >>> rel = coder_reliability(study.segments, unit="session")
     >>> rel["statistic"].unique().tolist()
     ['ICC1', 'ICC2', 'kappa']
     >>> first = study.segments[study.segments["client"].isin(["C001", "C002", "C003"])]
-    >>> with_g = coder_reliability(first, level="session", g_coders=2)
+    >>> with_g = coder_reliability(first, unit="session", g_coders=2)
     >>> with_g["statistic"].unique().tolist()
     ['ICC1', 'ICC2', 'kappa', 'G', 'phi']
     """
     if g_coders is not None and (not isinstance(g_coders, int) or g_coders < 1):
         raise ValueError(f"g_coders must be a positive number of coders or None, got {g_coders!r}")
-    if level not in ("segment", "session"):
-        raise ValueError(f"level must be 'segment' or 'session', got {level!r}")
+    if isinstance(level, str):  # the former name of unit=
+        unit = renamed("coder_reliability", "level", level, "unit", unit)
+        level = None
+    level = renamed("coder_reliability", "ci", ci, "level", level, default=0.95)
+    unit = "segment" if unit is None else unit
+    if unit not in ("segment", "session"):
+        raise ValueError(f"unit must be 'segment' or 'session', got {unit!r}")
     frame = _segments_of(segments)
     per = _coded(
         frame,
@@ -349,10 +355,10 @@ def coder_reliability(
         raise ValueError(
             f"inter-coder reliability needs at least 2 coders; the segments name {n_coders}"
         )
-    unit = ["client", "session"] + (["segment"] if level == "segment" else [])
+    units = ["client", "session"] + (["segment"] if unit == "segment" else [])
     rows = []
     for kind in (*_TYPES, "rupture"):
-        if level == "segment":
+        if unit == "segment":
             score = per["significance"].where(per[kind], 0.0)
             # a rupture seen without a significance rating has no score
             values = per.assign(_score=score)
@@ -363,21 +369,21 @@ def coder_reliability(
                 .rename("_score")
                 .reset_index()
             )
-        wide = values.set_index([*unit, "coder"])["_score"].unstack("coder")
+        wide = values.set_index([*units, "coder"])["_score"].unstack("coder")
         n_total = len(wide)
         complete = wide.dropna()
         n_dropped = n_total - len(complete)
         if len(complete) < 2:
             raise ValueError(
-                f"fewer than 2 {level}s were coded by all {n_coders} coders; reliability "
+                f"fewer than 2 {unit}s were coded by all {n_coders} coders; reliability "
                 "needs units that every coder coded (pass a subset of coders)"
             )
-        table = icc(complete, raters=list(complete.columns), ci=ci).set_index("type")
+        table = icc(complete, raters=list(complete.columns), ci=level).set_index("type")
         for stat in ("ICC1", "ICC2"):
             rows.append(
                 {
                     "marker": kind,
-                    "level": level,
+                    "unit": unit,
                     "statistic": stat,
                     "estimate": float(table.loc[stat, "icc"]),
                     "ci_low": float(table.loc[stat, "ci_low"]),
@@ -391,14 +397,14 @@ def coder_reliability(
         if np.unique(present.to_numpy()).size < 2:
             est, low, high = np.nan, np.nan, np.nan  # one category only: kappa undefined
         elif complete.shape[1] == 2:
-            kap = cohen_kappa(present, weights=None, levels=[0, 1], ci=ci).iloc[0]
+            kap = cohen_kappa(present, weights=None, levels=[0, 1], ci=level).iloc[0]
             est, low, high = float(kap["estimate"]), float(kap["ci_low"]), float(kap["ci_high"])
         else:
             est, low, high = float(fleiss_kappa(present)["estimate"].iloc[0]), np.nan, np.nan
         rows.append(
             {
                 "marker": kind,
-                "level": level,
+                "unit": unit,
                 "statistic": "kappa",
                 "estimate": est,
                 "ci_low": low,
@@ -409,31 +415,31 @@ def coder_reliability(
             }
         )
         if g_coders is not None:
-            rows.extend(_g_rows(values, kind, level, g_coders, n_coders))
+            rows.extend(_g_rows(values, kind, unit, g_coders, n_coders))
     return pd.DataFrame(rows)
 
 
-def _g_rows(values: pd.DataFrame, kind: str, level: str, g_coders: int, n_coders: int) -> list:
+def _g_rows(values: pd.DataFrame, kind: str, unit: str, g_coders: int, n_coders: int) -> list:
     """G and phi rows of :func:`coder_reliability` for one marker type."""
-    long = values[["client", "session", *(["segment"] if level == "segment" else [])]].copy()
+    long = values[["client", "session", *(["segment"] if unit == "segment" else [])]].copy()
     long = long.assign(coder=values["coder"].to_numpy(), score=values["_score"].to_numpy(float))
     long = long.dropna(subset=["score"])
-    nested = {"session": "client"} | ({"segment": "session"} if level == "segment" else {})
+    nested = {"session": "client"} | ({"segment": "session"} if unit == "segment" else {})
     units = long.drop_duplicates(
-        ["client", "session", *(["segment"] if level == "segment" else [])]
+        ["client", "session", *(["segment"] if unit == "segment" else [])]
     )
     if long["score"].nunique() < 2:  # one value only: G and phi undefined, as the ICCs
         coef = pd.DataFrame({"g": [np.nan], "phi": [np.nan]})
     else:
         coef = g_study(
-            long, score="score", facets=["coder"], object=level, nested=nested, n=g_coders
+            long, score="score", facets=["coder"], object=unit, nested=nested, n=g_coders
         ).coefficients
     out = []
     for stat in ("g", "phi"):
         out.append(
             {
                 "marker": kind,
-                "level": level,
+                "unit": unit,
                 "statistic": stat.upper() if stat == "g" else stat,
                 "estimate": float(coef[stat].iloc[0]),
                 "ci_low": np.nan,
