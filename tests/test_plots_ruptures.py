@@ -59,3 +59,23 @@ def test_trajectories_one_line_per_client_and_markers():
     assert sorted(map(tuple, np.asarray(offsets).tolist())) == [(3.0, 33.0), (3.0, 43.0)]
     one = plots.trajectories(DATA, alliance="wai", clients=["a"])
     assert len(one.get_lines()) == 1
+
+
+def test_mean_trajectory_level_and_its_former_name_ci():
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    import alliance
+
+    sessions = alliance.datasets.load_dataset("demo").sessions
+    bands = []
+    for kwargs in ({"level": 0.5}, {"ci": 0.5}, {}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ax = alliance.plots.mean_trajectory(sessions, "wai_sr", **kwargs)
+        assert any(w.category is DeprecationWarning for w in caught) == ("ci" in kwargs)
+        band = ax.collections[0].get_paths()[0].vertices[:, 1]
+        bands.append(band.max() - band.min())
+        plt.close(ax.figure)
+    assert bands[0] == bands[1] < bands[2]

@@ -217,17 +217,39 @@ def test_krippendorff_published_example(measurement, value):
     out = rel.krippendorff_alpha(df, measurement=measurement).iloc[0]
     assert round(out["estimate"], 3) == value
     assert out["n"] == 11  # unit 12 has a single code
-    assert out["level"] == measurement
+    assert out["measurement"] == measurement
 
 
 def test_krippendorff_level_is_the_older_name_of_measurement():
     df = pd.DataFrame(np.array(KRIPP).T, columns=list("ABCD"))
-    old = rel.krippendorff_alpha(df, level="interval").iloc[0]["estimate"]
+    with pytest.warns(DeprecationWarning, match="measurement="):
+        old = rel.krippendorff_alpha(df, level="interval").iloc[0]["estimate"]
     assert round(old, 3) == 0.849
-    both = rel.agreement(df, level="interval", measurement="interval")
+    with pytest.warns(DeprecationWarning, match="measurement="):
+        both = rel.agreement(df, level="interval", measurement="interval")
     assert both.set_index("statistic").loc["krippendorff_alpha", "estimate"] == old
     with pytest.raises(ValueError, match="disagree"):
         rel.krippendorff_alpha(df, measurement="nominal", level="interval")
+
+
+def test_level_is_the_confidence_level_and_ci_its_former_name():
+    df = pd.DataFrame(np.array(KRIPP).T, columns=list("ABCD")).iloc[:, :2].dropna()
+    codes = df.astype(int)
+    new = rel.cohen_kappa(codes, level=0.9)
+    with pytest.warns(DeprecationWarning, match="pass level="):
+        old = rel.cohen_kappa(codes, ci=0.9)
+    pd.testing.assert_frame_equal(new, old)
+    wide = rel.cohen_kappa(codes)
+    assert (new["ci_high"] - new["ci_low"] < wide["ci_high"] - wide["ci_low"]).all()
+    with pytest.raises(ValueError, match="disagree"):
+        rel.cohen_kappa(codes, level=0.9, ci=0.8)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        rel.cohen_kappa(codes, level=95)
+    items = pd.DataFrame(np.random.default_rng(1).integers(1, 6, (60, 4)), columns=list("abcd"))
+    with pytest.warns(DeprecationWarning):
+        rel.alpha(items, ci=0.9)
+    with pytest.warns(DeprecationWarning):
+        rel.fleiss_kappa(codes, ci=0.9)
     with pytest.raises(ValueError, match="measurement must be one of"):
         rel.agreement(df, measurement="categorical")
 

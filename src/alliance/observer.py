@@ -378,7 +378,7 @@ def coder_reliability(
                 f"fewer than 2 {unit}s were coded by all {n_coders} coders; reliability "
                 "needs units that every coder coded (pass a subset of coders)"
             )
-        table = icc(complete, raters=list(complete.columns), ci=level).set_index("type")
+        table = icc(complete, raters=list(complete.columns), level=level).set_index("type")
         for stat in ("ICC1", "ICC2"):
             rows.append(
                 {
@@ -397,7 +397,7 @@ def coder_reliability(
         if np.unique(present.to_numpy()).size < 2:
             est, low, high = np.nan, np.nan, np.nan  # one category only: kappa undefined
         elif complete.shape[1] == 2:
-            kap = cohen_kappa(present, weights=None, levels=[0, 1], ci=level).iloc[0]
+            kap = cohen_kappa(present, weights=None, levels=[0, 1], level=level).iloc[0]
             est, low, high = float(kap["estimate"]), float(kap["ci_low"]), float(kap["ci_high"])
         else:
             est, low, high = float(fleiss_kappa(present)["estimate"].iloc[0]), np.nan, np.nan
@@ -425,9 +425,7 @@ def _g_rows(values: pd.DataFrame, kind: str, unit: str, g_coders: int, n_coders:
     long = long.assign(coder=values["coder"].to_numpy(), score=values["_score"].to_numpy(float))
     long = long.dropna(subset=["score"])
     nested = {"session": "client"} | ({"segment": "session"} if unit == "segment" else {})
-    units = long.drop_duplicates(
-        ["client", "session", *(["segment"] if unit == "segment" else [])]
-    )
+    units = long.drop_duplicates(["client", "session", *(["segment"] if unit == "segment" else [])])
     if long["score"].nunique() < 2:  # one value only: G and phi undefined, as the ICCs
         coef = pd.DataFrame({"g": [np.nan], "phi": [np.nan]})
     else:

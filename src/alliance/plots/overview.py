@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-from alliance._checks import require_columns
+from alliance._checks import renamed, require_columns
 from alliance.plots.theme import label
 
 __all__ = ["mean_trajectory", "sessions_per_client"]
@@ -21,9 +21,10 @@ def mean_trajectory(
     session: str = "session",
     client: str = "client",
     hue: str | None = None,
-    ci: float = 0.95,
+    level: float | None = None,
     min_clients: int = 5,
     ax: Axes | None = None,
+    ci: float | None = None,
 ) -> Axes:
     """Mean score by session with a confidence band, optionally by group.
 
@@ -37,8 +38,9 @@ def mean_trajectory(
         Session-number and client columns.
     hue : str, optional
         A column whose groups get separate lines (e.g. ``"prior_negative_therapy"``).
-    ci : float, default 0.95
-        Coverage of the normal-theory band around each mean.
+    level : float, default 0.95
+        Coverage of the normal-theory band around each mean (formerly ``ci=``, still
+        accepted with a warning).
     min_clients : int, default 5
         Sessions with fewer clients than this are not drawn (small-cell privacy and
         unstable means).
@@ -65,7 +67,8 @@ def mean_trajectory(
     keys = [hue, session] if hue else [session]
     stats = data.groupby(keys, observed=True)[score].agg(["mean", "std", "count"]).reset_index()
     stats = stats[stats["count"] >= min_clients]
-    z = norm.ppf(0.5 + ci / 2)
+    level = renamed("mean_trajectory", "ci", ci, "level", level, default=0.95)
+    z = norm.ppf(0.5 + level / 2)
     stats["half"] = z * stats["std"] / np.sqrt(stats["count"])
     groups = stats.groupby(hue, observed=True) if hue else [(None, stats)]
     for key, part in groups:

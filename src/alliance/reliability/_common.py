@@ -8,15 +8,20 @@ import numpy as np
 import pandas as pd
 
 from alliance import instruments as _instruments
-from alliance._checks import require_columns, require_frame
+from alliance._checks import renamed, require_columns, require_frame
 
-__all__ = ["check_ci", "keyed_scales", "numeric_block"]
+__all__ = ["check_level", "keyed_scales", "numeric_block"]
 
 
-def check_ci(ci: float) -> float:
-    if not 0 < ci < 1:
-        raise ValueError(f"ci must be a confidence level between 0 and 1 (e.g. 0.95), got {ci!r}")
-    return float(ci)
+def check_level(function: str, level: float | None, ci: float | None) -> float:
+    """The confidence level from ``level=`` (or its former name ``ci=``, with a warning)."""
+    chosen = renamed(function, "ci", ci, "level", level, default=0.95)
+    if isinstance(chosen, bool) or not isinstance(chosen, int | float) or not 0 < chosen < 1:
+        raise ValueError(
+            f"{function}: level must be a confidence level between 0 and 1 (e.g. 0.95), "
+            f"got {chosen!r}"
+        )
+    return float(chosen)
 
 
 def numeric_block(frame: pd.DataFrame, columns: Sequence[str], what: str) -> pd.DataFrame:

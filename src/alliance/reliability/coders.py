@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from alliance._checks import require_columns, require_frame
-from alliance.reliability._common import check_ci
+from alliance._checks import renamed, require_columns, require_frame
+from alliance.reliability._common import check_level
 
 __all__ = ["agreement", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha"]
 
@@ -57,7 +57,8 @@ def cohen_kappa(
     *,
     weights: str | np.ndarray | None = "quadratic",
     levels: Sequence[object] | None = None,
-    ci: float = 0.95,
+    level: float | None = None,
+    ci: float | None = None,
 ) -> pd.DataFrame:
     """Cohen's kappa and weighted kappa for two coders, as ``psych::cohen.kappa``.
 
@@ -75,8 +76,8 @@ def cohen_kappa(
         ``1 - (i - j)^2 / (q - 1)^2``). Only meaningful for ordered categories.
     levels : list, optional
         The categories in order; by default the sorted codes seen.
-    ci : float, default 0.95
-        Confidence level.
+    level : float, default 0.95
+        Confidence level (formerly ``ci=``, still accepted with a warning).
 
     Returns
     -------
@@ -94,7 +95,7 @@ def cohen_kappa(
     >>> round(float(out.loc[0, "estimate"]), 3)
     0.636
     """
-    level = check_ci(ci)
+    level = check_level("cohen_kappa", level, ci)
     block = _coder_block(data, raters)
     if raters is None:
         block = block.iloc[:, :2]
@@ -157,7 +158,11 @@ def cohen_kappa(
 
 
 def fleiss_kappa(
-    data: pd.DataFrame, raters: Sequence[str] | None = None, *, ci: float = 0.95
+    data: pd.DataFrame,
+    raters: Sequence[str] | None = None,
+    *,
+    level: float | None = None,
+    ci: float | None = None,
 ) -> pd.DataFrame:
     """Fleiss' kappa for three or more coders of nominal categories (Fleiss 1971).
 
@@ -171,7 +176,7 @@ def fleiss_kappa(
         One row per unit, one column per coder.
     raters : list of str, optional
         Coder columns; by default all columns.
-    ci : float, default 0.95
+    level : float, default 0.95
         Unused for the estimate; kept for a uniform signature.
 
     Returns
@@ -189,7 +194,7 @@ def fleiss_kappa(
     >>> round(float(alliance.reliability.fleiss_kappa(codes)["estimate"].iloc[0]), 3)
     0.625
     """
-    check_ci(ci)
+    level = check_level("fleiss_kappa", level, ci)
     block = _coder_block(data, raters)
     complete = block.notna().all(axis=1)
     block = block[complete]
@@ -254,9 +259,9 @@ def krippendorff_alpha(
     *,
     measurement: str | None = None,
     n_boot: int = 0,
-    ci: float = 0.95,
+    level: float | None = None,
     seed: int | np.random.Generator | None = None,
-    level: str | None = None,
+    ci: float | None = None,
 ) -> pd.DataFrame:
     """Krippendorff's alpha for any number of coders, with missing codes allowed.
 
@@ -273,18 +278,17 @@ def krippendorff_alpha(
         Level of measurement.
     n_boot : int, default 0
         Bootstrap resamples of units for the interval (0: no interval).
-    ci : float, default 0.95
-        Confidence level of the bootstrap interval.
+    level : float, default 0.95
+        Confidence level of the bootstrap interval (formerly ``ci=``, still accepted with a
+        warning). A text such as ``level="ordinal"`` is read as ``measurement=``, its
+        former name, with a warning.
     seed : int or numpy.random.Generator, optional
         Seed of the bootstrap.
-    level : str, optional
-        Older name of ``measurement`` (still accepted; elsewhere in the package ``level``
-        is a confidence level).
 
     Returns
     -------
     pandas.DataFrame
-        One row: statistic, level (of measurement), estimate, ci_low, ci_high, n (units with at least
+        One row: statistic, measurement (its level), estimate, ci_low, ci_high, n (units with at least
         two codes), n_raters.
 
     Examples
@@ -298,8 +302,11 @@ def krippendorff_alpha(
     """
     import krippendorff
 
-    conf = check_ci(ci)
-    level = _measurement(measurement, level)
+    if isinstance(level, str):  # the former name of measurement=
+        measurement = renamed("krippendorff_alpha", "level", level, "measurement", measurement)
+        level = None
+    conf = check_level("krippendorff_alpha", level, ci)
+    level = _measurement(measurement, None)
     block = _coder_block(data, raters)
     values = block.to_numpy(dtype=object)
     present = pd.notna(values)
@@ -332,7 +339,7 @@ def krippendorff_alpha(
         [
             {
                 "statistic": "krippendorff_alpha",
-                "level": level,
+                "measurement": level,
                 "estimate": est,
                 "ci_low": low,
                 "ci_high": high,
@@ -349,8 +356,8 @@ def agreement(
     *,
     measurement: str | None = None,
     weights: str | np.ndarray | None = None,
-    ci: float = 0.95,
-    level: str | None = None,
+    level: float | None = None,
+    ci: float | None = None,
 ) -> pd.DataFrame:
     """Agreement between rupture coders: percent agreement, kappas, Krippendorff's alpha.
 
@@ -368,10 +375,9 @@ def agreement(
         Level of measurement for Krippendorff's alpha.
     weights : {"quadratic", "linear"} or array, optional
         Add a weighted Cohen's kappa (two coders, ordered codes).
-    ci : float, default 0.95
-        Confidence level.
-    level : str, optional
-        Older name of ``measurement`` (still accepted).
+    level : float, default 0.95
+        Confidence level (formerly ``ci=``, still accepted with a warning). A text such as
+        ``level="ordinal"`` is read as ``measurement=``, its former name, with a warning.
 
     Returns
     -------
@@ -388,7 +394,11 @@ def agreement(
     >>> alliance.reliability.agreement(codes)["statistic"].tolist()
     ['percent_agreement', 'cohen_kappa', 'krippendorff_alpha']
     """
-    measurement = _measurement(measurement, level)
+    if isinstance(level, str):  # the former name of measurement=
+        measurement = renamed("agreement", "level", level, "measurement", measurement)
+        level = None
+    conf = check_level("agreement", level, ci)
+    measurement = _measurement(measurement, None)
     block = _coder_block(data, raters)
     k = block.shape[1]
     complete = block.notna().all(axis=1)
@@ -397,7 +407,7 @@ def agreement(
         {"statistic": "percent_agreement", "estimate": float(agree.mean()), "n": int(len(agree))}
     ]
     if k == 2:
-        ck = cohen_kappa(block, weights=weights, ci=ci)
+        ck = cohen_kappa(block, weights=weights, level=conf)
         wanted = ["unweighted"] + (["weighted"] if weights is not None else [])
         for _, r in ck[ck["statistic"].isin(wanted)].iterrows():
             rows.append(
@@ -412,7 +422,7 @@ def agreement(
         fk = fleiss_kappa(block).iloc[0]
         rows.append({"statistic": "fleiss_kappa", **fk[["estimate", "se", "p", "n"]].to_dict()})
         pairs = [
-            cohen_kappa(block[[a, b]], weights=None, ci=ci).iloc[0]["estimate"]
+            cohen_kappa(block[[a, b]], weights=None, level=conf).iloc[0]["estimate"]
             for i, a in enumerate(block.columns)
             for b in block.columns[i + 1 :]
         ]
@@ -423,7 +433,7 @@ def agreement(
                 "n": int(complete.sum()),
             }
         )
-    ka = krippendorff_alpha(block, measurement=measurement, ci=ci).iloc[0]
+    ka = krippendorff_alpha(block, measurement=measurement, level=conf).iloc[0]
     rows.append({"statistic": "krippendorff_alpha", **ka[["estimate", "n"]].to_dict()})
     out = pd.DataFrame(rows)
     for col in ("se", "ci_low", "ci_high", "p"):

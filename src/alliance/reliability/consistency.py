@@ -23,7 +23,7 @@ from scipy import optimize, stats
 from alliance import instruments as _instruments
 from alliance._checks import require_columns, require_frame
 from alliance._frames import with_tables
-from alliance.reliability._common import check_ci, keyed_scales
+from alliance.reliability._common import check_level, keyed_scales
 
 __all__ = ["alpha", "omega"]
 
@@ -66,8 +66,9 @@ def alpha(
     instrument: str | _instruments.Instrument | None = None,
     reverse: Sequence[str] | None = None,
     subscales: bool = True,
-    ci: float = 0.95,
+    level: float | None = None,
     by_item: bool = False,
+    ci: float | None = None,
 ) -> pd.DataFrame:
     """Cronbach's alpha with Feldt and Duhachek confidence intervals, as ``psych::alpha``.
 
@@ -88,8 +89,8 @@ def alpha(
         flipped within the observed range of all items, as psych does.
     subscales : bool, default True
         With an instrument, add a row per subscale.
-    ci : float, default 0.95
-        Confidence level.
+    level : float, default 0.95
+        Confidence level (formerly ``ci=``, still accepted with a warning).
     by_item : bool, default False
         Return the item table instead: per item, alpha if the item is dropped, the
         corrected item-total correlation (``r_drop``), mean, sd and n.
@@ -112,7 +113,7 @@ def alpha(
     >>> bool(table.loc[0, "alpha"] > 0.8)
     True
     """
-    level = check_ci(ci)
+    level = check_level("alpha", level, ci)
     block, scales = keyed_scales(data, items, instrument, reverse, subscales)
     block = block[block.notna().any(axis=1)]
     if by_item:

@@ -14,7 +14,7 @@ from scipy import stats
 
 from alliance import instruments as _instruments
 from alliance._checks import format_rows, require_columns, require_frame
-from alliance.reliability._common import check_ci, keyed_scales, numeric_block
+from alliance.reliability._common import check_level, keyed_scales, numeric_block
 
 __all__ = ["icc", "multilevel_reliability"]
 
@@ -61,7 +61,8 @@ def icc(
     target: str | None = None,
     rater: str | None = None,
     rating: str | None = None,
-    ci: float = 0.95,
+    level: float | None = None,
+    ci: float | None = None,
 ) -> pd.DataFrame:
     """Intraclass correlations in the six forms of Shrout & Fleiss (1979).
 
@@ -78,8 +79,8 @@ def icc(
         Rater columns of wide data; by default every numeric column.
     target, rater, rating : str, optional
         Column names of long data.
-    ci : float, default 0.95
-        Confidence level.
+    level : float, default 0.95
+        Confidence level (formerly ``ci=``, still accepted with a warning).
 
     Returns
     -------
@@ -98,7 +99,7 @@ def icc(
     >>> out.set_index("type")["icc"].round(2).tolist()
     [0.17, 0.29, 0.71, 0.44, 0.62, 0.91]
     """
-    level = check_ci(ci)
+    level = check_level("icc", level, ci)
     wide, n_dropped = _wide_ratings(data, raters, target, rater, rating)
     x = wide.to_numpy()
     n, k = x.shape
