@@ -95,11 +95,12 @@ terms = {
     "sessions_elapsed": "Sessions elapsed",
     f"{outcome}_lag": f"{outcome_label} at t",
 }
-lower_is_better = not alliance.instruments.get(instrument).higher_is_better if instrument else True
+higher = alliance.instruments.higher_is_better(instrument=instrument or None)
+outcome_direction = "higher_is_better" if higher else "lower_is_better"
 print(study)
 print(
     f"alliance = {alliance_col} / {alliance_items}; outcome = {outcome} "
-    f"(lower is better: {lower_is_better}); therapist level: {therapist is not None}"
+    f"(direction: {outcome_direction}); therapist level: {therapist is not None}"
 )
 
 # %% [markdown]
@@ -119,7 +120,7 @@ early = models.early_alliance(
     outcome=outcome,
     therapist=therapist,
     early=early_window,
-    lower_is_better=lower_is_better,
+    direction=outcome_direction,
 )
 early_length = models.early_alliance(
     study,
@@ -128,7 +129,7 @@ early_length = models.early_alliance(
     therapist=therapist,
     early=early_window,
     adjust_length=True,
-    lower_is_better=lower_is_better,
+    direction=outcome_direction,
 )
 print(early.citation)
 print(*early.notes, sep="\n")
@@ -428,6 +429,7 @@ axes[0].set_title(f"Alliance -> next-session {outcome_label}")
 axes[1].set_title(f"{outcome_label} -> next-session alliance")
 for ax in axes:
     ax.set_xlabel("b (95% CI)")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(4))  # tick labels that do not collide
 fig.tight_layout()
 figure_files = save_figure(
     fig,

@@ -89,7 +89,6 @@ model_names = {
     "early alliance": "Early alliance -> end outcome",
     "within/between": "Session-level alliance -> next session",
 }
-lower_is_better = not alliance.instruments.get(instrument).higher_is_better if instrument else True
 print(study)
 print(
     f"alliance = {alliance_col} / {alliance_items}; outcome = {outcome}; "
@@ -257,7 +256,7 @@ ruptures_session = models.rupture_outcome(
     alliance=alliance_col,
     outcome=outcome,
     therapist=therapist,
-    level="session",
+    unit="session",
     **rupture_source,
 )
 print(*ruptures_client.notes, sep="\n")

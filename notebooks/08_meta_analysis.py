@@ -270,7 +270,8 @@ display(
         per_group,
         "ipd_by_group",
         export_dir,
-        title=f"Early alliance and the last {outcome}: correlation in each {group}",
+        title=f"Early alliance and the last {alliance.terms.term_label(outcome)}: correlation in "
+        f"each {group}",
         labels={"n_clients": "Clients"},
         count="n_clients",
         digits=3,

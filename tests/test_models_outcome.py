@@ -312,6 +312,25 @@ def test_early_alliance_r_near_meta_analytic_and_fails_when_zero(truth, null):
     assert not ok(got[1]), got
 
 
+def test_early_alliance_direction_of_the_outcome(truth):
+    def r_benefit(**kwargs):
+        fit = early_alliance(truth, alliance="wai", outcome="phq9", **kwargs)
+        return fit.r.loc["partial r", "r_benefit"]
+
+    default = r_benefit()  # phq9 is a registered symptom scale: lower is better
+    assert default > 0
+    assert r_benefit(direction="lower_is_better") == default
+    assert r_benefit(direction="higher_is_better") == -default
+    with pytest.warns(DeprecationWarning, match="pass direction="):
+        assert r_benefit(lower_is_better=False) == -default
+    with pytest.raises(ValueError, match="not understood"):
+        r_benefit(direction="down")
+    # an outcome column the registry does not know: lower is better unless told
+    renamed = truth.sessions.rename(columns={"phq9": "symptoms"})
+    fit = early_alliance(renamed, alliance="wai", outcome="symptoms")
+    assert fit.r.loc["partial r", "r_benefit"] == default
+
+
 def test_early_alliance_slope_matches_generating_slopes(truth, null):
     # at equal treatment length the early-alliance effect on the end outcome is implied by the
     # slope effects: elapsed sessions x (b_T var_T + b_C var_C) / var(early alliance)
@@ -414,7 +433,7 @@ def test_moderation_early_and_plot(demo):
     assert (slopes["ci_low"] < slopes["estimate"]).all()
     ax = alliance.plots.simple_slopes(fit)
     assert len(ax.get_lines()) == 2
-    assert ax.get_xlabel() == "alliance_early"
+    assert ax.get_xlabel() == "Early alliance"
     _, ax2 = plt.subplots()
     assert alliance.plots.simple_slopes(fit, ax=ax2) is ax2
     with pytest.raises(ValueError, match="moderation"):
@@ -446,7 +465,7 @@ def test_session_rupture_effect_recovers_truth_and_fails_when_zero(truth, null):
     got = [
         _est(
             rupture_outcome(
-                s, outcome="phq9", therapist="therapist", events=_true_events(s), level="session"
+                s, outcome="phq9", therapist="therapist", events=_true_events(s), unit="session"
             ),
             "rupture",
         )
@@ -479,8 +498,13 @@ def test_rupture_outcome_detects_from_alliance(demo):
     assert fit.classes["n_clients"].sum() == fit.nobs
     with pytest.raises(ValueError, match="threshold"):
         rupture_outcome(demo, alliance="wai_sr", outcome="phq9")  # no RC size for WAI-SR
-    with pytest.raises(ValueError, match="level"):
-        rupture_outcome(demo, outcome="phq9", events=demo.events, level="therapist")
+    with pytest.raises(ValueError, match="unit must be"):
+        rupture_outcome(demo, outcome="phq9", events=demo.events, unit="therapist")
+    with pytest.warns(DeprecationWarning, match="pass unit="):
+        old = rupture_outcome(demo, outcome="phq9", events=demo.events, level="session")
+    new = rupture_outcome(demo, outcome="phq9", events=demo.events, unit="session")
+    pd.testing.assert_frame_equal(old.params, new.params)
+    assert "session level" in new.model
 
 
 # --------------------------------------------------------------------------- mediation
@@ -549,7 +573,7 @@ def test_every_result_has_the_common_api(demo):
         early_alliance(demo, alliance="wai", outcome="phq9"),
         therapist_contributions(demo, alliance="wai", outcome="phq9"),
         moderation(demo, alliance="wai", outcome="phq9"),
-        rupture_outcome(demo, outcome="phq9", events=demo.events, level="session"),
+        rupture_outcome(demo, outcome="phq9", events=demo.events, unit="session"),
     ]
     for res in results:
         assert isinstance(res, ModelResult)

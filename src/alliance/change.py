@@ -52,8 +52,6 @@ __all__ = [
     "within_effect_size",
 ]
 
-_LOWER = ("lower", "lower_is_better", "decrease")
-_HIGHER = ("higher", "higher_is_better", "increase")
 
 _METHODS = ("JT", "GLN", "HLL", "EN", "NK", "HA", "HLM")
 
@@ -103,19 +101,9 @@ def _instrument(instrument):
 
 def _higher_is_better(direction, instrument) -> bool:
     """Resolve the direction of improvement: argument, else instrument, else lower."""
-    if direction is None:
-        ins = _instrument(instrument)
-        return bool(ins.higher_is_better) if ins is not None else False
-    key = str(direction).lower()
-    if key in _LOWER:
+    if direction is None and _instrument(instrument) is None:
         return False
-    if key in _HIGHER:
-        return True
-    raise ValueError(
-        f"direction={direction!r} is not understood; pass direction='lower_is_better' "
-        "(symptom scales such as the PHQ-9) or direction='higher_is_better' (alliance "
-        "scales, the ORS), or name the instrument with instrument='...'"
-    )
+    return _instruments.higher_is_better(direction, instrument)
 
 
 def _factorize(values) -> tuple[np.ndarray, pd.Index]:

@@ -383,6 +383,38 @@ def as_window(early: int | EarlyWindow | None = 3, **legacy: int | None) -> Earl
     return EarlyWindow(early)
 
 
+def higher_is_better(data, column: str, direction: str | None = None) -> bool:
+    """Whether higher scores of ``column`` are better, from ``direction=`` or the study.
+
+    ``direction`` wins; else the instrument the study's design gives the column (its
+    codebook's ``instrument``, or a registered instrument's name such as ``phq9``) decides
+    (:func:`alliance.instruments.higher_is_better`); else lower is better.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.design import higher_is_better
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> higher_is_better(study, "phq9"), higher_is_better(study, "wai_sr")
+    (False, True)
+    >>> higher_is_better(study, "phq9", direction="higher_is_better")
+    True
+    """
+    if direction is not None:
+        return instruments.higher_is_better(direction)
+    name = None
+    try:
+        design = resolve_design(data)
+        for role, col in design.columns.items():
+            if col == column and design.instruments.get(role):
+                name = design.instruments[role]
+    except (KeyError, ValueError, TypeError):
+        name = None
+    if name is None and column in instruments.REGISTRY:
+        name = column
+    return instruments.higher_is_better(None, name) if name else False
+
+
 def fill_roles(data, **roles: str | None) -> dict[str, str]:
     """Roles left as None, found by :func:`resolve_design` (codebook, then names).
 

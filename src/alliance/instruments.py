@@ -31,7 +31,15 @@ import pandas as pd
 
 from alliance._checks import close_matches
 
-__all__ = ["REGISTRY", "Instrument", "get", "list_instruments", "load", "register"]
+__all__ = [
+    "REGISTRY",
+    "Instrument",
+    "get",
+    "higher_is_better",
+    "list_instruments",
+    "load",
+    "register",
+]
 
 CONSTRUCTS = ("alliance", "outcome", "rupture")
 RATERS = ("client", "therapist", "observer")
@@ -755,3 +763,47 @@ _BUILT_IN = (
 
 for _ins in _BUILT_IN:
     register(_ins)
+
+
+#: How ``direction=`` may be written, by the direction it means.
+DIRECTIONS = {
+    False: ("lower", "lower_is_better", "decrease"),
+    True: ("higher", "higher_is_better", "increase"),
+}
+
+
+def higher_is_better(direction: str | None = None, instrument: str | None = None) -> bool:
+    """Whether higher scores are better: from ``direction=``, else the instrument, else lower.
+
+    Every analysis that needs the direction of improvement reads it here, so
+    ``direction="lower_is_better"`` / ``"higher_is_better"`` mean the same everywhere.
+
+    Parameters
+    ----------
+    direction : {"lower_is_better", "higher_is_better"}, optional
+        Also ``"lower"``/``"higher"``, ``"decrease"``/``"increase"``.
+    instrument : str, optional
+        A registered instrument whose ``higher_is_better`` fact decides when ``direction``
+        is not given; with neither, lower is better (symptom scales).
+
+    Examples
+    --------
+    >>> from alliance.instruments import higher_is_better
+    >>> higher_is_better("higher_is_better"), higher_is_better(instrument="phq9")
+    (True, False)
+    >>> higher_is_better(instrument="wai_sr"), higher_is_better()
+    (True, False)
+    """
+    if direction is None:
+        if instrument is None:
+            return False
+        return bool(get(instrument).higher_is_better)
+    key = str(direction).lower()
+    for value, names in DIRECTIONS.items():
+        if key in names:
+            return value
+    raise ValueError(
+        f"direction={direction!r} is not understood; pass direction='lower_is_better' "
+        "(symptom scales such as the PHQ-9) or direction='higher_is_better' (alliance "
+        "scales, the ORS), or name the instrument with instrument='...'"
+    )

@@ -130,12 +130,17 @@ def fit_ratios(
     def value(theta, log_r):
         return dev_at(log_r).deviance(theta) + 2.0 * float(counts[1:] @ log_r)
 
+    phi0 = np.r_[theta0 / scale, log_r0]
+
     def fun(phi):
         evals["n"] += 1
         theta, log_r = phi[:k] * scale, phi[k:]
         d, g = dev_at(log_r).deviance_and_gradient(theta)
         if not np.isfinite(d):
-            return np.inf, np.zeros(k + m)
+            # where the factor breaks down, a steep bowl around the start, never a flat
+            # infinite value: a zero gradient there read as convergence (NaN estimates)
+            away = phi - phi0
+            return 1e10 * (1.0 + float(away @ away)), 2e10 * away
         g_r = np.empty(m)
         for j in range(m):
             h = 1e-6
@@ -146,7 +151,7 @@ def fit_ratios(
 
     res = optimize.minimize(
         fun,
-        np.r_[theta0 / scale, log_r0],
+        phi0,
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,

@@ -19,7 +19,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from alliance._checks import format_rows, require_columns, require_frame
+from alliance._checks import format_rows, renamed, require_columns, require_frame
+from alliance.instruments import higher_is_better
 from alliance.results import exclusion_log
 
 __all__ = [
@@ -399,3 +400,13 @@ def code_moderator(values: pd.Series, name: str) -> tuple[pd.Series, list[float]
         [f"{name} mean - 1 SD", f"{name} mean", f"{name} mean + 1 SD"],
         "as given (numeric)",
     )
+
+
+def direction_argument(function: str, direction: str | None, lower_is_better) -> str | None:
+    """``direction=``, or the deprecated ``lower_is_better=`` turned into it (with a warning)."""
+    if lower_is_better is None:
+        return direction
+    old = "lower_is_better" if lower_is_better else "higher_is_better"
+    if direction is not None and higher_is_better(direction) == (not lower_is_better):
+        direction = old  # the same direction in other words
+    return renamed(function, "lower_is_better", old, "direction", direction)

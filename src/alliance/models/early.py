@@ -25,11 +25,13 @@ import numpy as np
 import pandas as pd
 
 from alliance.design import EarlyWindow, as_window, fill_roles
+from alliance.design import higher_is_better as outcome_higher_is_better
 from alliance.models._prep import (
     Exclusions,
     as_long,
     attach_client_columns,
     check_sessions,
+    direction_argument,
     fisher_ci,
     fit_client_model,
     r_from_t,
@@ -242,9 +244,10 @@ def early_alliance(
     end: str | int = "last_session",
     order: Literal["outcome_first", "alliance_first"] = "outcome_first",
     covariates: list[str] | None = None,
-    lower_is_better: bool = True,
+    direction: str | None = None,
     reml: bool = True,
     k: int | None = None,
+    lower_is_better: bool | None = None,
 ) -> EarlyAllianceResult:
     """Early alliance predicting end-of-treatment outcome, controlling for baseline.
 
@@ -278,13 +281,17 @@ def early_alliance(
         through a shorter treatment, with it the effect is at equal treatment length.
     covariates : list of str, optional
         Client-level columns to control for (e.g. ``prior_negative_therapy``).
-    lower_is_better : bool, default True
-        Direction of the outcome (True for symptom scales such as the PHQ-9). ``.r``
-        gives ``r_benefit``, signed so that a positive value means a better alliance goes with
-        a better outcome, as the meta-analytic r is.
+    direction : {"lower_is_better", "higher_is_better"}, optional
+        Direction of improvement of the outcome; by default the outcome instrument's (from
+        the codebook or a registered name such as ``phq9``), else lower is better
+        (:func:`alliance.design.higher_is_better`). ``.r`` gives ``r_benefit``, signed so
+        that a positive value means a better alliance goes with a better outcome, as the
+        meta-analytic r is.
     reml : bool, default True
     k : int, optional
         Former name of ``early`` (deprecated).
+    lower_is_better : bool, optional
+        Former form of ``direction`` (deprecated: pass ``direction=``).
 
     Returns
     -------
@@ -326,6 +333,9 @@ def early_alliance(
         k = window.sessions
     roles = fill_roles(data, alliance=alliance, outcome=outcome)
     alliance, outcome = roles["alliance"], roles["outcome"]
+    lower = not outcome_higher_is_better(
+        data, outcome, direction_argument("early_alliance", direction, lower_is_better)
+    )
     covariates = list(covariates or [])
     frame = as_long(data, client, session, therapist, alliance, outcome, *covariates)
     frame = check_sessions(frame, session, client)
@@ -360,7 +370,7 @@ def early_alliance(
         therapist=therapist,
         ex=ex,
         reml=reml,
-        lower_is_better=lower_is_better,
+        lower_is_better=lower,
         model=f"early alliance -> outcome ({alliance} {_window(window, how)} -> end {outcome})",
         n_sessions=int(frame[client].isin(table[client]).sum()),
         end=end,

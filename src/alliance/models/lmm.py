@@ -947,7 +947,9 @@ def _moment_start(st, eps: float = 0.1) -> np.ndarray:
             samp = s2 * np.stack([inv[i, i] for i in range(q)]).mean(axis=1)
             var = np.maximum(raw - samp, eps * raw)
             var = np.where(var > 0, var, s2)
-        diag = np.sqrt(var / s2)
+        # a near-singular group design can make the moment estimate absurd (1e14 seen in
+        # the stacked mediation model); a start beyond 100 residual SDs helps no optimizer
+        diag = np.minimum(np.sqrt(var / s2), 100.0)
         for t, (lev, r, c) in enumerate(st.theta_pos):
             if lev == k and r == c:
                 theta[t] = diag[r]

@@ -59,6 +59,7 @@ import pandas as pd
 from scipy import stats
 
 from alliance.design import as_window, fill_roles
+from alliance.design import higher_is_better as outcome_higher_is_better
 from alliance.models._prep import (
     Exclusions,
     as_long,
@@ -67,6 +68,7 @@ from alliance.models._prep import (
     client_table,
     code_moderator,
     decompose,
+    direction_argument,
     lead,
     lmm_params,
     standardize,
@@ -847,7 +849,8 @@ def johnson_neyman_region(fit, focal: str, interaction: str, moderator_values, *
 
 
 def _early(data, moderator, alliance, outcome, client, session, therapist, level, options):
-    known = {"early", "k", "how", "adjust_length", "covariates", "reml", "lower_is_better"}
+    known = {"early", "k", "how", "adjust_length", "covariates", "reml", "direction"}
+    known.add("lower_is_better")  # former form of direction=
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unexpected options for model='early': {unknown}")
@@ -875,7 +878,13 @@ def _early(data, moderator, alliance, outcome, client, session, therapist, level
         therapist=therapist,
         ex=ex,
         reml=options.get("reml", True),
-        lower_is_better=options.get("lower_is_better", True),
+        lower_is_better=not outcome_higher_is_better(
+            data,
+            outcome,
+            direction_argument(
+                "moderation", options.get("direction"), options.get("lower_is_better")
+            ),
+        ),
         model=f"moderation by {moderator} (early alliance {alliance} -> end {outcome})",
         extra_terms=["alliance_early:mod"],
         n_sessions=int(frame[client].isin(table[client]).sum()),

@@ -1,10 +1,10 @@
 """Rupture and repair -> outcome, per client and session by session.
 
-``level="client"``: each client is classed as having had no rupture, only repaired ruptures,
+``unit="client"``: each client is classed as having had no rupture, only repaired ruptures,
 or at least one unrepaired rupture, and the class predicts the end outcome controlling for
 baseline (Stiles et al. 2004 found larger gains for clients with rupture-repair sequences;
 Eubanks, Muran & Safran 2018 pooled r = .29 for repair and outcome).
-``level="session"``: a rupture at session t predicts the change in outcome from t to t + 1
+``unit="session"``: a rupture at session t predicts the change in outcome from t to t + 1
 (Falkenström et al. 2013 for the session-level design), with client and therapist random
 intercepts. Ruptures come from the rupture layer (:mod:`alliance.ruptures`): detected from the
 alliance series, self-reported, observer-coded, or any events table in its layout.
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from alliance import ruptures as _ruptures
-from alliance._checks import require_columns
+from alliance._checks import renamed, require_columns
 from alliance.models._prep import (
     Exclusions,
     as_long,
@@ -63,12 +63,12 @@ class RuptureOutcomeResult(ModelResult):
     events : pandas.DataFrame
         The rupture events used (client, session, resolved, ...).
     classes : pandas.DataFrame or None
-        ``level="client"``: clients per class (none, repaired, unrepaired, unknown) with
+        ``unit="client"``: clients per class (none, repaired, unrepaired, unknown) with
         n_clients and mean_change; None at the session level.
     table : pandas.DataFrame or None
-        ``level="client"``: the client-level data used (baseline, end, class, ...).
+        ``unit="client"``: the client-level data used (baseline, end, class, ...).
     n_rupture_sessions : int or None
-        ``level="session"``: sessions with a rupture among the pairs used.
+        ``unit="session"``: sessions with a rupture among the pairs used.
     mixed_model : alliance.models.LmmResult or None
         The mixed model fitted (session level, or client level with a therapist column).
     ols : statsmodels regression result or None
@@ -99,11 +99,12 @@ def rupture_outcome(
     session: str = "session",
     therapist: str | None = None,
     *,
-    level: Literal["client", "session"] = "client",
+    unit: Literal["client", "session"] | None = None,
     events: pd.DataFrame | None = None,
     detect: dict | None = None,
     adjust_length: bool = True,
     reml: bool = True,
+    level: str | None = None,
 ) -> ModelResult:
     """Ruptures and their repair predicting outcome, per client or session by session.
 
@@ -113,7 +114,7 @@ def rupture_outcome(
         Long format, one row per client x session.
     alliance, outcome, client, session, therapist : str
         Column names (``alliance`` is needed only to detect ruptures).
-    level : {"client", "session"}
+    unit : {"client", "session"}, default "client"
         ``"client"``: ``end ~ baseline + rupture_repaired + rupture_unrepaired
         [+ rupture_unknown] [+ sessions_elapsed] + (1 | therapist)``, one row per client, no
         rupture the reference. A client with any unrepaired rupture is "unrepaired"; with
@@ -133,6 +134,9 @@ def rupture_outcome(
         longer have more sessions in which to rupture and more time to improve; without the
         adjustment that exposure confounds the comparison.
     reml : bool, default True
+    level : str, optional
+        Former name of ``unit`` (still accepted with a warning; ``level`` is a confidence
+        level elsewhere in the package).
 
     Returns
     -------
@@ -159,8 +163,9 @@ def rupture_outcome(
     >>> fit.classes.index.tolist()
     ['none', 'repaired', 'unrepaired', 'unknown']
     """
-    if level not in ("client", "session"):
-        raise ValueError(f"level must be 'client' or 'session', not {level!r}.")
+    unit = renamed("rupture_outcome", "level", level, "unit", unit, default="client")
+    if unit not in ("client", "session"):
+        raise ValueError(f"unit must be 'client' or 'session', not {unit!r}.")
     need_alliance = alliance if events is None else None
     frame = as_long(data, client, session, therapist, need_alliance, outcome)
     frame = check_sessions(frame, session, client)
@@ -207,7 +212,7 @@ def rupture_outcome(
             "of clients not in the data were left out."
         )
     ev = ev[~unknown]
-    if level == "client":
+    if unit == "client":
         return _client_level(
             frame, ev, outcome, client, session, therapist, adjust_length, reml, notes
         )
