@@ -374,7 +374,7 @@ def test_two_stage_ipd_logs_small_groups_and_clients():
     ex = res.excluded_rows
     assert ex.loc[ex["level"] == "group", "site"].tolist() == ["tiny"]
     client_rows = ex[ex["level"] == "client"]
-    assert len(client_rows) == 1 and "within the first 3" in client_rows["reason"].iloc[0]
+    assert len(client_rows) == 1 and "within the early window" in client_rows["reason"].iloc[0]
     log = res.excluded.set_index("reason")
     # the client of site0 under its own reason (6 session rows); "tiny" keeps its 3 clients
     assert log.loc[client_rows["reason"].iloc[0], ["n_rows", "n_clients"]].tolist() == [6, 1]
@@ -383,6 +383,36 @@ def test_two_stage_ipd_logs_small_groups_and_clients():
     assert res.n["clients"] == res.data["n"].sum() == 3 * 20 - 1 + 17
     with pytest.raises(KeyError, match="alliance"):
         ipd.two_stage_ipd(long, alliance="wai_sr", outcome="phq9")
+
+
+def test_two_stage_ipd_uses_the_shared_early_window():
+    # a client who missed the rating of session 2: the first 3 *rated* sessions are 1, 3, 4
+    long = _ipd(n_sites=4, n_clients=20)
+    gap = (long["site"] == "site0") & (long["client"] == 0)
+    long.loc[gap & (long["session"] == 2), "wai"] = np.nan
+    res = ipd.two_stage_ipd(long, alliance="wai", outcome="phq9", group="site")
+    assert res.n["clients"] == 80  # kept: its window is sessions 1, 3 and 4
+    one = long[gap & long["wai"].notna()].nsmallest(3, "session")["wai"].mean()
+    site0 = long[long["site"] == "site0"]
+    early = site0[site0["session"] <= 3].groupby("client")["wai"].mean()
+    early.loc[0] = one
+    last = site0[site0["session"] == 6].set_index("client")["phq9"]
+    r = np.corrcoef(early, last.loc[early.index])[0, 1]
+    assert res.data.set_index("site").loc["site0", "r"] == pytest.approx(r)
+    # at least 2 of 3 ratings: counted windows of session numbers, the client is kept
+    # with a shorter window; needing all 3 numbers drops it and counts it
+    strict = ipd.two_stage_ipd(
+        long,
+        alliance="wai",
+        outcome="phq9",
+        group="site",
+        early=alliance.design.EarlyWindow(3, counts="numbers", min_ratings=3),
+    )
+    assert strict.n["clients"] == 79
+    assert strict.excluded.set_index("reason").filter(like="fewer than", axis=0)[
+        "n_clients"
+    ].tolist() == [1]
+    assert any("1 client(s) had too few ratings" in n for n in strict.notes)
 
 
 # ---- bundled dataset ---------------------------------------------------------------------

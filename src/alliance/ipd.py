@@ -51,10 +51,10 @@ def two_stage_ipd(
         Client, session-number and grouping columns. Clients are identified within
         their group.
     early : int or EarlyWindow, default 3
-        How many of the client's first sessions (in session order) make up early
-        alliance (an :class:`alliance.design.EarlyWindow` gives its number of sessions);
-        missing alliance scores among them are skipped. ``first_sessions`` is its former
-        name (deprecated).
+        The early window (:class:`alliance.design.EarlyWindow`, the definition every
+        analysis shares): an int is the mean of the client's first ``early`` rated
+        sessions, all of them needed; clients with fewer ratings are left out and counted.
+        ``first_sessions`` is its former name (deprecated).
     method, test, level
         As in :func:`alliance.meta.meta_analysis`. Knapp-Hartung (``"knha"``) is the default because
         multi-site projects usually have few sites.
@@ -72,9 +72,9 @@ def two_stage_ipd(
     Notes
     -----
     With symptom measures (higher = worse, e.g. PHQ-9) a good alliance goes with a low
-    last score, so the pooled r is negative. Early alliance is measured before the last
-    outcome only if the client has more sessions than ``first_sessions``; clients whose
-    last outcome falls within their first ``early`` sessions are left out.
+    last score, so the pooled r is negative. Clients whose last outcome falls within their
+    early window (at or before its last session) are left out: their early alliance is not
+    measured before their outcome.
 
     Examples
     --------
@@ -96,32 +96,30 @@ def two_stage_ipd(
     data = require_columns(
         data, alliance=alliance, outcome=outcome, client=client, session=session, group=group
     )
-    first_sessions = as_window(early, first_sessions=first_sessions).sessions
+    window = as_window(early, first_sessions=first_sessions)
     frame = data[[group, client, session, alliance, outcome]].copy()
     keys = [group, client]
     n_missing_group = int(frame[group].isna().sum())
     frame = frame.loc[frame[group].notna()]
     frame = frame.sort_values([*keys, session], kind="stable")
-    frame["_rank"] = frame.groupby(keys, sort=False).cumcount() + 1
-    early = (
-        frame.loc[frame["_rank"] <= first_sessions]
-        .groupby(keys, sort=False)[alliance]
-        .mean()
-        .rename("early_alliance")
-    )
+    # clients are identified within their group: one key per group x client
+    frame["_key"] = frame.groupby(keys, sort=False).ngroup()
+    in_window, enough, short = window.mask(frame, alliance, "_key", session)
+    inside = frame.loc[in_window]
+    early = inside.groupby(keys, sort=False)[alliance].mean().rename("early_alliance")
+    window_end = inside.groupby(keys, sort=False)[session].max().rename("window_end")
+    has_enough = enough.groupby([frame[k] for k in keys], sort=False).first().rename("enough")
     with_out = frame.loc[frame[outcome].notna()]
     last = with_out.groupby(keys, sort=False).agg(
-        last_outcome=(outcome, "last"), last_rank=("_rank", "last")
+        last_outcome=(outcome, "last"), last_session=(session, "last")
     )
-    clients = early.to_frame().join(last, how="outer").reset_index()
+    clients = has_enough.to_frame().join([early, window_end, last], how="left").reset_index()
     reason = pd.Series("", index=clients.index, dtype=object)
-    reason[clients["early_alliance"].isna()] = (
-        f"no {alliance} score in the first {first_sessions} sessions"
-    )
+    reason[~clients["enough"].astype(bool) | clients["early_alliance"].isna()] = short
     no_out = clients["last_outcome"].isna() & (reason == "")
     reason[no_out] = f"no {outcome} score"
-    too_early = (clients["last_rank"] <= first_sessions) & (reason == "")
-    reason[too_early] = f"last {outcome} score within the first {first_sessions} sessions"
+    too_early = (clients["last_session"] <= clients["window_end"]) & (reason == "")
+    reason[too_early] = f"last {outcome} score within the early window ({window.describe()})"
     usable = clients.loc[reason == ""]
     ex_clients = clients.loc[reason != "", [group, client]].assign(reason=reason[reason != ""])
 
@@ -160,7 +158,7 @@ def two_stage_ipd(
     if len(pooled) < 2:
         raise ValueError(
             f"only {len(pooled)} {group} groups have at least 4 usable clients; pooling needs "
-            f"2 or more. Check group={group!r} or lower first_sessions"
+            f"2 or more. Check group={group!r} or shorten the early window (early=)"
         )
     res = meta_analysis(pooled, r="r", n="n", study=group, method=method, test=test, level=level)
     excluded = pd.concat(
@@ -191,7 +189,7 @@ def two_stage_ipd(
         log.append((f"missing {group}", group, n_missing_group, None))
     for why, part in ex_clients.groupby("reason", sort=False):
         idx = pd.MultiIndex.from_frame(part[keys])
-        column = alliance if str(why).startswith(f"no {alliance}") else outcome
+        column = alliance if why == short else outcome
         log.append((str(why), column, int(rows_per_client.reindex(idx).sum()), len(part)))
     for why, part in ex_groups.groupby("reason", sort=False):
         lost = usable[usable[group].isin(part[group])]
@@ -204,5 +202,7 @@ def two_stage_ipd(
         "clients": len(kept),
         "sessions": int(rows_per_client.reindex(pd.MultiIndex.from_frame(kept[keys])).sum()),
     }
+    n_short = int((reason == short).sum())
+    res.notes.append(f"{window.describe()}; {n_short} client(s) had too few ratings in the window.")
     res.title = f"two-stage IPD meta-analysis of early {alliance} and last {outcome} by {group}"
     return res
