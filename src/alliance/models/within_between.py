@@ -167,11 +167,12 @@ def within_between(
     from week to week (Falkenström et al. 2017). The cross-lagged path is an average
     within-client effect: when clients differ in their effect it estimates the mean.
 
-    An improper solution of the default (not converged, a variance not positive, or a
-    latent covariance matrix not positive semi-definite: a Heywood case, common with few
-    sessions) is refitted without the client-specific trends (``slopes=False``) and the
-    note says so; if that is improper too, or ``slopes=`` was given, the result has
-    ``converged=False`` and a note, never a silent p-value of an improper solution.
+    A default fit whose optimizer did not converge is refitted without the client-specific
+    trends (``slopes=False``) and the note says so; if that fit is improper too, or
+    ``slopes=`` was given, the result has ``converged=False`` and a note. A converged
+    Heywood case (a variance not positive or a latent covariance matrix not positive
+    semi-definite, common with few sessions) is kept with a note naming it: no p-value of
+    an improper solution passes silently.
 
     ``method="mlm"`` (an option, kept for comparison with published multilevel analyses)
     fits, with :func:`alliance.models.lmm`,
@@ -550,16 +551,19 @@ def fit_mlm(
 
 
 def _proper_or_simpler(fit, refit_without_slopes, *, may_simplify: bool):
-    """The default's rule for improper dynamic-panel solutions (Heywood cases).
+    """The default's rule for non-converged and improper dynamic-panel solutions.
 
-    A solution that did not converge, has a variance that is not positive or a latent
-    covariance matrix that is not positive semi-definite is improper
-    (:func:`alliance.models.sem.improper_solution`): its standard errors and p-values mean
-    nothing. With the default client-specific trends (``slopes=True`` not given by the
-    caller) the model is refitted without them (the slope variances fixed at zero) and
-    kept when that solution is proper, with a note; otherwise the result says
-    ``converged=False`` and why, so that no p-value of an improper solution passes
-    silently.
+    * The optimizer did not converge (singular information or a large gradient): with the
+      default client-specific trends (``slopes`` not given by the caller) the model is
+      refitted without them (the trend variances fixed at zero) and that fit is kept, with
+      a note, when it is proper (:func:`alliance.models.sem.improper_solution`); otherwise
+      ``converged`` stays False and a note says the p-values are not interpretable.
+    * Converged, but a Heywood case (a variance not positive or a latent covariance matrix
+      not positive semi-definite): the fit is kept and a note names the problem. With few
+      sessions such solutions are common sampling fluctuations when a true trend variance
+      is near zero; dropping the trends in them brings back the trend confound
+      (``benchmarks/results/sim_null_within.md``: bias +0.21 and 77 of 97 fits refitted
+      when every Heywood case was refitted without trends).
     """
     from alliance.models.sem import improper_solution
 
@@ -567,28 +571,35 @@ def _proper_or_simpler(fit, refit_without_slopes, *, may_simplify: bool):
     if not reasons:
         return fit
     why = "; ".join(reasons)
+    if fit.converged:
+        fit.notes.insert(
+            0,
+            f"Heywood case ({why}): the optimizer converged, the estimate is kept; its "
+            "standard errors rest on an improper solution near a boundary, so read p-values "
+            "near .05 with care (slopes=False or max_sessions= give proper alternatives).",
+        )
+        return fit
     if may_simplify:
         simple = refit_without_slopes()
         simple_reasons = improper_solution(simple)
         if not simple_reasons:
             simple.notes.insert(
                 0,
-                "Improper solution with client-specific trends (slopes=True: "
-                f"{why}); refitted without them (slopes=False, trend variances fixed at "
-                "zero), which is proper. Without trends the estimate is confounded when "
-                "clients' rates of change differ with their alliance; the trends could not "
-                "be estimated from these data.",
+                f"The model with client-specific trends (slopes=True) did not converge ({why}); "
+                "refitted without them (slopes=False, trend variances fixed at zero), which "
+                "is proper. Without trends the estimate is confounded when clients' rates of "
+                "change differ with their alliance.",
             )
-            simple.model = f"{simple.model}, trends dropped (improper solution with trends)"
-            log.info("within_between: improper solution with slopes (%s); refitted without", why)
+            simple.model = f"{simple.model}, trends dropped (no convergence with trends)"
+            log.info("within_between: no convergence with slopes (%s); refitted without", why)
             return simple
         why = f"{why}; without trends (slopes=False): {'; '.join(simple_reasons)}"
     fit.converged = False
     fit.notes.insert(
         0,
-        f"Improper solution ({why}): converged is set to False and the standard errors "
-        "and p-values are not interpretable. Try max_sessions= (fewer sessions), "
-        "slopes=False, or more clients.",
+        f"Improper solution ({why}): converged is False and the standard errors and "
+        "p-values are not interpretable. Try max_sessions= (fewer sessions), slopes=False, "
+        "or more clients.",
     )
     log.warning("within_between: improper dynamic panel solution (%s)", why)
     return fit
