@@ -4,7 +4,8 @@
 ``psych::omega``.
 
 Steps (psych's defaults): Pearson correlations (pairwise complete), minimum-residual
-(minres) factoring of ``n_factors`` factors, varimax then oblimin (quartimin, gamma 0)
+(minres) factoring of ``n_factors`` factors (multi-start, never a worse minimum than
+psych's own fit: :func:`omega_extraction`), varimax then oblimin (quartimin, gamma 0)
 rotation by gradient projection (Bernaards & Jennrich 2005, as GPArotation), a one-factor
 minres solution of the factor correlations for the general factor (``sqrt`` of the
 correlation when there are two factors), items keyed by the sign of their general
