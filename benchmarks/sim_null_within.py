@@ -70,6 +70,7 @@ def one(seed: int, effects: dict | None = None, options: dict | None = None) -> 
         "ci_low": float(row["ci_low"]),
         "ci_high": float(row["ci_high"]),
         "converged": bool(fit.converged),
+        "trends_dropped": "trends dropped" in fit.model,
     }
 
 
@@ -101,6 +102,7 @@ def summary(rows: list[dict], truth: float = 0.0) -> dict:
         "sd_estimate": sd,
         "mean_se": sum(r["se"] for r in rows) / n,
         "not_converged": sum(not r["converged"] for r in rows),
+        "trends_dropped": sum(bool(r.get("trends_dropped")) for r in rows),
     }
     if all("ci_low" in r for r in rows):
         c = sum(r["ci_low"] <= truth <= r["ci_high"] for r in rows)

@@ -98,7 +98,12 @@ print(
 
 # %%
 slope_model = models.therapist_contributions(
-    study, alliance="alliance", outcome=outcome, therapist="therapist", early=early_window
+    study,
+    alliance="alliance",
+    outcome=outcome,
+    therapist="therapist",
+    early=early_window,
+    outcome_model="slope",
 )
 end_model = models.therapist_contributions(
     study,
@@ -107,6 +112,7 @@ end_model = models.therapist_contributions(
     therapist="therapist",
     early=early_window,
     outcome_model="end",
+    centering="observed",
 )
 print(slope_model.citation)
 print(*slope_model.notes, *end_model.notes, sep="\n")

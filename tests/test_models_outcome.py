@@ -367,7 +367,8 @@ def test_early_alliance_exclusions_and_session_window(demo):
 def test_therapist_and_client_slopes_recover_truth_and_fail_when_zero(truth, null):
     t_ok, c_ok = _within(-0.75, -0.2), _within(-0.25, -0.04)
     fits = [
-        therapist_contributions(s, alliance="wai", outcome="phq9", k=None) for s in (truth, null)
+        therapist_contributions(s, alliance="wai", outcome="phq9", k=None, outcome_model="slope")
+        for s in (truth, null)
     ]
     t = [_est(f, "session:alliance_therapist") for f in fits]
     c = [_est(f, "session:alliance_client") for f in fits]

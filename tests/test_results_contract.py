@@ -215,7 +215,8 @@ TYPED = {
         "icc": pd.DataFrame,
         "difference": pd.Series,
         "clients": pd.DataFrame,
-        "mixed_model": models.LmmResult,
+        "mixed_model": (models.LmmResult, type(None)),  # None with latent therapist means
+        "centering": str,
     },
     "RuptureOutcomeResult": {"events": pd.DataFrame, "classes": pd.DataFrame},
     "ModerationResult": {

@@ -71,7 +71,7 @@ from alliance.models._sem_core import fit_indices as compute_fit_indices
 from alliance.models.registry import Simulation, per_alliance_point, register_model
 from alliance.results import exclusion_log
 
-__all__ = ["dynamic_panel", "riclpm", "PanelResult"]
+__all__ = ["dynamic_panel", "riclpm", "PanelResult", "improper_solution"]
 
 DPM_CITATION = (
     "Allison, Williams & Moral-Benito (2017), Socius 3; as recommended for session-level "
@@ -571,6 +571,69 @@ def _common_notes(fit: FimlFit, panel: _Panel, therapist: str | None) -> list[st
             "standard errors assume independent clients"
         )
     return notes
+
+
+LATENTS = ("eta_y", "eta_x", "slope_y", "slope_x", "ri_y", "ri_x")
+
+
+def improper_solution(result: PanelResult, tol: float = 1e-8) -> list[str]:
+    """Why a panel SEM's solution is improper (an empty list when it is proper).
+
+    A solution is improper when the optimizer did not converge, when a variance
+    (latent or residual) is not positive, or when the covariance matrix of the latent
+    fixed effects (and slopes) is not positive semi-definite (a Heywood case, e.g. a
+    correlation beyond +-1; lavaan warns "covariance matrix of latent variables is not
+    positive definite"). Standard errors and p-values of an improper solution are not
+    interpretable.
+
+    Parameters
+    ----------
+    result : PanelResult
+        A fit of :func:`dynamic_panel` or :func:`riclpm`.
+    tol : float, default 1e-8
+        Eigenvalues below ``-tol`` times the largest count as negative.
+
+    Returns
+    -------
+    list of str
+        One reason per problem found.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.models.sem import dynamic_panel, improper_solution
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> fit = dynamic_panel(study.sessions, alliance="wai_sr", outcome="phq9",
+    ...                     max_sessions=8, fit_indices=False)
+    >>> isinstance(improper_solution(fit), list)
+    True
+    """
+    reasons = []
+    if not result.converged:
+        reasons.append("the optimizer did not converge")
+    tab = result.parameter_table
+    cov = tab[tab["op"] == "~~"]
+    var = cov[(cov["lhs"] == cov["rhs"]) & cov["free"].astype(bool)]
+    bad = var[~(var["est"] > 0)]
+    if len(bad):
+        names = ", ".join(
+            f"{a} ({b:.3g})" for a, b in zip(bad["lhs_name"], bad["est"], strict=True)
+        )
+        reasons.append(f"variances not positive: {names}")
+    lat = [v for v in LATENTS if v in set(var["lhs"])]
+    if len(lat) > 1:
+        m = pd.DataFrame(0.0, index=lat, columns=lat)
+        block = cov[cov["lhs"].isin(lat) & cov["rhs"].isin(lat)]
+        for a, b, e in zip(block["lhs"], block["rhs"], block["est"], strict=True):
+            m.loc[a, b] = m.loc[b, a] = e
+        eig = np.linalg.eigvalsh(m.to_numpy())
+        if eig.min() < -tol * max(1.0, abs(eig).max()):
+            reasons.append(
+                "the covariance matrix of the client fixed effects"
+                + (" and slopes" if any(v.startswith("slope") for v in lat) else "")
+                + f" is not positive semi-definite (smallest eigenvalue {eig.min():.3g})"
+            )
+    return reasons
 
 
 # --------------------------------------------------------------------------- robust SEs

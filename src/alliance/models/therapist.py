@@ -12,6 +12,10 @@ Baldwin, S. A., Wampold, B. E., & Imel, Z. E. (2007). Untangling the alliance-ou
 correlation: Exploring the relative importance of therapist and patient variability in the
 alliance. Journal of Consulting and Clinical Psychology, 75(6), 842-852.
 
+Lüdtke, O., Marsh, H. W., Robitzsch, A., Trautwein, U., Asparouhov, T., & Muthén, B.
+(2008). The multilevel latent covariate model: A new, more reliable approach to group-level
+effects in contextual studies. Psychological Methods, 13(3), 203-229.
+
 Nakagawa, S., Johnson, P. C. D., & Schielzeth, H. (2017). The coefficient of determination R2
 and intra-class correlation coefficient from generalized linear mixed-effects models revisited
 and expanded. Journal of the Royal Society Interface, 14, 20170213.
@@ -24,8 +28,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from alliance.design import EarlyWindow, as_window, fill_roles
+from alliance.models._latent_means import fit_latent_means
 from alliance.models._prep import (
     Exclusions,
     as_long,
@@ -43,6 +49,7 @@ from alliance.results import n_by_level
 __all__ = ["TherapistResult", "therapist_contributions"]
 
 CITATION = "Baldwin, Wampold & Imel (2007)"
+LATENT_CITATION = "Lüdtke, Marsh, Robitzsch, Trautwein, Asparouhov & Muthén (2008)"
 
 
 @dataclass
@@ -60,14 +67,22 @@ class TherapistResult(ModelResult):
         statistic, p).
     clients : pandas.DataFrame
         One row per client used: client, therapist, alliance_therapist, alliance_client.
-    mixed_model : alliance.models.LmmResult
-        The mixed model fitted.
+    mixed_model : alliance.models.LmmResult or None
+        The mixed model fitted (None with latent centring).
+    centering : str
+        ``"latent"`` (Lüdtke et al. 2008) or ``"observed"`` therapist means.
+    latent_fit : object or None
+        With latent centring, the two-level fit: ``mu``, ``gamma`` (slopes of end and
+        alliance on the baseline), ``sigma_b`` and ``sigma_w`` (therapist and client
+        covariance matrices of end and alliance), ``loglik``.
     """
 
     icc: pd.DataFrame = field(default_factory=pd.DataFrame)
     difference: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
     clients: pd.DataFrame = field(default_factory=pd.DataFrame)
     mixed_model: LmmResult | None = None
+    centering: str = "observed"
+    latent_fit: object | None = None
 
 
 @register_model(
@@ -77,6 +92,7 @@ class TherapistResult(ModelResult):
     citation=CITATION,
     roles=("alliance", "outcome", "client", "session", "therapist"),
     focal_term="session:alliance_therapist",
+    options={"outcome_model": "slope", "centering": "observed"},
     simulate=Simulation(
         effects=("between_therapist",), truth=per_alliance_point("between_therapist")
     ),
@@ -90,7 +106,8 @@ def therapist_contributions(
     therapist: str = "therapist",
     *,
     early: int | EarlyWindow | None = 3,
-    outcome_model: Literal["slope", "end"] = "slope",
+    outcome_model: Literal["slope", "end"] = "end",
+    centering: Literal["latent", "observed"] | None = None,
     reml: bool = True,
     k: int | None = None,
 ) -> ModelResult:
@@ -101,13 +118,34 @@ def therapist_contributions(
     (``alliance_therapist``) and the client's deviation from it (``alliance_client``), as in
     Baldwin, Wampold & Imel (2007). Two outcome models:
 
-    ``outcome_model="slope"`` (default), a growth model on every session,
+    ``outcome_model="end"`` (default), Baldwin et al.'s design: the outcome at the client's
+        last session, which lies after the alliance window (never carried forward), given
+        the baseline (the first outcome before the window), one row per client. The
+        outcome is measured after the alliance, so the model does not regress the alliance
+        on symptom change it may reflect.
+    ``outcome_model="slope"``, a growth model on every session,
         ``outcome ~ session * (alliance_therapist + alliance_client) + (1 + session | client)
         + (1 | therapist)``: the ``session:`` terms are the change in the outcome's slope per
-        session per alliance point, at the therapist and at the client level.
-    ``outcome_model="end"``, Baldwin et al.'s design,
-        ``end ~ baseline + alliance_therapist + alliance_client + (1 | therapist)`` with one
-        row per client (end = last observed outcome after the early window).
+        session per alliance point, at the therapist and at the client level. It includes
+        the sessions before and during the alliance window (an outcome change that precedes
+        the alliance rating counts), so it is not the default.
+
+    The therapist's alliance (``centering``):
+
+    ``"latent"`` (the default with ``outcome_model="end"``): the latent covariate model of
+        Lüdtke et al. (2008). End outcome and alliance are split into latent therapist means
+        and client deviations (a two-level saturated model, ML, baseline a client-level
+        covariate of both), and the therapist effect is
+        ``Sigma_B[end, alliance] / Sigma_B[alliance, alliance]``, the client effect the
+        same of ``Sigma_W``; delta-method standard errors from the observed information,
+        z tests. The observed caseload mean is an unreliable measure of the therapist's
+        alliance when caseloads are small (reliability ``n ICC / (1 + (n - 1) ICC)``), and
+        the observed-mean slope is biased towards the client slope; the latent model is
+        not (``benchmarks/results/therapist_small.md``). Checked against lavaan and nlme
+        (``tests/test_latent_means.py``).
+    ``"observed"``: the observed caseload means, ``end ~ baseline + alliance_therapist +
+        alliance_client + (1 | therapist)`` (REML), as Baldwin et al. (2007) fitted it; the
+        only choice for ``outcome_model="slope"``.
 
     Parameters
     ----------
@@ -120,8 +158,12 @@ def therapist_contributions(
     early : int, EarlyWindow or None, default 3
         The window that defines a client's alliance (:class:`alliance.design.EarlyWindow`;
         an int: the first ``early`` rated sessions, all needed); None for all sessions.
-    outcome_model : {"slope", "end"}
+    outcome_model : {"end", "slope"}, default "end"
+    centering : {"latent", "observed"}, optional
+        Latent (Lüdtke et al. 2008) or observed therapist means; default ``"latent"`` with
+        ``outcome_model="end"``, ``"observed"`` with ``"slope"`` (the only one it takes).
     reml : bool, default True
+        Observed centring only (the latent model is fitted by ML).
     k : int, optional
         Former name of ``early`` (deprecated).
 
@@ -150,13 +192,28 @@ def therapist_contributions(
     >>> study = alliance.datasets.load_dataset("demo")
     >>> sessions = study.sessions.assign(wai=study.sessions["wai_sr"] / 12)
     >>> fit = alliance.models.therapist_contributions(sessions, alliance="wai", outcome="phq9")
-    >>> fit.params["term"].tolist()[-2:]
+    >>> fit.params["term"].tolist()
+    ['baseline', 'alliance_therapist', 'alliance_client']
+    >>> fit.centering
+    'latent'
+    >>> growth = alliance.models.therapist_contributions(
+    ...     sessions, alliance="wai", outcome="phq9", outcome_model="slope")
+    >>> growth.params["term"].tolist()[-2:]
     ['session:alliance_therapist', 'session:alliance_client']
     >>> fit.icc.columns.tolist()
     ['variable', 'level', 'variance', 'icc']
     """
     if outcome_model not in ("slope", "end"):
-        raise ValueError(f"outcome_model must be 'slope' or 'end', not {outcome_model!r}.")
+        raise ValueError(f"outcome_model must be 'end' or 'slope', not {outcome_model!r}.")
+    if centering is None:
+        centering = "latent" if outcome_model == "end" else "observed"
+    if centering not in ("latent", "observed"):
+        raise ValueError(f"centering must be 'latent' or 'observed', not {centering!r}.")
+    if centering == "latent" and outcome_model == "slope":
+        raise ValueError(
+            "centering='latent' needs outcome_model='end' (the latent covariate model is a "
+            "client-level model); pass centering='observed' for the growth model."
+        )
     window = as_window(early, k=k)
     roles = fill_roles(data, alliance=alliance, outcome=outcome)
     alliance, outcome = roles["alliance"], roles["outcome"]
@@ -255,6 +312,8 @@ def therapist_contributions(
             how="inner",
             suffixes=("", "_"),
         )
+        if centering == "latent":
+            return _latent_result(table, outcome, ex, icc, per_client, frame, client, single)
         params, vc, loglik, fit = fit_client_model(
             table,
             "end",
@@ -315,6 +374,136 @@ def therapist_contributions(
         difference=diff.rename(f"{t_term} - {c_term}"),
         clients=per_client.reset_index(drop=True),
         mixed_model=fit,
+        centering="observed",
+    )
+
+
+def _latent_result(table, outcome, ex, icc, per_client, frame, client, single):
+    """The latent covariate model (Lüdtke et al. 2008) of end outcome and alliance."""
+    table = table.dropna(subset=["end", "baseline"])
+    a = (table["alliance_therapist"] + table["alliance_client"]).to_numpy(dtype=float)
+    y = np.column_stack([table["end"].to_numpy(dtype=float), a])
+    try:
+        lf = fit_latent_means(y, table["therapist"].to_numpy(), table[["baseline"]].to_numpy())
+    except ValueError as err:
+        raise ValueError(
+            f"the latent therapist-mean model cannot be fitted: {err} Pass "
+            "centering='observed' for observed therapist means."
+        ) from err
+
+    def paths(mu, gamma, sw, sb):
+        b_t = sb[0, 1] / sb[1, 1]
+        b_c = sw[0, 1] / sw[1, 1]
+        return np.array([gamma[0, 0], b_t, b_c, b_t - b_c])
+
+    est, cov = lf.delta(paths)
+    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    se = np.where(np.isfinite(se) & (se > 0), se, np.nan)
+    z = est / se
+    p = 2 * stats.norm.sf(np.abs(z))
+    q = stats.norm.ppf(0.975)
+    sd_y = table["end"].std()
+    std = [
+        table["baseline"].std() / sd_y,
+        np.sqrt(max(lf.sigma_b[1, 1], 0.0)) / sd_y,
+        np.sqrt(max(lf.sigma_w[1, 1], 0.0)) / sd_y,
+    ]
+    terms = ["baseline", "alliance_therapist", "alliance_client"]
+    params = pd.DataFrame(
+        {
+            "term": terms,
+            "estimate": est[:3],
+            "se": se[:3],
+            "df": np.inf,
+            "statistic": z[:3],
+            "p": p[:3],
+            "ci_low": est[:3] - q * se[:3],
+            "ci_high": est[:3] + q * se[:3],
+            "std_estimate": est[:3] * np.asarray(std),
+        }
+    )
+    diff = pd.Series(
+        {"estimate": est[3], "se": se[3], "df": np.inf, "statistic": z[3], "p": p[3]},
+        name="alliance_therapist - alliance_client",
+    )
+    names = [outcome, "alliance"]
+    vc_rows = []
+    for group, m in (("therapist", lf.sigma_b), ("client (residual)", lf.sigma_w)):
+        for i in range(2):
+            for j in range(i, 2):
+                vc_rows.append(
+                    {
+                        "group": group,
+                        "term": names[i],
+                        "term2": None if i == j else names[j],
+                        "vcov": m[i, j],
+                        "sdcor": np.sqrt(max(m[i, i], 0.0))
+                        if i == j
+                        else m[i, j] / np.sqrt(m[i, i] * m[j, j])
+                        if m[i, i] > 0 and m[j, j] > 0
+                        else np.nan,
+                    }
+                )
+    n_par = len(lf.theta)
+    notes = [
+        "Therapist means are latent (Lüdtke et al. 2008): the therapist effect is the slope "
+        "of the therapists' latent mean end outcome on their latent mean alliance, both "
+        "adjusted for the baseline; observed caseload means (centering='observed') are "
+        "unreliable with small caseloads and bias the therapist effect towards the client "
+        "effect."
+    ]
+    converged = bool(lf.converged)
+    eig = np.linalg.eigvalsh(lf.sigma_b)
+    if eig.min() < -1e-8 * max(1.0, abs(eig).max()) or lf.sigma_b[1, 1] <= 0:
+        converged = False
+        notes.append(
+            "Improper solution: the therapist covariance matrix of end outcome and alliance "
+            f"is not positive semi-definite (therapist variances {lf.sigma_b[0, 0]:.3g} and "
+            f"{lf.sigma_b[1, 1]:.3g}), so the standard errors and p-values are not "
+            "interpretable; converged is set to False. Use centering='observed' or more "
+            "therapists."
+        )
+    elif lf.singular:
+        notes.append(
+            "Singular fit: the therapist covariance matrix of end outcome and alliance is at "
+            "the boundary (a therapist variance near zero or a correlation near +-1)."
+        )
+    if single:
+        notes.append(
+            f"{single} therapists have a single client: they inform the therapist means and "
+            "the latent model uses them (no client deviation of 0 is imputed)."
+        )
+    counts = n_by_level(table, clients="client", therapists="therapist")
+    counts["sessions"] = int(frame[client].isin(table["client"]).sum())
+    return TherapistResult(
+        model=f"therapist vs client alliance -> {outcome} (end, latent therapist means)",
+        params=params,
+        variance_components=pd.DataFrame(vc_rows),
+        loglik=float(lf.loglik),
+        nobs=len(table),
+        excluded=ex.frame(),
+        missing_data=(
+            "client-level model, one row per client (end = the outcome at the client's last "
+            "session, after the alliance window, not carried forward); clients without it or "
+            "without a baseline are excluded (counted). ML, complete rows."
+        ),
+        citation=f"{CITATION}; {LATENT_CITATION}",
+        notes=notes,
+        standardization=(
+            "b x SD(predictor) / SD(end): the therapist effect by the latent therapist SD of "
+            "the alliance, the client effect by the within-therapist SD"
+        ),
+        n_by_level=counts,
+        aic=float(-2 * lf.loglik + 2 * n_par),
+        bic=float(-2 * lf.loglik + np.log(len(table)) * n_par),
+        converged=converged,
+        singular=bool(lf.singular),
+        icc=icc,
+        difference=diff,
+        clients=per_client.reset_index(drop=True),
+        mixed_model=None,
+        centering="latent",
+        latent_fit=lf,
     )
 
 

@@ -167,6 +167,13 @@ def within_between(
     from week to week (Falkenström et al. 2017). The cross-lagged path is an average
     within-client effect: when clients differ in their effect it estimates the mean.
 
+    A default fit whose optimizer did not converge is refitted without the client-specific
+    trends (``slopes=False``) and the note says so; if that fit is improper too, or
+    ``slopes=`` was given, the result has ``converged=False`` and a note. A converged
+    Heywood case (a variance not positive or a latent covariance matrix not positive
+    semi-definite, common with few sessions) is kept with a note naming it: no p-value of
+    an improper solution passes silently.
+
     ``method="mlm"`` (an option, kept for comparison with published multilevel analyses)
     fits, with :func:`alliance.models.lmm`,
 
@@ -186,7 +193,12 @@ def within_between(
     alliance, outcome, client, session : str
         Column names. Sessions must be whole numbers.
     therapist : str, optional
-        Therapist column: adds a therapist random intercept (clients nested in therapists).
+        Therapist column (clients nested in therapists). With ``method="dpm"`` the model
+        stays single-level: the therapists are the clusters of cluster-robust (MLR)
+        standard errors, used when there are at least 15 therapists (``se="auto"`` of
+        :func:`~alliance.models.sem.dynamic_panel`; with fewer the standard errors are ML
+        and a note says the nesting is not modelled). With ``method="mlm"`` it adds a
+        therapist random intercept.
     lag : int, default 1
         Sessions between predictor and response, counted by session number: the response of a
         predictor at session 4 is the one at session 5; if session 5 was missed the pair is
@@ -284,7 +296,7 @@ def within_between(
         slopes_given = "slopes" in dpm_options
         dpm_options = {"n_starts": 3, "slopes": True, **dpm_options}
         try:
-            return _dpm(
+            fit = _dpm(
                 data, alliance, outcome, client, session, therapist, lag, reverse, dpm_options
             )
         except ValueError as err:
@@ -296,6 +308,21 @@ def within_between(
                 "(its estimate is confounded when clients' rates of change differ with their "
                 "alliance)"
             ) from err
+        return _proper_or_simpler(
+            fit,
+            lambda: _dpm(
+                data,
+                alliance,
+                outcome,
+                client,
+                session,
+                therapist,
+                lag,
+                reverse,
+                {**dpm_options, "slopes": False},
+            ),
+            may_simplify=dpm_options["slopes"] and not slopes_given,
+        )
     random_slope = bool(random_slope)
     session_slope = True if session_slope is None else bool(session_slope)
     lagged_outcome = bool(lagged_outcome)
@@ -521,6 +548,64 @@ def fit_mlm(
         moderator_coding=coding,
     )
     return result, used, fit
+
+
+def _proper_or_simpler(fit, refit_without_slopes, *, may_simplify: bool):
+    """The default's rule for non-converged and improper dynamic-panel solutions.
+
+    * The optimizer did not converge (singular information or a large gradient): with the
+      default client-specific trends (``slopes`` not given by the caller) the model is
+      refitted without them (the trend variances fixed at zero) and that fit is kept, with
+      a note, when it is proper (:func:`alliance.models.sem.improper_solution`); otherwise
+      ``converged`` stays False and a note says the p-values are not interpretable.
+    * Converged, but a Heywood case (a variance not positive or a latent covariance matrix
+      not positive semi-definite): the fit is kept and a note names the problem. With few
+      sessions such solutions are common sampling fluctuations when a true trend variance
+      is near zero; dropping the trends in them brings back the trend confound
+      (``benchmarks/results/sim_null_within.md``: bias +0.21 and 77 of 97 fits refitted
+      when every Heywood case was refitted without trends).
+    """
+    from alliance.models import sem
+
+    improper_solution = getattr(sem, "improper_solution", None)
+    if improper_solution is None:  # pragma: no cover - a stand-in sem module (tests)
+        return fit
+    reasons = improper_solution(fit)
+    if not reasons:
+        return fit
+    why = "; ".join(reasons)
+    if fit.converged:
+        fit.notes.insert(
+            0,
+            f"Heywood case ({why}): the optimizer converged, the estimate is kept; its "
+            "standard errors rest on an improper solution near a boundary, so read p-values "
+            "near .05 with care (slopes=False or max_sessions= give proper alternatives).",
+        )
+        return fit
+    if may_simplify:
+        simple = refit_without_slopes()
+        simple_reasons = improper_solution(simple)
+        if not simple_reasons:
+            simple.notes.insert(
+                0,
+                f"The model with client-specific trends (slopes=True) did not converge ({why}); "
+                "refitted without them (slopes=False, trend variances fixed at zero), which "
+                "is proper. Without trends the estimate is confounded when clients' rates of "
+                "change differ with their alliance.",
+            )
+            simple.model = f"{simple.model}, trends dropped (no convergence with trends)"
+            log.info("within_between: no convergence with slopes (%s); refitted without", why)
+            return simple
+        why = f"{why}; without trends (slopes=False): {'; '.join(simple_reasons)}"
+    fit.converged = False
+    fit.notes.insert(
+        0,
+        f"Improper solution ({why}): converged is False and the standard errors and "
+        "p-values are not interpretable. Try max_sessions= (fewer sessions), slopes=False, "
+        "or more clients.",
+    )
+    log.warning("within_between: improper dynamic panel solution (%s)", why)
+    return fit
 
 
 def _dpm(data, alliance, outcome, client, session, therapist, lag, reverse, options):

@@ -4,7 +4,8 @@
 ``psych::omega``.
 
 Steps (psych's defaults): Pearson correlations (pairwise complete), minimum-residual
-(minres) factoring of ``n_factors`` factors, varimax then oblimin (quartimin, gamma 0)
+(minres) factoring of ``n_factors`` factors (multi-start, never a worse minimum than
+psych's own fit: :func:`omega_extraction`), varimax then oblimin (quartimin, gamma 0)
 rotation by gradient projection (Bernaards & Jennrich 2005, as GPArotation), a one-factor
 minres solution of the factor correlations for the general factor (``sqrt`` of the
 correlation when there are two factors), items keyed by the sign of their general
@@ -25,7 +26,7 @@ from alliance._checks import require_columns, require_frame
 from alliance._frames import with_tables
 from alliance.reliability._common import check_level, keyed_scales
 
-__all__ = ["alpha", "omega"]
+__all__ = ["alpha", "omega", "omega_extraction"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -191,24 +192,136 @@ def _loadings_from_psi(r: np.ndarray, psi: np.ndarray, nf: int) -> np.ndarray:
     return vectors[:, order] * np.sqrt(values)
 
 
-def _minres(r: np.ndarray, nf: int) -> np.ndarray:
-    """Unrotated minimum-residual loadings (psych ``fa(fm = "minres")``)."""
+def _offdiag_ss(r: np.ndarray, load: np.ndarray) -> float:
+    """Sum of squared off-diagonal residuals, lower triangle (the minres criterion / 2)."""
+    lower = np.tril_indices(len(r), -1)
+    return float((((r - load @ load.T)[lower]) ** 2).sum())
+
+
+def _psych_minres(r: np.ndarray, nf: int, start: np.ndarray) -> np.ndarray:
+    """psych's minres fit as ``fa`` runs it: the uniquenesses by R's ``optim`` L-BFGS-B
+    (``parscale = 0.01``, ``factr = 1e7``, ``pgtol = 0``, 5 corrections, 100 iterations,
+    bounds ``[.005, max(smc, 1)]``) on the off-diagonal residual sum of squares with
+    psych's approximate gradient ``diag(L L' + Psi - S)`` (``FAgr.minres``)."""
+    upper = max(float(np.max(1 - 1 / np.diag(np.linalg.pinv(r)))), 1.0)
+    scale = 0.01
+    off = 1 - np.eye(len(r))
+
+    def fn(z: np.ndarray) -> float:
+        load = _loadings_from_psi(r, z * scale, nf)
+        return float((((r - load @ load.T) * off) ** 2).sum())
+
+    def gr(z: np.ndarray) -> np.ndarray:
+        psi = z * scale
+        values, vectors = np.linalg.eigh(r - np.diag(psi))
+        order = np.argsort(values)[::-1][:nf]
+        load = vectors[:, order] * np.sqrt(np.maximum(values[order], 0))
+        return np.diag(load @ load.T + np.diag(psi) - r) * scale
+
+    fit = optimize.minimize(
+        fn,
+        np.clip(start, 0.005, upper) / scale,
+        jac=gr,
+        method="L-BFGS-B",
+        bounds=[(0.005 / scale, upper / scale)] * len(r),
+        options={"ftol": 1e7 * np.finfo(float).eps, "gtol": 0.0, "maxcor": 5, "maxiter": 100},
+    )
+    return _loadings_from_psi(r, fit.x * scale, nf)
+
+
+def _minres(
+    r: np.ndarray, nf: int, *, n_starts: int = 6, seed: int = 0, multi_start: bool = True
+) -> np.ndarray:
+    """Unrotated minimum-residual loadings (psych ``fa(fm = "minres")``), multi-start.
+
+    The minres criterion can have several local minima (e.g. ``psychTools::ability`` with
+    3 factors). Candidates: psych's own fit (:func:`_psych_minres`, from psych's start
+    ``1 - smc``), then precise L-BFGS-B fits from ``1 - smc``, from 0.5 and from
+    ``n_starts - 2`` seeded random uniquenesses. The candidate with the smallest
+    off-diagonal residual sum of squares is kept; psych's fit is kept when no candidate is
+    better by more than 1e-9 (relative), so the solution is never worse than psych's and
+    equal to it where psych reaches the minimum.
+    """
     lower = np.tril_indices(len(r), -1)
 
     def loss(psi: np.ndarray) -> float:
         load = _loadings_from_psi(r, psi, nf)
         return float((((r - load @ load.T)[lower]) ** 2).sum())
 
-    start = 1 / np.diag(np.linalg.pinv(r))  # psych: uniqueness start 1 - smc
-    start = np.clip(1 / start, 0.005, 1)
-    fit = optimize.minimize(
-        loss,
-        start,
-        method="L-BFGS-B",
-        bounds=[(0.005, 1.0)] * len(r),
-        options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 5000},
-    )
-    return _loadings_from_psi(r, fit.x, nf)
+    smc_start = np.clip(1 / (1 / np.diag(np.linalg.pinv(r))), 0.005, 1)  # 1 - smc
+    if not multi_start:  # one precise fit from 1 - smc (before issue 16)
+        fit = optimize.minimize(
+            loss,
+            smc_start,
+            method="L-BFGS-B",
+            bounds=[(0.005, 1.0)] * len(r),
+            options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 5000},
+        )
+        return _loadings_from_psi(r, fit.x, nf)
+    psych = _psych_minres(r, nf, smc_start)
+    best, best_ss = psych, _offdiag_ss(r, psych)
+    rng = np.random.default_rng(seed)
+    starts = [smc_start, np.full(len(r), 0.5)]
+    starts += [rng.uniform(0.2, 0.95, len(r)) for _ in range(max(n_starts - 2, 0))]
+    for start in starts:
+        fit = optimize.minimize(
+            loss,
+            start,
+            method="L-BFGS-B",
+            bounds=[(0.005, 1.0)] * len(r),
+            options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 5000},
+        )
+        load = _loadings_from_psi(r, fit.x, nf)
+        ss = _offdiag_ss(r, load)
+        if ss < best_ss * (1 - 1e-9) - 1e-15:
+            best, best_ss = load, ss
+    return best
+
+
+def omega_extraction(r: np.ndarray, n_factors: int, *, multi_start: bool = True) -> dict:
+    """The unrotated minres factor solution behind :func:`omega` (multi-start).
+
+    Parameters
+    ----------
+    r : numpy.ndarray
+        A correlation matrix.
+    n_factors : int
+        Number of factors.
+    multi_start : bool, default True
+        False: one fit from psych's start (``1 - smc``), the behaviour before issue 16.
+
+    Returns
+    -------
+    dict
+        ``loadings`` (items x factors), ``communalities`` and ``residual_ss`` (the sum of
+        squared off-diagonal residuals, lower triangle).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from alliance.reliability.consistency import omega_extraction
+    >>> r = np.full((6, 6), 0.3) + 0.7 * np.eye(6)
+    >>> round(omega_extraction(r, 1)["residual_ss"], 8)
+    0.0
+    """
+    r = np.asarray(r, dtype=float)
+    load = _minres(r, n_factors, multi_start=multi_start)
+    return {
+        "loadings": load,
+        "communalities": (load**2).sum(axis=1),
+        "residual_ss": _offdiag_ss(r, load),
+    }
+
+
+def _minres_g(phi: np.ndarray) -> np.ndarray:
+    """The general factor's loadings on the group factors as psych's ``schmid`` gets them
+    (``fa(phi, 1, fm = "minres")``: psych's single fit from its start, see
+    :func:`_psych_minres`). With three group factors the one-factor fit is often an
+    (ultra-)Heywood case, where psych's approximate gradient stops short of the minimum;
+    omega_h is defined by psych's procedure, so its fit is reproduced, not improved."""
+    start = np.clip(1 / (1 / np.diag(np.linalg.pinv(phi))), 0.005, 1)
+    g = _psych_minres(phi, 1, start)[:, 0]
+    return g if g.sum() >= 0 else -g  # psych reflects factors to a positive loading sum
 
 
 def _varimax(a: np.ndarray, eps: float = 1e-5, maxit: int = 1000) -> np.ndarray:
@@ -335,8 +448,10 @@ def omega(
         if n_factors == 2:
             gload = np.sqrt(abs(phi[0, 1])) * np.array([1.0, np.sign(phi[0, 1])])
         else:
-            gload = _minres(phi, 1)[:, 0]
+            gload = _minres_g(phi)
     g = fload @ gload
+    if g.sum() < 0:  # the general factor points the way most items do (as psych)
+        g = -g
     key = np.where(np.sign(g) == 0, 1.0, np.sign(g)) if flip else np.ones(p)
     rk = r * np.outer(key, key)
     g = g * key
