@@ -399,31 +399,83 @@ class LmmResult(Result):
             out = out + (z * eff).sum(axis=1)
         return out
 
-    def predict(self, data: pd.DataFrame | None = None, *, random: bool = True) -> pd.Series:
-        """Predicted outcome.
+    def predict(
+        self,
+        data: pd.DataFrame | None = None,
+        *,
+        random: bool | None = None,
+        interval: Literal["confidence", "prediction"] | None = None,
+        level: float | None = None,
+        ddf: Literal["satterthwaite", "kenward-roger"] | None = None,
+    ) -> pd.Series | pd.DataFrame:
+        """Predicted outcome, optionally with confidence or prediction intervals.
 
         Parameters
         ----------
         data : pandas.DataFrame, optional
             New rows with the model's variables; default the rows used in the fit.
-        random : bool
+        random : bool, optional
             Add the conditional modes of the groups seen in the fit (groups not seen in the
-            fit get zero, i.e. the population prediction). ``False``: fixed part only.
+            fit get zero, i.e. the population prediction); ``False``: fixed part only.
+            Default True without ``interval``; intervals are for the population-level
+            prediction (``random=False``, the default with ``interval``).
+        interval : {"confidence", "prediction"}, optional
+            ``"confidence"``: for the mean at these values, ``x' beta`` with
+            ``se^2 = x' V x`` (``V`` = :attr:`cov_params`) and Satterthwaite df (the fit's
+            Kenward-Roger df and adjusted ``V`` for a ``ddf="kenward-roger"`` fit), the
+            t interval, as ``emmeans`` predictions. ``"prediction"``: for a new observation
+            of a new group, ``se^2 = x' V x + sum over levels of z' Sigma z + sigma^2``
+            (the lme4 FAQ's formula with the residual added), with the normal quantile.
+        level : float, optional
+            Confidence level; default the fit's.
+        ddf : {"satterthwaite", "kenward-roger"}, optional
+            df of the confidence interval (default as :meth:`contrast`).
 
         Returns
         -------
-        pandas.Series
-            Indexed like ``data``.
+        pandas.Series or pandas.DataFrame
+            Without ``interval`` a Series of predictions indexed like ``data``; with it a
+            DataFrame with estimate, se, df, lower, upper.
+
+        Examples
+        --------
+        >>> import alliance
+        >>> import pandas as pd
+        >>> fit = alliance.models.lmm("phq9 ~ session + (1 | client)",
+        ...                           alliance.datasets.load_dataset("demo").sessions)
+        >>> new = pd.DataFrame({"session": [1, 8, 16]})
+        >>> ci = fit.predict(new, interval="confidence")
+        >>> ci.columns.tolist()
+        ['estimate', 'se', 'df', 'lower', 'upper']
+        >>> pi = fit.predict(new, interval="prediction")
+        >>> bool((pi["se"] > ci["se"]).all())
+        True
         """
         f = self._fit
+        if interval not in (None, "confidence", "prediction"):
+            raise ValueError(
+                f"interval must be 'confidence', 'prediction' or None, not {interval!r}."
+            )
+        if random is None:
+            random = interval is None
+        if interval is not None and random:
+            raise ValueError(
+                "intervals are for the population-level prediction: pass random=False (the "
+                "default with interval=); the conditional modes' own uncertainty is not "
+                "part of them."
+            )
+        level = self.level if level is None else float(level)
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}.")
         if data is None:
             x, zs, codes, index = f["x"], f["z"], f["codes"], f["index"]
         else:
             data = require_frame(data)
             need = set(f["fixed_spec"].required_variables)
-            if random:
+            if random or interval == "prediction":
                 for lv in f["levels"]:
-                    need |= set(lv.keys)
+                    if random:
+                        need |= set(lv.keys)
                     for spec in lv.specs:
                         need |= set(spec.required_variables)
             require_columns(data, table="data", **{f"variable {c!r}": c for c in sorted(need)})
@@ -431,22 +483,63 @@ class LmmResult(Result):
             index = data.index
             zs, codes = [], []
             for lv in f["levels"]:
-                if not random:
+                if not (random or interval == "prediction"):
                     zs.append(None)
                     codes.append(None)
                     continue
                 parts = [_float_matrix(spec.get_model_matrix(data)) for spec in lv.specs]
                 zs.append(np.column_stack(parts))
+                if not random:
+                    codes.append(None)
+                    continue
                 if len(lv.keys) == 1:
                     key = pd.Index(data[lv.keys[0]])
                 else:
                     key = pd.MultiIndex.from_frame(data[list(lv.keys)])
                 codes.append(lv.labels.get_indexer(key))
+        if x.shape[0] != len(index):
+            raise ValueError(
+                f"{len(index) - x.shape[0]} rows of data have a missing value in a model "
+                "variable; drop or fill them before predicting."
+            )
         if not random:
             out = x @ self.params["estimate"].to_numpy()
         else:
             out = self._linear(x, zs, codes)
-        return pd.Series(out, index=index, name="predicted")
+        if interval is None:
+            return pd.Series(out, index=index, name="predicted")
+        if ddf is None:
+            ddf = "kenward-roger" if self.ddf == "kenward-roger" else "satterthwaite"
+        if ddf not in ("satterthwaite", "kenward-roger"):
+            raise ValueError(f"ddf must be 'satterthwaite' or 'kenward-roger', not {ddf!r}.")
+        se = np.empty(len(out))
+        df = np.empty(len(out))
+        for i, w in enumerate(x):  # one contrast per row (the df depend on w)
+            _est, se[i], df[i] = self._linear_test(w, ddf)
+        if interval == "confidence":
+            crit = stats.t.ppf(0.5 + level / 2, df)
+        else:
+            if self.residual_ratios is not None:
+                raise ValueError(
+                    "prediction intervals of a fit with residual_groups= need the group of "
+                    "each new row's residual variance; not available yet."
+                )
+            var = se**2 + self.sigma**2
+            for z, cov in zip(zs, f["covs"], strict=True):
+                var = var + np.einsum("ij,jk,ik->i", z, cov, z)
+            se = np.sqrt(var)
+            df = np.full(len(out), np.inf)
+            crit = stats.norm.ppf(0.5 + level / 2)
+        return pd.DataFrame(
+            {
+                "estimate": out,
+                "se": se,
+                "df": df,
+                "lower": out - crit * se,
+                "upper": out + crit * se,
+            },
+            index=index,
+        )
 
     def refit(self, *, reml: bool) -> LmmResult:
         """The same model fitted again to the same data, by REML or ML.
