@@ -872,6 +872,113 @@ def lmer_inference_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
         )
 
 
+# ------------------------------------------------------------------ issue 18: GLMM uses
+def glmm_use_cases() -> Iterator[tuple[Row, Callable[[], float]]]:
+    """Rupture occurrence, dropout with a therapist intercept, predictions with intervals."""
+    import alliance
+
+    ro = _json("glmer_rupture_occurrence.json")
+
+    def rupture(what, ref=ro):
+        d = pd.read_csv(REF / ref["data"], dtype={"client": str, "therapist": str})
+        hit = d[d["rupture"] == 1]
+        events = pd.DataFrame({"client": hit["client"], "session": hit["session"]})
+        fit = alliance.models.rupture_occurrence(
+            d.drop(columns="rupture"), therapist="therapist", source="events", events=events
+        )
+        return agreement(fit.params[what], ref["fixef"]["estimate" if what == "estimate" else "se"])
+
+    base = {
+        "function": "alliance.models.rupture_occurrence",
+        "reference": "lme4 glmer (tests/reference/rupture_occurrence_reference.R)",
+        "dataset": "rupture_occurrence.csv (simulation)",
+    }
+    yield (
+        Row("rupture occurrence GLMM", quantity="fixed effects", tolerance=1e-4, **base),
+        (lambda: rupture("estimate")),
+    )
+    yield (
+        Row("rupture occurrence GLMM", quantity="standard errors", tolerance=1e-3, **base),
+        (lambda: rupture("se")),
+    )
+    dr = _json("glmer_dropout.json")
+    for method in ("logistic", "discrete_time"):
+
+        def dropout(method=method, ref=dr):
+            s = pd.read_csv(REF / ref["sessions"], dtype={"client": str, "therapist": str})
+            fit = alliance.models.dropout_model(
+                s,
+                alliance="wai_sr",
+                method=method,
+                covariates=["prior_negative_therapy"],
+                engine="glmm",
+            )
+            r = ref[method]["fixef"]
+            return max(
+                agreement(fit.params["estimate"], r["estimate"], scale=np.ones(len(r["se"]))),
+                agreement(fit.params["se"], r["se"]) / 10,
+            )
+
+        yield (
+            Row(
+                f"dropout model ({method}, therapist intercept)",
+                "alliance.models.dropout_model",
+                "lme4 glmer (tests/reference/dropout_glmm_reference.R)",
+                "dropout_glmm_sessions.csv (simulation)",
+                "estimates (absolute) and SEs (relative / 10)",
+                1e-4,
+            ),
+            dropout,
+        )
+    lp = _json("lmm_predict.json")
+
+    def lmm_pred(ref=lp):
+        frame = pd.read_csv(REF / ref["data"])
+        new = pd.DataFrame({"Days": ref["days"]})
+        fit = alliance.models.lmm(ref["formula"], frame)
+        ci = fit.predict(new, interval="confidence")
+        pi = fit.predict(new, interval="prediction")
+        c, p = ref["confidence_satterthwaite"], ref["prediction"]
+        return max(
+            agreement(ci["se"], c["se"]),
+            agreement(ci["df"], c["df"]) / 10,
+            agreement(pi["se"], p["se"]),
+        )
+
+    yield (
+        Row(
+            "LMM predictions with confidence / prediction intervals",
+            "alliance.models.LmmResult.predict",
+            "lme4 + emmeans (tests/reference/lmm_predict_reference.R)",
+            "sleepstudy",
+            "SEs (df / 10)",
+            1e-4,
+        ),
+        lmm_pred,
+    )
+    gp = _json("glmm_predict.json")
+
+    def glmm_pred(ref=gp):
+        d = pd.read_csv(REF / ref["data"], dtype={"herd": str, "period": str})
+        fit = alliance.models.glmm(ref["formula"], d)
+        new = pd.DataFrame({"period": ref["period"]})
+        out = fit.predict(new, type="response", interval="confidence")
+        r = ref["response"]
+        return max(agreement(out[k], r[k]) for k in ("estimate", "se", "lower", "upper"))
+
+    yield (
+        Row(
+            "GLMM predictions on the response scale",
+            "alliance.models.GlmmResult.predict",
+            "lme4 + emmeans (tests/reference/glmm_predict_reference.R)",
+            "cbpp",
+            "estimates, SEs and interval bounds",
+            1e-3,
+        ),
+        glmm_pred,
+    )
+
+
 CASES = (
     lme4_cases,
     lmer_inference_cases,
@@ -882,6 +989,7 @@ CASES = (
     lavaan_cases,
     lavaan_mlr_cases,
     sandwich_cases,
+    glmm_use_cases,
     dyad_cases,
 )
 

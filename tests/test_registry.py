@@ -32,6 +32,7 @@ BUILT_IN = {
     "mediation",
     "moderation",
     "riclpm",
+    "rupture_occurrence",
     "rupture_outcome",
     "therapist_contributions",
     "within_between",

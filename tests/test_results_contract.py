@@ -79,6 +79,10 @@ def _rupture(s):
     )
 
 
+def _rupture_occurrence(s):
+    return models.rupture_occurrence(s, alliance="wai_sr", phase=None, techniques=None)
+
+
 def _moderation(s):
     return models.moderation(s, "prior_negative_therapy", alliance="wai_sr", outcome="phq9")
 
@@ -178,6 +182,7 @@ FITS = {
     "riclpm": (_riclpm, "PanelResult"),
     "therapist_contributions": (_therapist, "TherapistResult"),
     "rupture_outcome": (_rupture, "RuptureOutcomeResult"),
+    "rupture_occurrence": (_rupture_occurrence, "RuptureOccurrenceResult"),
     "moderation": (_moderation, "ModerationResult"),
     "mediation": (_mediation, "MediationResult"),
     "dropout_model": (_dropout, "DropoutResult"),
@@ -219,6 +224,12 @@ TYPED = {
         "centering": str,
     },
     "RuptureOutcomeResult": {"events": pd.DataFrame, "classes": pd.DataFrame},
+    "RuptureOccurrenceResult": {
+        "events": pd.DataFrame,
+        "table": pd.DataFrame,
+        "icc": pd.Series,
+        "mixed_model": models.GlmmResult,
+    },
     "ModerationResult": {
         "simple_slopes": pd.DataFrame,
         "lines": pd.DataFrame,

@@ -43,6 +43,7 @@ from alliance.models.registry import (
     study_roles,
     unregister_model,
 )
+from alliance.models.rupture_occurrence import RuptureOccurrenceResult, rupture_occurrence
 from alliance.models.rupture_outcome import RuptureOutcomeResult, rupture_outcome
 from alliance.models.sem import PanelResult, dynamic_panel, riclpm
 from alliance.models.therapist import TherapistResult, therapist_contributions
@@ -61,6 +62,7 @@ __all__ = [
     "Simulation",
     "ModerationResult",
     "PanelResult",
+    "RuptureOccurrenceResult",
     "RuptureOutcomeResult",
     "TherapistResult",
     "WithinBetweenResult",
@@ -82,6 +84,7 @@ __all__ = [
     "person_period",
     "register_model",
     "riclpm",
+    "rupture_occurrence",
     "rupture_outcome",
     "scale_points",
     "sem",

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alliance.models._lmm_boot import bootstrap as run_bootstrap
 from alliance.models.glmm import GlmmResult
 from alliance.models.lmm import LmmResult
 from alliance.results import Result
@@ -64,6 +65,11 @@ class ComparisonResult(Result):
         The fits the table rests on (the ML refits where refitted), in the table's order.
     nobs : int
     notes : list of str
+    bootstrap : pandas.DataFrame or None
+        With ``bootstrap=nsim``: one row per test (``term`` as in ``params``) with ``chisq``
+        (observed), ``p_boot``, ``n_boot`` (successful simulations) and ``n_failed``; the
+        simulated statistics are in ``boot_chisq`` (dict term -> array). ``table`` then has
+        a ``p_boot`` column.
     """
 
     table: pd.DataFrame
@@ -73,6 +79,8 @@ class ComparisonResult(Result):
     nobs: int
     excluded: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    bootstrap: pd.DataFrame | None = None
+    boot_chisq: dict | None = None
 
     citation = (
         "Bates, Maechler, Bolker & Walker (2015), Journal of Statistical Software 67(1); "
@@ -176,7 +184,9 @@ def _one_added_variance(small, big) -> int | None:
     return len(added)
 
 
-def compare(*fits, refit: bool = True) -> ComparisonResult:
+def compare(
+    *fits, refit: bool = True, bootstrap: int | None = None, seed=None, n_jobs: int = 1
+) -> ComparisonResult:
     """Likelihood-ratio tests of nested mixed models, as lme4's ``anova(m0, m1, ...)``.
 
     Parameters
@@ -189,6 +199,16 @@ def compare(*fits, refit: bool = True) -> ComparisonResult:
         Refit REML fits by maximum likelihood first (lme4's ``refit = TRUE``; a note says so).
         ``False`` compares REML likelihoods, which is valid only for models with the same
         fixed effects (refused otherwise) and all fitted by REML.
+    bootstrap : int, optional
+        Number of parametric-bootstrap samples for each test (linear mixed models only), as
+        pbkrtest's ``PBmodcomp``: responses simulated from the smaller model, both models
+        refitted to each (by ML after an ML refit, else by the models' criterion), and
+        ``p_boot = (1 + #{chisq* >= chisq}) / (1 + n)``. It needs no chi-square or boundary
+        approximation.
+    seed : int or numpy.random.Generator, optional
+        Seed of the bootstrap (same seed, same p values, also with ``n_jobs > 1``).
+    n_jobs : int, default 1
+        Parallel refits with joblib (``-1``: all cores).
 
     Returns
     -------
@@ -227,6 +247,9 @@ def compare(*fits, refit: bool = True) -> ComparisonResult:
     [4, 5]
     >>> out.notes[0]
     'refitting model(s) with ML (instead of REML)'
+    >>> boot = alliance.models.compare(m0, m1, bootstrap=5, seed=1)
+    >>> boot.bootstrap["n_boot"].tolist()
+    [5]
     """
     if len(fits) == 1 and isinstance(fits[0], list | tuple):
         fits = tuple(fits[0])
@@ -330,6 +353,44 @@ def compare(*fits, refit: bool = True) -> ComparisonResult:
             "ci_high": np.nan,
         }
     )
+    boot = boot_chisq = None
+    if bootstrap is not None:
+        if kinds != {"lmm"}:
+            raise ValueError(
+                "bootstrap= is implemented for linear mixed models (lmm) only; for glmm fits "
+                "use the likelihood-ratio test (or its p_boundary)."
+            )
+        if int(bootstrap) != bootstrap or bootstrap < 1:
+            raise ValueError(f"bootstrap must be a positive number of samples, not {bootstrap!r}.")
+        rng = np.random.default_rng(seed)
+        rows, boot_chisq = [], {}
+        p_boot = np.full(len(fits), np.nan)
+        for i in range(1, len(fits)):
+            small, big = ordered[i - 1], ordered[i]
+            term = params["term"].iloc[i - 1]
+            if df[i] <= 0:
+                rows.append((term, chisq[i], np.nan, 0, 0))
+                continue
+            responses = small.simulate(int(bootstrap), seed=rng)
+
+            def lrt(y, small=small, big=big):
+                return 2.0 * max(0.0, big.refit(response=y).loglik - small.refit(response=y).loglik)
+
+            draws = run_bootstrap(responses, lambda y: y, lrt, n_jobs=n_jobs)
+            ok = np.array([d for d in draws if d is not None], dtype=float)
+            p_boot[i] = (1 + np.sum(ok >= chisq[i] - 1e-10)) / (1 + len(ok))
+            boot_chisq[term] = ok
+            rows.append((term, chisq[i], p_boot[i], len(ok), len(draws) - len(ok)))
+        table["p_boot"] = p_boot
+        boot = pd.DataFrame(rows, columns=["term", "chisq", "p_boot", "n_boot", "n_failed"])
+        notes.append(
+            f"parametric bootstrap ({int(bootstrap)} samples per test, as pbkrtest's PBmodcomp): "
+            "responses simulated from the smaller model, both models refitted; p_boot = "
+            "(1 + #{chisq* >= chisq}) / (1 + n)."
+        )
+        failed = int(boot["n_failed"].sum())
+        if failed:
+            notes.append(f"{failed} bootstrap refits failed and were left out of p_boot.")
     return ComparisonResult(
         table=table,
         params=params,
@@ -338,4 +399,6 @@ def compare(*fits, refit: bool = True) -> ComparisonResult:
         nobs=nobs,
         excluded=ordered[0].excluded,
         notes=notes,
+        bootstrap=boot,
+        boot_chisq=boot_chisq,
     )

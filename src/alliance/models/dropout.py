@@ -44,12 +44,14 @@ from scipy import stats
 from alliance._checks import require_columns, require_frame
 from alliance.design import EarlyWindow, as_window
 from alliance.models._result import ModelResult
+from alliance.models.glmm import glmm
 from alliance.models.registry import Simulation, per_alliance_point, register_model
 from alliance.results import exclusion_log
 
 __all__ = ["DropoutResult", "dropout_model", "person_period"]
 
 METHODS = ("logistic", "discrete_time")
+ENGINES = ("glm", "glmm")
 #: Default rupture rule: prospective (a flag at session n uses sessions up to n only).
 DEFAULT_RUPTURES = {"method": "dip", "spread": "stricter"}
 #: Termination reasons understood without a mapping (lower case); True = dropped out.
@@ -77,6 +79,10 @@ DISCRETE_CITATION = (
     "discrete-time survival analysis (Singer & Willett, 1993) with cluster-robust standard "
     "errors (Liang & Zeger, 1986)"
 )
+GLMM_CITATION = (
+    "logistic mixed model with a therapist random intercept (Bates, Maechler, Bolker & "
+    "Walker, 2015, lme4 glmer; Laplace approximation)"
+)
 
 
 @dataclass
@@ -97,9 +103,16 @@ class DropoutResult(ModelResult):
     n_clients : int
         Clients in the model frame.
     n_clusters : int or None
-        Therapist clusters of the robust standard errors (None without a therapist column).
-    glm : statsmodels GLM result
-        The fitted binomial GLM (with the cluster-robust covariance).
+        Therapists: clusters of the robust standard errors, or levels of the random
+        intercept (None without a therapist column).
+    glm : statsmodels GLM result or None
+        The fitted binomial GLM (with the cluster-robust covariance); None with
+        ``engine="glmm"``.
+    engine : str
+        ``"glm"`` (cluster-robust standard errors) or ``"glmm"`` (therapist random
+        intercept).
+    mixed_model : alliance.models.GlmmResult or None
+        The logistic GLMM with a therapist random intercept (``engine="glmm"``).
     """
 
     data: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -108,6 +121,8 @@ class DropoutResult(ModelResult):
     n_clients: int = 0
     n_clusters: int | None = None
     glm: Any = None
+    engine: str = "glm"
+    mixed_model: Any = None
 
 
 def _sessions_table(data) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -276,6 +291,27 @@ def _glm(
     x: pd.DataFrame,
     groups: np.ndarray | None,
 ) -> sm.genmod.generalized_linear_model.GLMResultsWrapper:
+    _glm_checks(y, x)
+    model = sm.GLM(y, x, family=sm.families.Binomial())
+    if groups is None:
+        return model.fit()
+    return model.fit(cov_type="cluster", cov_kwds={"groups": groups})
+
+
+def _glmm_fit(y: np.ndarray, x: pd.DataFrame, groups: np.ndarray):
+    """``y ~ x + (1 | therapist)`` by :func:`alliance.models.glmm` (x holds the intercept)."""
+    cols = [f"x{i}" for i in range(x.shape[1] - 1)]
+    frame = pd.DataFrame(x.drop(columns="Intercept").to_numpy(float), columns=cols)
+    frame["y"] = y
+    frame["therapist"] = groups
+    formula = "y ~ " + (" + ".join(cols) if cols else "1") + " + (1 | therapist)"
+    try:
+        return glmm(formula, frame, family="binomial")
+    except ValueError as err:
+        raise ValueError(f"the dropout GLMM could not be fitted: {err}") from err
+
+
+def _glm_checks(y: np.ndarray, x: pd.DataFrame) -> None:
     rank = np.linalg.matrix_rank(x.to_numpy(dtype=float))
     if rank < x.shape[1]:
         raise ValueError(
@@ -287,15 +323,13 @@ def _glm(
             f"all {len(y)} units have the same dropout value ({int(y[0])}); a dropout model "
             "needs both clients who left and clients who stayed"
         )
-    model = sm.GLM(y, x, family=sm.families.Binomial())
-    if groups is None:
-        return model.fit()
-    return model.fit(cov_type="cluster", cov_kwds={"groups": groups})
 
 
 def _params(fit, x: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
-    est = fit.params.to_numpy()
-    se = fit.bse.to_numpy()
+    return _params_from(fit.params.to_numpy(), fit.bse.to_numpy(), x, names)
+
+
+def _params_from(est, se, x: pd.DataFrame, names: dict[str, str]) -> pd.DataFrame:
     z = est / se
     crit = stats.norm.ppf(0.975)
     sd = x.std(ddof=1).to_numpy()
@@ -349,6 +383,7 @@ def dropout_model(
     method: str = "logistic",
     baseline: str = "linear",
     early_sessions: int | None = None,
+    engine: str = "glm",
 ) -> DropoutResult:
     """Early alliance and ruptures predicting dropout, clients nested in therapists.
 
@@ -405,6 +440,14 @@ def dropout_model(
         ``"discrete_time"``: the baseline log-hazard in session number.
     early_sessions : int, optional
         Former name of ``early`` (deprecated).
+    engine : {'glm', 'glmm'}, default 'glm'
+        How clients of one therapist are allowed to be alike: ``"glm"``, a binomial GLM
+        with cluster-robust (sandwich) standard errors by ``therapist``; ``"glmm"``, a
+        logistic mixed model with a therapist random intercept
+        (``dropout ~ predictors + (1 | therapist)``, lme4's ``glmer`` with the Laplace
+        approximation, :func:`alliance.models.glmm`): conditional (therapist-specific)
+        log odds, the therapist variance in ``variance_components``, and valid with few
+        therapists where sandwich SEs are too small. Needs ``therapist``.
 
     Returns
     -------
@@ -446,9 +489,19 @@ def dropout_model(
     ...                        method="discrete_time")
     >>> bool(hazard.params.set_index("term").loc["wai_sr", "estimate"] < 0)
     True
+    >>> mixed = dropout_model(study, alliance="wai_sr", ruptures=study.events, engine="glmm")
+    >>> mixed.variance_components["group"].tolist()
+    ['therapist']
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not known; choose one of {list(METHODS)}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r} is not known; choose one of {list(ENGINES)}")
+    if engine == "glmm" and therapist is None:
+        raise ValueError(
+            "engine='glmm' fits a therapist random intercept and needs therapist= (a column "
+            "in the data or the clients table); use engine='glm' without one."
+        )
     if baseline not in BASELINES:
         raise ValueError(f"baseline={baseline!r} is not known; choose one of {list(BASELINES)}")
     window = as_window(early, early_sessions=early_sessions)
@@ -568,9 +621,22 @@ def dropout_model(
     constant = [c for c in x.columns if c != "Intercept" and x[c].nunique(dropna=False) <= 1]
     x = x.drop(columns=constant)  # e.g. no client had a rupture in the window: no term
     groups = pd.factorize(frame["_cluster"])[0] if therapist is not None else None
-    fit = _glm(y, x, groups)
-    params = _params(fit, x, names)
     n_clusters = int(len(np.unique(groups))) if groups is not None else None
+    mixed = None
+    if engine == "glmm":
+        _glm_checks(y, x)
+        mixed = _glmm_fit(y, x, groups)
+        fit = None
+        est = mixed.params["estimate"].to_numpy()
+        se = mixed.params["se"].to_numpy()
+        params = _params_from(est, se, x, names)
+        loglik, aic, bic = mixed.loglik, mixed.aic, mixed.bic
+        converged = bool(mixed.converged)
+    else:
+        fit = _glm(y, x, groups)
+        params = _params(fit, x, names)
+        loglik, aic, bic = float(fit.llf), float(fit.aic), float(fit.bic_llf)
+        converged = bool(getattr(fit, "converged", True))
     notes = [
         rule,
         "std_estimate is the change in log-odds per SD of the predictor; odds_ratio is "
@@ -589,6 +655,13 @@ def dropout_model(
         )
     if groups is None:
         notes.append("standard errors assume independent clients (therapist=None)")
+    elif engine == "glmm":
+        notes.append(
+            f"logistic GLMM with a random intercept for {therapist!r} ({n_clusters} "
+            "therapists; Laplace approximation, Wald z tests with the Hessian-based "
+            "covariance, as glmer): estimates are conditional on the therapist"
+        )
+        notes.extend(mixed.notes)
     else:
         notes.append(
             f"cluster-robust standard errors by {therapist!r} ({n_clusters} clusters, "
@@ -613,25 +686,30 @@ def dropout_model(
     return DropoutResult(
         model=f"dropout ({'client-level logistic' if method == 'logistic' else 'discrete-time'})",
         params=params,
-        loglik=float(fit.llf),
+        loglik=float(loglik),
         nobs=len(frame),
         excluded=exclusion_log(rows),
         missing_data=(
             f"complete cases: {len(frame)} {unit} of {n_clients_used} clients used; every "
             "left-out client or session is counted in excluded"
         ),
-        citation=LOGISTIC_CITATION if method == "logistic" else DISCRETE_CITATION,
+        citation=(LOGISTIC_CITATION if method == "logistic" else DISCRETE_CITATION)
+        + ("; " + GLMM_CITATION if engine == "glmm" else ""),
         notes=notes,
         n_by_level=counts,
-        aic=float(fit.aic),
-        bic=float(fit.bic_llf),
-        converged=bool(getattr(fit, "converged", True)),
+        aic=float(aic),
+        bic=float(bic),
+        converged=converged,
+        singular=None if mixed is None else bool(mixed.singular),
+        variance_components=(mixed.variance_components if mixed is not None else pd.DataFrame()),
         data=frame.drop(columns=["_cluster"], errors="ignore").reset_index(drop=True),
         method=method,
         n_dropout=n_event,
         n_clients=n_clients_used,
         n_clusters=n_clusters,
         glm=fit,
+        engine=engine,
+        mixed_model=mixed,
     )
 
 

@@ -22,6 +22,7 @@ from threadpoolctl import ThreadpoolController
 
 from alliance._checks import format_rows, require_columns, require_frame
 from alliance.models import _lmm_core as core
+from alliance.models._lmm_boot import bootstrap, simulate_responses
 from alliance.models._lmm_core import LevelSpec, ProfiledDeviance, build_structure
 from alliance.models._lmm_crossed import CrossedDeviance, build_crossed
 from alliance.models._lmm_emm import MarginalMeans, marginal_means
@@ -36,6 +37,9 @@ __all__ = ["lmm", "LmmResult"]
 log = logging.getLogger(__name__)
 
 _CONTROLLER: ThreadpoolController | None = None
+
+
+_BOOT_COLUMN = "_alliance_boot_y"
 
 
 def _one_blas_thread():
@@ -399,31 +403,83 @@ class LmmResult(Result):
             out = out + (z * eff).sum(axis=1)
         return out
 
-    def predict(self, data: pd.DataFrame | None = None, *, random: bool = True) -> pd.Series:
-        """Predicted outcome.
+    def predict(
+        self,
+        data: pd.DataFrame | None = None,
+        *,
+        random: bool | None = None,
+        interval: Literal["confidence", "prediction"] | None = None,
+        level: float | None = None,
+        ddf: Literal["satterthwaite", "kenward-roger"] | None = None,
+    ) -> pd.Series | pd.DataFrame:
+        """Predicted outcome, optionally with confidence or prediction intervals.
 
         Parameters
         ----------
         data : pandas.DataFrame, optional
             New rows with the model's variables; default the rows used in the fit.
-        random : bool
+        random : bool, optional
             Add the conditional modes of the groups seen in the fit (groups not seen in the
-            fit get zero, i.e. the population prediction). ``False``: fixed part only.
+            fit get zero, i.e. the population prediction); ``False``: fixed part only.
+            Default True without ``interval``; intervals are for the population-level
+            prediction (``random=False``, the default with ``interval``).
+        interval : {"confidence", "prediction"}, optional
+            ``"confidence"``: for the mean at these values, ``x' beta`` with
+            ``se^2 = x' V x`` (``V`` = :attr:`cov_params`) and Satterthwaite df (the fit's
+            Kenward-Roger df and adjusted ``V`` for a ``ddf="kenward-roger"`` fit), the
+            t interval, as ``emmeans`` predictions. ``"prediction"``: for a new observation
+            of a new group, ``se^2 = x' V x + sum over levels of z' Sigma z + sigma^2``
+            (the lme4 FAQ's formula with the residual added), with the normal quantile.
+        level : float, optional
+            Confidence level; default the fit's.
+        ddf : {"satterthwaite", "kenward-roger"}, optional
+            df of the confidence interval (default as :meth:`contrast`).
 
         Returns
         -------
-        pandas.Series
-            Indexed like ``data``.
+        pandas.Series or pandas.DataFrame
+            Without ``interval`` a Series of predictions indexed like ``data``; with it a
+            DataFrame with estimate, se, df, lower, upper.
+
+        Examples
+        --------
+        >>> import alliance
+        >>> import pandas as pd
+        >>> fit = alliance.models.lmm("phq9 ~ session + (1 | client)",
+        ...                           alliance.datasets.load_dataset("demo").sessions)
+        >>> new = pd.DataFrame({"session": [1, 8, 16]})
+        >>> ci = fit.predict(new, interval="confidence")
+        >>> ci.columns.tolist()
+        ['estimate', 'se', 'df', 'lower', 'upper']
+        >>> pi = fit.predict(new, interval="prediction")
+        >>> bool((pi["se"] > ci["se"]).all())
+        True
         """
         f = self._fit
+        if interval not in (None, "confidence", "prediction"):
+            raise ValueError(
+                f"interval must be 'confidence', 'prediction' or None, not {interval!r}."
+            )
+        if random is None:
+            random = interval is None
+        if interval is not None and random:
+            raise ValueError(
+                "intervals are for the population-level prediction: pass random=False (the "
+                "default with interval=); the conditional modes' own uncertainty is not "
+                "part of them."
+            )
+        level = self.level if level is None else float(level)
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}.")
         if data is None:
             x, zs, codes, index = f["x"], f["z"], f["codes"], f["index"]
         else:
             data = require_frame(data)
             need = set(f["fixed_spec"].required_variables)
-            if random:
+            if random or interval == "prediction":
                 for lv in f["levels"]:
-                    need |= set(lv.keys)
+                    if random:
+                        need |= set(lv.keys)
                     for spec in lv.specs:
                         need |= set(spec.required_variables)
             require_columns(data, table="data", **{f"variable {c!r}": c for c in sorted(need)})
@@ -431,42 +487,86 @@ class LmmResult(Result):
             index = data.index
             zs, codes = [], []
             for lv in f["levels"]:
-                if not random:
+                if not (random or interval == "prediction"):
                     zs.append(None)
                     codes.append(None)
                     continue
                 parts = [_float_matrix(spec.get_model_matrix(data)) for spec in lv.specs]
                 zs.append(np.column_stack(parts))
+                if not random:
+                    codes.append(None)
+                    continue
                 if len(lv.keys) == 1:
                     key = pd.Index(data[lv.keys[0]])
                 else:
                     key = pd.MultiIndex.from_frame(data[list(lv.keys)])
                 codes.append(lv.labels.get_indexer(key))
+        if x.shape[0] != len(index):
+            raise ValueError(
+                f"{len(index) - x.shape[0]} rows of data have a missing value in a model "
+                "variable; drop or fill them before predicting."
+            )
         if not random:
             out = x @ self.params["estimate"].to_numpy()
         else:
             out = self._linear(x, zs, codes)
-        return pd.Series(out, index=index, name="predicted")
+        if interval is None:
+            return pd.Series(out, index=index, name="predicted")
+        if ddf is None:
+            ddf = "kenward-roger" if self.ddf == "kenward-roger" else "satterthwaite"
+        if ddf not in ("satterthwaite", "kenward-roger"):
+            raise ValueError(f"ddf must be 'satterthwaite' or 'kenward-roger', not {ddf!r}.")
+        se = np.empty(len(out))
+        df = np.empty(len(out))
+        for i, w in enumerate(x):  # one contrast per row (the df depend on w)
+            _est, se[i], df[i] = self._linear_test(w, ddf)
+        if interval == "confidence":
+            crit = stats.t.ppf(0.5 + level / 2, df)
+        else:
+            if self.residual_ratios is not None:
+                raise ValueError(
+                    "prediction intervals of a fit with residual_groups= need the group of "
+                    "each new row's residual variance; not available yet."
+                )
+            var = se**2 + self.sigma**2
+            for z, cov in zip(zs, f["covs"], strict=True):
+                var = var + np.einsum("ij,jk,ik->i", z, cov, z)
+            se = np.sqrt(var)
+            df = np.full(len(out), np.inf)
+            crit = stats.norm.ppf(0.5 + level / 2)
+        return pd.DataFrame(
+            {
+                "estimate": out,
+                "se": se,
+                "df": df,
+                "lower": out - crit * se,
+                "upper": out + crit * se,
+            },
+            index=index,
+        )
 
-    def refit(self, *, reml: bool) -> LmmResult:
-        """The same model fitted again to the same data, by REML or ML.
+    def refit(self, *, reml: bool | None = None, response=None) -> LmmResult:
+        """The same model fitted again to the same rows, by REML or ML, or to a new response.
 
         Parameters
         ----------
-        reml : bool
+        reml : bool, optional
             ``False`` for maximum likelihood (what :func:`alliance.models.compare` needs to
-            compare models that differ in their fixed effects).
+            compare models that differ in their fixed effects); default this fit's.
+        response : array-like, optional
+            A new outcome, one value per row used in the fit (e.g. one simulated by
+            :meth:`simulate`), as lme4's ``refit(fit, newresp)``.
 
         Returns
         -------
         LmmResult
-            ``self`` when the criterion is already the one asked for.
+            ``self`` when the criterion is already the one asked for and no response is given.
 
         Raises
         ------
         ValueError
             The data frame the model was fitted to has been changed since (the fit keeps a
-            reference to it, not a copy).
+            reference to it, not a copy), or ``response`` has the wrong length.
 
         Examples
         --------
@@ -475,16 +575,77 @@ class LmmResult(Result):
         ...                           alliance.datasets.load_dataset("demo").sessions)
         >>> fit.refit(reml=False).method
         'ML'
+        >>> y = fit.simulate(1, seed=1)[0]
+        >>> fit.refit(response=y).nobs == fit.nobs
+        True
         """
-        if bool(reml) == self.reml:
+        reml = self.reml if reml is None else bool(reml)
+        f = self._fit
+        if response is not None:
+            y = np.asarray(response, dtype=float)
+            if y.shape != (self.nobs,):
+                raise ValueError(
+                    f"response must have one value per row used in the fit ({self.nobs}), "
+                    f"not shape {y.shape}."
+                )
+            if not np.all(np.isfinite(y)):
+                raise ValueError("response has missing or infinite values.")
+            data = f["data"].loc[f["index"]].copy()
+            data[_BOOT_COLUMN] = y
+            rhs = self.formula.split("~", 1)[1]
+            return lmm(f"{_BOOT_COLUMN} ~{rhs}", data, reml=reml, **f["options"])
+        if reml == self.reml:
             return self
-        out = lmm(self.formula, self._fit["data"], reml=bool(reml), **self._fit["options"])
+        out = lmm(self.formula, f["data"], reml=reml, **f["options"])
         if not (out.rows.equals(self.rows) and np.array_equal(out.outcome, self.outcome)):
             raise ValueError(
                 "the data frame this model was fitted to has changed since (the fit keeps a "
                 "reference to it, not a copy); fit the model again with reml=... instead."
             )
         return out
+
+    def simulate(self, nsim: int = 1, *, seed=None) -> np.ndarray:
+        """Responses simulated from the fitted model on its own rows (lme4's ``simulate``).
+
+        ``y* = X beta + sum over levels of Z b* + sigma e``, with ``b*`` drawn from the fitted
+        random-effect covariances (new groups effects, ``use.u = FALSE``) and ``e`` standard
+        normal.
+
+        Parameters
+        ----------
+        nsim : int
+            Number of responses.
+        seed : int or numpy.random.Generator, optional
+            Same seed, same responses.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(nsim, nobs)``.
+
+        Examples
+        --------
+        >>> import alliance
+        >>> fit = alliance.models.lmm("phq9 ~ session + (1 | client)",
+        ...                           alliance.datasets.load_dataset("demo").sessions)
+        >>> fit.simulate(2, seed=3).shape == (2, fit.nobs)
+        True
+        """
+        if int(nsim) != nsim or nsim < 1:
+            raise ValueError(f"nsim must be a positive whole number, not {nsim!r}.")
+        if self.residual_ratios is not None:
+            raise ValueError("simulate is not implemented for fits with residual_groups=.")
+        f = self._fit
+        return simulate_responses(
+            f["x"] @ self.params["estimate"].to_numpy(),
+            self.sigma,
+            f["z"],
+            f["codes"],
+            f["covs"],
+            [len(lv.labels) for lv in f["levels"]],
+            int(nsim),
+            np.random.default_rng(seed),
+        )
 
     @property
     def fixed_variables(self) -> list[str]:
@@ -713,26 +874,38 @@ class LmmResult(Result):
 
     def confint(
         self,
-        method: Literal["wald", "profile"] = "profile",
+        method: Literal["wald", "profile", "boot"] = "profile",
         *,
         level: float | None = None,
         parm: Literal["all", "fixed", "random"] = "all",
+        nsim: int = 500,
+        seed=None,
+        n_jobs: int = 1,
     ) -> pd.DataFrame:
         """Confidence intervals of the variance parameters and fixed effects (lme4's
         ``confint.merMod``).
 
         Parameters
         ----------
-        method : {"profile", "wald"}
+        method : {"profile", "wald", "boot"}
             ``"profile"`` (default, as lme4): likelihood-ratio intervals, the values at which
             the profiled ML deviance exceeds its minimum by the chi-square(1) quantile, for the
             random-effect SDs and correlations, the residual SD and the fixed effects.
             ``"wald"``: estimate +- z * SE for the fixed effects and NaN for the variance
-            parameters (as lme4, which gives no Wald interval for them).
+            parameters (as lme4, which gives no Wald interval for them). ``"boot"``:
+            parametric bootstrap percentile intervals (lme4's ``confint(method = "boot")``,
+            ``boot.type = "perc"``): ``nsim`` responses simulated from this fit (see
+            :meth:`simulate`), the model refitted to each by this fit's criterion.
         level : float, optional
             Confidence level; default the fit's ``level``.
         parm : {"all", "fixed", "random"}
             Which parameters: all, the fixed effects only, or the variance parameters only.
+        nsim : int, default 500
+            ``"boot"``: number of bootstrap samples.
+        seed : int or numpy.random.Generator, optional
+            ``"boot"``: same seed, same intervals (also with ``n_jobs > 1``).
+        n_jobs : int, default 1
+            ``"boot"``: parallel refits with joblib (``-1``: all cores).
 
         Returns
         -------
@@ -743,6 +916,8 @@ class LmmResult(Result):
             ``term``, ``term2``, ``estimate`` (this fit's), ``ci_low``, ``ci_high`` and
             ``lme4_name`` (``.sig01``, ``.sig02``, ..., ``.sigma``, ``(Intercept)``, ...: the
             row names of ``confint(fit, oldNames = TRUE)``).
+            With ``"boot"`` the frame's ``attrs`` hold ``n_boot`` (successful refits) and
+            ``n_failed``; a refit that fails is left out (counted).
 
         Notes
         -----
@@ -765,21 +940,23 @@ class LmmResult(Result):
         ['.sig01', '.sigma', '(Intercept)', 'session']
         >>> bool((ci["ci_low"] < ci["estimate"]).all() and (ci["estimate"] < ci["ci_high"]).all())
         True
+        >>> boot = fit.confint("boot", nsim=10, seed=1)
+        >>> boot.attrs["n_boot"]
+        10
         """
-        if method not in ("wald", "profile"):
-            raise ValueError(
-                f"method must be 'profile' or 'wald', not {method!r} (a parametric bootstrap "
-                "is not implemented)."
-            )
+        if method not in ("wald", "profile", "boot"):
+            raise ValueError(f"method must be 'profile', 'wald' or 'boot', not {method!r}.")
+        if method == "boot" and (int(nsim) != nsim or nsim < 2):
+            raise ValueError(f"nsim must be a whole number of at least 2, not {nsim!r}.")
         if parm not in ("all", "fixed", "random"):
             raise ValueError(f"parm must be 'all', 'fixed' or 'random', not {parm!r}.")
         level = self.level if level is None else float(level)
         if not 0 < level < 1:
             raise ValueError(f"level must be between 0 and 1 (e.g. 0.95), not {level!r}.")
         z = float(stats.norm.ppf(0.5 + level / 2))
-        if self.residual_ratios is not None and method == "profile":
+        if self.residual_ratios is not None and method in ("profile", "boot"):
             raise ValueError(
-                "profile intervals are not implemented with residual_groups=; use "
+                f"{method} intervals are not implemented with residual_groups=; use "
                 "confint('wald') for the fixed effects."
             )
         ml = self.refit(reml=False)
@@ -824,6 +1001,8 @@ class LmmResult(Result):
                 zip(self.params["term"], self.params["estimate"], strict=True)
             )
         ]
+        if method == "boot":
+            return self._boot_intervals(varpar_rows, fixed_rows, parm, level, nsim, seed, n_jobs)
         out = []
         if parm in ("all", "random"):
             for row in varpar_rows:
@@ -845,6 +1024,54 @@ class LmmResult(Result):
                 out.append({**row, "ci_low": lo, "ci_high": hi})
         cols = ["parameter", "group", "term", "term2", "estimate", "ci_low", "ci_high"]
         return pd.DataFrame(out, columns=[*cols, "lme4_name"])
+
+    def _boot_intervals(self, varpar_rows, fixed_rows, parm, level, nsim, seed, n_jobs):
+        """Percentile intervals from a parametric bootstrap (rows as :meth:`confint`)."""
+        rows = (varpar_rows if parm in ("all", "random") else []) + (
+            fixed_rows if parm in ("all", "fixed") else []
+        )
+        keys = [
+            ("sigma", None)
+            if r["lme4_name"] == ".sigma"
+            else ("fixed", r["_index"])
+            if r["group"] == ""
+            else ("vc", (r["group"], r["term"], r["term2"]))
+            for r in rows
+        ]
+
+        def values(fit) -> np.ndarray:
+            vc = fit.variance_components.set_index(["group", "term", "term2"])["sdcor"]
+            est = fit.params["estimate"].to_numpy()
+            out = []
+            for kind, key in keys:
+                if kind == "sigma":
+                    out.append(fit.sigma)
+                elif kind == "fixed":
+                    out.append(est[key])
+                else:
+                    out.append(float(vc.get(key, math.nan)))
+            return np.array(out, dtype=float)
+
+        responses = self.simulate(int(nsim), seed=seed)
+        draws = bootstrap(responses, lambda y: self.refit(response=y), values, n_jobs=n_jobs)
+        ok = [d for d in draws if d is not None]
+        if len(ok) < 2:
+            raise ValueError(
+                f"only {len(ok)} of {nsim} bootstrap refits succeeded; no interval can be "
+                "formed (check the model, e.g. a singular fit)."
+            )
+        mat = np.vstack(ok)
+        a = (1 - level) / 2
+        lo = np.nanquantile(mat, a, axis=0)
+        hi = np.nanquantile(mat, 1 - a, axis=0)
+        cols = ["parameter", "group", "term", "term2", "estimate", "ci_low", "ci_high"]
+        table = pd.DataFrame(
+            [{**r, "ci_low": lo[i], "ci_high": hi[i]} for i, r in enumerate(rows)],
+            columns=[*cols, "lme4_name"],
+        )
+        table.attrs["n_boot"] = len(ok)
+        table.attrs["n_failed"] = len(draws) - len(ok)
+        return table
 
     def to_frame(self) -> pd.DataFrame:
         """Fixed effects and variance components in one long frame (``part`` tells which)."""
