@@ -212,7 +212,7 @@ figure_files = save_figure(
 #
 # `y[t+lag] ~ x_within[t] + x_between + session + (1 + session | client) +
 # (1 | therapist)`. Forward (alliance -> next-session outcome) and reverse
-# (outcome -> next-session alliance, `reverse=True`). The within effect is the one that
+# (outcome -> next-session alliance, `effect="outcome->alliance"`). The within effect is the one that
 # speaks to the alliance as an active ingredient: a client whose alliance is better than
 # usual for them has fewer symptoms at the next session. The between effect compares
 # clients and is confounded with everything else that differs between them.
@@ -227,7 +227,7 @@ reverse = models.within_between(
     outcome=outcome,
     therapist=therapist,
     lag=lag,
-    reverse=True,
+    effect="outcome->alliance",
     method="mlm",
 )
 print(forward.citation)

@@ -128,7 +128,12 @@ def test_reverse_effect_recovers_truth_and_fails_when_zero(truth, null):
     got = [
         _est(
             within_between(
-                s, alliance="wai", outcome="phq9", therapist="therapist", reverse=True, method="mlm"
+                s,
+                alliance="wai",
+                outcome="phq9",
+                therapist="therapist",
+                effect="outcome->alliance",
+                method="mlm",
             ),
             "phq9_within",
         )
@@ -292,9 +297,17 @@ def test_dpm_delegates_to_the_sem_module(demo, monkeypatch):
     fake.dynamic_panel = dynamic_panel
     monkeypatch.setitem(sys.modules, "alliance.models.sem", fake)
     monkeypatch.setattr(alliance.models, "sem", fake, raising=False)
-    out = within_between(demo, alliance="wai", outcome="phq9", method="dpm", reverse=True, lag=1)
+    out = within_between(
+        demo, alliance="wai", outcome="phq9", method="dpm", effect="outcome->alliance", lag=1
+    )
     assert out == "dpm result"
-    assert calls["reverse"] is True and calls["alliance"] == "wai" and calls["lag"] == 1
+    assert calls["effect"] == "outcome->alliance" and calls["alliance"] == "wai"
+    assert calls["lag"] == 1
+    with pytest.warns(DeprecationWarning, match="pass effect="):
+        within_between(demo, alliance="wai", outcome="phq9", method="dpm", reverse=True)
+    assert calls["effect"] == "outcome->alliance"
+    with pytest.raises(ValueError, match="not understood"):
+        within_between(demo, alliance="wai", outcome="phq9", effect="alliance<-outcome")
 
 
 # --------------------------------------------------------------------------- early alliance

@@ -288,7 +288,7 @@ def test_result_object(fits):
 
 
 def test_reverse_leads_with_outcome_to_alliance(panel_long, fits):
-    fit = sem.dynamic_panel(panel_long, reverse=True)
+    fit = sem.dynamic_panel(panel_long, effect="outcome->alliance")
     assert fit.focal_term == "outcome[t-1] -> alliance[t]"
     a = fit.params.set_index("label")["estimate"]
     b = fits["dpm"].params.set_index("label")["estimate"]

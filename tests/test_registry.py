@@ -114,7 +114,7 @@ def test_roles_come_from_the_codebook_then_conventional_names(demo):
 
 def test_lookup_errors_name_the_close_match():
     assert get_model("within") is get_model("within_between")
-    assert get_model("reverse").options["reverse"] is True
+    assert get_model("reverse").options["effect"] == "outcome->alliance"
     with pytest.raises(KeyError, match="Did you mean 'early_alliance'"):
         get_model("early_aliance")
     with pytest.raises(KeyError, match="needs the 'outcome' column"):

@@ -24,6 +24,8 @@ columns in the clients table, and a codebook that records the roles.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -413,6 +415,85 @@ def higher_is_better(data, column: str, direction: str | None = None) -> bool:
     if name is None and column in instruments.REGISTRY:
         name = column
     return instruments.higher_is_better(None, name) if name else False
+
+
+def therapist_role(data, therapist: str | bool | None = None) -> tuple[str | None, str | None]:
+    """The therapist column an analysis nests clients in, and the note that says so.
+
+    An explicit column wins; ``False`` means no therapist level. Left as None, a
+    :class:`~alliance.study.Study` whose design has a therapist column (its codebook's
+    ``role``, or the conventional names) nests clients in it, and the note says so and how
+    to turn it off; a plain DataFrame gets no therapist level, as before.
+
+    Returns
+    -------
+    (str or None, str or None)
+        The column (None for none) and the note for the result (None when nothing was
+        chosen for the caller).
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.design import therapist_role
+    >>> study = alliance.datasets.load_dataset("demo")
+    >>> column, note = therapist_role(study)
+    >>> column, note.split(":")[0]
+    ('therapist', 'clients nested in therapists')
+    >>> therapist_role(study, False), therapist_role(study.sessions)
+    ((None, None), (None, None))
+    """
+    if therapist is False:
+        return None, None
+    if therapist is True:
+        therapist = None
+    elif therapist is not None:
+        return str(therapist), None
+    if not isinstance(data, Study):
+        return None, None
+    try:
+        column = resolve_design(data).columns.get("therapist")
+    except (KeyError, ValueError, TypeError):
+        return None, None
+    if not column:
+        return None, None
+    return column, (
+        f"clients nested in therapists: the study's therapist column {column!r} (from its "
+        "design); pass therapist=False to fit without a therapist level"
+    )
+
+
+def nests_in_therapists(function):
+    """Decorate an analysis so that ``therapist=`` left out is read from a Study's design.
+
+    The wrapped function gets the column :func:`therapist_role` resolves (None for none) and
+    its result gains the note saying which column was taken. The analysis's first
+    parameter is the data.
+
+    Examples
+    --------
+    >>> import alliance
+    >>> from alliance.design import nests_in_therapists
+    >>> @nests_in_therapists
+    ... def count(data, therapist=None):
+    ...     return therapist
+    >>> count(alliance.datasets.load_dataset("demo")), count(None, therapist="tx")
+    ('therapist', 'tx')
+    """
+    signature = inspect.signature(function)
+    first = next(iter(signature.parameters))
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind_partial(*args, **kwargs)
+        column, note = therapist_role(bound.arguments.get(first), bound.arguments.get("therapist"))
+        bound.arguments["therapist"] = column
+        result = function(*bound.args, **bound.kwargs)
+        notes = getattr(result, "notes", None)
+        if note and isinstance(notes, list) and note not in notes:
+            notes.insert(0, note)
+        return result
+
+    return wrapper
 
 
 def fill_roles(data, **roles: str | None) -> dict[str, str]:

@@ -410,3 +410,31 @@ def direction_argument(function: str, direction: str | None, lower_is_better) ->
     if direction is not None and higher_is_better(direction) == (not lower_is_better):
         direction = old  # the same direction in other words
     return renamed(function, "lower_is_better", old, "direction", direction)
+
+
+#: The two directions of a session-level effect, as ``effect=`` names them.
+EFFECTS = ("alliance->outcome", "outcome->alliance")
+
+
+def effect_argument(function: str, effect: str | None, reverse) -> bool:
+    """Whether the outcome predicts the alliance: ``effect=`` (or the deprecated ``reverse=``).
+
+    Examples
+    --------
+    >>> from alliance.models._prep import effect_argument
+    >>> effect_argument("f", None, None), effect_argument("f", "outcome->alliance", None)
+    (False, True)
+    """
+    if effect is not None:
+        key = str(effect).replace(" ", "").lower()
+        if key not in EFFECTS:
+            raise ValueError(
+                f"{function}: effect={effect!r} is not understood; pass "
+                "effect='alliance->outcome' (the alliance at t predicting the outcome at "
+                "t + lag, the default) or effect='outcome->alliance' (the reverse direction)"
+            )
+        effect = key
+    if reverse is not None:
+        old = EFFECTS[1] if reverse else EFFECTS[0]
+        effect = renamed(function, "reverse", old, "effect", effect)
+    return effect == EFFECTS[1]

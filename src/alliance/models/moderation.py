@@ -69,6 +69,7 @@ from alliance.models._prep import (
     code_moderator,
     decompose,
     direction_argument,
+    effect_argument,
     lead,
     lmm_params,
     standardize,
@@ -96,7 +97,15 @@ NO_RANDOM_SLOPE_NOTE = (
     "moderator of a within-client effect the interaction's standard error is too small and its "
     "test anti-conservative when the effect varies between clients (Heisig & Schaeffer 2019)."
 )
-SESSION_OPTIONS = ("lag", "detrend", "reverse", "lagged_outcome", "random_slope", "session_slope")
+SESSION_OPTIONS = (
+    "lag",
+    "detrend",
+    "effect",
+    "reverse",  # former form of effect=
+    "lagged_outcome",
+    "random_slope",
+    "session_slope",
+)
 
 
 @dataclass
@@ -221,11 +230,11 @@ def moderation(
           (the dynamic panel model, ML-SEM) fitted in each group on the same sessions,
           every parameter free per group; Wald tests of equal cross-lagged paths
           (``.wald``). ``options`` go to ``within_between`` (``max_sessions``, ``slopes``,
-          ``n_starts``, ``min_clients``, ``lag``, ``reverse``, ``fit_indices``, ...).
+          ``n_starts``, ``min_clients``, ``lag``, ``effect``, ``fit_indices``, ...).
         * ``"mlm"``: ``y[t+lag] ~ (x_within + x_between) * moderator + y[t] + session +
           (1 + session + x_within | client) + (1 | therapist)`` by :func:`~alliance.models.lmm`,
           the lagged outcome ``y[t]`` and the random slope of ``x_within`` included by
-          default (``options``: ``lag``, ``detrend``, ``reverse``, ``lagged_outcome``,
+          default (``options``: ``lag``, ``detrend``, ``effect``, ``lagged_outcome``,
           ``random_slope``, ``session_slope``, ``covariates``, ``reml``); ``x_within`` is
           the detrended, person-centred alliance as in ``within_between(method="mlm")``.
     at : list of float, optional
@@ -558,7 +567,6 @@ def _mlm(data, moderator, alliance, outcome, client, session, therapist, level, 
     opts = {
         "lag": 1,
         "detrend": True,
-        "reverse": False,
         "lagged_outcome": True,
         "random_slope": True,
         "session_slope": True,
@@ -566,6 +574,7 @@ def _mlm(data, moderator, alliance, outcome, client, session, therapist, level, 
         "reml": True,
         **options,
     }
+    opts["reverse"] = effect_argument("moderation", opts.pop("effect", None), opts.get("reverse"))
     lag = opts["lag"]
     if not isinstance(lag, int | np.integer) or isinstance(lag, bool) or lag < 1:
         raise ValueError(f"lag must be a whole number of sessions >= 1, not {lag!r}.")

@@ -178,7 +178,7 @@ class ModelSpec:
     arguments : mapping
         Role -> argument name, where the function's argument is not named after the role.
     options : mapping
-        Keyword arguments always passed (e.g. ``reverse=True`` for the reverse direction).
+        Keyword arguments always passed (e.g. ``effect="outcome->alliance"`` for the reverse direction).
     aliases : tuple of str
         Other names :func:`get_model` accepts.
     """
@@ -309,7 +309,7 @@ def register_model(
         "moderator"}``).
     options : mapping, optional
         Keyword arguments always passed to the function for this entry (one function may
-        be registered twice, e.g. with ``reverse=True``).
+        be registered twice, e.g. with ``effect="outcome->alliance"``).
     aliases : tuple of str
         Other names for :func:`get_model`.
     replace : bool, default False

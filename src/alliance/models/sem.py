@@ -56,6 +56,7 @@ import pandas as pd
 from scipy import stats
 
 from alliance._checks import format_rows, require_columns
+from alliance.models._prep import effect_argument
 from alliance.models._result import ModelResult
 from alliance.models._sem_core import (
     FimlFit,
@@ -777,7 +778,7 @@ def dynamic_panel(
     client: str = "client",
     session: str = "session",
     *,
-    reverse: bool = False,
+    effect: str | None = None,
     lag: int = 1,
     max_sessions: int | None = None,
     min_clients: int = 10,
@@ -787,6 +788,7 @@ def dynamic_panel(
     n_starts: int = 1,
     fit_indices: bool = True,
     se: str = "auto",
+    reverse: bool | None = None,
 ) -> PanelResult:
     """Dynamic panel model of alliance and symptoms by ML-SEM (Allison et al., 2017).
 
@@ -807,9 +809,9 @@ def dynamic_panel(
     alliance, outcome, client, session : str
         Column names. The sessions are the waves of the panel: a missed session is a
         missing wave, not a shorter lag.
-    reverse : bool, default False
-        Which cross-lagged path the result leads with: False for alliance -> next
-        outcome, True for outcome -> next alliance. Both are always estimated.
+    effect : {"alliance->outcome", "outcome->alliance"}, default "alliance->outcome"
+        Which cross-lagged path the result leads with; both are always estimated.
+        ``reverse=True`` is the former form of ``effect="outcome->alliance"`` (deprecated).
     lag : int, default 1
         Sessions between cause and effect.
     max_sessions : int, optional
@@ -898,6 +900,7 @@ def dynamic_panel(
     >>> bool(fit.params["estimate"].iloc[0] < 0)
     True
     """
+    reverse = effect_argument("dynamic_panel", effect, reverse)
     panel = _prepare(
         data,
         alliance,
@@ -1009,13 +1012,14 @@ def riclpm(
     client: str = "client",
     session: str = "session",
     *,
-    reverse: bool = False,
+    effect: str | None = None,
     lag: int = 1,
     max_sessions: int | None = None,
     min_clients: int = 10,
     therapist: str | None = None,
     fit_indices: bool = True,
     se: str = "auto",
+    reverse: bool | None = None,
 ) -> PanelResult:
     """Random-intercept cross-lagged panel model (Hamaker, Kuiper & Grasman, 2015).
 
@@ -1033,8 +1037,9 @@ def riclpm(
         Long format, one row per client x session.
     alliance, outcome, client, session : str
         Column names; sessions are the waves.
-    reverse : bool, default False
-        Lead with the outcome -> next alliance path instead of alliance -> next outcome.
+    effect : {"alliance->outcome", "outcome->alliance"}, default "alliance->outcome"
+        Which cross-lagged path the result leads with (``reverse=True``, deprecated, is
+        ``effect="outcome->alliance"``).
     lag : int, default 1
         Sessions between cause and effect.
     max_sessions, min_clients : int
@@ -1078,6 +1083,7 @@ def riclpm(
     >>> fit.variance_components["group"].iloc[0]
     'client (random intercept)'
     """
+    reverse = effect_argument("riclpm", effect, reverse)
     panel = _prepare(
         data,
         alliance,

@@ -1,7 +1,8 @@
 """Session-level within- and between-client alliance -> outcome models.
 
-Alliance at session t predicting the outcome at session t + lag (or, with ``reverse=True``, the
-outcome at t predicting the alliance at t + lag), the within-client effect kept apart from the
+Alliance at session t predicting the outcome at session t + lag (or, with
+``effect="outcome->alliance"``, the outcome at t predicting the alliance at t + lag), the
+within-client effect kept apart from the
 between-client one (Curran & Bauer 2011), the predictor detrended first (Wang & Maxwell 2015), as
 in Falkenström et al. (2013, 2016). ``method="dpm"`` hands over to the dynamic panel model
 estimated by ML-SEM (Allison, Williams & Moral-Benito 2017) in :mod:`alliance.models.sem`.
@@ -37,12 +38,14 @@ import numpy as np
 import pandas as pd
 
 from alliance.models._prep import (
+    EFFECTS,
     Exclusions,
     as_long,
     check_sessions,
     client_table,
     code_moderator,
     decompose,
+    effect_argument,
     lead,
     lmm_params,
     standardize,
@@ -111,7 +114,7 @@ class WithinBetweenResult(ModelResult):
     citation=CITATION,
     roles=("alliance", "outcome", "client", "session", "therapist"),
     focal_term="{outcome}_within",
-    options={"method": "mlm", "reverse": True},
+    options={"method": "mlm", "effect": "outcome->alliance"},
     aliases=("reverse",),
     simulate=Simulation(
         effects=("reverse",),
@@ -147,13 +150,14 @@ def within_between(
     *,
     lag: int = 1,
     detrend: bool = True,
-    reverse: bool = False,
+    effect: str | None = None,
     method: Literal["dpm", "mlm"] = "dpm",
     random_slope: bool | None = None,
     session_slope: bool | None = None,
     lagged_outcome: bool | None = None,
     covariates: list[str] | None = None,
     reml: bool | None = None,
+    reverse: bool | None = None,
     **dpm_options,
 ) -> ModelResult:
     """Within- and between-client effects of alliance on next-session outcome (or the reverse).
@@ -179,8 +183,8 @@ def within_between(
 
     ``y[t+lag] ~ x_within[t] + x_between + session + (1 + session | client) + (1 | therapist)``
 
-    where ``x`` is the alliance (``reverse=False``; ``y`` the outcome) or the outcome
-    (``reverse=True``; ``y`` the alliance). ``x_within`` is the client's deviation from their own
+    where ``x`` is the alliance (``effect="alliance->outcome"``; ``y`` the outcome) or the
+    outcome (``effect="outcome->alliance"``; ``y`` the alliance). ``x_within`` is the client's deviation from their own
     linear session trend (``detrend=True``, Wang & Maxwell 2015) or from their own mean
     (``detrend=False``); ``x_between`` is the client's mean (person-mean centring, Curran & Bauer
     2011). The within coefficient is the session-level effect of Falkenström et al. (2013).
@@ -205,8 +209,10 @@ def within_between(
         missing (counted in ``.excluded``), it never steps to session 6.
     detrend : bool, default True
         Remove each client's linear session trend from the predictor before centring.
-    reverse : bool, default False
-        Outcome at t predicting the alliance at t + lag (symptoms -> next alliance).
+    effect : {"alliance->outcome", "outcome->alliance"}, default "alliance->outcome"
+        The direction: the alliance at t predicting the outcome at t + lag, or the outcome at
+        t predicting the alliance at t + lag (symptoms -> next alliance). ``reverse=True``
+        is its former form (deprecated).
     method : {"dpm", "mlm"}, default "dpm"
         The dynamic panel model by ML-SEM (``alliance.models.sem.dynamic_panel`` with
         ``dpm_options``, e.g. ``max_sessions=``, ``slopes=``, ``n_starts=``) or the
@@ -274,6 +280,7 @@ def within_between(
     """
     if method not in ("mlm", "dpm"):
         raise ValueError(f"method must be 'mlm' or 'dpm', not {method!r}.")
+    reverse = effect_argument("within_between", effect, reverse)
     if not isinstance(lag, int | np.integer) or isinstance(lag, bool) or lag < 1:
         raise ValueError(f"lag must be a whole number of sessions >= 1, not {lag!r}.")
     mlm_only = {
@@ -631,7 +638,7 @@ def _dpm(data, alliance, outcome, client, session, therapist, lag, reverse, opti
             outcome=outcome,
             client=client,
             session=session,
-            reverse=reverse,
+            effect=EFFECTS[1] if reverse else EFFECTS[0],
             lag=lag,
             **options,
         )
