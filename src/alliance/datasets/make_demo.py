@@ -24,10 +24,19 @@ DEMO_OPTIONS = {"therapist_ratings": True, "observer": True, "clinical_records":
 DEMO_SEED = 2026
 
 
-def simulate_demo():
-    """Simulate the demo study (the shipped files are this study written out)."""
+def simulate_demo(*, latent: bool = False):
+    """Simulate the demo study (the shipped files are this study written out).
+
+    ``latent=True`` also stores the latent session scores in ``truth["latent"]`` (see
+    :func:`alliance.simulate.simulate_study`); the study is otherwise the same.
+    """
     return simulate_study(
-        **DEMO_DESIGN, effects=DEMO_EFFECTS, **DEMO_OPTIONS, seed=DEMO_SEED, name="demo"
+        **DEMO_DESIGN,
+        effects=DEMO_EFFECTS,
+        **DEMO_OPTIONS,
+        seed=DEMO_SEED,
+        name="demo",
+        latent=latent,
     )
 
 
