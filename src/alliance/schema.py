@@ -1289,7 +1289,7 @@ def validate_file(
     >>> from alliance.datasets import dataset_path
     >>> report = alliance.schema.validate_file(dataset_path("demo"), batch_rows=1000)
     >>> report.ok, report.n_sessions, report.n_clients
-    (True, 3666, 300)
+    (True, 3688, 300)
     """
     from alliance import _sniff, _stream
     from alliance._layout import events_types, locate
