@@ -541,7 +541,7 @@ def read_study(
     >>> study.name
     'demo'
     >>> sorted(study.files)
-    ['clients', 'codebook', 'events', 'sessions']
+    ['clients', 'codebook', 'coders', 'events', 'segments', 'sessions', 'therapists']
     >>> study.sessions.attrs["engine"]
     'pandas'
 

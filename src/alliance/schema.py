@@ -229,9 +229,11 @@ def validate(
     >>> try:
     ...     alliance.validate(broken)
     ... except alliance.ValidationError as err:
-    ...     print(err.problems[["column", "rows"]].to_string(index=False))
+    ...     print(err.problems[["column", "rows"]].head(1).to_string(index=False))
+    ...     print(len(err.problems))  # + the segments and coders of the session now absent
      column rows
     session  [4]
+    3
     """
     if not isinstance(study, Study):
         raise TypeError(
