@@ -378,10 +378,14 @@ report_table(
 #
 # The demo was simulated with a within-client effect of -2.0 PHQ-9 points per WAI-SR
 # item-mean point of the detrended alliance on next-session symptoms and -0.02 item-mean
-# points per PHQ-9 point in the reverse direction. The estimates are attenuated: the
-# simulation scores both scales as rounded, clipped item responses, and the
-# within-client reliability of the observed alliance is about .7, so -2.0 is observed
-# near -1.4 (see `docs/models.md`, "Recovery of the simulated truth").
+# points per PHQ-9 point in the reverse direction, with the problems of real data: the
+# alliance and symptom innovations of a session correlated -0.5, symptoms autoregressive
+# (0.5) and clients' own effects varying (SD 0.5; -2.0 is their average). The estimates
+# are attenuated: the simulation scores both scales as rounded, clipped item responses,
+# and the within-client reliability of the observed alliance is about .7, so -2.0 is
+# observed near -1.65 by the dynamic panel model; the multilevel model with the lagged
+# outcome is Nickell-biased (near -0.95). On the latent scores the dynamic panel model
+# recovers -2.0 (`tests/test_demo_recovery.py`; `docs/models_sem.md`).
 
 # %% tags=["needs:truth"]
 # NBVAL_CHECK_OUTPUT

@@ -97,7 +97,7 @@ def test_score_writes_scores_and_never_touches_the_input(tmp_path):
         app, ["score", str(source), "-i", "phq9", "-i", "wai_sr", "--prorate", "2", "-o", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "phq9: 3666 of 3666 rows scored, 324 prorated" in result.stdout
+    assert "phq9: 3688 of 3688 rows scored, 316 prorated" in result.stdout
     scored = pd.read_parquet(out)
     assert {"phq9", "phq9_n_missing", "wai_sr_goal"} <= set(scored.columns)
     assert source.read_bytes() == before

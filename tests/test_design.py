@@ -106,7 +106,15 @@ def test_wide_sessions_do_not_inflate_attendance():
 
 def test_the_demo_design_and_the_registry_agree():
     design = alliance.resolve_design(alliance.datasets.load_dataset("demo"))
-    assert design.instruments == {"alliance": "wai_sr", "outcome": "phq9"}
+    assert design.instruments == {
+        "alliance": "wai_sr",
+        "outcome": "phq9",
+        "alliance_therapist": "wai_sr_t",
+    }
     assert design.techniques == ["paraphrasing", "reflection", "confrontation"]
-    assert not design.missing(["client", "therapist", "session", "prior_negative_therapy"])
-    assert design.missing(["termination"]) == ["how treatment ended (termination reason)"]
+    roles = ["client", "therapist", "session", "prior_negative_therapy", "termination"]
+    assert not design.missing(roles)
+    without = alliance.datasets.load_dataset("dyads")
+    without.clients = without.clients.drop(columns="termination")
+    lacking = alliance.resolve_design(without)
+    assert lacking.missing(["termination"]) == ["how treatment ended (termination reason)"]

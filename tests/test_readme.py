@@ -14,5 +14,8 @@ def test_tour_runs(capsys):
     code = re.search(r"```python\n(.*?)```", tour, re.S).group(1)
     exec(compile(code, "README tour", "exec"), {})
     printed = capsys.readouterr().out
-    assert "Study('demo', 3666 sessions, 300 clients, 85 events)" in printed
+    assert (
+        "Study('demo', 3688 sessions, 300 clients, 111 events, 30 therapists, 73765 segments, "
+        "7376 coders)"
+    ) in printed
     assert "wai[t-1] -> phq9[t]" in printed and "0.289 58.1" in printed

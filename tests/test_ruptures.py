@@ -291,9 +291,9 @@ def test_demo_recovers_simulated_ruptures(demo):
     The demo's session-to-session noise in the WAI-SR total is large (SD of the
     differences outside ruptures about 4.6 points) and simulated depths start at 2
     points, so shallow ruptures cannot be told from noise. Measured values (same
-    session, tolerance 0): drop >= 8 points: sensitivity .59, precision .50, ruptures
-    of 10+ points .82; dip > 2 pooled SD: sensitivity .32, precision .79. The floors
-    below sit a little under these.
+    session, tolerance 0): drop >= 8 points: sensitivity .62, precision .52, ruptures
+    of 10+ points .89; dip > 2 pooled SD: sensitivity .40, precision .87; repair
+    agreement .76. The floors below sit a little under these.
     """
     truth = demo.truth["ruptures"]
     seen = truth[truth["observed"]]

@@ -136,8 +136,9 @@ def test_every_problem_listed_at_once(demo):
     with pytest.raises(ValidationError) as info:
         validate(demo)
     message = str(info.value)
-    # five: the session 0.5 is also below the codebook's minimum of 1
-    assert message.startswith("the study has 5 problems")
+    # seven: the session 0.5 is also below the codebook's minimum of 1, and the demo's
+    # observer segments and coder assignments of that session now name an absent session
+    assert message.startswith("the study has 7 problems")
     assert "below the minimum 1" in message
     for text in ("non-integer session", "'wai_sr_1'", "'phq9_1'", "'phase'", "Fix:"):
         assert text in message

@@ -8,7 +8,7 @@ import pytest
 import statsmodels.formula.api as smf
 
 import alliance
-from alliance.datasets.make_demo import DEMO_DESIGN, DEMO_SEED
+from alliance.datasets.make_demo import simulate_demo
 from alliance.models import lmm
 from alliance.simulate import Effects, simulate_study
 
@@ -27,14 +27,23 @@ def test_same_seed_same_study_other_seed_other_study():
 
 
 def test_shipped_demo_equals_a_fresh_simulation(demo):
-    fresh = simulate_study(**DEMO_DESIGN, seed=DEMO_SEED, name="demo")
+    fresh = simulate_demo()
     assert demo.sessions.shape == fresh.sessions.shape
-    np.testing.assert_allclose(demo.sessions["wai_sr"], fresh.sessions["wai_sr"], atol=1e-4)
-    np.testing.assert_allclose(demo.sessions["phq9"], fresh.sessions["phq9"], atol=1e-4)
-    assert demo.clients["prior_negative_therapy"].tolist() == (
-        fresh.clients["prior_negative_therapy"].tolist()
-    )
+    for col in ("wai_sr", "wai_sr_t", "phq9"):
+        np.testing.assert_allclose(demo.sessions[col], fresh.sessions[col], atol=1e-4)
+    for col in ("prior_negative_therapy", "prior_therapy", "termination"):
+        assert demo.clients[col].tolist() == fresh.clients[col].tolist()
     assert len(demo.truth["ruptures"]) == len(fresh.truth["ruptures"])
+    assert len(demo.segments) == len(fresh.segments) and len(demo.coders) == len(fresh.coders)
+    assert demo.therapists["experience"].tolist() == fresh.therapists["experience"].tolist()
+    assert demo.truth["observer"]["icc"] == fresh.truth["observer"]["icc"]
+    assert demo.truth["within_by_client"] == fresh.truth["within_by_client"]
+    eff = demo.truth["effects"]
+    assert (eff["residual_correlation"], eff["symptom_autoregression"], eff["within_sd"]) == (
+        -0.5,
+        0.5,
+        0.5,
+    )
 
 
 def test_bad_arguments():

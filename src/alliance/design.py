@@ -257,7 +257,7 @@ class EarlyWindow:
     >>> list(early.columns)
     ['client', 'early', 'n_ratings', 'last_session']
     >>> early.attrs["n_short"]
-    0
+    1
     """
 
     sessions: int = 3
@@ -564,7 +564,7 @@ class Design:
     >>> design.client, design.session, design.alliance, design.outcome
     ('client', 'session', 'wai_sr', 'phq9')
     >>> design.instruments
-    {'alliance': 'wai_sr', 'outcome': 'phq9'}
+    {'alliance': 'wai_sr', 'outcome': 'phq9', 'alliance_therapist': 'wai_sr_t'}
     """
 
     columns: dict[str, str | None]

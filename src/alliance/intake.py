@@ -547,7 +547,8 @@ def init_study(
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     result = init_study(dataset_path("demo") / "sessions.csv.gz", tmp + "/mine")
     ...     sorted(p.name for p in result.folder.iterdir())
-    ['clients.csv', 'datapackage.json', 'events.csv', 'sessions.csv']
+    ['clients.csv', 'coders.csv', 'datapackage.json', 'events.csv', 'segments.csv', 'sessions.csv',
+     'therapists.csv']
     """
     paths = [Path(p) for p in data] if isinstance(data, list | tuple) else [Path(data)]
     out = Path(out)

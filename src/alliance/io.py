@@ -541,7 +541,7 @@ def read_study(
     >>> study.name
     'demo'
     >>> sorted(study.files)
-    ['clients', 'codebook', 'events', 'sessions']
+    ['clients', 'codebook', 'coders', 'events', 'segments', 'sessions', 'therapists']
     >>> study.sessions.attrs["engine"]
     'pandas'
 
@@ -674,7 +674,7 @@ def scan_sessions(
     >>> batches = list(alliance.io.scan_sessions(dataset_path("demo") / "sessions.csv.gz",
     ...                                          batch_rows=1000, usecols=["session", "phq9"]))
     >>> sum(len(b) for b in batches), max(len(b) for b in batches) < 1100
-    (3666, True)
+    (3688, True)
     >>> int(batches[1].index[0]) == int(batches[0].index[-1]) + 1
     True
     >>> any(set(a["client"]) & set(b["client"]) for a, b in zip(batches, batches[1:]))

@@ -408,7 +408,10 @@ class Result:
             lo = params["ci_low"].to_numpy(float)
             hi = params["ci_high"].to_numpy(float)
             err = np.vstack([est - lo, hi - est])
-            ax.errorbar(est, ypos, xerr=np.where(np.isfinite(err), err, 0), fmt="o", capsize=3)
+            # clipped at 0: an interval bound equal to the estimate can fall a rounding
+            # error inside it (a Wilson interval at a proportion of 1), which errorbar refuses
+            err = np.clip(np.where(np.isfinite(err), err, 0.0), 0.0, None)
+            ax.errorbar(est, ypos, xerr=err, fmt="o", capsize=3)
         ax.axvline(0.0, color="0.5", lw=0.8, ls="--")
         ax.set_yticks(ypos, params["term"].astype(str).tolist())
         ax.set_xlabel("standardized estimate" if standardized else "estimate (95% CI)")

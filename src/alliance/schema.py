@@ -229,9 +229,11 @@ def validate(
     >>> try:
     ...     alliance.validate(broken)
     ... except alliance.ValidationError as err:
-    ...     print(err.problems[["column", "rows"]].to_string(index=False))
+    ...     print(err.problems[["column", "rows"]].head(1).to_string(index=False))
+    ...     print(len(err.problems))  # + the segments and coders of the session now absent
      column rows
     session  [4]
+    3
     """
     if not isinstance(study, Study):
         raise TypeError(
@@ -1289,7 +1291,7 @@ def validate_file(
     >>> from alliance.datasets import dataset_path
     >>> report = alliance.schema.validate_file(dataset_path("demo"), batch_rows=1000)
     >>> report.ok, report.n_sessions, report.n_clients
-    (True, 3666, 300)
+    (True, 3688, 300)
     """
     from alliance import _sniff, _stream
     from alliance._layout import events_types, locate

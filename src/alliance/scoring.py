@@ -382,7 +382,7 @@ def score_file(
     ...                                        f"{tmp}/wai.parquet", "wai_sr", batch_rows=1000)
     ...     scores = pd.read_parquet(info["out_path"])
     >>> info["n_rows"], list(scores.columns[:4])
-    (3666, ['client', 'therapist', 'site', 'session'])
+    (3688, ['client', 'therapist', 'site', 'session'])
     """
     from alliance import _stream
 

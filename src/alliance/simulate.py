@@ -262,9 +262,9 @@ def simulate_study(
     ...     study.sessions)
     True
 
-    The problems of real session-level data are options (all off by default, so the demo is
-    unchanged): same-session correlation of alliance and symptoms, autocorrelated symptoms
-    and client-specific alliance effects.
+    The problems of real session-level data are options (all off by default; the bundled
+    demo turns them on): same-session correlation of alliance and symptoms, autocorrelated
+    symptoms and client-specific alliance effects.
 
     >>> hard = simulate_study(n_therapists=4, clients_per_therapist=5, seed=1,
     ...                       effects={"residual_correlation": -0.5,

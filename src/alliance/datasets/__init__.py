@@ -149,8 +149,9 @@ def load_dataset(name: str) -> Study:
     --------
     >>> import alliance
     >>> study = alliance.datasets.load_dataset("demo")
-    >>> study
-    Study('demo', 3666 sessions, 300 clients, 85 events)
+    >>> print(study)  # doctest: +NORMALIZE_WHITESPACE
+    Study('demo', 3688 sessions, 300 clients, 111 events, 30 therapists,
+          73765 segments, 7376 coders)
     >>> study.truth["effects"]["within"]
     -2.0
     """

@@ -6,9 +6,9 @@ therapist_ratings=True, observer=True, clinical_records=True, seed=1919)``. Besi
 client's WAI-SR and PHQ-9 it has the therapist's WAI-SR-T every session, observer codes
 of the Rupture Resolution Rating System by two coders for every attended session
 (``segments``, ``coders``), a ``therapists`` table, termination reasons and a
-three-level prior therapy. It is separate from ``demo``, which stays as it is (its
-numbers are checked by the notebooks and the tests). A test checks that the shipped
-files equal a fresh simulation.
+three-level prior therapy. The ``demo`` has the same options on a larger design (and the
+problems of real session-level data); ``dyads`` stays as the small dyadic example. A test
+checks that the shipped files equal a fresh simulation.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ ENGINES = ("glm", "glmm")
 DEFAULT_RUPTURES = {"method": "dip", "spread": "stricter"}
 #: Termination reasons understood without a mapping (lower case); True = dropped out.
 TERMINATION_VALUES = {
+    "dropped_out": True,  # the study vocabulary (alliance.study.TERMINATIONS)
     "dropped out": True,
     "dropout": True,
     "drop-out": True,
@@ -69,6 +70,7 @@ TERMINATION_VALUES = {
     "transferred": False,
     "moved": False,
     "ongoing": False,
+    "other": None,  # no dropout meaning: the client is left out, counted in excluded
 }
 BASELINES = ("linear", "quadratic", "categorical")
 LOGISTIC_CITATION = (
@@ -413,9 +415,10 @@ def dropout_model(
         clients table has one; otherwise the planned-sessions rule, stated in the notes.
     termination_map : dict, optional
         Meaning of each termination value, ``{value: True (dropout) / False}``; the
-        default knows dropped out / dropout / unilateral (True) and completed / planned
-        / referred / transferred / moved / ongoing (False). A client whose reason is
-        missing is counted in ``excluded``.
+        default knows dropped_out / dropped out / dropout / unilateral (True) and
+        completed / planned / referred / transferred / moved / ongoing (False); a value
+        mapped to None (the default maps ``other``) has no dropout meaning. A client whose
+        reason is missing or has no dropout meaning is counted in ``excluded``.
     early : int or EarlyWindow, default 3
         ``"logistic"``: early alliance is the mean of the rated sessions among the client's
         first ``early`` sessions (an :class:`alliance.design.EarlyWindow` gives its number
@@ -538,7 +541,7 @@ def dropout_model(
             gone = sessions[client].isin(flags.index[no_reason])
             rows.append(
                 (
-                    f"no termination reason in {termination!r}",
+                    f"no termination reason with a dropout meaning in {termination!r}",
                     termination,
                     int(gone.sum()),
                     int(no_reason.sum()),

@@ -272,7 +272,7 @@ def within_between(
     >>> fit = alliance.models.within_between(sessions, alliance="wai", outcome="phq9",
     ...                                      therapist="therapist", method="mlm")
     >>> round(float(fit.params.set_index("term").loc["wai_within", "estimate"]), 1)
-    -1.3
+    -1.7
     >>> any("Concurrent confound" in note for note in fit.notes)
     True
     >>> fit.excluded["reason"].tolist()[:2]
