@@ -118,3 +118,24 @@ def test_the_demo_design_and_the_registry_agree():
     without.clients = without.clients.drop(columns="termination")
     lacking = alliance.resolve_design(without)
     assert lacking.missing(["termination"]) == ["how treatment ended (termination reason)"]
+
+
+def test_a_study_nests_clients_in_its_therapists_unless_told_not_to():
+    import warnings
+
+    study = alliance.datasets.load_dataset("demo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auto = alliance.models.early_alliance(study, alliance="wai_sr", outcome="phq9")
+        explicit = alliance.models.early_alliance(
+            study, alliance="wai_sr", outcome="phq9", therapist="therapist"
+        )
+        none = alliance.models.early_alliance(
+            study, alliance="wai_sr", outcome="phq9", therapist=False
+        )
+        frame = alliance.models.early_alliance(study.sessions, alliance="wai_sr", outcome="phq9")
+    pd.testing.assert_frame_equal(auto.params, explicit.params)
+    assert auto.notes[0].startswith("clients nested in therapists")
+    assert not any("nested in therapists" in n for n in explicit.notes + none.notes)
+    assert "therapists" in auto.n and "therapists" not in none.n
+    pd.testing.assert_frame_equal(none.params, frame.params)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from alliance.design import EarlyWindow, as_window, fill_roles
+from alliance.design import EarlyWindow, as_window, fill_roles, nests_in_therapists
 from alliance.design import higher_is_better as outcome_higher_is_better
 from alliance.models._prep import (
     Exclusions,
@@ -229,6 +229,7 @@ def _is_int(value) -> bool:
     # and the treatment length, so it has no closed-form truth: power only
     simulate=Simulation(effects=("between_client", "between_therapist")),
 )
+@nests_in_therapists
 def early_alliance(
     data,
     alliance: str | None = None,
@@ -268,6 +269,8 @@ def early_alliance(
         Column names.
     therapist : str, optional
         Therapist column: a therapist random intercept (clients nested in therapists).
+        Left out for a Study, the therapist column of its design (codebook ``role``)
+        is used and a note says so; ``False`` fits without one.
     early : int or EarlyWindow, default 3
         ``how="mean"``: the early window (:class:`alliance.design.EarlyWindow`; an int is
         the mean of the client's first ``early`` rated alliance sessions, all of them

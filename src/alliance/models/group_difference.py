@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alliance.design import EarlyWindow, as_window, fill_roles
+from alliance.design import EarlyWindow, as_window, fill_roles, nests_in_therapists
 from alliance.models._prep import (
     Exclusions,
     as_long,
@@ -51,6 +51,7 @@ CITATION = "Raudenbush & Bryk (2002)"
         null={"prior_negative_growth": 0.0, "rupture_rate_prior_negative": 0.05},
     ),
 )
+@nests_in_therapists
 def early_alliance_difference(
     data,
     group: str = "prior_negative_therapy",
@@ -80,6 +81,8 @@ def early_alliance_difference(
         Column names.
     therapist : str, optional
         Therapist column: a therapist random intercept.
+        Left out for a Study, the therapist column of its design (codebook ``role``)
+        is used and a note says so; ``False`` fits without one.
     early : int or EarlyWindow, default 3
         The early window (:class:`alliance.design.EarlyWindow`; an int: the mean of the
         client's first ``early`` rated alliance sessions, so a missed or unrated session

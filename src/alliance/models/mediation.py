@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from alliance.design import nests_in_therapists
 from alliance.models._lmm_varident import random_covariance_vcov
 from alliance.models._prep import (
     Exclusions,
@@ -119,6 +120,7 @@ class MediationResult(ModelResult):
     roles=("technique", "alliance", "outcome", "client", "session", "therapist"),
     focal_term="indirect_within",
 )
+@nests_in_therapists
 def mediation(
     data,
     technique: str = "reflection",
@@ -163,6 +165,8 @@ def mediation(
         Session-level technique count (the predictor).
     alliance, outcome, client, session, therapist : str
         Column names (alliance is the mediator).
+        therapist: Left out for a Study, the therapist column of its design
+        (codebook ``role``) is used and a note says so; ``False`` fits without one.
     lag : int, default 1
         Sessions from mediator to outcome, by session number.
     detrend : bool, default True

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from alliance.design import as_window, fill_roles
+from alliance.design import as_window, fill_roles, nests_in_therapists
 from alliance.design import higher_is_better as outcome_higher_is_better
 from alliance.models._prep import (
     Exclusions,
@@ -187,6 +187,7 @@ class ModerationResult(ModelResult):
     arguments={"prior_negative_therapy": "moderator"},
     focal_term="alliance_early:{prior_negative_therapy}",
 )
+@nests_in_therapists
 def moderation(
     data,
     moderator: str = "prior_negative_therapy",
@@ -217,6 +218,8 @@ def moderation(
         Score columns; found from the codebook or conventional names when left out.
     client, session, therapist : str
         Column names.
+        therapist: Left out for a Study, the therapist column of its design
+        (codebook ``role``) is used and a note says so; ``False`` fits without one.
     model : {"early", "within_between"}
         ``"early"``: ``end ~ baseline + alliance_early * moderator + (1 | therapist)``
         (:func:`~alliance.models.early_alliance`). ``"within_between"``: the session-level

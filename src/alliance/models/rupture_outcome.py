@@ -33,6 +33,7 @@ import pandas as pd
 
 from alliance import ruptures as _ruptures
 from alliance._checks import renamed, require_columns
+from alliance.design import nests_in_therapists
 from alliance.models._prep import (
     Exclusions,
     as_long,
@@ -91,6 +92,7 @@ class RuptureOutcomeResult(ModelResult):
     roles=("alliance", "outcome", "client", "session", "therapist"),
     focal_term="rupture_unrepaired",
 )
+@nests_in_therapists
 def rupture_outcome(
     data,
     alliance: str = "alliance",
@@ -114,6 +116,8 @@ def rupture_outcome(
         Long format, one row per client x session.
     alliance, outcome, client, session, therapist : str
         Column names (``alliance`` is needed only to detect ruptures).
+        therapist: Left out for a Study, the therapist column of its design
+        (codebook ``role``) is used and a note says so; ``False`` fits without one.
     unit : {"client", "session"}, default "client"
         ``"client"``: ``end ~ baseline + rupture_repaired + rupture_unrepaired
         [+ rupture_unknown] [+ sessions_elapsed] + (1 | therapist)``, one row per client, no

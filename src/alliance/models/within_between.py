@@ -37,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from alliance.design import nests_in_therapists
 from alliance.models._prep import (
     EFFECTS,
     Exclusions,
@@ -140,6 +141,7 @@ class WithinBetweenResult(ModelResult):
         engines={"statsmodels": statsmodels_lagged_engine()},
     ),
 )
+@nests_in_therapists
 def within_between(
     data,
     alliance: str = "alliance",
@@ -197,9 +199,10 @@ def within_between(
     alliance, outcome, client, session : str
         Column names. Sessions must be whole numbers.
     therapist : str, optional
-        Therapist column (clients nested in therapists). With ``method="dpm"`` the model
-        stays single-level: the therapists are the clusters of cluster-robust (MLR)
-        standard errors, used when there are at least 15 therapists (``se="auto"`` of
+        Therapist column (clients nested in therapists). Left out for a Study, the
+        therapist column of its design (codebook ``role``) is used and a note says so;
+        ``False`` fits without one. With ``method="dpm"`` the model stays single-level:
+        the therapists are the clusters of cluster-robust (MLR) standard errors, used when there are at least 15 therapists (``se="auto"`` of
         :func:`~alliance.models.sem.dynamic_panel`; with fewer the standard errors are ML
         and a note says the nesting is not modelled). With ``method="mlm"`` it adds a
         therapist random intercept.
