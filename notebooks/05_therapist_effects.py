@@ -205,8 +205,23 @@ therapist_table = client_table.groupby("therapist").agg(
     n_clients=("client", "nunique"),
 )
 b = slope_model.params.set_index("term")["estimate"]
+therapist_summary = pd.DataFrame(
+    {
+        "statistic": ["Therapists", "Mean", "SD", "Minimum", "Median", "Maximum"],
+        **{
+            column: pd.Series(
+                [
+                    int(therapist_table[column].count()),
+                    *therapist_table[column].agg(["mean", "std", "min", "median", "max"]),
+                ],
+                dtype=object,
+            )
+            for column in therapist_table.columns
+        },
+    }
+)
 report_table(
-    therapist_table.describe().rename_axis("statistic").reset_index(),
+    therapist_summary,
     "therapist_table_summary",
     export_dir,
     title="Therapists: mean early alliance, mean outcome slope, clients",

@@ -327,7 +327,7 @@ def test_early_alliance_r_near_meta_analytic_and_fails_when_zero(truth, null):
 
 def test_early_alliance_direction_of_the_outcome(truth):
     def r_benefit(**kwargs):
-        fit = early_alliance(truth, alliance="wai", outcome="phq9", **kwargs)
+        fit = early_alliance(truth.sessions, alliance="wai", outcome="phq9", **kwargs)
         return fit.r.loc["partial r", "r_benefit"]
 
     default = r_benefit()  # phq9 is a registered symptom scale: lower is better

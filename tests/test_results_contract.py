@@ -46,7 +46,7 @@ def _glmm(s):
 
 
 def _early_ols(s):
-    return models.early_alliance(s, alliance="wai_sr", outcome="phq9")
+    return models.early_alliance(s, alliance="wai_sr", outcome="phq9", therapist=False)
 
 
 def _early_mixed(s):

@@ -14,24 +14,28 @@ __all__ = ["overview", "score_table"]
 def overview(study: Study) -> pd.DataFrame:
     """Sizes of a study as a tidy table (measure, value).
 
+    Counts are whole numbers (Python ints) and the median a float, so a table shows
+    ``300`` clients beside a median of ``14.5`` sessions; a size that does not apply (no
+    therapist column) is NaN.
+
     Examples
     --------
     >>> import alliance
     >>> from alliance.describe import overview
     >>> overview(alliance.datasets.load_dataset("demo")).set_index("measure").loc[
     ...     ["clients", "therapists"], "value"].tolist()
-    [300.0, 30.0]
+    [300, 30]
     """
     s = study.sessions
     per_client = s.groupby("client").size()
     rows = [
         ("session rows", len(s)),
-        ("clients", s["client"].nunique()),
-        ("therapists", s["therapist"].nunique() if "therapist" in s else float("nan")),
-        ("sites", s["site"].nunique() if "site" in s else float("nan")),
-        ("sessions per client, median", per_client.median()),
-        ("sessions per client, min", per_client.min()),
-        ("sessions per client, max", per_client.max()),
+        ("clients", int(s["client"].nunique())),
+        ("therapists", int(s["therapist"].nunique()) if "therapist" in s else float("nan")),
+        ("sites", int(s["site"].nunique()) if "site" in s else float("nan")),
+        ("sessions per client, median", float(per_client.median())),
+        ("sessions per client, min", int(per_client.min())),
+        ("sessions per client, max", int(per_client.max())),
         ("clients with a single session", int((per_client == 1).sum())),
         ("events (rupture markers)", len(study.events)),
     ]
@@ -42,7 +46,9 @@ def overview(study: Study) -> pd.DataFrame:
                 int(study.clients["prior_negative_therapy"].sum()),
             )
         )
-    return pd.DataFrame(rows, columns=["measure", "value"]).astype({"value": float})
+    return pd.DataFrame(
+        {"measure": [m for m, _ in rows], "value": pd.Series([v for _, v in rows], dtype=object)}
+    )
 
 
 def score_table(

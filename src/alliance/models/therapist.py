@@ -124,8 +124,8 @@ def therapist_contributions(
         outcome is measured after the alliance, so the model does not regress the alliance
         on symptom change it may reflect.
     ``outcome_model="slope"``, a growth model on every session,
-        ``outcome ~ session * (alliance_therapist + alliance_client) + (1 + session | client)
-        + (1 | therapist)``: the ``session:`` terms are the change in the outcome's slope per
+        ``outcome ~ session * (alliance_therapist + alliance_client) +
+        (1 + session | client) + (1 | therapist)``: the ``session:`` terms are the change in the outcome's slope per
         session per alliance point, at the therapist and at the client level. It includes
         the sessions before and during the alliance window (an outcome change that precedes
         the alliance rating counts), so it is not the default.
