@@ -421,18 +421,38 @@ class Engine:
         v = fam.variance(mu)
         return self.wt * me**2 / v, self.wt * (self.y - mu) * me / v
 
+    def _mu_only(self, u, beta):
+        """The mean at (u, beta) without the deviance (one transcendental pass fewer)."""
+        eta = self.eta_of(u, beta)
+        if self.fam.link == "logit":
+            return special.expit(np.clip(eta, -34.5, 34.5))
+        return self.fam.clip(self.fam.linkinv(eta))
+
     def pirls(self, theta, beta=None, tol=1e-11, maxit=60):
-        """Conditional modes u (and beta when ``beta`` is None); returns the Laplace deviance."""
+        """Conditional modes u (and beta when ``beta`` is None); returns the Laplace deviance.
+
+        PIRLS starts from the modes of the previous call (or those set in ``u``). When the
+        first Newton step predicts a change of the penalized deviance below the convergence
+        tolerance (a warm start, as in finite differences), the step is taken without
+        evaluating the deviance at the start: the same stopping rule as a measured change."""
         with_x = beta is None
         self.setup(theta, with_x)
         u = self.u.copy()
         b = self.beta.copy() if with_x else np.asarray(beta, float)
         q1 = self.t1.nlev * self.t1.k
-        old, mu = self.pdev(u, b)
-        if not np.isfinite(old):
-            u[:] = 0
+        scale = getattr(self, "_pd_scale", None)
+        old = None
+        dev_u = np.nan
+        if scale is not None:
+            mu = self._mu_only(u, b)
+            if not np.all(np.isfinite(mu)):
+                scale = None
+        if scale is None:
             old, mu = self.pdev(u, b)
-        dev_u = self._last_dev
+            if not np.isfinite(old):
+                u[:] = 0
+                old, mu = self.pdev(u, b)
+            dev_u = self._last_dev
         for _ in range(maxit):
             self._eta_last = self.eta_of(u, b) if self.fam.link not in ("logit", "log") else None
             w, r = self._weights(mu)
@@ -445,6 +465,21 @@ class Engine:
             d1, d2 = self.solve(b1, b2)
             du = np.concatenate([d1, d2[: self.q_rest]])
             db = d2[self.q_rest :] if with_x else 0.0
+            if old is None:
+                pred = b1 @ d1 + b2 @ d2  # predicted decrease of the penalized deviance
+                if 0 <= pred < tol * (abs(scale) + 0.1):
+                    new, mu_new = self.pdev(u + du, b + db)
+                    if np.isfinite(new):
+                        u, b, mu = u + du, b + db, mu_new
+                        dev_u = self._last_dev
+                        old = new
+                        break
+                old, _ = self.pdev(u, b)
+                if not np.isfinite(old):
+                    u[:] = 0
+                    old, mu = self.pdev(u, b)
+                    dev_u = self._last_dev
+                    continue
             step = 1.0
             for _h in range(30):
                 new, mu_new = self.pdev(u + step * du, b + step * db)
@@ -467,6 +502,7 @@ class Engine:
             self.beta = b
         self.ld = ld
         self.sqru = u @ u
+        self._pd_scale = old
         aic = self.fam.aic(self.y, mu, self.wt) if self.aic_exact else dev_u + self.aic_const
         return aic + u @ u + ld
 
