@@ -237,6 +237,10 @@ class Engine:
                 [[0], np.cumsum(np.bincount(rows, minlength=self.q_rest))]
             )
             self.a21_group = self.a21_indices[::k1] // k1  # term-1 group of each k1-run
+            # one rest effect per term-1 column (the rest terms nest term 1, e.g. clients
+            # within therapists): L21 L21' is diagonal
+            self.a21_rows = rows
+            self.a21_nested = self.npairs == q1
         else:
             self.npairs = 0
             self.pair_idx = []
@@ -298,7 +302,10 @@ class Engine:
                     s = np.bincount(flat, wab, minlength=qrest * qrest).reshape(qrest, qrest)
                     a22r += s + s.T
             a22r[np.diag_indices(qrest)] += 1.0
-            srr = (l21r @ l21r.T).toarray()
+            if self.a21_nested:
+                srr = np.diag(np.bincount(self.a21_rows, l21v * l21v, minlength=qrest))
+            else:
+                srr = (l21r @ l21r.T).toarray()
         else:
             l21r = sparse.csr_matrix((0, q1))
             a22r = np.zeros((0, 0))
@@ -390,7 +397,11 @@ class Engine:
 
     # ---------------------------------------------------------------- PIRLS
     def eta_of(self, u, beta):
-        return self.offset + self.x @ beta + self.zlu(u)
+        key = getattr(self, "_xb_key", None)
+        if key is None or not np.array_equal(key, beta):
+            self._xb_key = np.array(beta, float)
+            self._xb = self.offset + self.x @ self._xb_key
+        return self._xb + self.zlu(u)
 
     def pdev(self, u, beta):
         """Penalized deviance at (u, beta) and mu; the deviance alone is kept in ``_last_dev``."""

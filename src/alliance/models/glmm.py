@@ -286,7 +286,7 @@ class _Objective:
         return None
 
 
-def _fd_grad_hess(f, par, f0, lb, ntheta, d=1e-4, grad_only=False):
+def _fd_grad_hess(f, par, f0, lb, ntheta, d=1e-4, grad_only=False, cheap=False):
     """Central finite-difference gradient and Hessian of ``f`` at ``par`` (lme4's deriv12
     with delta 1e-4); a variance parameter at its bound 0 is differenced one-sided.
 
@@ -297,7 +297,9 @@ def _fd_grad_hess(f, par, f0, lb, ntheta, d=1e-4, grad_only=False):
     scale it moved the standard errors by several per mille from glmer's).
 
     With ``grad_only`` only the gradient and the diagonal of the Hessian are computed
-    (2k evaluations instead of 2k + k(k - 1)); the off-diagonal entries are 0. When ``f`` is
+    (2k evaluations instead of 2k + k(k - 1)); the off-diagonal entries are 0. With
+    ``cheap`` the mixed differences are the forward ones (k(k - 1) / 2 evaluations), good
+    enough for Newton steps far from the optimum, not for the covariance. When ``f`` is
     an :class:`_Objective`, each evaluation's PIRLS starts from a linear prediction of its
     conditional modes from those already computed."""
     k = len(par)
@@ -337,6 +339,9 @@ def _fd_grad_hess(f, par, f0, lb, ntheta, d=1e-4, grad_only=False):
                 e = np.zeros(k)
                 e[i] = e[j] = d
                 fpp = ev(base + e, up[i] + up[j] - ub if warm else None)
+                if cheap:
+                    h[i, j] = h[j, i] = (fpp - fp[i] - fp[j] + fb) / d**2
+                    continue
                 fmm = ev(base - e, um[i] + um[j] - ub if warm else None)
                 h[i, j] = h[j, i] = (fpp - fp[i] - fp[j] + 2 * fb - fm[i] - fm[j] + fmm) / (
                     2 * d**2
@@ -345,23 +350,37 @@ def _fd_grad_hess(f, par, f0, lb, ntheta, d=1e-4, grad_only=False):
     return g, h
 
 
-def _newton(f, par, lb, ntheta, maxit=12, dtol=1e-9):
+def _newton(f, par, lb, ntheta, maxit=16, dtol=1e-9, near=1e-5):
     """Newton iterations on ``f`` with finite-difference derivatives and step halving; a
     variance parameter at its bound 0 with a gradient pushing below is held fixed. Returns
-    (par, f(par), gradient, Hessian at par, converged).
+    (par, f(par), gradient, Hessian, converged).
 
-    The full finite-difference Hessian is computed at the start and at the end (where it is
-    the one returned, for the covariance); in between, the steps reuse it with a fresh
-    gradient (a chord iteration, 2k evaluations instead of k(k + 1) + 1), and it is
-    recomputed when that converges slowly. Convergence is declared only by the Newton
-    decrement with a Hessian computed at the returned point."""
+    The steps start from a cheap finite-difference Hessian (forward mixed differences) and
+    reuse it with a fresh central gradient at each point, BFGS-updated along the steps (2k
+    evaluations a step instead of k(k + 1) + 1). Once the Newton decrement is below
+    ``near`` the accurate Hessian (second-order mixed differences, the one returned for the
+    covariance) is computed; convergence (decrement below ``dtol``) is declared only with
+    that Hessian, computed at the returned point or at a point whose decrement was below
+    ``near`` (within ~sqrt(2 near) of the optimum in the deviance's own metric, where the
+    Hessian is the same to far below the reference tolerances)."""
     par = par.copy()
     par[:ntheta] = np.where(np.isfinite(lb), np.maximum(par[:ntheta], 0), par[:ntheta])
     dev = f(par)
-    g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
-    fresh = True  # h was computed at par
+    g, h = _fd_grad_hess(f, par, dev, lb, ntheta, cheap=True)
+    h_acc = None  # the accurate Hessian, once computed
+    acc_near = False  # h_acc was computed at a point with decrement below ``near``
     last_dec = np.inf
     ok = False
+
+    def accurate():
+        nonlocal g, h, h_acc, acc_near, last_dec
+        g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
+        h_acc = h
+        acc_near = False
+        last_dec = np.inf
+        return True
+
+    fresh = False  # h is the accurate Hessian at par
     for _it in range(maxit):
         at_bound = np.zeros(len(par), bool)
         at_bound[:ntheta] = np.isfinite(lb) & (par[:ntheta] <= 1e-8)
@@ -375,21 +394,22 @@ def _newton(f, par, lb, ntheta, maxit=12, dtol=1e-9):
         except np.linalg.LinAlgError:
             if fresh:
                 break
-            g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
-            fresh = True
+            fresh = accurate()
             continue
         dec = -gf @ step[free]  # Newton decrement: the deviance still to gain
+        if fresh:
+            acc_near = dec < near
         if dec < dtol:
-            if fresh:
+            if fresh or (acc_near and h is h_acc):
                 ok = True
                 break
-            g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
-            fresh = True
+            fresh = accurate()
             continue
-        if not fresh and dec > 0.1 * last_dec:  # the chord converges slowly: refresh h
-            g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
-            fresh = True
-            last_dec = np.inf
+        if not fresh and dec < near and not (acc_near and h is h_acc):
+            fresh = accurate()  # close: the accurate Hessian, for the last steps and the SEs
+            continue
+        if not fresh and dec > 0.1 * last_dec:  # the reused Hessian converges slowly
+            fresh = accurate()
             continue
         last_dec = dec
         accepted = False
@@ -406,20 +426,24 @@ def _newton(f, par, lb, ntheta, maxit=12, dtol=1e-9):
         small = dev - fc < 1e-10 and np.max(np.abs(step)) < 1e-7
         par, dev = cand, fc
         if small:
-            g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
+            fresh = accurate()
             ok = True
             break
         g_old = g
         g, _ = _fd_grad_hess(f, par, dev, lb, ntheta, grad_only=True)
+        fresh = False
+        if acc_near and h is h_acc:
+            continue  # the accurate Hessian from a point this close is kept as it is
         # BFGS update of the reused Hessian along the step (secant condition h s = dg)
         yv = g - g_old
         hs = h @ step
         if yv @ step > 1e-12 * np.sqrt((yv @ yv) * (step @ step)) and step @ hs > 0:
             h = h + np.outer(yv, yv) / (yv @ step) - np.outer(hs, hs) / (step @ hs)
-        fresh = False
     else:
-        g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
+        fresh = accurate()
         ok = False
+    if h_acc is None or h is not h_acc:
+        accurate()
     return par, dev, g, h, ok
 
 
