@@ -7,7 +7,7 @@ effects appended when they are updated inside PIRLS, form a small dense block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import linalg, sparse, special, stats
@@ -115,6 +115,16 @@ class Engine:
     """Laplace / adaptive Gauss-Hermite deviance of a GLMM for given theta (and beta)."""
 
     def __init__(self, y, x, terms, fam, wt, offset):
+        # rows sorted by the first term's groups, so sums over its levels are contiguous
+        # (np.add.reduceat); nothing row-level leaves the engine
+        c1 = terms[0].codes
+        if np.any(np.diff(c1) < 0):
+            order = np.argsort(c1, kind="stable")
+            y, x, wt, offset = y[order], x[order], wt[order], offset[order]
+            terms = [replace(t, codes=t.codes[order], x=t.x[order]) for t in terms]
+        c1 = terms[0].codes
+        starts = np.flatnonzero(np.r_[True, c1[1:] != c1[:-1]])
+        self.starts1 = starts if len(starts) == terms[0].nlev and c1[0] == 0 else None
         self.y, self.x, self.terms, self.fam = y, x, terms, fam
         self.wt, self.offset = wt, offset
         self.n, self.p = x.shape
@@ -205,6 +215,20 @@ class Engine:
             i += t.nlev * t.k
         return eta
 
+    def _sum1(self, vals):
+        """Sums of ``vals`` over the levels of the first term."""
+        if self.starts1 is not None:
+            return np.add.reduceat(vals, self.starts1)
+        return np.bincount(self.t1.codes, vals, minlength=self.t1.nlev)
+
+    def _sum_rest(self, m, vals):
+        """Sums of ``vals`` over the rest effects of ``rest_idx[m]`` (through the first term's
+        levels when the rest term is constant within them, as therapists over clients)."""
+        rc = self.rest_client[m]
+        if rc is not None:
+            return np.bincount(rc, self._sum1(vals), minlength=self.q_rest)
+        return np.bincount(self.rest_idx[m][2], vals, minlength=self.q_rest)
+
     # ---------------------------------------------------------------- structure (once)
     def _structure(self):
         """Index arrays and the sparsity pattern of A21 (rest x term 1), built once.
@@ -219,6 +243,14 @@ class Engine:
         for j, t in enumerate(self.rest):
             for a in range(t.k):
                 self.rest_idx.append((j, a, self.rest_off[j] + t.codes * t.k + a))
+        self.rest_client = []
+        for _j, _a, ri in self.rest_idx:
+            rc = None
+            if self.starts1 is not None:
+                rc = ri[self.starts1]
+                if not np.array_equal(rc[t1.codes], ri):
+                    rc = None
+            self.rest_client.append(rc)
         keys, combos = [], []
         for j, a, ri in self.rest_idx:
             for b in range(k1):
@@ -241,6 +273,15 @@ class Engine:
             # within therapists): L21 L21' is diagonal
             self.a21_rows = rows
             self.a21_nested = self.npairs == q1
+            # nested: each combination's pair index is constant within a first-term level
+            self.pair_client = None
+            if self.a21_nested and self.starts1 is not None:
+                pc = [pidx[self.starts1] for _j, _a, _b, pidx in self.pair_idx]
+                if all(
+                    np.array_equal(c[t1.codes], pidx)
+                    for c, (_j, _a, _b, pidx) in zip(pc, self.pair_idx, strict=True)
+                ):
+                    self.pair_client = pc
         else:
             self.npairs = 0
             self.pair_idx = []
@@ -265,7 +306,7 @@ class Engine:
         a11 = np.zeros((nl1, k1, k1))
         for a in range(k1):
             for b in range(a, k1):
-                s = np.bincount(t1.codes, wv1[:, a] * v1[:, b], minlength=nl1)
+                s = self._sum1(wv1[:, a] * v1[:, b])
                 a11[:, a, b] = s
                 a11[:, b, a] = s
         a11 += np.eye(k1)
@@ -281,11 +322,14 @@ class Engine:
         if self.npairs:
             vals = np.zeros(self.npairs)
             wvr = {}
-            for j, a, b, pidx in self.pair_idx:
+            for m, (j, a, b, pidx) in enumerate(self.pair_idx):
                 key = (j, a)
                 if key not in wvr:
                     wvr[key] = self.v[1 + j][:, a] * w
-                vals += np.bincount(pidx, wvr[key] * v1[:, b], minlength=self.npairs)
+                if self.pair_client is not None:
+                    vals[self.pair_client[m]] += self._sum1(wvr[key] * v1[:, b])
+                else:
+                    vals += np.bincount(pidx, wvr[key] * v1[:, b], minlength=self.npairs)
             if k1 == 1:
                 l21v = vals * linv[self.a21_indices, 0, 0]
             else:
@@ -297,7 +341,7 @@ class Engine:
                 _j2, b, _rj = self.rest_idx[jb]
                 wab = self.v[1 + j][:, a] * w * self.v[1 + _j2][:, b]
                 if flat is None:
-                    a22r[np.diag_indices(qrest)] += np.bincount(_ri, wab, minlength=qrest)
+                    a22r[np.diag_indices(qrest)] += self._sum_rest(ia, wab)
                 else:
                     s = np.bincount(flat, wab, minlength=qrest * qrest).reshape(qrest, qrest)
                     a22r += s + s.T
@@ -317,7 +361,7 @@ class Engine:
             a21x = np.empty((p, nl1, k1))
             for b in range(k1):
                 for j in range(p):
-                    a21x[j, :, b] = np.bincount(t1.codes, wx[:, j] * v1[:, b], minlength=nl1)
+                    a21x[j, :, b] = self._sum1(wx[:, j] * v1[:, b])
             if k1 == 1:
                 l21x = a21x.reshape(p, q1) * linv[:, 0, 0][None, :]
             else:
@@ -325,10 +369,10 @@ class Engine:
             a22[qrest:, qrest:] = wx.T @ self.x - l21x @ l21x.T
             if qrest:
                 arx = np.zeros((qrest, p))
-                for j, a, ri in self.rest_idx:
+                for m, (j, a, _ri) in enumerate(self.rest_idx):
                     vr = self.v[1 + j][:, a]
                     for c in range(p):
-                        arx[:, c] += np.bincount(ri, wx[:, c] * vr, minlength=qrest)
+                        arx[:, c] += self._sum_rest(m, wx[:, c] * vr)
                 arx -= l21r @ l21x.T
                 a22[:qrest, qrest:] = arx
                 a22[qrest:, :qrest] = arx.T
@@ -383,16 +427,14 @@ class Engine:
         """(Z Lambda)' r split as (term-1 part, rest part)."""
         t1, v1 = self.t1, self.v[0]
         if t1.k == 1:
-            b1 = np.bincount(t1.codes, r * v1[:, 0], minlength=t1.nlev)
+            b1 = self._sum1(r * v1[:, 0])
         else:
-            b1 = np.stack(
-                [np.bincount(t1.codes, r * v1[:, a], minlength=t1.nlev) for a in range(t1.k)], 1
-            ).ravel()
+            b1 = np.stack([self._sum1(r * v1[:, a]) for a in range(t1.k)], 1).ravel()
         b2 = np.zeros(self.q_rest)
         if not hasattr(self, "q1"):
             self._structure()
-        for j, a, ri in self.rest_idx:
-            b2 += np.bincount(ri, r * self.v[1 + j][:, a], minlength=self.q_rest)
+        for m, (j, a, _ri) in enumerate(self.rest_idx):
+            b2 += self._sum_rest(m, r * self.v[1 + j][:, a])
         return b1, b2
 
     # ---------------------------------------------------------------- PIRLS
