@@ -481,7 +481,7 @@ class Engine:
             return special.expit(np.clip(eta, -34.5, 34.5))
         return self.fam.clip(self.fam.linkinv(eta))
 
-    def pirls(self, theta, beta=None, tol=1e-11, maxit=60):
+    def pirls(self, theta, beta=None, tol=1e-13, maxit=60):
         """Conditional modes u (and beta when ``beta`` is None); returns the Laplace deviance.
 
         PIRLS starts from the modes of the previous call (or those set in ``u``). When the
