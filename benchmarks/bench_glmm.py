@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--no-r", action="store_true")
     args = ap.parse_args()
     d = simulate()
+    load_before = os.getloadavg()
     glmm(FORMULA, d)  # warm-up (imports)
     el, cpu = [], []
     for _ in range(3):
@@ -100,6 +101,7 @@ def main() -> None:
         el.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     r = None if args.no_r else run_r(d)
+    load_after = os.getloadavg()
     a_el, a_cpu = statistics.median(el), statistics.median(cpu)
     if r is not None:
         ratio = f"{r['elapsed'] / a_el:.1f}x"
@@ -125,6 +127,9 @@ def main() -> None:
         "may be shared with other jobs, so the CPU columns show each engine's own cost. "
         "`loglik - glmer` > 0: alliance reached a higher Laplace optimum (glmer's default "
         "PIRLS tolerance, see docs/glmm.md).",
+        f"Load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; "
+        f"after: {', '.join(f'{v:.2f}' for v in load_after)} (on {os.cpu_count()} cores: "
+        "above that, both engines wait for the CPU and the wall-clock columns grow).",
         "Command: `python benchmarks/bench_glmm.py`",
         "",
     ]

@@ -7,10 +7,10 @@ effects appended when they are updated inside PIRLS, form a small dense block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import linalg, special, stats
+from scipy import linalg, sparse, special, stats
 
 __all__ = ["Family", "Term", "Engine", "family"]
 
@@ -115,6 +115,16 @@ class Engine:
     """Laplace / adaptive Gauss-Hermite deviance of a GLMM for given theta (and beta)."""
 
     def __init__(self, y, x, terms, fam, wt, offset):
+        # rows sorted by the first term's groups, so sums over its levels are contiguous
+        # (np.add.reduceat); nothing row-level leaves the engine
+        c1 = terms[0].codes
+        if np.any(np.diff(c1) < 0):
+            order = np.argsort(c1, kind="stable")
+            y, x, wt, offset = y[order], x[order], wt[order], offset[order]
+            terms = [replace(t, codes=t.codes[order], x=t.x[order]) for t in terms]
+        c1 = terms[0].codes
+        starts = np.flatnonzero(np.r_[True, c1[1:] != c1[:-1]])
+        self.starts1 = starts if len(starts) == terms[0].nlev and c1[0] == 0 else None
         self.y, self.x, self.terms, self.fam = y, x, terms, fam
         self.wt, self.offset = wt, offset
         self.n, self.p = x.shape
@@ -205,112 +215,235 @@ class Engine:
             i += t.nlev * t.k
         return eta
 
-    # ---------------------------------------------------------------- factor
+    def _sum1(self, vals):
+        """Sums of ``vals`` over the levels of the first term."""
+        if self.starts1 is not None:
+            return np.add.reduceat(vals, self.starts1)
+        return np.bincount(self.t1.codes, vals, minlength=self.t1.nlev)
+
+    def _sum_rest(self, m, vals):
+        """Sums of ``vals`` over the rest effects of ``rest_idx[m]`` (through the first term's
+        levels when the rest term is constant within them, as therapists over clients)."""
+        rc = self.rest_client[m]
+        if rc is not None:
+            return np.bincount(rc, self._sum1(vals), minlength=self.q_rest)
+        return np.bincount(self.rest_idx[m][2], vals, minlength=self.q_rest)
+
+    # ---------------------------------------------------------------- structure (once)
+    def _structure(self):
+        """Index arrays and the sparsity pattern of A21 (rest x term 1), built once.
+
+        The pattern of the random part of A21 is the set of (rest effect, term-1 effect)
+        pairs that share an observation; each PIRLS iteration only fills in its values."""
+        t1 = self.t1
+        k1, q1 = t1.k, t1.nlev * t1.k
+        self.q1 = q1
+        # rest-effect row index per observation, per (rest term, column)
+        self.rest_idx = []  # (j, a, index array)
+        for j, t in enumerate(self.rest):
+            for a in range(t.k):
+                self.rest_idx.append((j, a, self.rest_off[j] + t.codes * t.k + a))
+        self.rest_client = []
+        for _j, _a, ri in self.rest_idx:
+            rc = None
+            if self.starts1 is not None:
+                rc = ri[self.starts1]
+                if not np.array_equal(rc[t1.codes], ri):
+                    rc = None
+            self.rest_client.append(rc)
+        keys, combos = [], []
+        for j, a, ri in self.rest_idx:
+            for b in range(k1):
+                keys.append(ri.astype(np.int64) * q1 + t1.codes * k1 + b)
+                combos.append((j, a, b))
+        if keys:
+            allk = np.concatenate(keys)
+            uniq, inv = np.unique(allk, return_inverse=True)
+            self.npairs = len(uniq)
+            self.pair_idx = [
+                (j, a, b, inv[i * self.n : (i + 1) * self.n]) for i, (j, a, b) in enumerate(combos)
+            ]
+            rows = uniq // q1
+            self.a21_indices = (uniq % q1).astype(np.int32)
+            self.a21_indptr = np.concatenate(
+                [[0], np.cumsum(np.bincount(rows, minlength=self.q_rest))]
+            )
+            self.a21_group = self.a21_indices[::k1] // k1  # term-1 group of each k1-run
+            # one rest effect per term-1 column (the rest terms nest term 1, e.g. clients
+            # within therapists): L21 L21' is diagonal
+            self.a21_rows = rows
+            self.a21_nested = self.npairs == q1
+            # nested: each combination's pair index is constant within a first-term level
+            self.pair_client = None
+            if self.a21_nested and self.starts1 is not None:
+                pc = [pidx[self.starts1] for _j, _a, _b, pidx in self.pair_idx]
+                if all(
+                    np.array_equal(c[t1.codes], pidx)
+                    for c, (_j, _a, _b, pidx) in zip(pc, self.pair_idx, strict=True)
+                ):
+                    self.pair_client = pc
+        else:
+            self.npairs = 0
+            self.pair_idx = []
+        # A22 random block: diagonal entries of one term's own column pairs, dense otherwise
+        self.a22_idx = []
+        qr = self.q_rest
+        for ia, (_j, _a, ri) in enumerate(self.rest_idx):
+            for jb, (_j2, _b, rj) in enumerate(self.rest_idx):
+                if jb < ia:
+                    continue
+                flat = None if ia == jb else ri.astype(np.int64) * qr + rj
+                self.a22_idx.append((ia, jb, flat))
+
     def factor(self, w):
         t1, v1 = self.t1, self.v[0]
         k1 = t1.k
+        nl1 = t1.nlev
+        if not hasattr(self, "q1"):
+            self._structure()
+        q1 = self.q1
         wv1 = v1 * w[:, None]
-        a11 = np.zeros((t1.nlev, k1, k1))
+        a11 = np.zeros((nl1, k1, k1))
         for a in range(k1):
             for b in range(a, k1):
-                s = np.bincount(t1.codes, wv1[:, a] * v1[:, b], minlength=t1.nlev)
+                s = self._sum1(wv1[:, a] * v1[:, b])
                 a11[:, a, b] = s
                 a11[:, b, a] = s
         a11 += np.eye(k1)
-        l11 = np.linalg.cholesky(a11)
         if k1 == 1:
+            l11 = np.sqrt(a11)
             linv = 1.0 / l11
         else:
+            l11 = np.linalg.cholesky(a11)
             linv = np.linalg.inv(l11)
-        qr = self.qr
-        q1 = t1.nlev * k1
-        a21 = np.zeros((qr, q1))
-        a22 = np.zeros((qr, qr))
-        cols = []  # (row offset per obs, v matrix) for each rest term / X
-        for j, (t, v) in enumerate(zip(self.rest, self.v[1:], strict=True)):
-            cols.append((self.rest_off[j] + t.codes * t.k, v, t.k))
-        # A21 and A22 for random parts
-        for ri, vr, kr in cols:
-            wvr = vr * w[:, None]
-            for a in range(kr):
-                for b in range(k1):
-                    flat = (ri + a) * q1 + t1.codes * k1 + b
-                    a21 += np.bincount(flat, wvr[:, a] * v1[:, b], minlength=qr * q1).reshape(
-                        qr, q1
-                    )
-            for rj, vs, ks in cols:
-                for a in range(kr):
-                    for b in range(ks):
-                        flat = (ri + a) * qr + rj + b
-                        a22 += np.bincount(flat, wvr[:, a] * vs[:, b], minlength=qr * qr).reshape(
-                            qr, qr
-                        )
-        if self.with_x:
-            px = self.q_rest
-            wx = self.x * w[:, None]
-            a22[px:, px:] = wx.T @ self.x
-            for b in range(k1):
-                s = np.stack(
-                    [
-                        np.bincount(t1.codes, wx[:, j] * v1[:, b], minlength=t1.nlev)
-                        for j in range(self.p)
-                    ]
-                )
-                a21[px:, b::k1] = s
-            for ri, vr, kr in cols:
-                for a in range(kr):
-                    for j in range(self.p):
-                        s = np.bincount(ri + a, wx[:, j] * vr[:, a], minlength=qr)
-                        a22[px + j, : self.q_rest] += s[: self.q_rest]
-                        a22[: self.q_rest, px + j] += s[: self.q_rest]
-        if self.q_rest:
-            a22[: self.q_rest, : self.q_rest] += np.eye(self.q_rest)
-        if qr:
+        qrest = self.q_rest
+        p = self.p if self.with_x else 0
+        # random part of A21 (sparse, fixed pattern) and of A22 (dense, small)
+        if self.npairs:
+            vals = np.zeros(self.npairs)
+            wvr = {}
+            for m, (j, a, b, pidx) in enumerate(self.pair_idx):
+                key = (j, a)
+                if key not in wvr:
+                    wvr[key] = self.v[1 + j][:, a] * w
+                if self.pair_client is not None:
+                    vals[self.pair_client[m]] += self._sum1(wvr[key] * v1[:, b])
+                else:
+                    vals += np.bincount(pidx, wvr[key] * v1[:, b], minlength=self.npairs)
             if k1 == 1:
-                l21 = a21 * linv[:, 0, 0][None, :]
+                l21v = vals * linv[self.a21_indices, 0, 0]
             else:
-                l21 = np.einsum("rga,gba->rgb", a21.reshape(qr, t1.nlev, k1), linv).reshape(qr, q1)
-            l22 = linalg.cholesky(a22 - l21 @ l21.T, lower=True)
+                l21v = np.einsum("ma,mba->mb", vals.reshape(-1, k1), linv[self.a21_group]).ravel()
+            l21r = sparse.csr_matrix((l21v, self.a21_indices, self.a21_indptr), shape=(qrest, q1))
+            a22r = np.zeros((qrest, qrest))
+            for ia, jb, flat in self.a22_idx:
+                j, a, _ri = self.rest_idx[ia]
+                _j2, b, _rj = self.rest_idx[jb]
+                wab = self.v[1 + j][:, a] * w * self.v[1 + _j2][:, b]
+                if flat is None:
+                    a22r[np.diag_indices(qrest)] += self._sum_rest(ia, wab)
+                else:
+                    s = np.bincount(flat, wab, minlength=qrest * qrest).reshape(qrest, qrest)
+                    a22r += s + s.T
+            a22r[np.diag_indices(qrest)] += 1.0
+            if self.a21_nested:
+                srr = np.diag(np.bincount(self.a21_rows, l21v * l21v, minlength=qrest))
+            else:
+                srr = (l21r @ l21r.T).toarray()
         else:
-            l21 = np.zeros((0, q1))
+            l21r = sparse.csr_matrix((0, q1))
+            a22r = np.zeros((0, 0))
+            srr = a22r
+        a22 = np.zeros((qrest + p, qrest + p))
+        a22[:qrest, :qrest] = a22r - srr
+        if p:
+            wx = self.x * w[:, None]
+            a21x = np.empty((p, nl1, k1))
+            for b in range(k1):
+                for j in range(p):
+                    a21x[j, :, b] = self._sum1(wx[:, j] * v1[:, b])
+            if k1 == 1:
+                l21x = a21x.reshape(p, q1) * linv[:, 0, 0][None, :]
+            else:
+                l21x = np.einsum("rga,gba->rgb", a21x, linv).reshape(p, q1)
+            a22[qrest:, qrest:] = wx.T @ self.x - l21x @ l21x.T
+            if qrest:
+                arx = np.zeros((qrest, p))
+                for m, (j, a, _ri) in enumerate(self.rest_idx):
+                    vr = self.v[1 + j][:, a]
+                    for c in range(p):
+                        arx[:, c] += self._sum_rest(m, wx[:, c] * vr)
+                arx -= l21r @ l21x.T
+                a22[:qrest, qrest:] = arx
+                a22[qrest:, :qrest] = arx.T
+        else:
+            l21x = np.zeros((0, q1))
+        if qrest + p:
+            l22 = linalg.cholesky(a22, lower=True, check_finite=False)
+        else:
             l22 = np.zeros((0, 0))
-        self.l11, self.linv, self.l21, self.l22 = l11, linv, l21, l22
+        self.qr = qrest + p
+        self.l11, self.linv, self.l21r, self.l21x, self.l22 = l11, linv, l21r, l21x, l22
         ld = 2 * np.sum(np.log(np.diagonal(l11, axis1=1, axis2=2)))
         d22 = np.diag(l22)
-        ld += 2 * np.sum(np.log(d22[: self.q_rest]))
-        self.ldrx = 2 * np.sum(np.log(d22[self.q_rest :]))
+        ld += 2 * np.sum(np.log(d22[:qrest]))
+        self.ldrx = 2 * np.sum(np.log(d22[qrest:]))
         return ld
+
+    def _l21_dot(self, y1):
+        out = self.l21r @ y1
+        if len(self.l21x):
+            out = np.concatenate([out, self.l21x @ y1])
+        return out
+
+    def _l21t_dot(self, x2):
+        out = self.l21r.T @ x2[: self.q_rest]
+        if len(self.l21x):
+            out = out + self.l21x.T @ x2[self.q_rest :]
+        return out
 
     def solve(self, b1, b2):
         t1 = self.t1
         k1 = t1.k
-        y1 = np.einsum("gab,gb->ga", self.linv, b1.reshape(t1.nlev, k1)).ravel()
+        if k1 == 1:
+            y1 = self.linv[:, 0, 0] * b1
+        else:
+            y1 = np.einsum("gab,gb->ga", self.linv, b1.reshape(t1.nlev, k1)).ravel()
         if self.qr:
-            y2 = linalg.solve_triangular(self.l22, b2 - self.l21 @ y1, lower=True)
-            x2 = linalg.solve_triangular(self.l22, y2, lower=True, trans="T")
-            y1 = y1 - self.l21.T @ x2
+            y2 = linalg.solve_triangular(
+                self.l22, b2 - self._l21_dot(y1), lower=True, check_finite=False
+            )
+            x2 = linalg.solve_triangular(self.l22, y2, lower=True, trans="T", check_finite=False)
+            y1 = y1 - self._l21t_dot(x2)
         else:
             x2 = b2
-        x1 = np.einsum("gba,gb->ga", self.linv, y1.reshape(t1.nlev, k1)).ravel()
+        if k1 == 1:
+            x1 = self.linv[:, 0, 0] * y1
+        else:
+            x1 = np.einsum("gba,gb->ga", self.linv, y1.reshape(t1.nlev, k1)).ravel()
         return x1, x2
 
     def ztw(self, r):
         """(Z Lambda)' r split as (term-1 part, rest part)."""
         t1, v1 = self.t1, self.v[0]
-        b1 = np.stack(
-            [np.bincount(t1.codes, r * v1[:, a], minlength=t1.nlev) for a in range(t1.k)], 1
-        ).ravel()
+        if t1.k == 1:
+            b1 = self._sum1(r * v1[:, 0])
+        else:
+            b1 = np.stack([self._sum1(r * v1[:, a]) for a in range(t1.k)], 1).ravel()
         b2 = np.zeros(self.q_rest)
-        for j, (t, v) in enumerate(zip(self.rest, self.v[1:], strict=True)):
-            for a in range(t.k):
-                b2 += np.bincount(
-                    self.rest_off[j] + t.codes * t.k + a, r * v[:, a], minlength=self.q_rest
-                )
+        if not hasattr(self, "q1"):
+            self._structure()
+        for m, (j, a, _ri) in enumerate(self.rest_idx):
+            b2 += self._sum_rest(m, r * self.v[1 + j][:, a])
         return b1, b2
 
     # ---------------------------------------------------------------- PIRLS
     def eta_of(self, u, beta):
-        return self.offset + self.x @ beta + self.zlu(u)
+        key = getattr(self, "_xb_key", None)
+        if key is None or not np.array_equal(key, beta):
+            self._xb_key = np.array(beta, float)
+            self._xb = self.offset + self.x @ self._xb_key
+        return self._xb + self.zlu(u)
 
     def pdev(self, u, beta):
         """Penalized deviance at (u, beta) and mu; the deviance alone is kept in ``_last_dev``."""
@@ -341,18 +474,38 @@ class Engine:
         v = fam.variance(mu)
         return self.wt * me**2 / v, self.wt * (self.y - mu) * me / v
 
-    def pirls(self, theta, beta=None, tol=1e-11, maxit=60):
-        """Conditional modes u (and beta when ``beta`` is None); returns the Laplace deviance."""
+    def _mu_only(self, u, beta):
+        """The mean at (u, beta) without the deviance (one transcendental pass fewer)."""
+        eta = self.eta_of(u, beta)
+        if self.fam.link == "logit":
+            return special.expit(np.clip(eta, -34.5, 34.5))
+        return self.fam.clip(self.fam.linkinv(eta))
+
+    def pirls(self, theta, beta=None, tol=1e-13, maxit=60):
+        """Conditional modes u (and beta when ``beta`` is None); returns the Laplace deviance.
+
+        PIRLS starts from the modes of the previous call (or those set in ``u``). When the
+        first Newton step predicts a change of the penalized deviance below the convergence
+        tolerance (a warm start, as in finite differences), the step is taken without
+        evaluating the deviance at the start: the same stopping rule as a measured change."""
         with_x = beta is None
         self.setup(theta, with_x)
         u = self.u.copy()
         b = self.beta.copy() if with_x else np.asarray(beta, float)
         q1 = self.t1.nlev * self.t1.k
-        old, mu = self.pdev(u, b)
-        if not np.isfinite(old):
-            u[:] = 0
+        scale = getattr(self, "_pd_scale", None)
+        old = None
+        dev_u = np.nan
+        if scale is not None:
+            mu = self._mu_only(u, b)
+            if not np.all(np.isfinite(mu)):
+                scale = None
+        if scale is None:
             old, mu = self.pdev(u, b)
-        dev_u = self._last_dev
+            if not np.isfinite(old):
+                u[:] = 0
+                old, mu = self.pdev(u, b)
+            dev_u = self._last_dev
         for _ in range(maxit):
             self._eta_last = self.eta_of(u, b) if self.fam.link not in ("logit", "log") else None
             w, r = self._weights(mu)
@@ -365,6 +518,21 @@ class Engine:
             d1, d2 = self.solve(b1, b2)
             du = np.concatenate([d1, d2[: self.q_rest]])
             db = d2[self.q_rest :] if with_x else 0.0
+            if old is None:
+                pred = b1 @ d1 + b2 @ d2  # predicted decrease of the penalized deviance
+                if 0 <= pred < tol * (abs(scale) + 0.1):
+                    new, mu_new = self.pdev(u + du, b + db)
+                    if np.isfinite(new):
+                        u, b, mu = u + du, b + db, mu_new
+                        dev_u = self._last_dev
+                        old = new
+                        break
+                old, _ = self.pdev(u, b)
+                if not np.isfinite(old):
+                    u[:] = 0
+                    old, mu = self.pdev(u, b)
+                    dev_u = self._last_dev
+                    continue
             step = 1.0
             for _h in range(30):
                 new, mu_new = self.pdev(u + step * du, b + step * db)
@@ -387,6 +555,7 @@ class Engine:
             self.beta = b
         self.ld = ld
         self.sqru = u @ u
+        self._pd_scale = old
         aic = self.fam.aic(self.y, mu, self.wt) if self.aic_exact else dev_u + self.aic_const
         return aic + u @ u + ld
 

@@ -260,7 +260,33 @@ def _separation(x: np.ndarray, y: np.ndarray, wt: np.ndarray, names: list[str]) 
     return None
 
 
-def _fd_grad_hess(f, par, f0, lb, ntheta, d=1e-4):
+class _Objective:
+    """The stage-2 deviance with warm starts: PIRLS can be started from a given ``u``, and the
+    conditional modes of the last evaluation are kept, so finite differences start each
+    evaluation from a first-order prediction of its modes (fewer PIRLS iterations, and a
+    more accurately converged inner problem)."""
+
+    def __init__(self, fun, eng):
+        self.fun, self.eng = fun, eng
+        self.last_par: np.ndarray | None = None
+        self.last_u: np.ndarray | None = None
+        self.calls = 0
+
+    def __call__(self, par, start=None):
+        if start is not None:
+            self.eng.u = start.copy()
+        val = self.fun(par)
+        self.calls += 1
+        self.last_par, self.last_u = np.array(par, float), self.eng.u.copy()
+        return val
+
+    def u_at(self, par):
+        if self.last_par is not None and np.array_equal(self.last_par, par):
+            return self.last_u
+        return None
+
+
+def _fd_grad_hess(f, par, f0, lb, ntheta, d=1e-4, grad_only=False, cheap=False):
     """Central finite-difference gradient and Hessian of ``f`` at ``par`` (lme4's deriv12
     with delta 1e-4); a variance parameter at its bound 0 is differenced one-sided.
 
@@ -268,43 +294,94 @@ def _fd_grad_hess(f, par, f0, lb, ntheta, d=1e-4):
     ``(f(++) - f(+.) - f(.+) + 2 f - f(-.) - f(.-) + f(--)) / (2 d^2)``, second-order
     accurate like deriv12's four-point formula at two evaluations per pair (the forward
     ``(f(++) - f(+.) - f(.+) + f) / d^2`` is first-order only: with a predictor on a large
-    scale it moved the standard errors by several per mille from glmer's)."""
+    scale it moved the standard errors by several per mille from glmer's).
+
+    With ``grad_only`` only the gradient and the diagonal of the Hessian are computed
+    (2k evaluations instead of 2k + k(k - 1)); the off-diagonal entries are 0. With
+    ``cheap`` the mixed differences are the forward ones (k(k - 1) / 2 evaluations), good
+    enough for Newton steps far from the optimum, not for the covariance. When ``f`` is
+    an :class:`_Objective`, each evaluation's PIRLS starts from a linear prediction of its
+    conditional modes from those already computed."""
     k = len(par)
-    base = par.copy()
+    warm = isinstance(f, _Objective)
     shift = np.zeros(k)
     near = np.zeros(k, bool)
     near[:ntheta] = np.isfinite(lb) & (par[:ntheta] < d)
     shift[near] = d - par[near]
     base = par + shift
-    fb = f(base) if near.any() else f0
+    ub = f.u_at(base) if warm else None
+    if near.any() or (warm and ub is None):
+        fb = f(base)
+        ub = f.last_u if warm else None
+    else:
+        fb = f0
+
+    def ev(x, start=None):
+        return f(x, start=start) if warm else f(x)
+
     fp, fm = np.zeros(k), np.zeros(k)
+    up, um = [None] * k, [None] * k
     g, h = np.zeros(k), np.zeros((k, k))
     for i in range(k):
         e = np.zeros(k)
         e[i] = d
-        fp[i], fm[i] = f(base + e), f(base - e)
+        fp[i] = ev(base + e, ub)
+        if warm:
+            up[i] = f.last_u
+        fm[i] = ev(base - e, 2 * ub - up[i] if warm else None)
+        if warm:
+            um[i] = f.last_u
         g[i] = (fp[i] - fm[i]) / (2 * d)
         h[i, i] = (fp[i] - 2 * fb + fm[i]) / d**2
-    for i in range(k):
-        for j in range(i):
-            e = np.zeros(k)
-            e[i] = e[j] = d
-            fpp, fmm = f(base + e), f(base - e)
-            h[i, j] = h[j, i] = (fpp - fp[i] - fp[j] + 2 * fb - fm[i] - fm[j] + fmm) / (2 * d**2)
+    if not grad_only:
+        for i in range(k):
+            for j in range(i):
+                e = np.zeros(k)
+                e[i] = e[j] = d
+                fpp = ev(base + e, up[i] + up[j] - ub if warm else None)
+                if cheap:
+                    h[i, j] = h[j, i] = (fpp - fp[i] - fp[j] + fb) / d**2
+                    continue
+                fmm = ev(base - e, um[i] + um[j] - ub if warm else None)
+                h[i, j] = h[j, i] = (fpp - fp[i] - fp[j] + 2 * fb - fm[i] - fm[j] + fmm) / (
+                    2 * d**2
+                )
     g = g - h @ shift
     return g, h
 
 
-def _newton(f, par, lb, ntheta, maxit=8, dtol=1e-9):
+def _newton(f, par, lb, ntheta, maxit=16, dtol=1e-9, near=1e-5):
     """Newton iterations on ``f`` with finite-difference derivatives and step halving; a
     variance parameter at its bound 0 with a gradient pushing below is held fixed. Returns
-    (par, f(par), gradient, Hessian at par, converged)."""
+    (par, f(par), gradient, Hessian, converged).
+
+    The steps start from a cheap finite-difference Hessian (forward mixed differences) and
+    reuse it with a fresh central gradient at each point, BFGS-updated along the steps (2k
+    evaluations a step instead of k(k + 1) + 1). Once the Newton decrement is below
+    ``near`` the accurate Hessian (second-order mixed differences, the one returned for the
+    covariance) is computed; convergence (decrement below ``dtol``) is declared only with
+    that Hessian, computed at the returned point or at a point whose decrement was below
+    ``near`` (within ~sqrt(2 near) of the optimum in the deviance's own metric, where the
+    Hessian is the same to far below the reference tolerances)."""
     par = par.copy()
     par[:ntheta] = np.where(np.isfinite(lb), np.maximum(par[:ntheta], 0), par[:ntheta])
     dev = f(par)
+    g, h = _fd_grad_hess(f, par, dev, lb, ntheta, cheap=True)
+    h_acc = None  # the accurate Hessian, once computed
+    acc_near = False  # h_acc was computed at a point with decrement below ``near``
+    last_dec = np.inf
     ok = False
-    for _it in range(maxit):
+
+    def accurate():
+        nonlocal g, h, h_acc, acc_near, last_dec
         g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
+        h_acc = h
+        acc_near = False
+        last_dec = np.inf
+        return True
+
+    fresh = False  # h is the accurate Hessian at par
+    for _it in range(maxit):
         at_bound = np.zeros(len(par), bool)
         at_bound[:ntheta] = np.isfinite(lb) & (par[:ntheta] <= 1e-8)
         free = ~(at_bound & (g > 0))
@@ -315,10 +392,26 @@ def _newton(f, par, lb, ntheta, maxit=8, dtol=1e-9):
             step = np.zeros(len(par))
             step[free] = -np.linalg.solve(hf, gf)
         except np.linalg.LinAlgError:
-            break
-        if -gf @ step[free] < dtol:  # Newton decrement: the deviance still to gain
-            ok = True
-            break
+            if fresh:
+                break
+            fresh = accurate()
+            continue
+        dec = -gf @ step[free]  # Newton decrement: the deviance still to gain
+        if fresh:
+            acc_near = dec < near
+        if dec < dtol:
+            if fresh or (acc_near and h is h_acc):
+                ok = True
+                break
+            fresh = accurate()
+            continue
+        if not fresh and dec < near and not (acc_near and h is h_acc):
+            fresh = accurate()  # close: the accurate Hessian, for the last steps and the SEs
+            continue
+        if not fresh and dec > 0.1 * last_dec:  # the reused Hessian converges slowly
+            fresh = accurate()
+            continue
+        last_dec = dec
         accepted = False
         for _h in range(20):
             cand = par + step
@@ -333,13 +426,25 @@ def _newton(f, par, lb, ntheta, maxit=8, dtol=1e-9):
         small = dev - fc < 1e-10 and np.max(np.abs(step)) < 1e-7
         par, dev = cand, fc
         if small:
-            g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
+            fresh = accurate()
             ok = True
             break
+        g_old = g
+        g, _ = _fd_grad_hess(f, par, dev, lb, ntheta, grad_only=True)
+        fresh = False
+        if acc_near and h is h_acc:
+            continue  # the accurate Hessian from a point this close is kept as it is
+        # BFGS update of the reused Hessian along the step (secant condition h s = dg)
+        yv = g - g_old
+        hs = h @ step
+        if yv @ step > 1e-12 * np.sqrt((yv @ yv) * (step @ step)) and step @ hs > 0:
+            h = h + np.outer(yv, yv) / (yv @ step) - np.outer(hs, hs) / (step @ hs)
     else:
-        g, h = _fd_grad_hess(f, par, dev, lb, ntheta)
+        fresh = accurate()
         ok = False
-    return par, f(par), g, h, ok
+    if h_acc is None or h is not h_acc:
+        accurate()
+    return par, dev, g, h, ok
 
 
 def glmm(
@@ -493,7 +598,7 @@ def _glmm(formula, data, family, link, nagq, weights, offset) -> GlmmResult:
         th0,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"ftol": 1e-9, "gtol": 1e-5},  # a start for the Newton stage
+        options={"ftol": 1e-7, "gtol": 1e-4},  # only a start for the Newton stage
     )
     eng.pirls(r1.x)
     beta1 = eng.beta.copy()
@@ -509,21 +614,21 @@ def _glmm(formula, data, family, link, nagq, weights, offset) -> GlmmResult:
     # stage 2: Newton with the central finite-difference gradient and Hessian from the stage-1
     # optimum (the Hessian is needed for the covariance anyway, as lme4's deriv12 with delta
     # 1e-4); L-BFGS-B first if Newton stalls (an indefinite Hessian far from the optimum)
-    par, dev, g, h, grad_ok = _newton(dev2, par0, lb, ntheta)
+    obj = _Objective(dev2, eng)
+    par, dev, g, h, grad_ok = _newton(obj, par0, lb, ntheta)
     if not grad_ok:
         bounds2 = bounds + [(None, None)] * x.shape[1]
         r2 = optimize.minimize(
-            dev2,
+            obj,
             par,
             method="L-BFGS-B",
             bounds=bounds2,
             options={"ftol": 1e-12, "gtol": 1e-7, "maxiter": 500},
         )
-        par, dev, g, h, grad_ok = _newton(dev2, r2.x, lb, ntheta)
-    dev = dev2(par)
+        par, dev, g, h, grad_ok = _newton(obj, r2.x, lb, ntheta)
+    dev = obj(par)  # leaves the engine at the optimum (its conditional modes)
     theta, beta = par[:ntheta], par[ntheta:]
     u = eng.u.copy()
-    dev2(par)
     notes: list[str] = []
     try:
         vc = np.linalg.inv(h / 2)[ntheta:, ntheta:]
