@@ -162,13 +162,95 @@ class CrossedStructure(RandomDesign):
     r: list[dict[int, np.ndarray]] | None = None  # r[k][k]: per-group Z_k'Z_k, (q, q, G)
     rroot: list[np.ndarray] | None = None  # per-group Z_k'[X y], (q_k, p + 1, G_k)
     r1r: sparse.csr_matrix | None = None  # Z_r' Z_1, m x q_1 G_1
-    rrr: np.ndarray | None = None  # Z_r' Z_r, dense m x m
+    rrr: np.ndarray | sparse.csr_matrix | None = None  # Z_r' Z_r, m x m (sparse if sparse_schur)
+    sparse_schur: bool = False  # factor S by a sparse LU (see SchurFactor)
+    scalar: ScalarSchur | None = None  # scalar terms: S assembled on a fixed pattern
+    order: np.ndarray | None = None  # fill-reducing order of the sparse S, found once
     zrw: np.ndarray | None = None  # Z_r' [X y], m x (p + 1)
     original: list[np.ndarray] | None = None
 
     @property
     def k(self) -> int:
         return len(self.q)
+
+
+SPARSE_MIN = 1_000  # smallest Schur complement factored as a sparse matrix
+SPARSE_DENSITY = 0.05  # ... if at most this share of its entries can be nonzero
+
+
+def _schur_is_sparse(r1r: sparse.csr_matrix, rrr: sparse.csr_matrix) -> bool:
+    """Whether ``S`` (pattern of ``R_rr + R_r1 R_r1'``) is large and sparse enough for SuperLU."""
+    m = rrr.shape[0]
+    if m < SPARSE_MIN:
+        return False
+    ones = r1r.copy()
+    ones.data[:] = 1.0
+    pattern = ones @ ones.T + rrr
+    return pattern.nnz <= SPARSE_DENSITY * m * m
+
+
+@dataclass
+class ScalarSchur:
+    """Fixed pattern of ``S`` for scalar terms (every ``q_k = 1``), formed once.
+
+    With scalar terms ``Lambda_r = diag(l)`` and ``K = Lambda_1 L_1^-T = diag(k)``, so
+    ``S_ij = l_i l_j (R_rr,ij - sum_g R_r1,ig R_r1,jg k_g^2) + delta_ij`` on the pattern of
+    ``R_rr + R_r1 R_r1' + I``: one weighted ``bincount`` over the pairs of nonzeros that share
+    a column of ``R_r1`` (a group of the largest factor) per evaluation, no sparse products.
+    """
+
+    rows: np.ndarray  # row and column of each pattern entry (CSC order)
+    cols: np.ndarray
+    indices: np.ndarray  # the CSC pattern
+    indptr: np.ndarray
+    rrr: np.ndarray  # R_rr on the pattern
+    diag: np.ndarray  # 1.0 on the diagonal entries of the pattern
+    pair_pos: np.ndarray  # pattern entry of each pair
+    pair_group: np.ndarray  # the group g of each pair
+    pair_w: np.ndarray  # R_r1,ig R_r1,jg
+    r1r_rows: np.ndarray  # row index of each stored entry of R_r1 (CSR)
+
+
+MAX_PAIRS = 20_000_000  # most pairs of R_r1 nonzeros kept for the scalar assembly
+
+
+def _scalar_schur(r1r: sparse.csr_matrix, rrr: sparse.csr_matrix) -> ScalarSchur | None:
+    m = rrr.shape[0]
+    csc = r1r.tocsc()
+    counts = np.diff(csc.indptr)
+    if int((counts.astype(np.int64) ** 2).sum()) > MAX_PAIRS:
+        return None
+    ones = csc.copy()
+    ones.data[:] = 1.0
+    pattern = (ones @ ones.T + abs(rrr) + sparse.identity(m)).tocsc()
+    pattern.sort_indices()
+    rows = pattern.indices.astype(np.int64)
+    cols = np.repeat(np.arange(m, dtype=np.int64), np.diff(pattern.indptr))
+    keys = cols * m + rows  # sorted (CSC order)
+    # all pairs (i, j) of nonzeros in the same column g of R_r1
+    group = np.repeat(np.arange(csc.shape[1]), counts)
+    start = np.repeat(csc.indptr[:-1], counts)
+    reps = counts[group]
+    first = np.repeat(np.arange(len(group)), reps)  # entry a, repeated once per partner
+    offs = np.arange(len(first)) - np.repeat(np.cumsum(reps) - reps, reps)
+    second = start[first] + offs  # entry b in the same column
+    pi, pj = csc.indices[first], csc.indices[second]
+    pair_pos = np.searchsorted(keys, pj.astype(np.int64) * m + pi)
+    rcoo = rrr.tocoo()
+    rpos = np.searchsorted(keys, rcoo.col.astype(np.int64) * m + rcoo.row)
+    rvals = np.bincount(rpos, weights=rcoo.data, minlength=len(keys))
+    return ScalarSchur(
+        rows=rows,
+        cols=cols,
+        indices=pattern.indices,
+        indptr=pattern.indptr,
+        rrr=rvals,
+        diag=(rows == cols).astype(float),
+        pair_pos=pair_pos,
+        pair_group=group[first],
+        pair_w=csc.data[first] * csc.data[second],
+        r1r_rows=np.repeat(np.arange(m), np.diff(r1r.indptr)),
+    )
 
 
 def build_crossed(y: np.ndarray, x: np.ndarray, levels: list[LevelSpec]) -> CrossedStructure:
@@ -180,7 +262,10 @@ def build_crossed(y: np.ndarray, x: np.ndarray, levels: list[LevelSpec]) -> Cros
     z = des.z
     z1, zr = z[:, :q1g1], z[:, q1g1:]
     m = zr.shape[1]
-    if m > MAX_DENSE:
+    r1r = sparse.csr_matrix(zr.T @ z1)
+    rrr = sparse.csr_matrix(zr.T @ zr)
+    sparse_schur = _schur_is_sparse(r1r, rrr)
+    if m > MAX_DENSE and not sparse_schur:
         raise ValueError(
             f"the crossed design has {m} random effects outside its largest grouping factor "
             f"(more than {MAX_DENSE}); this engine keeps those in a dense block. Drop or merge "
@@ -210,8 +295,10 @@ def build_crossed(y: np.ndarray, x: np.ndarray, levels: list[LevelSpec]) -> Cros
         wtw=w.T @ w,
         r=r,
         rroot=rroot,
-        r1r=sparse.csr_matrix(zr.T @ z1),
-        rrr=np.asarray((zr.T @ zr).todense()),
+        r1r=r1r,
+        rrr=rrr if sparse_schur else rrr.toarray(),
+        sparse_schur=sparse_schur,
+        scalar=_scalar_schur(r1r, rrr) if m and all(qk == 1 for qk in des.q) else None,
         zrw=ztw[q1g1:],
         original=[np.arange(g) for g in des.ngroups],
     )
@@ -225,14 +312,14 @@ class CrossedFactor:
     l1inv: np.ndarray  # (q1, q1, G1)
     logdiag1: np.ndarray
     m21: sparse.csr_matrix  # m x q1 G1
-    l2: np.ndarray  # m x m lower
+    schur: SchurFactor  # the factored Schur complement S (m x m)
     mroot1: np.ndarray  # (p + 1) x q1 G1
-    mroot2: np.ndarray  # m x (p + 1)
+    c2: np.ndarray  # m x (p + 1): Lambda_r' Z_r' [X y] - M_21 mroot1'
     lroot: np.ndarray  # (p + 1) x (p + 1) lower
 
     @property
     def logdet_l(self) -> float:
-        return 2.0 * float(self.logdiag1.sum() + np.log(np.diag(self.l2)).sum())
+        return 2.0 * float(self.logdiag1.sum()) + self.schur.logdet
 
     @property
     def logdet_rx(self) -> float:
@@ -242,6 +329,66 @@ class CrossedFactor:
     @property
     def r2(self) -> float:
         return float(self.lroot[-1, -1] ** 2)
+
+
+class SchurFactor:
+    """Cholesky-type factor of the Schur complement ``S`` (symmetric positive definite).
+
+    Dense ``S`` (few random effects outside the largest factor, or a dense ``S`` such as
+    InstEval's lecturers): LAPACK's Cholesky. Sparse ``S`` (many groups that meet few others,
+    e.g. sessions and session x coder cells of a G-study): SuperLU with a minimum-degree
+    ordering of ``S + S'`` and diagonal pivots only (``S`` is positive definite, so no pivoting
+    is needed and ``U = D L'``); ``log det S`` is the sum of ``log U_ii``.
+    """
+
+    def __init__(self, s, *, is_sparse: bool, order: np.ndarray | None = None) -> None:
+        self.m = s.shape[0]
+        self.is_sparse = is_sparse
+        self.order = order
+        self.permuted = order is not None
+        if not self.m:
+            self.logdet = 0.0
+            return
+        if is_sparse:
+            from scipy.sparse import linalg as splinalg
+
+            s = sparse.csc_matrix(s)
+            if order is not None:  # the pattern is fixed: reuse the ordering found once
+                s = s[order][:, order]
+            try:
+                lu = splinalg.splu(
+                    s,
+                    permc_spec="MMD_AT_PLUS_A" if order is None else "NATURAL",
+                    diag_pivot_thresh=0.0,
+                    options={"SymmetricMode": True},
+                )
+            except RuntimeError as err:  # "Factor is exactly singular"
+                raise np.linalg.LinAlgError(str(err)) from None
+            if not np.array_equal(lu.perm_r, lu.perm_c):
+                raise np.linalg.LinAlgError("the Schur complement needed off-diagonal pivots")
+            d = lu.U.diagonal()
+            if np.any(d <= 0) or not np.all(np.isfinite(d)):
+                raise np.linalg.LinAlgError("the Schur complement is not positive definite")
+            self.lu = lu
+            self.logdet = float(np.log(d).sum())
+            if order is None:
+                self.order = np.argsort(lu.perm_c)
+        else:
+            self.chol = linalg.cho_factor(s, lower=True, check_finite=False)
+            self.logdet = 2.0 * float(np.log(np.diag(self.chol[0])).sum())
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """``S^-1 b``."""
+        if not self.m:
+            return np.zeros_like(b)
+        if self.is_sparse:
+            b = np.asarray(b, dtype=float)
+            if not self.permuted:
+                return self.lu.solve(b)
+            out = np.empty_like(b)
+            out[self.order] = self.lu.solve(b[self.order])
+            return out
+        return linalg.cho_solve(self.chol, b, check_finite=False)
 
 
 def _blockdiag(blocks: np.ndarray) -> sparse.csr_matrix:
@@ -277,26 +424,52 @@ class CrossedDeviance:
         logdiag1 = np.log(np.stack([l1[i, i] for i in range(st.q[0])]))
         # K = blockdiag(Lambda_1 L_1^-T)
         kblk = _blockdiag(core.stack_lmul(lam1, core.stack_t(l1inv)))
-        z1w = np.concatenate([st.rroot[0][..., g] for g in range(st.ngroups[0])], axis=0)
+        z1w = st.rroot[0].transpose(2, 0, 1).reshape(-1, p + 1)  # row g q1 + i: group g, col i
         mroot1 = np.asarray((kblk.T @ z1w).T)  # (p + 1) x q1 G1
         droot = st.wtw - mroot1 @ mroot1.T
         m = st.rrr.shape[0]
-        if m:
+        if m and st.scalar is not None:
+            sc = st.scalar
+            lr = np.concatenate([np.full(st.ngroups[k], lam[k][0, 0]) for k in range(1, st.k)])
+            kd = lam1[0, 0] * l1inv[0, 0]  # diagonal of K
+            vals = np.bincount(
+                sc.pair_pos, weights=sc.pair_w * (kd * kd)[sc.pair_group], minlength=len(sc.rows)
+            )
+            vals = lr[sc.rows] * lr[sc.cols] * (sc.rrr - vals) + sc.diag
+            if st.sparse_schur:
+                s = sparse.csc_matrix((vals, sc.indices, sc.indptr), shape=(m, m))
+            else:
+                s = np.zeros((m, m))
+                s[sc.rows, sc.cols] = vals
+            r1r = st.r1r
+            m21 = sparse.csr_matrix(
+                (r1r.data * lr[sc.r1r_rows] * kd[r1r.indices], r1r.indices, r1r.indptr),
+                shape=r1r.shape,
+            )
+            schur = SchurFactor(s, is_sparse=st.sparse_schur, order=st.order)
+            if st.sparse_schur and st.order is None:
+                st.order = schur.order
+            c2 = lr[:, None] * st.zrw - m21 @ mroot1.T
+            droot -= c2.T @ schur.solve(c2)
+        elif m:
             lamr = st.lambda_matrix(theta, range(1, st.k))
             m21 = sparse.csr_matrix(lamr.T @ st.r1r @ kblk)
-            s = np.asarray(lamr.T @ (lamr.T @ st.rrr).T)  # Lambda_r' R_rr Lambda_r
-            s -= (m21 @ m21.T).toarray()
-            s[np.diag_indices(m)] += 1.0
-            l2 = linalg.cholesky(s, lower=True, check_finite=False)
+            if st.sparse_schur:
+                # S = Lambda_r' R_rr Lambda_r + I - M_21 M_21', kept sparse
+                s = (lamr.T @ st.rrr @ lamr - m21 @ m21.T + sparse.identity(m)).tocsc()
+            else:
+                s = np.asarray(lamr.T @ (lamr.T @ st.rrr).T)  # Lambda_r' R_rr Lambda_r
+                s -= (m21 @ m21.T).toarray()
+                s[np.diag_indices(m)] += 1.0
+            schur = SchurFactor(s, is_sparse=st.sparse_schur)
             c2 = np.asarray(lamr.T @ st.zrw) - m21 @ mroot1.T
-            mroot2 = linalg.solve_triangular(l2, c2, lower=True, check_finite=False)
-            droot -= mroot2.T @ mroot2
+            droot -= c2.T @ schur.solve(c2)
         else:
             m21 = sparse.csr_matrix((0, mroot1.shape[1]))
-            l2 = np.zeros((0, 0))
-            mroot2 = np.zeros((0, p + 1))
+            schur = SchurFactor(np.zeros((0, 0)), is_sparse=False)
+            c2 = np.zeros((0, p + 1))
         lroot = np.linalg.cholesky(droot)
-        return CrossedFactor(theta, l1inv, logdiag1, m21, l2, mroot1, mroot2, lroot)
+        return CrossedFactor(theta, l1inv, logdiag1, m21, schur, mroot1, c2, lroot)
 
     def deviance_from(self, f: CrossedFactor) -> float:
         n, p = self.st.n, self.st.p
@@ -317,10 +490,9 @@ class CrossedDeviance:
         p = st.p
         lxx = f.lroot[:p, :p]
         beta = np.linalg.solve(lxx.T, f.lroot[p, :p])
-        m = f.l2.shape[0]
+        m = f.schur.m
         if m:
-            rhs2 = f.mroot2[:, p] - f.mroot2[:, :p] @ beta
-            u2 = linalg.solve_triangular(f.l2, rhs2, lower=True, trans="T", check_finite=False)
+            u2 = f.schur.solve(f.c2[:, p] - f.c2[:, :p] @ beta)
         else:
             u2 = np.zeros(0)
         rhs1 = f.mroot1[p] - beta @ f.mroot1[:p] - f.m21.T @ u2
