@@ -316,6 +316,7 @@ class CrossedFactor:
     mroot1: np.ndarray  # (p + 1) x q1 G1
     c2: np.ndarray  # m x (p + 1): Lambda_r' Z_r' [X y] - M_21 mroot1'
     lroot: np.ndarray  # (p + 1) x (p + 1) lower
+    extra: dict | None = None  # scalar terms: T on the pattern, diag(Lambda_r), S^-1 c2
 
     @property
     def logdet_l(self) -> float:
@@ -435,7 +436,8 @@ class CrossedDeviance:
             vals = np.bincount(
                 sc.pair_pos, weights=sc.pair_w * (kd * kd)[sc.pair_group], minlength=len(sc.rows)
             )
-            vals = lr[sc.rows] * lr[sc.cols] * (sc.rrr - vals) + sc.diag
+            tvals = sc.rrr - vals  # S - I = Lambda_r T Lambda_r on the pattern
+            vals = lr[sc.rows] * lr[sc.cols] * tvals + sc.diag
             if st.sparse_schur:
                 s = sparse.csc_matrix((vals, sc.indices, sc.indptr), shape=(m, m))
             else:
@@ -450,7 +452,9 @@ class CrossedDeviance:
             if st.sparse_schur and st.order is None:
                 st.order = schur.order
             c2 = lr[:, None] * st.zrw - m21 @ mroot1.T
-            droot -= c2.T @ schur.solve(c2)
+            sc2 = schur.solve(c2)
+            droot -= c2.T @ sc2
+            extra = {"tvals": tvals, "lr": lr, "sc2": sc2}
         elif m:
             lamr = st.lambda_matrix(theta, range(1, st.k))
             m21 = sparse.csr_matrix(lamr.T @ st.r1r @ kblk)
@@ -464,12 +468,14 @@ class CrossedDeviance:
             schur = SchurFactor(s, is_sparse=st.sparse_schur)
             c2 = np.asarray(lamr.T @ st.zrw) - m21 @ mroot1.T
             droot -= c2.T @ schur.solve(c2)
+            extra = None
         else:
             m21 = sparse.csr_matrix((0, mroot1.shape[1]))
             schur = SchurFactor(np.zeros((0, 0)), is_sparse=False)
             c2 = np.zeros((0, p + 1))
+            extra = None
         lroot = np.linalg.cholesky(droot)
-        return CrossedFactor(theta, l1inv, logdiag1, m21, schur, mroot1, c2, lroot)
+        return CrossedFactor(theta, l1inv, logdiag1, m21, schur, mroot1, c2, lroot, extra)
 
     def deviance_from(self, f: CrossedFactor) -> float:
         n, p = self.st.n, self.st.p
@@ -511,6 +517,68 @@ class CrossedDeviance:
         li = np.linalg.inv(f.lroot[:p, :p])
         return li.T @ li
 
+    # ---- analytic gradient (scalar terms, dense Schur complement)
+    def _analytic(self) -> bool:
+        st = self.st
+        return st.scalar is not None and not st.sparse_schur and st.rrr.shape[0] > 0
+
+    def gradient_parts(self, theta: np.ndarray, f: CrossedFactor) -> tuple[np.ndarray, np.ndarray]:
+        """Analytic ``d log det / d theta`` (with ``R_X`` for REML) and ``d r^2 / d theta``.
+
+        Scalar terms only (``Lambda = diag(theta_k)``, one ``theta`` per level). With
+        ``A = Lambda'Z'Z Lambda + I``: ``d log|A| / d theta_k = 2 sum_{c in k}
+        (1 - (A^-1)_cc) / theta_k``, taken in forms without the cancellation at small
+        ``theta_k``: for the largest factor ``theta_1 (R_11,g - m_g' S^-1 m_g) / d_g`` (``m_g``
+        the column of ``M_21 / theta_1``, ``d_g = 1 + theta_1^2 R_11,g``), for the others
+        ``sum_j (S^-1)_cj l_j T_jc`` (``S - I = Lambda_r T Lambda_r``). By the envelope theorem
+        ``d r^2 / d theta_k = -2 sum_{c in k} u_c^2 / theta_k`` and, with
+        ``W = A^-1 Lambda Z'X``, ``d log|R_X'R_X| / d theta_k = -2 tr(Sxx W_k'W_k) / theta_k``
+        (each ratio is O(theta_k), 0 at 0).
+        """
+        st = self.st
+        ex = f.extra
+        p = st.p
+        sc = st.scalar
+        k = st.k
+        th = np.array([float(theta[st.templates[j][0, 0]]) for j in range(k)])
+        r11 = st.r[0][0][0, 0]
+        d1 = 1.0 + th[0] ** 2 * r11
+        level_r = np.repeat(np.arange(1, k), st.ngroups[1:])  # level of each rest column
+        # S^-1 from the Cholesky factor (LAPACK potri)
+        c_, lower = f.schur.chol
+        sinv, info = linalg.lapack.dpotri(c_, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("potri failed")
+        sinv = np.tril(sinv) + np.tril(sinv, -1).T
+        g_ld = np.zeros(k)
+        # largest factor
+        # m_g' S^-1 m_g summed over the pairs of nonzeros of each column g of R_r1
+        lr = ex["lr"]
+        sv = sinv[sc.rows, sc.cols] * lr[sc.rows] * lr[sc.cols]
+        wt = np.bincount(sc.pair_group, weights=sc.pair_w * sv[sc.pair_pos], minlength=len(d1))
+        wt /= d1
+        g_ld[0] = 2.0 * th[0] * float(((r11 - wt) / d1).sum())
+        # the other factors
+        contrib = sinv[sc.cols, sc.rows] * ex["lr"][sc.rows] * ex["tvals"]
+        g_ld[1:] = 2.0 * np.bincount(level_r[sc.cols], weights=contrib, minlength=k)[1:]
+        # u and W = A^-1 Lambda Z'[X y] by block back substitution
+        sc2 = ex["sc2"]
+        x1 = f.l1inv[0, 0][:, None] * (f.mroot1.T - f.m21.T @ sc2)  # G1 x (p + 1)
+        beta, _ = self.solve(f)
+        levels = np.concatenate([np.zeros(st.ngroups[0], int), level_r])
+        xall = np.concatenate([x1, sc2], axis=0)
+        u = xall[:, p] - xall[:, :p] @ beta
+        safe = np.where(th > 0, th, 1.0)
+        usq = np.bincount(levels, weights=u * u, minlength=k)
+        g_r2 = np.where(th > 0, -2.0 * usq / safe, 0.0)
+        if self.reml:
+            sxx = self.sigma_xx(f)
+            wx = xall[:, :p]
+            quad = np.einsum("ci,ij,cj->c", wx, sxx, wx)
+            tr = np.bincount(levels, weights=quad, minlength=k)
+            g_ld += np.where(th > 0, -2.0 * tr / safe, 0.0)
+        return g_ld, g_r2
+
     # ---- finite-difference derivatives
     def _parts(self, theta: np.ndarray) -> tuple[float, float, np.ndarray]:
         f = self.factor(theta)
@@ -524,6 +592,14 @@ class CrossedDeviance:
         # the deviance is defined for any theta (Lambda' Z'Z Lambda + I is always positive
         # definite), so central differences may step past a bound
         theta = np.asarray(theta, dtype=float)
+        if self._analytic():
+            try:
+                f = self.factor(theta)
+                g_ld, g_r2 = self.gradient_parts(theta, f)
+            except (np.linalg.LinAlgError, linalg.LinAlgError):
+                return np.inf, np.zeros(len(theta))
+            nr = self.st.n - self.st.p if self.reml else self.st.n
+            return self.deviance_from(f), g_ld + nr / f.r2 * g_r2
         dev = self.deviance(theta)
         if not np.isfinite(dev):
             return np.inf, np.zeros(len(theta))
@@ -538,6 +614,13 @@ class CrossedDeviance:
     def varpar_parts(self, theta: np.ndarray):
         """As ``ProfiledDeviance.varpar_parts`` (derivatives by central differences)."""
         theta = np.asarray(theta, dtype=float)
+        if self._analytic():
+            f = self.factor(theta)
+            g_ld, g_r2 = self.gradient_parts(theta, f)
+            ld = f.logdet_l + (f.logdet_rx if self.reml else 0.0)
+            nr = self.st.n - self.st.p if self.reml else self.st.n
+            dev = ld + nr * (1.0 + np.log(2.0 * np.pi * f.r2 / nr))
+            return dev, g_ld, g_r2, f.r2, self.sigma_xx(f)
         ld, r2, sxx = self._parts(theta)
         k = len(theta)
         h = self._steps(theta, 1e-5)
