@@ -11,12 +11,17 @@ levels: therapists, items, departments) are eliminated into a dense Schur comple
 
     S = Lambda_r' Z_r' Z_r Lambda_r + I - M_21 M_21',  M_21 = Lambda_r' Z_r' Z_1 Lambda_1 L_1^-T
 
-(``M_21`` sparse, with one nonzero per distinct pair of groups) factored by a dense Cholesky.
-One evaluation costs O(rows of ``M_21`` x its nonzeros + m^3 / 3) with ``m`` the number of
-random effects outside the largest factor, and memory is O(data + m^2).
+(``M_21`` sparse, with one nonzero per distinct pair of groups) factored by a dense Cholesky,
+or, when ``S`` is large and sparse (many groups that meet few others: the sessions and the
+session x coder cells of a G-study), by SuperLU with a minimum-degree order of its fixed pattern
+found once (:class:`SchurFactor`). One dense evaluation costs O(rows of ``M_21`` x its nonzeros +
+m^3 / 3) with ``m`` the number of random effects outside the largest factor, memory O(data +
+m^2); a sparse one costs what the fill of ``S`` costs. For scalar terms ``S`` is assembled on
+its fixed pattern by one weighted ``bincount`` (:class:`ScalarSchur`).
 
-The gradient and the Hessian in theta are by finite differences (theta is short for the
-designs this path serves; the nested path in ``_lmm_core`` has the analytic gradient).
+The gradient in theta is analytic for scalar terms with a dense ``S``
+(:meth:`CrossedDeviance.gradient_parts`), by central differences otherwise; the Hessian is by
+finite differences (theta is short for the designs this path serves).
 """
 
 from __future__ import annotations
