@@ -59,6 +59,7 @@ lock: ## re-resolve the pinned set (needs the network) into requirements.lock
 
 bench: $(STAMP) ## rerun every benchmark and rewrite benchmarks/results/ (about 15 minutes)
 	$(PY) benchmarks/bench_lmm.py --huge
+	$(PY) benchmarks/bench_gstudy.py
 	$(PY) benchmarks/bench_scoring.py
 	$(PY) benchmarks/bench_change.py
 	$(PY) benchmarks/bench_power.py

@@ -11,12 +11,17 @@ levels: therapists, items, departments) are eliminated into a dense Schur comple
 
     S = Lambda_r' Z_r' Z_r Lambda_r + I - M_21 M_21',  M_21 = Lambda_r' Z_r' Z_1 Lambda_1 L_1^-T
 
-(``M_21`` sparse, with one nonzero per distinct pair of groups) factored by a dense Cholesky.
-One evaluation costs O(rows of ``M_21`` x its nonzeros + m^3 / 3) with ``m`` the number of
-random effects outside the largest factor, and memory is O(data + m^2).
+(``M_21`` sparse, with one nonzero per distinct pair of groups) factored by a dense Cholesky,
+or, when ``S`` is large and sparse (many groups that meet few others: the sessions and the
+session x coder cells of a G-study), by SuperLU with a minimum-degree order of its fixed pattern
+found once (:class:`SchurFactor`). One dense evaluation costs O(rows of ``M_21`` x its nonzeros +
+m^3 / 3) with ``m`` the number of random effects outside the largest factor, memory O(data +
+m^2); a sparse one costs what the fill of ``S`` costs. For scalar terms ``S`` is assembled on
+its fixed pattern by one weighted ``bincount`` (:class:`ScalarSchur`).
 
-The gradient and the Hessian in theta are by finite differences (theta is short for the
-designs this path serves; the nested path in ``_lmm_core`` has the analytic gradient).
+The gradient in theta is analytic for scalar terms with a dense ``S``
+(:meth:`CrossedDeviance.gradient_parts`), by central differences otherwise; the Hessian is by
+finite differences (theta is short for the designs this path serves).
 """
 
 from __future__ import annotations
@@ -162,13 +167,95 @@ class CrossedStructure(RandomDesign):
     r: list[dict[int, np.ndarray]] | None = None  # r[k][k]: per-group Z_k'Z_k, (q, q, G)
     rroot: list[np.ndarray] | None = None  # per-group Z_k'[X y], (q_k, p + 1, G_k)
     r1r: sparse.csr_matrix | None = None  # Z_r' Z_1, m x q_1 G_1
-    rrr: np.ndarray | None = None  # Z_r' Z_r, dense m x m
+    rrr: np.ndarray | sparse.csr_matrix | None = None  # Z_r' Z_r, m x m (sparse if sparse_schur)
+    sparse_schur: bool = False  # factor S by a sparse LU (see SchurFactor)
+    scalar: ScalarSchur | None = None  # scalar terms: S assembled on a fixed pattern
+    order: np.ndarray | None = None  # fill-reducing order of the sparse S, found once
     zrw: np.ndarray | None = None  # Z_r' [X y], m x (p + 1)
     original: list[np.ndarray] | None = None
 
     @property
     def k(self) -> int:
         return len(self.q)
+
+
+SPARSE_MIN = 1_000  # smallest Schur complement factored as a sparse matrix
+SPARSE_DENSITY = 0.05  # ... if at most this share of its entries can be nonzero
+
+
+def _schur_is_sparse(r1r: sparse.csr_matrix, rrr: sparse.csr_matrix) -> bool:
+    """Whether ``S`` (pattern of ``R_rr + R_r1 R_r1'``) is large and sparse enough for SuperLU."""
+    m = rrr.shape[0]
+    if m < SPARSE_MIN:
+        return False
+    ones = r1r.copy()
+    ones.data[:] = 1.0
+    pattern = ones @ ones.T + rrr
+    return pattern.nnz <= SPARSE_DENSITY * m * m
+
+
+@dataclass
+class ScalarSchur:
+    """Fixed pattern of ``S`` for scalar terms (every ``q_k = 1``), formed once.
+
+    With scalar terms ``Lambda_r = diag(l)`` and ``K = Lambda_1 L_1^-T = diag(k)``, so
+    ``S_ij = l_i l_j (R_rr,ij - sum_g R_r1,ig R_r1,jg k_g^2) + delta_ij`` on the pattern of
+    ``R_rr + R_r1 R_r1' + I``: one weighted ``bincount`` over the pairs of nonzeros that share
+    a column of ``R_r1`` (a group of the largest factor) per evaluation, no sparse products.
+    """
+
+    rows: np.ndarray  # row and column of each pattern entry (CSC order)
+    cols: np.ndarray
+    indices: np.ndarray  # the CSC pattern
+    indptr: np.ndarray
+    rrr: np.ndarray  # R_rr on the pattern
+    diag: np.ndarray  # 1.0 on the diagonal entries of the pattern
+    pair_pos: np.ndarray  # pattern entry of each pair
+    pair_group: np.ndarray  # the group g of each pair
+    pair_w: np.ndarray  # R_r1,ig R_r1,jg
+    r1r_rows: np.ndarray  # row index of each stored entry of R_r1 (CSR)
+
+
+MAX_PAIRS = 20_000_000  # most pairs of R_r1 nonzeros kept for the scalar assembly
+
+
+def _scalar_schur(r1r: sparse.csr_matrix, rrr: sparse.csr_matrix) -> ScalarSchur | None:
+    m = rrr.shape[0]
+    csc = r1r.tocsc()
+    counts = np.diff(csc.indptr)
+    if int((counts.astype(np.int64) ** 2).sum()) > MAX_PAIRS:
+        return None
+    ones = csc.copy()
+    ones.data[:] = 1.0
+    pattern = (ones @ ones.T + abs(rrr) + sparse.identity(m)).tocsc()
+    pattern.sort_indices()
+    rows = pattern.indices.astype(np.int64)
+    cols = np.repeat(np.arange(m, dtype=np.int64), np.diff(pattern.indptr))
+    keys = cols * m + rows  # sorted (CSC order)
+    # all pairs (i, j) of nonzeros in the same column g of R_r1
+    group = np.repeat(np.arange(csc.shape[1]), counts)
+    start = np.repeat(csc.indptr[:-1], counts)
+    reps = counts[group]
+    first = np.repeat(np.arange(len(group)), reps)  # entry a, repeated once per partner
+    offs = np.arange(len(first)) - np.repeat(np.cumsum(reps) - reps, reps)
+    second = start[first] + offs  # entry b in the same column
+    pi, pj = csc.indices[first], csc.indices[second]
+    pair_pos = np.searchsorted(keys, pj.astype(np.int64) * m + pi)
+    rcoo = rrr.tocoo()
+    rpos = np.searchsorted(keys, rcoo.col.astype(np.int64) * m + rcoo.row)
+    rvals = np.bincount(rpos, weights=rcoo.data, minlength=len(keys))
+    return ScalarSchur(
+        rows=rows,
+        cols=cols,
+        indices=pattern.indices,
+        indptr=pattern.indptr,
+        rrr=rvals,
+        diag=(rows == cols).astype(float),
+        pair_pos=pair_pos,
+        pair_group=group[first],
+        pair_w=csc.data[first] * csc.data[second],
+        r1r_rows=np.repeat(np.arange(m), np.diff(r1r.indptr)),
+    )
 
 
 def build_crossed(y: np.ndarray, x: np.ndarray, levels: list[LevelSpec]) -> CrossedStructure:
@@ -180,7 +267,10 @@ def build_crossed(y: np.ndarray, x: np.ndarray, levels: list[LevelSpec]) -> Cros
     z = des.z
     z1, zr = z[:, :q1g1], z[:, q1g1:]
     m = zr.shape[1]
-    if m > MAX_DENSE:
+    r1r = sparse.csr_matrix(zr.T @ z1)
+    rrr = sparse.csr_matrix(zr.T @ zr)
+    sparse_schur = _schur_is_sparse(r1r, rrr)
+    if m > MAX_DENSE and not sparse_schur:
         raise ValueError(
             f"the crossed design has {m} random effects outside its largest grouping factor "
             f"(more than {MAX_DENSE}); this engine keeps those in a dense block. Drop or merge "
@@ -210,8 +300,10 @@ def build_crossed(y: np.ndarray, x: np.ndarray, levels: list[LevelSpec]) -> Cros
         wtw=w.T @ w,
         r=r,
         rroot=rroot,
-        r1r=sparse.csr_matrix(zr.T @ z1),
-        rrr=np.asarray((zr.T @ zr).todense()),
+        r1r=r1r,
+        rrr=rrr if sparse_schur else rrr.toarray(),
+        sparse_schur=sparse_schur,
+        scalar=_scalar_schur(r1r, rrr) if m and all(qk == 1 for qk in des.q) else None,
         zrw=ztw[q1g1:],
         original=[np.arange(g) for g in des.ngroups],
     )
@@ -225,14 +317,15 @@ class CrossedFactor:
     l1inv: np.ndarray  # (q1, q1, G1)
     logdiag1: np.ndarray
     m21: sparse.csr_matrix  # m x q1 G1
-    l2: np.ndarray  # m x m lower
+    schur: SchurFactor  # the factored Schur complement S (m x m)
     mroot1: np.ndarray  # (p + 1) x q1 G1
-    mroot2: np.ndarray  # m x (p + 1)
+    c2: np.ndarray  # m x (p + 1): Lambda_r' Z_r' [X y] - M_21 mroot1'
     lroot: np.ndarray  # (p + 1) x (p + 1) lower
+    extra: dict | None = None  # scalar terms: T on the pattern, diag(Lambda_r), S^-1 c2
 
     @property
     def logdet_l(self) -> float:
-        return 2.0 * float(self.logdiag1.sum() + np.log(np.diag(self.l2)).sum())
+        return 2.0 * float(self.logdiag1.sum()) + self.schur.logdet
 
     @property
     def logdet_rx(self) -> float:
@@ -242,6 +335,66 @@ class CrossedFactor:
     @property
     def r2(self) -> float:
         return float(self.lroot[-1, -1] ** 2)
+
+
+class SchurFactor:
+    """Cholesky-type factor of the Schur complement ``S`` (symmetric positive definite).
+
+    Dense ``S`` (few random effects outside the largest factor, or a dense ``S`` such as
+    InstEval's lecturers): LAPACK's Cholesky. Sparse ``S`` (many groups that meet few others,
+    e.g. sessions and session x coder cells of a G-study): SuperLU with a minimum-degree
+    ordering of ``S + S'`` and diagonal pivots only (``S`` is positive definite, so no pivoting
+    is needed and ``U = D L'``); ``log det S`` is the sum of ``log U_ii``.
+    """
+
+    def __init__(self, s, *, is_sparse: bool, order: np.ndarray | None = None) -> None:
+        self.m = s.shape[0]
+        self.is_sparse = is_sparse
+        self.order = order
+        self.permuted = order is not None
+        if not self.m:
+            self.logdet = 0.0
+            return
+        if is_sparse:
+            from scipy.sparse import linalg as splinalg
+
+            s = sparse.csc_matrix(s)
+            if order is not None:  # the pattern is fixed: reuse the ordering found once
+                s = s[order][:, order]
+            try:
+                lu = splinalg.splu(
+                    s,
+                    permc_spec="MMD_AT_PLUS_A" if order is None else "NATURAL",
+                    diag_pivot_thresh=0.0,
+                    options={"SymmetricMode": True},
+                )
+            except RuntimeError as err:  # "Factor is exactly singular"
+                raise np.linalg.LinAlgError(str(err)) from None
+            if not np.array_equal(lu.perm_r, lu.perm_c):
+                raise np.linalg.LinAlgError("the Schur complement needed off-diagonal pivots")
+            d = lu.U.diagonal()
+            if np.any(d <= 0) or not np.all(np.isfinite(d)):
+                raise np.linalg.LinAlgError("the Schur complement is not positive definite")
+            self.lu = lu
+            self.logdet = float(np.log(d).sum())
+            if order is None:
+                self.order = np.argsort(lu.perm_c)
+        else:
+            self.chol = linalg.cho_factor(s, lower=True, check_finite=False)
+            self.logdet = 2.0 * float(np.log(np.diag(self.chol[0])).sum())
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """``S^-1 b``."""
+        if not self.m:
+            return np.zeros_like(b)
+        if self.is_sparse:
+            b = np.asarray(b, dtype=float)
+            if not self.permuted:
+                return self.lu.solve(b)
+            out = np.empty_like(b)
+            out[self.order] = self.lu.solve(b[self.order])
+            return out
+        return linalg.cho_solve(self.chol, b, check_finite=False)
 
 
 def _blockdiag(blocks: np.ndarray) -> sparse.csr_matrix:
@@ -277,26 +430,57 @@ class CrossedDeviance:
         logdiag1 = np.log(np.stack([l1[i, i] for i in range(st.q[0])]))
         # K = blockdiag(Lambda_1 L_1^-T)
         kblk = _blockdiag(core.stack_lmul(lam1, core.stack_t(l1inv)))
-        z1w = np.concatenate([st.rroot[0][..., g] for g in range(st.ngroups[0])], axis=0)
+        z1w = st.rroot[0].transpose(2, 0, 1).reshape(-1, p + 1)  # row g q1 + i: group g, col i
         mroot1 = np.asarray((kblk.T @ z1w).T)  # (p + 1) x q1 G1
         droot = st.wtw - mroot1 @ mroot1.T
         m = st.rrr.shape[0]
-        if m:
+        if m and st.scalar is not None:
+            sc = st.scalar
+            lr = np.concatenate([np.full(st.ngroups[k], lam[k][0, 0]) for k in range(1, st.k)])
+            kd = lam1[0, 0] * l1inv[0, 0]  # diagonal of K
+            vals = np.bincount(
+                sc.pair_pos, weights=sc.pair_w * (kd * kd)[sc.pair_group], minlength=len(sc.rows)
+            )
+            tvals = sc.rrr - vals  # S - I = Lambda_r T Lambda_r on the pattern
+            vals = lr[sc.rows] * lr[sc.cols] * tvals + sc.diag
+            if st.sparse_schur:
+                s = sparse.csc_matrix((vals, sc.indices, sc.indptr), shape=(m, m))
+            else:
+                s = np.zeros((m, m))
+                s[sc.rows, sc.cols] = vals
+            r1r = st.r1r
+            m21 = sparse.csr_matrix(
+                (r1r.data * lr[sc.r1r_rows] * kd[r1r.indices], r1r.indices, r1r.indptr),
+                shape=r1r.shape,
+            )
+            schur = SchurFactor(s, is_sparse=st.sparse_schur, order=st.order)
+            if st.sparse_schur and st.order is None:
+                st.order = schur.order
+            c2 = lr[:, None] * st.zrw - m21 @ mroot1.T
+            sc2 = schur.solve(c2)
+            droot -= c2.T @ sc2
+            extra = {"tvals": tvals, "lr": lr, "sc2": sc2}
+        elif m:
             lamr = st.lambda_matrix(theta, range(1, st.k))
             m21 = sparse.csr_matrix(lamr.T @ st.r1r @ kblk)
-            s = np.asarray(lamr.T @ (lamr.T @ st.rrr).T)  # Lambda_r' R_rr Lambda_r
-            s -= (m21 @ m21.T).toarray()
-            s[np.diag_indices(m)] += 1.0
-            l2 = linalg.cholesky(s, lower=True, check_finite=False)
+            if st.sparse_schur:
+                # S = Lambda_r' R_rr Lambda_r + I - M_21 M_21', kept sparse
+                s = (lamr.T @ st.rrr @ lamr - m21 @ m21.T + sparse.identity(m)).tocsc()
+            else:
+                s = np.asarray(lamr.T @ (lamr.T @ st.rrr).T)  # Lambda_r' R_rr Lambda_r
+                s -= (m21 @ m21.T).toarray()
+                s[np.diag_indices(m)] += 1.0
+            schur = SchurFactor(s, is_sparse=st.sparse_schur)
             c2 = np.asarray(lamr.T @ st.zrw) - m21 @ mroot1.T
-            mroot2 = linalg.solve_triangular(l2, c2, lower=True, check_finite=False)
-            droot -= mroot2.T @ mroot2
+            droot -= c2.T @ schur.solve(c2)
+            extra = None
         else:
             m21 = sparse.csr_matrix((0, mroot1.shape[1]))
-            l2 = np.zeros((0, 0))
-            mroot2 = np.zeros((0, p + 1))
+            schur = SchurFactor(np.zeros((0, 0)), is_sparse=False)
+            c2 = np.zeros((0, p + 1))
+            extra = None
         lroot = np.linalg.cholesky(droot)
-        return CrossedFactor(theta, l1inv, logdiag1, m21, l2, mroot1, mroot2, lroot)
+        return CrossedFactor(theta, l1inv, logdiag1, m21, schur, mroot1, c2, lroot, extra)
 
     def deviance_from(self, f: CrossedFactor) -> float:
         n, p = self.st.n, self.st.p
@@ -317,10 +501,9 @@ class CrossedDeviance:
         p = st.p
         lxx = f.lroot[:p, :p]
         beta = np.linalg.solve(lxx.T, f.lroot[p, :p])
-        m = f.l2.shape[0]
+        m = f.schur.m
         if m:
-            rhs2 = f.mroot2[:, p] - f.mroot2[:, :p] @ beta
-            u2 = linalg.solve_triangular(f.l2, rhs2, lower=True, trans="T", check_finite=False)
+            u2 = f.schur.solve(f.c2[:, p] - f.c2[:, :p] @ beta)
         else:
             u2 = np.zeros(0)
         rhs1 = f.mroot1[p] - beta @ f.mroot1[:p] - f.m21.T @ u2
@@ -339,6 +522,68 @@ class CrossedDeviance:
         li = np.linalg.inv(f.lroot[:p, :p])
         return li.T @ li
 
+    # ---- analytic gradient (scalar terms, dense Schur complement)
+    def _analytic(self) -> bool:
+        st = self.st
+        return st.scalar is not None and not st.sparse_schur and st.rrr.shape[0] > 0
+
+    def gradient_parts(self, theta: np.ndarray, f: CrossedFactor) -> tuple[np.ndarray, np.ndarray]:
+        """Analytic ``d log det / d theta`` (with ``R_X`` for REML) and ``d r^2 / d theta``.
+
+        Scalar terms only (``Lambda = diag(theta_k)``, one ``theta`` per level). With
+        ``A = Lambda'Z'Z Lambda + I``: ``d log|A| / d theta_k = 2 sum_{c in k}
+        (1 - (A^-1)_cc) / theta_k``, taken in forms without the cancellation at small
+        ``theta_k``: for the largest factor ``theta_1 (R_11,g - m_g' S^-1 m_g) / d_g`` (``m_g``
+        the column of ``M_21 / theta_1``, ``d_g = 1 + theta_1^2 R_11,g``), for the others
+        ``sum_j (S^-1)_cj l_j T_jc`` (``S - I = Lambda_r T Lambda_r``). By the envelope theorem
+        ``d r^2 / d theta_k = -2 sum_{c in k} u_c^2 / theta_k`` and, with
+        ``W = A^-1 Lambda Z'X``, ``d log|R_X'R_X| / d theta_k = -2 tr(Sxx W_k'W_k) / theta_k``
+        (each ratio is O(theta_k), 0 at 0).
+        """
+        st = self.st
+        ex = f.extra
+        p = st.p
+        sc = st.scalar
+        k = st.k
+        th = np.array([float(theta[st.templates[j][0, 0]]) for j in range(k)])
+        r11 = st.r[0][0][0, 0]
+        d1 = 1.0 + th[0] ** 2 * r11
+        level_r = np.repeat(np.arange(1, k), st.ngroups[1:])  # level of each rest column
+        # S^-1 from the Cholesky factor (LAPACK potri)
+        c_, lower = f.schur.chol
+        sinv, info = linalg.lapack.dpotri(c_, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("potri failed")
+        sinv = np.tril(sinv) + np.tril(sinv, -1).T
+        g_ld = np.zeros(k)
+        # largest factor
+        # m_g' S^-1 m_g summed over the pairs of nonzeros of each column g of R_r1
+        lr = ex["lr"]
+        sv = sinv[sc.rows, sc.cols] * lr[sc.rows] * lr[sc.cols]
+        wt = np.bincount(sc.pair_group, weights=sc.pair_w * sv[sc.pair_pos], minlength=len(d1))
+        wt /= d1
+        g_ld[0] = 2.0 * th[0] * float(((r11 - wt) / d1).sum())
+        # the other factors
+        contrib = sinv[sc.cols, sc.rows] * ex["lr"][sc.rows] * ex["tvals"]
+        g_ld[1:] = 2.0 * np.bincount(level_r[sc.cols], weights=contrib, minlength=k)[1:]
+        # u and W = A^-1 Lambda Z'[X y] by block back substitution
+        sc2 = ex["sc2"]
+        x1 = f.l1inv[0, 0][:, None] * (f.mroot1.T - f.m21.T @ sc2)  # G1 x (p + 1)
+        beta, _ = self.solve(f)
+        levels = np.concatenate([np.zeros(st.ngroups[0], int), level_r])
+        xall = np.concatenate([x1, sc2], axis=0)
+        u = xall[:, p] - xall[:, :p] @ beta
+        safe = np.where(th > 0, th, 1.0)
+        usq = np.bincount(levels, weights=u * u, minlength=k)
+        g_r2 = np.where(th > 0, -2.0 * usq / safe, 0.0)
+        if self.reml:
+            sxx = self.sigma_xx(f)
+            wx = xall[:, :p]
+            quad = np.einsum("ci,ij,cj->c", wx, sxx, wx)
+            tr = np.bincount(levels, weights=quad, minlength=k)
+            g_ld += np.where(th > 0, -2.0 * tr / safe, 0.0)
+        return g_ld, g_r2
+
     # ---- finite-difference derivatives
     def _parts(self, theta: np.ndarray) -> tuple[float, float, np.ndarray]:
         f = self.factor(theta)
@@ -352,6 +597,14 @@ class CrossedDeviance:
         # the deviance is defined for any theta (Lambda' Z'Z Lambda + I is always positive
         # definite), so central differences may step past a bound
         theta = np.asarray(theta, dtype=float)
+        if self._analytic():
+            try:
+                f = self.factor(theta)
+                g_ld, g_r2 = self.gradient_parts(theta, f)
+            except (np.linalg.LinAlgError, linalg.LinAlgError):
+                return np.inf, np.zeros(len(theta))
+            nr = self.st.n - self.st.p if self.reml else self.st.n
+            return self.deviance_from(f), g_ld + nr / f.r2 * g_r2
         dev = self.deviance(theta)
         if not np.isfinite(dev):
             return np.inf, np.zeros(len(theta))
@@ -366,6 +619,13 @@ class CrossedDeviance:
     def varpar_parts(self, theta: np.ndarray):
         """As ``ProfiledDeviance.varpar_parts`` (derivatives by central differences)."""
         theta = np.asarray(theta, dtype=float)
+        if self._analytic():
+            f = self.factor(theta)
+            g_ld, g_r2 = self.gradient_parts(theta, f)
+            ld = f.logdet_l + (f.logdet_rx if self.reml else 0.0)
+            nr = self.st.n - self.st.p if self.reml else self.st.n
+            dev = ld + nr * (1.0 + np.log(2.0 * np.pi * f.r2 / nr))
+            return dev, g_ld, g_r2, f.r2, self.sigma_xx(f)
         ld, r2, sxx = self._parts(theta)
         k = len(theta)
         h = self._steps(theta, 1e-5)

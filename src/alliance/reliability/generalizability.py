@@ -316,7 +316,10 @@ def g_study(
         raise ValueError(f"g_study needs ratings to decompose; {nobs} complete rows")
 
     def key(vs):
-        return work[list(vs)].astype(str).agg("\x1f".join, axis=1) if len(vs) > 1 else work[vs[0]]
+        if len(vs) == 1:
+            return work[vs[0]]
+        parts = [work[v].astype(str) for v in vs]
+        return parts[0].str.cat(parts[1:], sep="\x1f")
 
     # effects: subsets of the variables closed under nesting
     effects = []
