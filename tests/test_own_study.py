@@ -192,3 +192,56 @@ def test_semicolon_csv_straight_into_report_with_column_options(tmp_path, raw):
     assert bad.returncode == 2
     assert "no client column" in bad.stderr and "--column" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_a_yes_no_column_in_german_is_the_prior_negative_therapy_flag(tmp_path):
+    """A column the codebook gives the role prior_negative_therapy is checked as yes/no by
+    validate, and ja/nein read as true/false by the analyses (as report reads them)."""
+    from typer.testing import CliRunner
+
+    from alliance.cli import app
+
+    runner = CliRunner()
+    demo = alliance.datasets.load_dataset("demo")
+    sessions = demo.sessions[["client", "therapist", "session", "wai_sr", "phq9"]].copy()
+    flag = demo.clients.set_index("client")["prior_negative_therapy"]
+    sessions["Vorbehandlung"] = sessions["client"].map(flag).map({True: "ja", False: "nein"})
+    source = tmp_path / "export.csv"
+    sessions.to_csv(source, sep=";", index=False)
+    out = tmp_path / "study"
+    result = runner.invoke(
+        app,
+        [
+            "init",
+            str(source),
+            "--out",
+            str(out),
+            "--column",
+            "Vorbehandlung=prior_negative_therapy",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["validate", str(out)]).exit_code == 0
+    study = alliance.read_study(out)
+    design = alliance.resolve_design(study)
+    canonical = alliance.design.canonical_study(study, design)
+    table = canonical.clients.set_index("client")["prior_negative_therapy"]
+    assert pd.api.types.is_bool_dtype(table)
+    assert (table == flag.loc[table.index].astype("boolean")).all()
+    # a value that is neither is named by validate, with the fix
+    bad = sessions.assign(Vorbehandlung=sessions["Vorbehandlung"].replace("ja", "vielleicht"))
+    bad.to_csv(source, sep=";", index=False)
+    out2 = tmp_path / "study2"
+    runner.invoke(
+        app,
+        [
+            "init",
+            str(source),
+            "--out",
+            str(out2),
+            "--column",
+            "Vorbehandlung=prior_negative_therapy",
+        ],
+    )
+    result = runner.invoke(app, ["validate", str(out2)])
+    assert result.exit_code == 1 and "ja/nein" in result.output

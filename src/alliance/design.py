@@ -35,6 +35,7 @@ import pandas as pd
 
 from alliance import instruments
 from alliance._checks import close_matches
+from alliance.schema import FALSE_WORDS, TRUE_WORDS
 from alliance.study import Codebook, Study
 
 __all__ = [
@@ -905,6 +906,35 @@ def _client_level(frame: pd.DataFrame, client: str, exclude: set[str]) -> list[s
     return out
 
 
+def as_boolean(values: pd.Series) -> pd.Series:
+    """A yes/no column as nullable booleans when every value reads as one, else unchanged.
+
+    ``true/false``, ``1/0``, ``yes/no``, ``ja/nein`` (any case; blanks are missing), as
+    SPSS, Excel and German exports write them. A column with any other value comes back
+    as it was, so validation can name the rows.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from alliance.design import as_boolean
+    >>> as_boolean(pd.Series(["ja", "Nein", None])).tolist()
+    [True, False, <NA>]
+    >>> as_boolean(pd.Series(["ja", "vielleicht"])).tolist()
+    ['ja', 'vielleicht']
+    """
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values
+    text = values.astype("string").str.strip().str.lower()
+    text = text.mask(text == "")
+    known = text.isna() | text.isin(TRUE_WORDS | FALSE_WORDS)
+    if not known.all():
+        return values
+    out = pd.Series(pd.NA, index=values.index, dtype="boolean")
+    out[text.isin(TRUE_WORDS).fillna(False).astype(bool)] = True
+    out[text.isin(FALSE_WORDS).fillna(False).astype(bool)] = False
+    return out
+
+
 def canonical_study(study: Study, design: Design, *, score=None) -> Study:
     """The study under canonical names, ready for every analysis of the package.
 
@@ -982,6 +1012,9 @@ def canonical_study(study: Study, design: Design, *, score=None) -> Study:
         whole = sessions["session"].dropna()
         if len(whole) and (whole == whole.round()).all() and sessions["session"].notna().all():
             sessions["session"] = sessions["session"].astype("int64")  # SPSS stores 1 as 1.0
+    for frame in (sessions, clients):  # yes/no words (English or German) as true/false
+        if "prior_negative_therapy" in frame.columns:
+            frame["prior_negative_therapy"] = as_boolean(frame["prior_negative_therapy"])
     added = [i for i in design.items if i not in sessions.columns and score is not None]
     for ins_name in added:  # scale scores from recognised items, by the caller's scorer
         sessions[ins_name] = score(sessions, ins_name)
@@ -1050,6 +1083,8 @@ def _canonical_codebook(
             fld = {k: v for k, v in before.items() if k != "name"}
             fld["name"] = col
             fld.setdefault("type", _field_type(frame[col]))
+            if pd.api.types.is_bool_dtype(frame[col]):
+                fld["type"] = "boolean"  # a yes/no text column read as true/false
             if col in ROLES and col not in SCORE_ROLES:
                 fld["role"] = col
                 if col in ("client", "therapist", "site"):

@@ -78,8 +78,11 @@ _REQUIRED = {
 }
 #: The optional tables checked when they hold rows.
 _OPTIONAL = ("therapists", "segments", "coders")
-_TRUE = {"true", "1", "1.0", "yes", "y", "t"}
-_FALSE = {"false", "0", "0.0", "no", "n", "f"}
+#: Texts read as true and as false in a yes/no column (English and German, any case).
+TRUE_WORDS = frozenset({"true", "1", "1.0", "yes", "y", "t", "ja", "j", "wahr"})
+FALSE_WORDS = frozenset({"false", "0", "0.0", "no", "n", "f", "nein", "falsch"})
+_TRUE = set(TRUE_WORDS)
+_FALSE = set(FALSE_WORDS)
 
 
 class ValidationError(ValueError):
@@ -658,7 +661,8 @@ def _check_codebook(
             _check_rater(found, table, fld)
             if fld.type in ("integer", "number"):
                 _check_numeric(found, table, data, fld.name, fld.minimum, fld.maximum, "codebook")
-            if fld.type == "boolean":
+            role = (study.codebook.field(table, fld.name) or {}).get("role")
+            if fld.type == "boolean" or role == "prior_negative_therapy":
                 bad = _boolean_like(data[fld.name])
                 if bad.any():
                     found.add(
@@ -666,7 +670,7 @@ def _check_codebook(
                         fld.name,
                         _row_numbers(bad),
                         "value is not true/false",
-                        "use true/false (or 1/0, yes/no); leave empty when unknown",
+                        "use true/false (or 1/0, yes/no, ja/nein); leave empty when unknown",
                     )
             spec = study.codebook.field(table, fld.name) or {}
             enum = spec.get("constraints", {}).get("enum")
@@ -826,7 +830,7 @@ def _check_client_table(found: _Problems, clients: pd.DataFrame) -> None:
                 "prior_negative_therapy",
                 _row_numbers(bad),
                 "value is not true/false",
-                "use true/false (or 1/0, yes/no); leave empty when unknown",
+                "use true/false (or 1/0, yes/no, ja/nein); leave empty when unknown",
             )
     if "termination" in clients.columns:
         _check_allowed(found, "clients", clients, "termination", TERMINATIONS)
