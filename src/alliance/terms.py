@@ -130,7 +130,8 @@ def term_label(term: object, labels: Mapping[str, str] | None = None) -> str:
     Examples
     --------
     >>> import alliance
-    >>> from alliance.terms import term_label
+    >>> from alliance.terms import term_label, use_labels
+    >>> _ = use_labels()  # none set yet (alliance.plots.set_theme sets a study's)
     >>> labels = alliance.tables.codebook_labels(alliance.datasets.load_dataset("demo"))
     >>> term_label("phq9_lag1", labels)
     'PHQ-9 total, previous session'
@@ -140,6 +141,8 @@ def term_label(term: object, labels: Mapping[str, str] | None = None) -> str:
     ('Prior negative therapy: no', 'Rater: therapist')
     >>> term_label("wai_sr_t_between")
     'WAI-SR-T, between clients'
+    >>> term_label("end phq9 at t + 1")
+    'end PHQ-9 at t + 1'
     >>> term_label("r client: Intercept, x_within", {"x": "Reflections"})
     'r client: Intercept, Reflections, within client'
     """
@@ -154,8 +157,10 @@ def term_label(term: object, labels: Mapping[str, str] | None = None) -> str:
         token = match[0]
         if token in labels:
             return labels[token]
-        if token in _KEEP or not re.search(r"[_:=\[]", token):
+        if token in _KEEP:
             return token
+        if not re.search(r"[_:=\[]", token):
+            return _instrument(token) or token  # a questionnaire named in running text
         return _one(token, labels)
 
     return _TOKEN.sub(swap, term)

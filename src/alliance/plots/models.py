@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.transforms import offset_copy
 
-from alliance.plots.theme import label
+from alliance.plots.theme import label, labels
 from alliance.terms import term_label
 
 __all__ = ["simple_slopes"]
@@ -94,7 +92,7 @@ def simple_slopes(
             )
     focal = result.focal or "alliance"
     ax.set_xlabel(label(focal, term_label(focal)))
-    outcome = re.sub(r"[A-Za-z_][A-Za-z0-9_]*", lambda m: label(m[0]), result.outcome_label)
+    outcome = term_label(result.outcome_label or "", labels())
     ax.set_ylabel(f"Predicted {outcome or 'outcome'}")
     moderator = term_label(result.moderator) if result.moderator else "moderator"
     ax.set_title(f"Simple slopes by {moderator[:1].lower() + moderator[1:]}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["COLUMN_WIDTH", "PALETTE", "label", "set_theme"]
+__all__ = ["COLUMN_WIDTH", "PALETTE", "label", "labels", "set_theme"]
 
 #: The palette of every figure (seaborn's colour-blind-safe ``colorblind``).
 PALETTE = "colorblind"
@@ -90,17 +90,37 @@ def set_theme(
     return dict(_LABELS)
 
 
+def labels() -> dict[str, str]:
+    """The labels :func:`set_theme` set (column -> label; a copy).
+
+    Examples
+    --------
+    >>> import alliance
+    >>> _ = alliance.plots.set_theme(alliance.datasets.load_dataset("demo"))
+    >>> alliance.plots.theme.labels()["phq9"]
+    'PHQ-9 total (0-27)'
+    """
+    return dict(_LABELS)
+
+
 def label(column: str | None, default: str | None = None) -> str:
-    """A column's readable name: from :func:`set_theme`, else ``default``, else the name.
+    """A column's readable name: from :func:`set_theme`, else ``default``, else the name
+    as :func:`alliance.terms.term_label` writes it (``phq9`` -> ``PHQ-9``).
 
     Examples
     --------
     >>> from alliance.plots import label
-    >>> label("sessions_attended"), label("x", "the alliance")
-    ('sessions_attended', 'the alliance')
+    >>> label("sessions_attended"), label("x", "the alliance"), label("phq9_lag1")
+    ('Sessions attended', 'the alliance', 'PHQ-9, previous session')
     """
+    from alliance.terms import term_label
+
     if column is None:
         return default or ""
     if column in _LABELS:
         return _LABELS[column]
-    return default if default is not None else str(column)
+    if default is not None:
+        return default
+    text = str(column)
+    named = term_label(text)  # snake_case and questionnaires read as words; "phq" stays
+    return named if "_" in text or named.upper() == named else text
