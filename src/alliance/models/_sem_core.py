@@ -223,6 +223,17 @@ def _patterns(y: np.ndarray) -> tuple[list[_Group], int]:
 
 
 class _Objective:
+    """The FIML log-likelihood over the missing-data patterns, with its gradient.
+
+    Each pattern needs the inverse and the log-determinant of its observed block
+    ``Sigma_oo``. A pattern with fewer missing (m) than observed (k) variables gets them
+    from the inverse ``Omega`` of the whole ``Sigma`` (one inverse per evaluation):
+    ``Sigma_oo^-1 = Omega_oo - Omega_om Omega_mm^-1 Omega_mo`` and
+    ``log det Sigma_oo = log det Sigma + log det Omega_mm``, an m x m instead of a k x k
+    inverse (most patterns of a panel miss a few sessions; issue 16). When ``Sigma`` as a
+    whole is not positive definite every block is inverted directly, as before.
+    """
+
     def __init__(self, ram: _Ram, groups: list[_Group]):
         self.ram = ram
         self.groups = groups
@@ -234,6 +245,63 @@ class _Objective:
         # flat positions of each pattern's observed block in the p x p matrix (for bincount)
         self.flat_sig = [(g.index[:, :, None] * p + g.index[:, None, :]).ravel() for g in groups]
         self.flat_mu = [g.index.ravel() for g in groups]
+        # the missing positions, for the groups inverted through Omega
+        self.flat_om: list[np.ndarray | None] = []
+        self.flat_mm: list[np.ndarray | None] = []
+        for g in groups:
+            k = g.index.shape[1]
+            if p - k >= k:
+                self.flat_om.append(None)
+                self.flat_mm.append(None)
+                continue
+            seen = np.zeros((len(g.n), p), dtype=bool)
+            np.put_along_axis(seen, g.index, True, axis=1)
+            miss = np.stack([np.flatnonzero(~row) for row in seen]).reshape(len(g.n), p - k)
+            self.flat_om.append((g.index[:, :, None] * p + miss[:, None, :]).ravel())
+            self.flat_mm.append((miss[:, :, None] * p + miss[:, None, :]).ravel())
+        self.any_complement = any(f is not None for f in self.flat_om)
+        self.flat_sig_all = np.concatenate(self.flat_sig)
+        self.flat_mu_all = np.concatenate(self.flat_mu)
+
+    def _block_inverses(self, sigma: np.ndarray):
+        """Yield ``(inverse, logdet)`` of every group's observed blocks (None: not PD)."""
+        omega = None
+        if self.any_complement:
+            try:
+                chol = np.linalg.cholesky(sigma)
+                logdet_all = 2.0 * float(np.log(np.diagonal(chol)).sum())
+                omega = np.linalg.inv(sigma)
+                flat_omega = omega.ravel()
+            except np.linalg.LinAlgError:
+                omega = None
+        flat_sigma = sigma.ravel()
+        for k_grp, grp in enumerate(self.groups):
+            g, k = grp.index.shape
+            if omega is not None and self.flat_om[k_grp] is not None:
+                m = sigma.shape[0] - k
+                inv = flat_omega[self.flat_sig[k_grp]].reshape(g, k, k)
+                if m == 0:
+                    yield inv, np.full(g, logdet_all)
+                    continue
+                o_mm = flat_omega[self.flat_mm[k_grp]].reshape(g, m, m)
+                o_om = flat_omega[self.flat_om[k_grp]].reshape(g, k, m)
+                try:
+                    chol_mm = np.linalg.cholesky(o_mm)
+                except np.linalg.LinAlgError:  # pragma: no cover - Omega is PD here
+                    yield None, None
+                    return
+                logdet = logdet_all + 2.0 * np.log(np.diagonal(chol_mm, axis1=1, axis2=2)).sum(1)
+                inv = inv - o_om @ np.linalg.solve(o_mm, np.swapaxes(o_om, 1, 2))
+                yield inv, logdet
+                continue
+            sub = flat_sigma[self.flat_sig[k_grp]].reshape(g, k, k)
+            try:
+                chol = np.linalg.cholesky(sub)
+            except np.linalg.LinAlgError:
+                yield None, None
+                return
+            logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+            yield np.linalg.inv(sub), logdet
 
     def loglik(self, theta: np.ndarray, gradient: bool = False):
         ram = self.ram
@@ -246,34 +314,24 @@ class _Objective:
         sigma = p_mat @ s @ p_mat.T
         mu = p_mat @ m
         ll = self.const
-        if gradient:
-            g_sig = np.zeros_like(sigma)
-            g_mu = np.zeros_like(mu)
         p_obs = ram.n_obs
-        for k_grp, grp in enumerate(self.groups):
-            rows, cols = grp.index[:, :, None], grp.index[:, None, :]
-            sub = sigma[rows, cols]
-            try:
-                chol = np.linalg.cholesky(sub)
-            except np.linalg.LinAlgError:
+        if gradient:
+            w_sig, w_mu = [], []
+        for grp, (inv, logdet) in zip(self.groups, self._block_inverses(sigma), strict=False):
+            if inv is None:
                 return fail
-            logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-            inv = np.linalg.inv(sub)
             d = grp.mean - mu[grp.index]
             w = grp.cov + d[:, :, None] * d[:, None, :]
             ll -= 0.5 * float(grp.n @ (logdet + np.einsum("gij,gij->g", inv, w)))
             if gradient:
                 iw = inv @ w @ inv
-                g_sig += np.bincount(
-                    self.flat_sig[k_grp],
-                    weights=(-0.5 * grp.n[:, None, None] * (inv - iw)).ravel(),
-                    minlength=p_obs * p_obs,
-                ).reshape(p_obs, p_obs)
-                g_mu += np.bincount(
-                    self.flat_mu[k_grp],
-                    weights=(grp.n[:, None] * np.einsum("gij,gj->gi", inv, d)).ravel(),
-                    minlength=p_obs,
-                )
+                w_sig.append((-0.5 * grp.n[:, None, None] * (inv - iw)).ravel())
+                w_mu.append((grp.n[:, None] * np.einsum("gij,gj->gi", inv, d)).ravel())
+        if gradient and np.isfinite(ll):
+            g_sig = np.bincount(
+                self.flat_sig_all, weights=np.concatenate(w_sig), minlength=p_obs * p_obs
+            ).reshape(p_obs, p_obs)
+            g_mu = np.bincount(self.flat_mu_all, weights=np.concatenate(w_mu), minlength=p_obs)
         if not np.isfinite(ll):
             return fail
         if not gradient:
@@ -303,6 +361,48 @@ def _hessian(grad_fun, x: np.ndarray, rel: float = 1e-5) -> np.ndarray:
         down[k] -= step
         h[:, k] = (grad_fun(up) - grad_fun(down)) / (2.0 * step)
     return 0.5 * (h + h.T)
+
+
+def _newton_polish(obj, grad, theta: np.ndarray, scale: np.ndarray, n: float):
+    """Newton steps to a scaled gradient below 1e-9; returns ``(theta, gradient, hessian)``.
+
+    The numerical Hessian (2 gradients per parameter) is by far the costliest part of a
+    fit, so one Hessian serves every step while the steps keep improving the
+    log-likelihood (a chord / simplified Newton method; near the optimum it converges
+    almost as fast as Newton's). The Hessian for the standard errors is recomputed at the
+    final estimates unless they moved less than 1e-7 (in units of the parameters' typical
+    sizes) since it was computed, where the two differ by far less than any reported
+    digit (issue 16).
+    """
+    hess, at = None, theta
+    for _ in range(20):
+        g = grad(theta)
+        if np.max(np.abs(g * scale)) / n < 1e-9:
+            break
+        fresh = hess is None
+        if fresh:
+            hess, at = _hessian(grad, theta), theta.copy()
+        try:
+            step = np.linalg.solve(hess, g)
+        except np.linalg.LinAlgError:
+            break
+        ll_old = obj.loglik(theta)
+        for _k in range(30):
+            trial = theta - step
+            ll_new = obj.loglik(trial)
+            if np.isfinite(ll_new) and ll_new >= ll_old - 1e-9:
+                break
+            step = step / 2.0
+        else:
+            if fresh:
+                break
+            hess = None  # the reused Hessian no longer gives a good step: recompute it
+            continue
+        theta = trial
+    g = grad(theta)
+    if hess is None or np.max(np.abs((theta - at) / scale)) > 1e-7:
+        hess = _hessian(grad, theta)
+    return theta, g, hess
 
 
 @dataclass
@@ -386,28 +486,7 @@ def fit_fiml(
             },
         )
         theta = res.x * scale
-        # Newton steps on the observed information polish the optimum
-        for _ in range(10):
-            g = grad(theta)
-            if np.max(np.abs(g * scale)) / n < 1e-9:
-                break
-            hess = _hessian(grad, theta)
-            try:
-                step = np.linalg.solve(hess, g)
-            except np.linalg.LinAlgError:
-                break
-            ll_old = obj.loglik(theta)
-            for _k in range(30):
-                trial = theta - step
-                ll_new = obj.loglik(trial)
-                if np.isfinite(ll_new) and ll_new >= ll_old - 1e-9:
-                    break
-                step = step / 2.0
-            else:
-                break
-            theta = trial
-        g = grad(theta)
-        hess = _hessian(grad, theta)
+        theta, g, hess = _newton_polish(obj, grad, theta, scale, n)
     info = -hess
     try:
         vcov = np.linalg.inv(info)
