@@ -350,16 +350,23 @@ class _Objective:
         return ll, grad
 
 
-def _hessian(grad_fun, x: np.ndarray, rel: float = 1e-5) -> np.ndarray:
-    """Central-difference Hessian from an analytic gradient, symmetrised."""
+def _hessian(grad_fun, x: np.ndarray, rel: float = 1e-5, g0: np.ndarray | None = None):
+    """Central-difference Hessian from an analytic gradient, symmetrised.
+
+    With ``g0`` (the gradient at ``x``) forward differences instead: half the gradients,
+    accurate to about ``rel``, enough to take Newton steps but not for standard errors.
+    """
     n = len(x)
     h = np.empty((n, n))
     for k in range(n):
         step = rel * max(1.0, abs(x[k]))
         up, down = x.copy(), x.copy()
         up[k] += step
-        down[k] -= step
-        h[:, k] = (grad_fun(up) - grad_fun(down)) / (2.0 * step)
+        if g0 is None:
+            down[k] -= step
+            h[:, k] = (grad_fun(up) - grad_fun(down)) / (2.0 * step)
+        else:
+            h[:, k] = (grad_fun(up) - g0) / step
     return 0.5 * (h + h.T)
 
 
@@ -369,19 +376,18 @@ def _newton_polish(obj, grad, theta: np.ndarray, scale: np.ndarray, n: float):
     The numerical Hessian (2 gradients per parameter) is by far the costliest part of a
     fit, so one Hessian serves every step while the steps keep improving the
     log-likelihood (a chord / simplified Newton method; near the optimum it converges
-    almost as fast as Newton's). The Hessian for the standard errors is recomputed at the
-    final estimates unless they moved less than 1e-7 (in units of the parameters' typical
-    sizes) since it was computed, where the two differ by far less than any reported
-    digit (issue 16).
+    almost as fast as Newton's), and it is a forward-difference one (half the gradients).
+    The central-difference Hessian for the standard errors is computed once, at the final
+    estimates (issue 16).
     """
-    hess, at = None, theta
+    hess = None
     for _ in range(20):
         g = grad(theta)
         if np.max(np.abs(g * scale)) / n < 1e-9:
             break
         fresh = hess is None
         if fresh:
-            hess, at = _hessian(grad, theta), theta.copy()
+            hess = _hessian(grad, theta, g0=g)  # forward differences suffice for steps
         try:
             step = np.linalg.solve(hess, g)
         except np.linalg.LinAlgError:
@@ -400,9 +406,7 @@ def _newton_polish(obj, grad, theta: np.ndarray, scale: np.ndarray, n: float):
             continue
         theta = trial
     g = grad(theta)
-    if hess is None or np.max(np.abs((theta - at) / scale)) > 1e-7:
-        hess = _hessian(grad, theta)
-    return theta, g, hess
+    return theta, g, _hessian(grad, theta)
 
 
 @dataclass
@@ -619,23 +623,65 @@ def _saturated(data: np.ndarray, mean0: np.ndarray, cov0: np.ndarray):
     """FIML fit of the unrestricted model (free means and covariances), lavaan's H1.
 
     Started from ``mean0``/``cov0`` (the fitted model's implied moments, close to the
-    maximum when the model fits); L-BFGS on the scaled moments. Returns the
-    log-likelihood, the means, the covariances and the largest scaled gradient element.
+    maximum when the model fits). L-BFGS runs in whitened coordinates: the observed
+    variables are ``L0 f`` with ``L0`` the Cholesky factor of ``cov0`` (fixed loadings) and
+    the latent ``f`` has free means and covariances, started at ``L0^-1 mean0`` and the
+    identity. That is the same model (``Sigma = L0 Phi L0'``), but its likelihood is close
+    to spherical in ``Phi``, so L-BFGS needs a fraction of the iterations it needs on the
+    raw moments (issue 16). Returns the log-likelihood, the means, the covariances and the
+    largest scaled gradient element of the raw moments (as :func:`_saturated_table`
+    orders and scales them).
     """
     p = data.shape[1]
+    cov0 = 0.5 * (cov0 + cov0.T)
+    try:
+        l0 = np.linalg.cholesky(cov0)
+    except np.linalg.LinAlgError:
+        sd = np.sqrt(np.clip(np.nanvar(data, axis=0), 1e-12, None))
+        l0, cov0 = np.diag(sd), np.diag(sd**2)
     obs = [f"v{i}" for i in range(p)]
-    table = ParTable(observed=obs)
+    white = ParTable(observed=obs)
+    for j in range(p):
+        for i in range(j, p):
+            white.add(f"f{j}", "=~", obs[i], free=False, value=float(l0[i, j]))
+    kappa0 = np.linalg.solve(l0, mean0)
     for i in range(p):
         for j in range(i, p):
-            table.add(obs[i], "~~", obs[j], value=float(cov0[i, j]))
+            white.add(f"f{i}", "~~", f"f{j}", value=1.0 if i == j else 0.0)
     for i in range(p):
-        table.add(obs[i], "~1", "", value=float(mean0[i]))
+        white.add(f"f{i}", "~1", "", value=float(kappa0[i]))
+    ram_w = _Ram(white)
+    groups, _ = _patterns(data)
+    obj_w = _Objective(ram_w, groups)
+    n = float(obj_w.n)
+
+    def fun(x):
+        ll, g = obj_w.loglik(x, gradient=True)
+        if not np.isfinite(ll):
+            return 1e10, np.zeros_like(x)
+        return -ll / n, -g / n
+
+    with threadpool_limits(1):
+        res = optimize.minimize(
+            fun,
+            ram_w.start,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 10000, "maxfun": 20000, "ftol": 1e-15, "gtol": 1e-10},
+        )
+    _, _, cov, mean = ram_w.implied(res.x)
+    # the gradient of the raw moments (the parameters of _saturated_table), scaled as before
+    table = _saturated_table(mean, cov)
     ram = _Ram(table)
-    theta, obj, res = _scaled_lbfgs(
-        ram, table, data, {"maxiter": 10000, "maxfun": 20000, "ftol": 1e-15, "gtol": 1e-10}
-    )
-    _, _, cov, mean = ram.implied(theta)
-    return float(obj.loglik(theta)), mean, cov, float(np.max(np.abs(res.jac)))
+    obj = _Objective(ram, groups)
+    theta = ram.start
+    with np.errstate(invalid="ignore"):
+        sd = np.nanstd(data, axis=0)
+    scale = ram.scales(np.where(np.isfinite(sd) & (sd > 0), sd, 1.0), table)
+    ll, g = obj.loglik(theta, gradient=True)
+    if not np.isfinite(ll):
+        return float(ll), mean, cov, np.inf
+    return float(ll), mean, cov, float(np.max(np.abs(g * scale))) / n
 
 
 def unrestricted_fit(fit: FimlFit, data: np.ndarray):
