@@ -442,7 +442,7 @@ def fit_fiml(
     *,
     maxiter: int = 5000,
     theta0: np.ndarray | None = None,
-    lbfgs_tol: tuple[float, float] = (1e-13, 1e-7),
+    lbfgs_tol: tuple[float, float] | None = (1e-13, 1e-7),
 ) -> FimlFit:
     """Fit a parameter table to data (rows x observed variables, NaN = missing) by FIML.
 
@@ -450,7 +450,9 @@ def fit_fiml(
     counts them). ``theta0`` replaces the table's start values (e.g. another fit's
     estimates). ``lbfgs_tol`` is L-BFGS's (ftol, gtol); the Newton steps that follow
     polish the optimum to a scaled gradient below 1e-9 either way, so a looser L-BFGS
-    (e.g. ``(1e-9, 1e-5)`` from :func:`maximize`'s optimum) only saves time.
+    (e.g. ``(1e-9, 1e-5)`` from :func:`maximize`'s optimum) only saves time; ``None``
+    skips L-BFGS and takes the Newton steps from ``theta0`` (falling back to L-BFGS when
+    they do not get the scaled gradient below 1e-6).
     """
     ram = _Ram(table)
     data = np.asarray(data, dtype=float)
@@ -476,21 +478,26 @@ def fit_fiml(
             raise np.linalg.LinAlgError("the model-implied covariance is not positive definite")
         return g
 
-    with threadpool_limits(1):
+    def lbfgs(start, tol):
         res = optimize.minimize(
             fun,
-            (ram.start if theta0 is None else np.asarray(theta0, dtype=float)) / scale,
+            start / scale,
             jac=True,
             method="L-BFGS-B",
-            options={
-                "maxiter": maxiter,
-                "maxfun": 2 * maxiter,
-                "ftol": lbfgs_tol[0],
-                "gtol": lbfgs_tol[1],
-            },
+            options={"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": tol[0], "gtol": tol[1]},
         )
-        theta = res.x * scale
-        theta, g, hess = _newton_polish(obj, grad, theta, scale, n)
+        return res.x * scale
+
+    start = ram.start if theta0 is None else np.asarray(theta0, dtype=float)
+    with threadpool_limits(1):
+        if lbfgs_tol is None:
+            # Newton steps straight from theta0 (another L-BFGS run's optimum); back to
+            # L-BFGS first when they do not reach the optimum from there
+            theta, g, hess = _newton_polish(obj, grad, start, scale, n)
+            if not np.max(np.abs(g * scale)) / n < 1e-6:
+                theta, g, hess = _newton_polish(obj, grad, lbfgs(start, (1e-9, 1e-5)), scale, n)
+        else:
+            theta, g, hess = _newton_polish(obj, grad, lbfgs(start, lbfgs_tol), scale, n)
     info = -hess
     try:
         vcov = np.linalg.inv(info)

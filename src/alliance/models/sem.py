@@ -535,7 +535,7 @@ def _multi_start(
     else:
         lls = [q[1] if np.isfinite(q[1]) else -np.inf for q in quick]
         best = int(np.argmax(lls))
-        fit = fit_fiml(tables[best], wide, theta0=quick[best][0], lbfgs_tol=(1e-9, 1e-5))
+        fit = fit_fiml(tables[best], wide, theta0=quick[best][0], lbfgs_tol=None)
         est = {r.label: r.est for r in fit.table.itertuples() if r.label}
         results = [
             (fit.loglik, fit.converged, est) if k == best else (q[1], q[2], q[3])
