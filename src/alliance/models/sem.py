@@ -846,7 +846,10 @@ def dynamic_panel(
         ratio of the SDs) and keep the fit with the highest log-likelihood. The
         likelihood can have several maxima (``docs/models_sem.md``); every start's
         log-likelihood and paths are in ``.starts`` and a note says when they
-        disagree. :func:`~alliance.models.within_between` uses 3.
+        disagree. The first start is fitted fully; the others by L-BFGS whitened by its
+        observed information (fast, converged tightly), and one that reaches a higher
+        maximum is polished and kept instead. :func:`~alliance.models.within_between`
+        uses 3.
     fit_indices : bool, default True
         Add the chi-square test and the fit indices (CFI, TLI, RMSEA with its 90% CI,
         SRMR) to ``.fit_measures``, as lavaan's ``fitMeasures`` computes them. They need
