@@ -223,6 +223,17 @@ def _patterns(y: np.ndarray) -> tuple[list[_Group], int]:
 
 
 class _Objective:
+    """The FIML log-likelihood over the missing-data patterns, with its gradient.
+
+    Each pattern needs the inverse and the log-determinant of its observed block
+    ``Sigma_oo``. A pattern with fewer missing (m) than observed (k) variables gets them
+    from the inverse ``Omega`` of the whole ``Sigma`` (one inverse per evaluation):
+    ``Sigma_oo^-1 = Omega_oo - Omega_om Omega_mm^-1 Omega_mo`` and
+    ``log det Sigma_oo = log det Sigma + log det Omega_mm``, an m x m instead of a k x k
+    inverse (most patterns of a panel miss a few sessions; issue 16). When ``Sigma`` as a
+    whole is not positive definite every block is inverted directly, as before.
+    """
+
     def __init__(self, ram: _Ram, groups: list[_Group]):
         self.ram = ram
         self.groups = groups
@@ -234,6 +245,63 @@ class _Objective:
         # flat positions of each pattern's observed block in the p x p matrix (for bincount)
         self.flat_sig = [(g.index[:, :, None] * p + g.index[:, None, :]).ravel() for g in groups]
         self.flat_mu = [g.index.ravel() for g in groups]
+        # the missing positions, for the groups inverted through Omega
+        self.flat_om: list[np.ndarray | None] = []
+        self.flat_mm: list[np.ndarray | None] = []
+        for g in groups:
+            k = g.index.shape[1]
+            if p - k >= k:
+                self.flat_om.append(None)
+                self.flat_mm.append(None)
+                continue
+            seen = np.zeros((len(g.n), p), dtype=bool)
+            np.put_along_axis(seen, g.index, True, axis=1)
+            miss = np.stack([np.flatnonzero(~row) for row in seen]).reshape(len(g.n), p - k)
+            self.flat_om.append((g.index[:, :, None] * p + miss[:, None, :]).ravel())
+            self.flat_mm.append((miss[:, :, None] * p + miss[:, None, :]).ravel())
+        self.any_complement = any(f is not None for f in self.flat_om)
+        self.flat_sig_all = np.concatenate(self.flat_sig)
+        self.flat_mu_all = np.concatenate(self.flat_mu)
+
+    def _block_inverses(self, sigma: np.ndarray):
+        """Yield ``(inverse, logdet)`` of every group's observed blocks (None: not PD)."""
+        omega = None
+        if self.any_complement:
+            try:
+                chol = np.linalg.cholesky(sigma)
+                logdet_all = 2.0 * float(np.log(np.diagonal(chol)).sum())
+                omega = np.linalg.inv(sigma)
+                flat_omega = omega.ravel()
+            except np.linalg.LinAlgError:
+                omega = None
+        flat_sigma = sigma.ravel()
+        for k_grp, grp in enumerate(self.groups):
+            g, k = grp.index.shape
+            if omega is not None and self.flat_om[k_grp] is not None:
+                m = sigma.shape[0] - k
+                inv = flat_omega[self.flat_sig[k_grp]].reshape(g, k, k)
+                if m == 0:
+                    yield inv, np.full(g, logdet_all)
+                    continue
+                o_mm = flat_omega[self.flat_mm[k_grp]].reshape(g, m, m)
+                o_om = flat_omega[self.flat_om[k_grp]].reshape(g, k, m)
+                try:
+                    chol_mm = np.linalg.cholesky(o_mm)
+                except np.linalg.LinAlgError:  # pragma: no cover - Omega is PD here
+                    yield None, None
+                    return
+                logdet = logdet_all + 2.0 * np.log(np.diagonal(chol_mm, axis1=1, axis2=2)).sum(1)
+                inv = inv - o_om @ np.linalg.solve(o_mm, np.swapaxes(o_om, 1, 2))
+                yield inv, logdet
+                continue
+            sub = flat_sigma[self.flat_sig[k_grp]].reshape(g, k, k)
+            try:
+                chol = np.linalg.cholesky(sub)
+            except np.linalg.LinAlgError:
+                yield None, None
+                return
+            logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+            yield np.linalg.inv(sub), logdet
 
     def loglik(self, theta: np.ndarray, gradient: bool = False):
         ram = self.ram
@@ -246,34 +314,24 @@ class _Objective:
         sigma = p_mat @ s @ p_mat.T
         mu = p_mat @ m
         ll = self.const
-        if gradient:
-            g_sig = np.zeros_like(sigma)
-            g_mu = np.zeros_like(mu)
         p_obs = ram.n_obs
-        for k_grp, grp in enumerate(self.groups):
-            rows, cols = grp.index[:, :, None], grp.index[:, None, :]
-            sub = sigma[rows, cols]
-            try:
-                chol = np.linalg.cholesky(sub)
-            except np.linalg.LinAlgError:
+        if gradient:
+            w_sig, w_mu = [], []
+        for grp, (inv, logdet) in zip(self.groups, self._block_inverses(sigma), strict=False):
+            if inv is None:
                 return fail
-            logdet = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-            inv = np.linalg.inv(sub)
             d = grp.mean - mu[grp.index]
             w = grp.cov + d[:, :, None] * d[:, None, :]
             ll -= 0.5 * float(grp.n @ (logdet + np.einsum("gij,gij->g", inv, w)))
             if gradient:
                 iw = inv @ w @ inv
-                g_sig += np.bincount(
-                    self.flat_sig[k_grp],
-                    weights=(-0.5 * grp.n[:, None, None] * (inv - iw)).ravel(),
-                    minlength=p_obs * p_obs,
-                ).reshape(p_obs, p_obs)
-                g_mu += np.bincount(
-                    self.flat_mu[k_grp],
-                    weights=(grp.n[:, None] * np.einsum("gij,gj->gi", inv, d)).ravel(),
-                    minlength=p_obs,
-                )
+                w_sig.append((-0.5 * grp.n[:, None, None] * (inv - iw)).ravel())
+                w_mu.append((grp.n[:, None] * np.einsum("gij,gj->gi", inv, d)).ravel())
+        if gradient and np.isfinite(ll):
+            g_sig = np.bincount(
+                self.flat_sig_all, weights=np.concatenate(w_sig), minlength=p_obs * p_obs
+            ).reshape(p_obs, p_obs)
+            g_mu = np.bincount(self.flat_mu_all, weights=np.concatenate(w_mu), minlength=p_obs)
         if not np.isfinite(ll):
             return fail
         if not gradient:
@@ -292,17 +350,71 @@ class _Objective:
         return ll, grad
 
 
-def _hessian(grad_fun, x: np.ndarray, rel: float = 1e-5) -> np.ndarray:
-    """Central-difference Hessian from an analytic gradient, symmetrised."""
+def _hessian(grad_fun, x: np.ndarray, rel: float = 1e-5, g0: np.ndarray | None = None):
+    """Central-difference Hessian from an analytic gradient, symmetrised.
+
+    With ``g0`` (the gradient at ``x``) forward differences instead: half the gradients,
+    accurate to about ``rel``, enough to take Newton steps but not for standard errors.
+    """
     n = len(x)
     h = np.empty((n, n))
     for k in range(n):
         step = rel * max(1.0, abs(x[k]))
         up, down = x.copy(), x.copy()
         up[k] += step
-        down[k] -= step
-        h[:, k] = (grad_fun(up) - grad_fun(down)) / (2.0 * step)
+        if g0 is None:
+            down[k] -= step
+            h[:, k] = (grad_fun(up) - grad_fun(down)) / (2.0 * step)
+        else:
+            h[:, k] = (grad_fun(up) - g0) / step
     return 0.5 * (h + h.T)
+
+
+def _newton_polish(obj, grad, theta: np.ndarray, scale: np.ndarray, n: float):
+    """Newton steps to a scaled gradient below 1e-9; returns ``(theta, gradient, hessian)``.
+
+    The numerical Hessian (2 gradients per parameter) is by far the costliest part of a
+    fit, so one Hessian serves every step while the steps keep improving the
+    log-likelihood (a chord / simplified Newton method; near the optimum it converges
+    almost as fast as Newton's) while each step cuts the scaled gradient at least
+    fourfold. The first Hessian is a forward-difference one (half the gradients); any
+    later one (the steps faltered: near a boundary, a Heywood case) is central. The
+    central-difference Hessian for the standard errors is computed at the final
+    estimates (issue 16).
+    """
+    hess, central, g_prev = None, False, np.inf
+    for _ in range(20):
+        g = grad(theta)
+        g_now = np.max(np.abs(g * scale)) / n
+        if g_now < 1e-9:
+            break
+        if hess is not None and g_now > 0.25 * g_prev:
+            hess = None  # the reused Hessian no longer contracts the gradient: recompute
+        fresh = hess is None
+        if fresh:
+            # forward differences for the first steps; central ones when those falter
+            hess = _hessian(grad, theta, g0=None if central else g)
+        try:
+            step = np.linalg.solve(hess, g)
+        except np.linalg.LinAlgError:
+            break
+        ll_old = obj.loglik(theta)
+        for _k in range(30):
+            trial = theta - step
+            ll_new = obj.loglik(trial)
+            if np.isfinite(ll_new) and ll_new >= ll_old - 1e-9:
+                break
+            step = step / 2.0
+        else:
+            if fresh and central:
+                break
+            hess, central = None, True
+            continue
+        if fresh and not central:
+            central = True  # any later Hessian: central differences
+        theta, g_prev = trial, g_now
+    g = grad(theta)
+    return theta, g, _hessian(grad, theta)
 
 
 @dataclass
@@ -338,7 +450,7 @@ def fit_fiml(
     *,
     maxiter: int = 5000,
     theta0: np.ndarray | None = None,
-    lbfgs_tol: tuple[float, float] = (1e-13, 1e-7),
+    lbfgs_tol: tuple[float, float] | None = (1e-13, 1e-7),
 ) -> FimlFit:
     """Fit a parameter table to data (rows x observed variables, NaN = missing) by FIML.
 
@@ -346,7 +458,9 @@ def fit_fiml(
     counts them). ``theta0`` replaces the table's start values (e.g. another fit's
     estimates). ``lbfgs_tol`` is L-BFGS's (ftol, gtol); the Newton steps that follow
     polish the optimum to a scaled gradient below 1e-9 either way, so a looser L-BFGS
-    (e.g. ``(1e-9, 1e-5)`` from :func:`maximize`'s optimum) only saves time.
+    (e.g. ``(1e-9, 1e-5)`` from :func:`maximize`'s optimum) only saves time; ``None``
+    skips L-BFGS and takes the Newton steps from ``theta0`` (falling back to L-BFGS when
+    they do not get the scaled gradient below 1e-6).
     """
     ram = _Ram(table)
     data = np.asarray(data, dtype=float)
@@ -372,42 +486,26 @@ def fit_fiml(
             raise np.linalg.LinAlgError("the model-implied covariance is not positive definite")
         return g
 
-    with threadpool_limits(1):
+    def lbfgs(start, tol):
         res = optimize.minimize(
             fun,
-            (ram.start if theta0 is None else np.asarray(theta0, dtype=float)) / scale,
+            start / scale,
             jac=True,
             method="L-BFGS-B",
-            options={
-                "maxiter": maxiter,
-                "maxfun": 2 * maxiter,
-                "ftol": lbfgs_tol[0],
-                "gtol": lbfgs_tol[1],
-            },
+            options={"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": tol[0], "gtol": tol[1]},
         )
-        theta = res.x * scale
-        # Newton steps on the observed information polish the optimum
-        for _ in range(10):
-            g = grad(theta)
-            if np.max(np.abs(g * scale)) / n < 1e-9:
-                break
-            hess = _hessian(grad, theta)
-            try:
-                step = np.linalg.solve(hess, g)
-            except np.linalg.LinAlgError:
-                break
-            ll_old = obj.loglik(theta)
-            for _k in range(30):
-                trial = theta - step
-                ll_new = obj.loglik(trial)
-                if np.isfinite(ll_new) and ll_new >= ll_old - 1e-9:
-                    break
-                step = step / 2.0
-            else:
-                break
-            theta = trial
-        g = grad(theta)
-        hess = _hessian(grad, theta)
+        return res.x * scale
+
+    start = ram.start if theta0 is None else np.asarray(theta0, dtype=float)
+    with threadpool_limits(1):
+        if lbfgs_tol is None:
+            # Newton steps straight from theta0 (another L-BFGS run's optimum); back to
+            # L-BFGS first when they do not reach the optimum from there
+            theta, g, hess = _newton_polish(obj, grad, start, scale, n)
+            if not np.max(np.abs(g * scale)) / n < 1e-6:
+                theta, g, hess = _newton_polish(obj, grad, lbfgs(start, (1e-9, 1e-5)), scale, n)
+        else:
+            theta, g, hess = _newton_polish(obj, grad, lbfgs(start, lbfgs_tol), scale, n)
     info = -hess
     try:
         vcov = np.linalg.inv(info)
@@ -479,30 +577,64 @@ def fit_fiml(
 # --------------------------------------------------------------------------- multi-start
 
 
-def _scaled_lbfgs(ram, table: ParTable, data: np.ndarray, options: dict):
+def _scaled_lbfgs(
+    ram, table: ParTable, data: np.ndarray, options: dict, information: np.ndarray | None = None
+):
     """L-BFGS on the FIML log-likelihood with parameters scaled by the variables' SDs.
 
-    Returns ``(theta, objective, scipy result)``; shared by :func:`maximize` (ranking
-    starting points) and the unrestricted fit of the fit indices.
+    With ``information`` (the observed information of the same model at another start's
+    optimum) the parameters are whitened by it instead: ``phi = U theta`` with
+    ``U'U = information / n``. Near that optimum the objective is then close to
+    ``|phi - phi*|^2 / 2``, and L-BFGS reaches it (or another maximum) in a few dozen
+    iterations instead of a few hundred (issue 16); the gradient tolerance is then
+    in those units (``gtol = 1e-6``: a log-likelihood within about ``n * 1e-12`` of the
+    maximum). Returns ``(theta, objective, scipy result)``.
     """
     groups, _ = _patterns(data)
     obj = _Objective(ram, groups)
     n = float(obj.n)
-    with np.errstate(invalid="ignore"):
-        sd = np.nanstd(data, axis=0)
-    scale = ram.scales(np.where(np.isfinite(sd) & (sd > 0), sd, 1.0), table)
+    upper = None
+    if information is not None:
+        try:
+            upper = np.linalg.cholesky(0.5 * (information + information.T) / n).T
+        except np.linalg.LinAlgError:
+            upper = None
+    if upper is not None:
+        options = {**options, "ftol": 1e-12, "gtol": 1e-6}
+
+        def to_theta(phi):
+            return np.linalg.solve(upper, phi)
+
+        def from_theta(theta):
+            return upper @ theta
+
+        def chain(g):
+            return np.linalg.solve(upper.T, g)
+    else:
+        with np.errstate(invalid="ignore"):
+            sd = np.nanstd(data, axis=0)
+        scale = ram.scales(np.where(np.isfinite(sd) & (sd > 0), sd, 1.0), table)
+
+        def to_theta(phi):
+            return phi * scale
+
+        def from_theta(theta):
+            return theta / scale
+
+        def chain(g):
+            return g * scale
 
     def fun(phi):
-        ll, g = obj.loglik(phi * scale, gradient=True)
+        ll, g = obj.loglik(to_theta(phi), gradient=True)
         if not np.isfinite(ll):
             return 1e10, np.zeros_like(phi)
-        return -ll / n, -g * scale / n
+        return -ll / n, -chain(g) / n
 
     with threadpool_limits(1):
         res = optimize.minimize(
-            fun, ram.start / scale, jac=True, method="L-BFGS-B", options=options
+            fun, from_theta(ram.start), jac=True, method="L-BFGS-B", options=options
         )
-    return res.x * scale, obj, res
+    return to_theta(res.x), obj, res
 
 
 def maximize(
@@ -512,18 +644,26 @@ def maximize(
     ftol: float = 1e-7,
     gtol: float = 1e-4,
     maxiter: int = 5000,
+    information: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, bool, dict[str, float]]:
     """L-BFGS only, no Newton polish and no Hessian: a cheap fit from one start (issue 16).
 
     Returns ``(theta, loglik, success, labelled)``, ``labelled`` the estimate of each
-    labelled parameter. Used to rank several starting points: the best
-    is then refitted with :func:`fit_fiml` (``theta0=theta``), which polishes it and
-    computes the standard errors, so only one Hessian is computed per multi-start fit.
+    labelled parameter. Used for the further starting points of a multi-start fit:
+    the best is then refitted with :func:`fit_fiml` (``theta0=theta``), which polishes
+    it and computes the standard errors. ``information``: the observed information of
+    the same model at another start's optimum; L-BFGS then runs in coordinates whitened
+    by it, converges in far fewer iterations and to a tight tolerance (``ftol`` and
+    ``gtol`` are then 1e-12 and 1e-6 in those units; see :func:`_scaled_lbfgs`).
     """
     ram = _Ram(table)
     data = np.asarray(data, dtype=float)
     theta, obj, res = _scaled_lbfgs(
-        ram, table, data, {"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": ftol, "gtol": gtol}
+        ram,
+        table,
+        data,
+        {"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": ftol, "gtol": gtol},
+        information=information,
     )
     labelled = {
         row[3]: float(theta[par])
@@ -540,23 +680,65 @@ def _saturated(data: np.ndarray, mean0: np.ndarray, cov0: np.ndarray):
     """FIML fit of the unrestricted model (free means and covariances), lavaan's H1.
 
     Started from ``mean0``/``cov0`` (the fitted model's implied moments, close to the
-    maximum when the model fits); L-BFGS on the scaled moments. Returns the
-    log-likelihood, the means, the covariances and the largest scaled gradient element.
+    maximum when the model fits). L-BFGS runs in whitened coordinates: the observed
+    variables are ``L0 f`` with ``L0`` the Cholesky factor of ``cov0`` (fixed loadings) and
+    the latent ``f`` has free means and covariances, started at ``L0^-1 mean0`` and the
+    identity. That is the same model (``Sigma = L0 Phi L0'``), but its likelihood is close
+    to spherical in ``Phi``, so L-BFGS needs a fraction of the iterations it needs on the
+    raw moments (issue 16). Returns the log-likelihood, the means, the covariances and the
+    largest scaled gradient element of the raw moments (as :func:`_saturated_table`
+    orders and scales them).
     """
     p = data.shape[1]
+    cov0 = 0.5 * (cov0 + cov0.T)
+    try:
+        l0 = np.linalg.cholesky(cov0)
+    except np.linalg.LinAlgError:
+        sd = np.sqrt(np.clip(np.nanvar(data, axis=0), 1e-12, None))
+        l0, cov0 = np.diag(sd), np.diag(sd**2)
     obs = [f"v{i}" for i in range(p)]
-    table = ParTable(observed=obs)
+    white = ParTable(observed=obs)
+    for j in range(p):
+        for i in range(j, p):
+            white.add(f"f{j}", "=~", obs[i], free=False, value=float(l0[i, j]))
+    kappa0 = np.linalg.solve(l0, mean0)
     for i in range(p):
         for j in range(i, p):
-            table.add(obs[i], "~~", obs[j], value=float(cov0[i, j]))
+            white.add(f"f{i}", "~~", f"f{j}", value=1.0 if i == j else 0.0)
     for i in range(p):
-        table.add(obs[i], "~1", "", value=float(mean0[i]))
+        white.add(f"f{i}", "~1", "", value=float(kappa0[i]))
+    ram_w = _Ram(white)
+    groups, _ = _patterns(data)
+    obj_w = _Objective(ram_w, groups)
+    n = float(obj_w.n)
+
+    def fun(x):
+        ll, g = obj_w.loglik(x, gradient=True)
+        if not np.isfinite(ll):
+            return 1e10, np.zeros_like(x)
+        return -ll / n, -g / n
+
+    with threadpool_limits(1):
+        res = optimize.minimize(
+            fun,
+            ram_w.start,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 10000, "maxfun": 20000, "ftol": 1e-15, "gtol": 1e-10},
+        )
+    _, _, cov, mean = ram_w.implied(res.x)
+    # the gradient of the raw moments (the parameters of _saturated_table), scaled as before
+    table = _saturated_table(mean, cov)
     ram = _Ram(table)
-    theta, obj, res = _scaled_lbfgs(
-        ram, table, data, {"maxiter": 10000, "maxfun": 20000, "ftol": 1e-15, "gtol": 1e-10}
-    )
-    _, _, cov, mean = ram.implied(theta)
-    return float(obj.loglik(theta)), mean, cov, float(np.max(np.abs(res.jac)))
+    obj = _Objective(ram, groups)
+    theta = ram.start
+    with np.errstate(invalid="ignore"):
+        sd = np.nanstd(data, axis=0)
+    scale = ram.scales(np.where(np.isfinite(sd) & (sd > 0), sd, 1.0), table)
+    ll, g = obj.loglik(theta, gradient=True)
+    if not np.isfinite(ll):
+        return float(ll), mean, cov, np.inf
+    return float(ll), mean, cov, float(np.max(np.abs(g * scale))) / n
 
 
 def unrestricted_fit(fit: FimlFit, data: np.ndarray):

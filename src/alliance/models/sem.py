@@ -516,32 +516,45 @@ def _multi_start(
 ) -> tuple[FimlFit, int, list[dict]]:
     """Fit from each start; only the best is polished and gets standard errors.
 
-    One start: :func:`fit_fiml` as is. Several: each start runs L-BFGS only
-    (:func:`~alliance.models._sem_core.maximize`); the start with the highest
-    log-likelihood is refitted from its optimum by :func:`fit_fiml` (Newton steps on the
-    observed information, then the Hessian for the SEs), so the Hessian, the costly part,
-    is computed once, not once per start.
+    One start: :func:`fit_fiml` as is. Several: the first start runs L-BFGS
+    (:func:`~alliance.models._sem_core.maximize`) and is polished by :func:`fit_fiml`
+    (Newton steps on the observed information, then the Hessian for the SEs). The other
+    starts run L-BFGS only, in coordinates whitened by that fit's observed information,
+    which brings them to a maximum in a few dozen iterations, to a tight tolerance (so
+    their log-likelihoods tell the same maximum from a different one). When one of them
+    reaches a higher log-likelihood it is polished and kept instead. The Hessian, the
+    costly part, is computed once unless another start wins (issue 16).
     """
     if len(tables) == 1:
         fit, _ = _fit_panel(panel, tables[0])
-        quick = None
+        est = {r.label: r.est for r in fit.table.itertuples() if r.label}
+        results = [(fit.loglik, fit.converged, est)]
+        best = 0
     else:
         _fit_panel(panel, tables[0], check_only=True)
         wide = np.hstack([panel.y, panel.x])
-        quick = [maximize(t, wide) for t in tables]
-    if quick is None:
-        best = 0
-        est = {r.label: r.est for r in fit.table.itertuples() if r.label}
-        results = [(fit.loglik, fit.converged, est)]
-    else:
-        lls = [q[1] if np.isfinite(q[1]) else -np.inf for q in quick]
-        best = int(np.argmax(lls))
-        fit = fit_fiml(tables[best], wide, theta0=quick[best][0], lbfgs_tol=(1e-9, 1e-5))
-        est = {r.label: r.est for r in fit.table.itertuples() if r.label}
-        results = [
-            (fit.loglik, fit.converged, est) if k == best else (q[1], q[2], q[3])
-            for k, q in enumerate(quick)
-        ]
+        first = maximize(tables[0], wide)
+        fit = fit_fiml(tables[0], wide, theta0=first[0], lbfgs_tol=None)
+        information = None
+        if fit.converged and np.all(np.isfinite(fit.vcov)):
+            try:
+                information = np.linalg.inv(fit.vcov)
+            except np.linalg.LinAlgError:  # pragma: no cover - vcov came from an inverse
+                information = None
+        first_est = {r.label: r.est for r in fit.table.itertuples() if r.label}
+        results = [(fit.loglik, fit.converged, first_est)]
+        thetas = [fit.theta]
+        for t in tables[1:]:
+            theta, ll, ok, est = maximize(t, wide, information=information)
+            thetas.append(theta)
+            results.append((ll if np.isfinite(ll) else -np.inf, ok, est))
+        best = int(np.argmax([r[0] for r in results]))
+        if best > 0 and results[best][0] > fit.loglik + 1e-6:
+            fit = fit_fiml(tables[best], wide, theta0=thetas[best], lbfgs_tol=None)
+            est = {r.label: r.est for r in fit.table.itertuples() if r.label}
+            results[best] = (fit.loglik, fit.converged, est)
+        else:
+            best = 0
     tried = []
     for k, (extra, (ll, ok, est)) in enumerate(zip(start_sets, results, strict=True)):
         tried.append(
@@ -835,7 +848,10 @@ def dynamic_panel(
         ratio of the SDs) and keep the fit with the highest log-likelihood. The
         likelihood can have several maxima (``docs/models_sem.md``); every start's
         log-likelihood and paths are in ``.starts`` and a note says when they
-        disagree. :func:`~alliance.models.within_between` uses 3.
+        disagree. The first start is fitted fully; the others by L-BFGS whitened by its
+        observed information (fast, converged tightly), and one that reaches a higher
+        maximum is polished and kept instead. :func:`~alliance.models.within_between`
+        uses 3.
     fit_indices : bool, default True
         Add the chi-square test and the fit indices (CFI, TLI, RMSEA with its 90% CI,
         SRMR) to ``.fit_measures``, as lavaan's ``fitMeasures`` computes them. They need
