@@ -85,6 +85,36 @@ def test_logistic_early_alliance_predicts_dropout(studies):
     assert none["ci_low"] > early["estimate"]
 
 
+def test_logistic_window_is_the_shared_early_window(studies):
+    """An int is the first session numbers (the same calendar window for everyone); an
+    EarlyWindow of rated sessions is taken as it is, short clients counted."""
+    from alliance.design import EarlyWindow
+
+    study = studies[-1.3]
+    data = _item_mean(study)
+    default = dropout_model(data, alliance="alliance_item", clients=study.clients)
+    numbers = dropout_model(
+        data,
+        alliance="alliance_item",
+        clients=study.clients,
+        early=EarlyWindow(3, counts="numbers"),
+    )
+    pd.testing.assert_frame_equal(default.params, numbers.params)
+    rated = dropout_model(
+        data, alliance="alliance_item", clients=study.clients, early=EarlyWindow(3)
+    )
+    term = "early alliance_item (mean of first 3 rated sessions)"
+    assert term in rated.params["term"].tolist()
+    # a missed rating stretches a client's window past session 3: more clients end in it
+    ended = [
+        int(
+            f.excluded.loc[f.excluded["reason"].str.contains("within the early"), "n_clients"].sum()
+        )
+        for f in (default, rated)
+    ]
+    assert ended[1] > ended[0] and rated.nobs == default.nobs - (ended[1] - ended[0])
+
+
 def test_cluster_robust_errors_by_hand(studies):
     # the sandwich V = c (X'WX)^-1 (sum_g U_g U_g') (X'WX)^-1 with
     # c = G/(G-1) (N-1)/(N-K): sandwich::vcovCL(type = "HC1") and statsmodels' cluster

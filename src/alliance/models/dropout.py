@@ -508,6 +508,9 @@ def dropout_model(
     if baseline not in BASELINES:
         raise ValueError(f"baseline={baseline!r} is not known; choose one of {list(BASELINES)}")
     window = as_window(early, early_sessions=early_sessions)
+    if not isinstance(early, EarlyWindow):
+        # dropout needs the window in calendar terms: the same session numbers for everyone
+        window = EarlyWindow(window.sessions, counts="numbers")
     early_sessions = window.sessions
     sessions, own_clients = _sessions_table(data)
     clients = clients if clients is not None else own_clients
@@ -589,7 +592,7 @@ def dropout_model(
     client_info = pd.DataFrame(extra_cols, index=ids) if extra_cols else pd.DataFrame(index=ids)
     if method == "logistic":
         frame, x_cols, names, y_col = _logistic_frame(
-            pp, sessions, events, alliance, client, session, early_sessions, rows
+            pp, sessions, events, alliance, client, session, window, rows
         )
     else:
         frame, x_cols, names, y_col = _hazard_frame(pp, events, alliance, client, session, rows)
@@ -716,11 +719,19 @@ def dropout_model(
     )
 
 
-def _logistic_frame(pp, sessions, events, alliance, client, session, k, rows):
+def _logistic_frame(pp, sessions, events, alliance, client, session, window, rows):
+    k = window.sessions
+    ordered = sessions.sort_values([client, session], kind="stable")
+    scores = ordered.assign(**{alliance: pd.to_numeric(ordered[alliance], errors="coerce")})
+    in_window, enough, short = window.mask(scores, alliance, client, session)
     first = sessions.groupby(client, sort=False)[session].min()
-    start = sessions[client].map(first)
-    window = sessions[sessions[session] < start + k]
-    early = pd.to_numeric(window[alliance], errors="coerce").groupby(window[client]).mean()
+    inside = scores.loc[in_window]
+    early = inside.groupby(client, sort=False)[alliance].mean()
+    early = early[enough.groupby(scores[client], sort=False).first().reindex(early.index)]
+    if window.counts == "numbers":
+        window_end = first + k - 1
+    else:
+        window_end = inside.groupby(client, sort=False)[session].max()
     per_client = pp.groupby(client, sort=False).agg(
         left=("left", "max"), last_session=("last_session", "first")
     )
@@ -732,12 +743,14 @@ def _logistic_frame(pp, sessions, events, alliance, client, session, k, rows):
     per_client["last_session"] = last_all.reindex(everyone).to_numpy()
     per_client["first_session"] = first.reindex(everyone).to_numpy()
     per_client["early_alliance"] = early.reindex(everyone).to_numpy()
+    per_client["window_end"] = window_end.reindex(everyone).to_numpy()
     lo, hi = int(first.min()), int(first.min()) + k - 1
-    within = per_client["last_session"] < per_client["first_session"] + k
+    where = f"sessions {lo}-{hi}" if window.counts == "numbers" else f"first {k} rated sessions"
+    within = per_client["last_session"] <= per_client["window_end"]
     if within.any():
         rows.append(
             (
-                f"last session within the early window (sessions {lo}-{hi}): dropout "
+                f"last session within the early window ({where}): dropout "
                 "would not follow the predictor",
                 session,
                 int(sessions[client].isin(per_client.index[within]).sum()),
@@ -749,24 +762,24 @@ def _logistic_frame(pp, sessions, events, alliance, client, session, k, rows):
     if unrated.any():
         rows.append(
             (
-                f"no rated session among the first {k}",
+                f"no rated session among the first {k}" if window.needed == 1 else short,
                 alliance,
                 int(sessions[client].isin(per_client.index[unrated]).sum()),
                 int(unrated.sum()),
             )
         )
     per_client = per_client[~unrated]
-    names = {"early_alliance": f"early {alliance} (mean of sessions {lo}-{hi})"}
+    names = {"early_alliance": f"early {alliance} (mean of {where})"}
     x_cols = ["early_alliance"]
     if events is not None:
         ev = events[[client, session]].copy()
-        ev["_start"] = ev[client].map(first)
-        ev = ev[pd.to_numeric(ev[session]).astype(float) < ev["_start"] + k]
+        ev["_end"] = ev[client].map(per_client["window_end"])
+        ev = ev[pd.to_numeric(ev[session]).astype(float) <= ev["_end"]]
         counts = ev.groupby(client).size()
         per_client["ruptures"] = counts.reindex(per_client.index).fillna(0).to_numpy(float)
-        names["ruptures"] = f"ruptures in sessions {lo}-{hi}"
+        names["ruptures"] = f"ruptures in {where}"
         x_cols.append("ruptures")
-    frame = per_client.reset_index()
+    frame = per_client.drop(columns=["window_end"]).reset_index()
     return frame, x_cols, names, "left"
 
 
