@@ -463,31 +463,50 @@ def therapist_role(data, therapist: str | bool | None = None) -> tuple[str | Non
     )
 
 
-def nests_in_therapists(function):
-    """Decorate an analysis so that ``therapist=`` left out is read from a Study's design.
+def from_study_roles(function=None, *, optional: tuple[str, ...] = ()):
+    """Decorate an analysis so that the roles left out are read from the data's design.
 
-    The wrapped function gets the column :func:`therapist_role` resolves (None for none) and
-    its result gains the note saying which column was taken. The analysis's first
-    parameter is the data.
+    ``alliance=`` and ``outcome=`` left as None are found by :func:`fill_roles` (the
+    study's codebook ``role``, then conventional names, with an error naming close matches);
+    ``therapist=`` left out is the Study's therapist column (:func:`therapist_role`), and
+    the result gains a note saying so. The analysis's first parameter is the data. Roles
+    in ``optional`` stay None when the data have no such column (``@from_study_roles(
+    optional=("alliance",))`` for an analysis that needs the alliance only sometimes).
 
     Examples
     --------
     >>> import alliance
-    >>> from alliance.design import nests_in_therapists
-    >>> @nests_in_therapists
-    ... def count(data, therapist=None):
-    ...     return therapist
-    >>> count(alliance.datasets.load_dataset("demo")), count(None, therapist="tx")
-    ('therapist', 'tx')
+    >>> from alliance.design import from_study_roles
+    >>> @from_study_roles
+    ... def roles(data, alliance=None, outcome=None, therapist=None):
+    ...     return alliance, outcome, therapist
+    >>> roles(alliance.datasets.load_dataset("demo"))
+    ('wai_sr', 'phq9', 'therapist')
+    >>> roles(alliance.datasets.load_dataset("demo").sessions, outcome="phq9")
+    ('wai_sr', 'phq9', None)
     """
+    if function is None:
+        return functools.partial(from_study_roles, optional=tuple(optional))
     signature = inspect.signature(function)
     first = next(iter(signature.parameters))
+    scores = [r for r in ("alliance", "outcome") if r in signature.parameters]
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         bound = signature.bind_partial(*args, **kwargs)
-        column, note = therapist_role(bound.arguments.get(first), bound.arguments.get("therapist"))
-        bound.arguments["therapist"] = column
+        data = bound.arguments.get(first)
+        for role in scores:
+            if bound.arguments.get(role) is not None or data is None:
+                continue
+            try:
+                bound.arguments.update(fill_roles(data, **{role: None}))
+            except KeyError:
+                if role not in optional:
+                    raise
+        note = None
+        if "therapist" in signature.parameters:
+            column, note = therapist_role(data, bound.arguments.get("therapist"))
+            bound.arguments["therapist"] = column
         result = function(*bound.args, **bound.kwargs)
         notes = getattr(result, "notes", None)
         if note and isinstance(notes, list) and note not in notes:

@@ -438,3 +438,99 @@ def effect_argument(function: str, effect: str | None, reverse) -> bool:
         old = EFFECTS[1] if reverse else EFFECTS[0]
         effect = renamed(function, "reverse", old, "effect", effect)
     return effect == EFFECTS[1]
+
+
+def lagged_pairs(
+    frame: pd.DataFrame,
+    x_col: str,
+    y_col: str,
+    client: str,
+    session: str,
+    *,
+    lag: int,
+    detrend: bool,
+    lagged_outcome: bool,
+    therapist: str | None = None,
+    covariates: Iterable[str] = (),
+    moderator: str | None = None,
+    moderator_codes: pd.Series | None = None,
+) -> tuple[pd.DataFrame, Exclusions, dict[str, str]]:
+    """The (t, t + lag) pairs of the session-level models, with every row left out counted.
+
+    One row per client x session t: ``client``, ``session`` (t + lag), ``y`` (the response
+    at t + lag), ``x_within``/``x_between`` (the predictor at t split within and between
+    clients, detrended first when asked), ``y_now`` (the response at t), ``therapist``,
+    ``mod`` (``moderator_codes``: one code per client, indexed by client) and ``cov<i>``.
+    Each row left out is counted under its first reason. Shared by
+    ``within_between(method="mlm")`` and the session-level ``moderation``.
+
+    Returns
+    -------
+    (pandas.DataFrame, Exclusions, dict)
+        The pairs used, the exclusions, and ``cov<i>`` -> covariate name.
+    """
+    parts = decompose(frame, x_col, client, session, detrend=detrend)
+    work = pd.DataFrame(
+        {
+            "client": frame[client].to_numpy(),
+            "session": frame[session].to_numpy() + lag,
+            "y": pd.to_numeric(lead(frame, y_col, client, session, lag)).astype(float).to_numpy(),
+            "x_within": parts["within"].to_numpy(),
+            "x_between": parts["between"].to_numpy(),
+            "y_now": pd.to_numeric(frame[y_col]).astype(float).to_numpy(),
+        }
+    )
+    if therapist is not None:
+        work["therapist"] = frame[therapist].to_numpy()
+    if moderator_codes is not None:
+        work["mod"] = frame[client].map(moderator_codes).to_numpy()
+    cov_names = {}
+    for i, c in enumerate(covariates):
+        work[f"cov{i}"] = frame[c].to_numpy()
+        cov_names[f"cov{i}"] = c
+    ex = Exclusions("client")
+    n_sess = frame.groupby(client)[session].transform("size").to_numpy()
+    last = frame.groupby(client)[session].transform("max").to_numpy()
+    present_later = (
+        frame[[client, session]]
+        .merge(
+            frame[[client, session]].assign(**{session: frame[session] - lag, "_p": True}),
+            on=[client, session],
+            how="left",
+        )["_p"]
+        .notna()
+        .to_numpy()
+    )
+    rules = [
+        ("single-session client", n_sess == 1, client),
+        (f"missing {x_col} at t", work["x_within"].isna().to_numpy(), x_col),
+        (
+            f"no session t + {lag} (last session of the client)",
+            frame[session].to_numpy() + lag > last,
+            session,
+        ),
+        (f"session t + {lag} missed", ~present_later, session),
+        (f"missing {y_col} at t + {lag}", work["y"].isna().to_numpy(), y_col),
+    ]
+    if lagged_outcome:
+        rules.append((f"missing {y_col} at t (lagged response)", work["y_now"].isna(), y_col))
+    if therapist is not None:
+        rules.append(("missing therapist", work["therapist"].isna().to_numpy(), therapist))
+    if moderator_codes is not None:
+        rules.append((f"missing moderator {moderator}", work["mod"].isna().to_numpy(), moderator))
+    for key, c in cov_names.items():
+        rules.append((f"missing covariate {c}", work[key].isna().to_numpy(), c))
+    left = np.ones(len(work), dtype=bool)
+    for reason, mask, col in rules:
+        hit = left & np.asarray(mask, dtype=bool)
+        ex.add(reason, hit, work, col)
+        left &= ~hit
+    used = work[left].reset_index(drop=True)
+    if used.empty or used["client"].nunique() < 2:
+        raise ValueError(
+            f"no model can be fitted: {len(used)} complete (t, t + {lag}) pairs from "
+            f"{used['client'].nunique()} clients. The model needs clients with two rated "
+            f"sessions {lag} apart; check the session numbers and missing values "
+            "(see the exclusion counts above) or use a smaller lag."
+        )
+    return used, ex, cov_names

@@ -42,7 +42,7 @@ import statsmodels.api as sm
 from scipy import stats
 
 from alliance._checks import require_columns, require_frame
-from alliance.design import EarlyWindow, as_window
+from alliance.design import EarlyWindow, as_window, from_study_roles
 from alliance.models._result import ModelResult
 from alliance.models.glmm import glmm
 from alliance.models.registry import Simulation, per_alliance_point, register_model
@@ -367,9 +367,10 @@ def _params_from(est, se, x: pd.DataFrame, names: dict[str, str]) -> pd.DataFram
         effects=("dropout_alliance",), truth=per_alliance_point("dropout_alliance")
     ),
 )
+@from_study_roles
 def dropout_model(
     data,
-    alliance: str = "alliance",
+    alliance: str | None = None,
     client: str = "client",
     session: str = "session",
     therapist: str | None = "therapist",

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from alliance.design import EarlyWindow, as_window, fill_roles, nests_in_therapists
+from alliance.design import EarlyWindow, as_window, fill_roles, from_study_roles
 from alliance.design import higher_is_better as outcome_higher_is_better
 from alliance.models._prep import (
     Exclusions,
@@ -229,7 +229,7 @@ def _is_int(value) -> bool:
     # and the treatment length, so it has no closed-form truth: power only
     simulate=Simulation(effects=("between_client", "between_therapist")),
 )
-@nests_in_therapists
+@from_study_roles
 def early_alliance(
     data,
     alliance: str | None = None,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alliance.design import EarlyWindow, as_window, fill_roles, nests_in_therapists
+from alliance.design import EarlyWindow, as_window, fill_roles, from_study_roles
 from alliance.models._prep import (
     Exclusions,
     as_long,
@@ -51,7 +51,7 @@ CITATION = "Raudenbush & Bryk (2002)"
         null={"prior_negative_growth": 0.0, "rupture_rate_prior_negative": 0.05},
     ),
 )
-@nests_in_therapists
+@from_study_roles
 def early_alliance_difference(
     data,
     group: str = "prior_negative_therapy",

@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from alliance.design import nests_in_therapists
+from alliance.design import from_study_roles
 from alliance.models._lmm_varident import random_covariance_vcov
 from alliance.models._prep import (
     Exclusions,
@@ -120,12 +120,12 @@ class MediationResult(ModelResult):
     roles=("technique", "alliance", "outcome", "client", "session", "therapist"),
     focal_term="indirect_within",
 )
-@nests_in_therapists
+@from_study_roles
 def mediation(
     data,
     technique: str = "reflection",
-    alliance: str = "alliance",
-    outcome: str = "outcome",
+    alliance: str | None = None,
+    outcome: str | None = None,
     client: str = "client",
     session: str = "session",
     therapist: str | None = None,

@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from alliance.design import as_window, fill_roles, nests_in_therapists
+from alliance.design import as_window, fill_roles, from_study_roles
 from alliance.design import higher_is_better as outcome_higher_is_better
 from alliance.models._prep import (
     Exclusions,
@@ -67,10 +67,9 @@ from alliance.models._prep import (
     check_sessions,
     client_table,
     code_moderator,
-    decompose,
     direction_argument,
     effect_argument,
-    lead,
+    lagged_pairs,
     lmm_params,
     standardize,
 )
@@ -187,7 +186,7 @@ class ModerationResult(ModelResult):
     arguments={"prior_negative_therapy": "moderator"},
     focal_term="alliance_early:{prior_negative_therapy}",
 )
-@nests_in_therapists
+@from_study_roles
 def moderation(
     data,
     moderator: str = "prior_negative_therapy",
@@ -599,61 +598,20 @@ def _mlm(data, moderator, alliance, outcome, client, session, therapist, level, 
         at_labels = [f"{moderator}={v:g}" for v in at_values]
     else:
         at_values = at_default
-    parts = decompose(frame, x_col, client, session, detrend=opts["detrend"])
-    used_cols = {
-        "client": frame[client].to_numpy(),
-        "session": frame[session].to_numpy() + lag,
-        "y": lead(frame, y_col, client, session, lag).astype(float).to_numpy(),
-        "x_within": parts["within"].to_numpy(),
-        "x_between": parts["between"].to_numpy(),
-        "y_now": pd.to_numeric(frame[y_col]).astype(float).to_numpy(),
-        "mod": frame[client].map(dict(zip(per_client[client], coded, strict=True))).to_numpy(),
-    }
-    work = pd.DataFrame(used_cols)
-    if therapist is not None:
-        work["therapist"] = frame[therapist].to_numpy()
-    cov_names = {}
-    for i, c in enumerate(covariates):
-        work[f"cov{i}"] = frame[c].to_numpy()
-        cov_names[f"cov{i}"] = c
-
-    ex = Exclusions("client")
-    n_sess = frame.groupby(client)[session].transform("size").to_numpy()
-    last = frame.groupby(client)[session].transform("max").to_numpy()
-    later = set(zip(frame[client], frame[session] - lag, strict=True))
-    present_later = np.array(
-        [(c, s) in later for c, s in zip(frame[client], frame[session], strict=True)]
+    used, ex, cov_names = lagged_pairs(
+        frame,
+        x_col,
+        y_col,
+        client,
+        session,
+        lag=lag,
+        detrend=opts["detrend"],
+        lagged_outcome=opts["lagged_outcome"],
+        therapist=therapist,
+        covariates=covariates,
+        moderator=moderator,
+        moderator_codes=pd.Series(np.asarray(coded), index=per_client[client].to_numpy()),
     )
-    rules = [
-        ("single-session client", n_sess == 1, client),
-        (f"missing {x_col} at t", work["x_within"].isna().to_numpy(), x_col),
-        (
-            f"no session t + {lag} (last session of the client)",
-            frame[session] + lag > last,
-            session,
-        ),
-        (f"session t + {lag} missed", ~present_later, session),
-        (f"missing {y_col} at t + {lag}", work["y"].isna().to_numpy(), y_col),
-    ]
-    if opts["lagged_outcome"]:
-        rules.append((f"missing {y_col} at t (lagged response)", work["y_now"].isna(), y_col))
-    if therapist is not None:
-        rules.append(("missing therapist", work["therapist"].isna().to_numpy(), therapist))
-    rules.append((f"missing moderator {moderator}", work["mod"].isna().to_numpy(), moderator))
-    for key, c in cov_names.items():
-        rules.append((f"missing covariate {c}", work[key].isna().to_numpy(), c))
-    left = np.ones(len(work), dtype=bool)
-    for reason, mask, col in rules:
-        hit = left & np.asarray(mask, dtype=bool)
-        ex.add(reason, hit, work, col)
-        left &= ~hit
-    used = work[left].reset_index(drop=True)
-    if used.empty or used["client"].nunique() < 2:
-        raise ValueError(
-            f"no model can be fitted: {len(used)} complete (t, t + {lag}) pairs from "
-            f"{used['client'].nunique()} clients; the model needs clients with two rated "
-            f"sessions {lag} apart (see the exclusion counts) or a smaller lag."
-        )
     fixed = ["x_within", "x_between", "session", *cov_names]
     if opts["lagged_outcome"]:
         fixed.append("y_now")

@@ -33,7 +33,7 @@ import pandas as pd
 
 from alliance import ruptures as _ruptures
 from alliance._checks import renamed, require_columns
-from alliance.design import nests_in_therapists
+from alliance.design import from_study_roles
 from alliance.models._prep import (
     Exclusions,
     as_long,
@@ -92,11 +92,11 @@ class RuptureOutcomeResult(ModelResult):
     roles=("alliance", "outcome", "client", "session", "therapist"),
     focal_term="rupture_unrepaired",
 )
-@nests_in_therapists
+@from_study_roles(optional=("alliance",))
 def rupture_outcome(
     data,
-    alliance: str = "alliance",
-    outcome: str = "outcome",
+    alliance: str | None = None,
+    outcome: str | None = None,
     client: str = "client",
     session: str = "session",
     therapist: str | None = None,

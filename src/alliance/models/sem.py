@@ -56,6 +56,7 @@ import pandas as pd
 from scipy import stats
 
 from alliance._checks import format_rows, require_columns
+from alliance.design import from_study_roles
 from alliance.models._prep import effect_argument
 from alliance.models._result import ModelResult
 from alliance.models._sem_core import (
@@ -784,10 +785,11 @@ def _robust_fit(plan, therapist, panel, fit):
     focal_term="{alliance}[t-1] -> {outcome}[t]",
     simulate=Simulation(effects=("within",), truth=per_alliance_point("within")),
 )
+@from_study_roles
 def dynamic_panel(
     data,
-    alliance: str = "alliance",
-    outcome: str = "outcome",
+    alliance: str | None = None,
+    outcome: str | None = None,
     client: str = "client",
     session: str = "session",
     *,
@@ -1021,10 +1023,11 @@ def dynamic_panel(
     focal_term="within {alliance}[t-1] -> {outcome}[t]",
     simulate=Simulation(effects=("within",), truth=per_alliance_point("within")),
 )
+@from_study_roles
 def riclpm(
     data,
-    alliance: str = "alliance",
-    outcome: str = "outcome",
+    alliance: str | None = None,
+    outcome: str | None = None,
     client: str = "client",
     session: str = "session",
     *,

@@ -37,17 +37,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from alliance.design import nests_in_therapists
+from alliance.design import from_study_roles
 from alliance.models._prep import (
     EFFECTS,
-    Exclusions,
     as_long,
     check_sessions,
     client_table,
     code_moderator,
-    decompose,
     effect_argument,
-    lead,
+    lagged_pairs,
     lmm_params,
     standardize,
 )
@@ -141,11 +139,11 @@ class WithinBetweenResult(ModelResult):
         engines={"statsmodels": statsmodels_lagged_engine()},
     ),
 )
-@nests_in_therapists
+@from_study_roles
 def within_between(
     data,
-    alliance: str = "alliance",
-    outcome: str = "outcome",
+    alliance: str | None = None,
+    outcome: str | None = None,
     client: str = "client",
     session: str = "session",
     therapist: str | None = None,
@@ -399,76 +397,27 @@ def fit_mlm(
     frame[x_col] = frame[x_col].astype(float)
     frame[y_col] = frame[y_col].astype(float)
 
-    parts = decompose(frame, x_col, client, session, detrend=detrend)
-    work = pd.DataFrame(
-        {
-            "client": frame[client].to_numpy(),
-            "session": frame[session].to_numpy() + lag,
-            "y": lead(frame, y_col, client, session, lag).to_numpy(),
-            "x_within": parts["within"].to_numpy(),
-            "x_between": parts["between"].to_numpy(),
-            "y_now": frame[y_col].to_numpy(),
-        }
-    )
-    if therapist is not None:
-        work["therapist"] = frame[therapist].to_numpy()
     coding = None
+    codes = None
     if moderator is not None:
         per_client = client_table(frame, client, [moderator])
         coded, at, labels, coding = code_moderator(per_client[moderator], moderator)
-        work["mod"] = frame[client].map(dict(zip(per_client[client], coded, strict=True)))
+        codes = pd.Series(np.asarray(coded), index=per_client[client].to_numpy())
         coding = {"at": at, "labels": labels, "coding": coding}
-    cov_names = {}
-    for i, c in enumerate(covariates):
-        work[f"cov{i}"] = frame[c].to_numpy()
-        cov_names[f"cov{i}"] = c
-
-    # ---- exclusions, each row under its first reason
-    ex = Exclusions("client")
-    left = pd.Series(True, index=work.index)
-    n_sess = frame.groupby(client)[session].transform("size").to_numpy()
-    last = frame.groupby(client)[session].transform("max").to_numpy()
-    present_later = (
-        frame[[client, session]]
-        .merge(
-            frame[[client, session]].assign(**{session: frame[session] - lag, "_p": True}),
-            on=[client, session],
-            how="left",
-        )["_p"]
-        .notna()
-        .to_numpy()
+    used, ex, cov_names = lagged_pairs(
+        frame,
+        x_col,
+        y_col,
+        client,
+        session,
+        lag=lag,
+        detrend=detrend,
+        lagged_outcome=lagged_outcome,
+        therapist=therapist,
+        covariates=covariates,
+        moderator=moderator,
+        moderator_codes=codes,
     )
-    rules = [
-        ("single-session client", n_sess == 1, client),
-        (f"missing {x_col} at t", work["x_within"].isna().to_numpy(), x_col),
-        (
-            f"no session t + {lag} (last session of the client)",
-            frame[session].to_numpy() + lag > last,
-            session,
-        ),
-        (f"session t + {lag} missed", ~present_later, session),
-        (f"missing {y_col} at t + {lag}", work["y"].isna().to_numpy(), y_col),
-    ]
-    if lagged_outcome:
-        rules.append((f"missing {y_col} at t (lagged response)", work["y_now"].isna(), y_col))
-    if therapist is not None:
-        rules.append(("missing therapist", work["therapist"].isna().to_numpy(), therapist))
-    if moderator is not None:
-        rules.append((f"missing moderator {moderator}", work["mod"].isna().to_numpy(), moderator))
-    for key, c in cov_names.items():
-        rules.append((f"missing covariate {c}", work[key].isna().to_numpy(), c))
-    for reason, mask, col in rules:
-        hit = left.to_numpy() & np.asarray(mask, dtype=bool)
-        ex.add(reason, hit, work, col)
-        left &= ~hit
-    used = work[left.to_numpy()].reset_index(drop=True)
-    if used.empty or used["client"].nunique() < 2:
-        raise ValueError(
-            f"no model can be fitted: {len(used)} complete (t, t + {lag}) pairs from "
-            f"{used['client'].nunique()} clients. The model needs clients with two rated "
-            f"sessions {lag} apart; check the session numbers and missing values "
-            "(see the exclusion counts above) or use a smaller lag."
-        )
 
     xn = f"{x_col}_within"
     xb = f"{x_col}_between"
