@@ -108,7 +108,8 @@ def test_theme_palette_and_codebook_axis_labels(demo):
         mpl.rcdefaults()
         alliance.plots.set_theme()  # no study: no codebook labels left behind
         mpl.rcdefaults()
-    assert alliance.plots.label("wai_sr") == "wai_sr"
+    assert alliance.plots.theme.labels() == {}
+    assert alliance.plots.label("wai_sr") == "WAI-SR"  # the registry's short name, no range
 
 
 def test_funnel_legend_patches_are_visible():

@@ -505,7 +505,8 @@ def from_study_roles(function=None, *, optional: tuple[str, ...] = ()):
                     raise
         note = None
         if "therapist" in signature.parameters:
-            column, note = therapist_role(data, bound.arguments.get("therapist"))
+            given = bound.arguments.get("therapist", signature.parameters["therapist"].default)
+            column, note = therapist_role(data, given)
             bound.arguments["therapist"] = column
         result = function(*bound.args, **bound.kwargs)
         notes = getattr(result, "notes", None)

@@ -125,8 +125,8 @@ def therapist_contributions(
         on symptom change it may reflect.
     ``outcome_model="slope"``, a growth model on every session,
         ``outcome ~ session * (alliance_therapist + alliance_client) +
-        (1 + session | client) + (1 | therapist)``: the ``session:`` terms are the change in the outcome's slope per
-        session per alliance point, at the therapist and at the client level. It includes
+        (1 + session | client) + (1 | therapist)``: the ``session:`` terms are the change
+        in the outcome's slope per session per alliance point, at the therapist and at the client level. It includes
         the sessions before and during the alliance window (an outcome change that precedes
         the alliance rating counts), so it is not the default.
 
@@ -143,9 +143,9 @@ def therapist_contributions(
         the observed-mean slope is biased towards the client slope; the latent model is
         not (``benchmarks/results/therapist_small.md``). Checked against lavaan and nlme
         (``tests/test_latent_means.py``).
-    ``"observed"``: the observed caseload means, ``end ~ baseline + alliance_therapist +
-        alliance_client + (1 | therapist)`` (REML), as Baldwin et al. (2007) fitted it; the
-        only choice for ``outcome_model="slope"``.
+    ``"observed"``: the observed caseload means, as Baldwin et al. (2007) fitted them:
+        ``end ~ baseline + alliance_therapist + alliance_client + (1 | therapist)`` (REML);
+        the only choice for ``outcome_model="slope"``.
 
     Parameters
     ----------
