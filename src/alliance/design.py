@@ -418,7 +418,9 @@ def higher_is_better(data, column: str, direction: str | None = None) -> bool:
     return instruments.higher_is_better(None, name) if name else False
 
 
-def therapist_role(data, therapist: str | bool | None = None) -> tuple[str | None, str | None]:
+def therapist_role(
+    data, therapist: str | bool | None = None, *, design: Design | None = None
+) -> tuple[str | None, str | None]:
     """The therapist column an analysis nests clients in, and the note that says so.
 
     An explicit column wins; ``False`` means no therapist level. Left as None, a
@@ -452,7 +454,7 @@ def therapist_role(data, therapist: str | bool | None = None) -> tuple[str | Non
     if not isinstance(data, Study):
         return None, None
     try:
-        column = resolve_design(data).columns.get("therapist")
+        column = (design or resolve_design(data)).columns.get("therapist")
     except (KeyError, ValueError, TypeError):
         return None, None
     if not column:
@@ -490,23 +492,27 @@ def from_study_roles(function=None, *, optional: tuple[str, ...] = ()):
     signature = inspect.signature(function)
     first = next(iter(signature.parameters))
     scores = [r for r in ("alliance", "outcome") if r in signature.parameters]
+    has_therapist = "therapist" in signature.parameters
+    therapist_default = signature.parameters["therapist"].default if has_therapist else None
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         bound = signature.bind_partial(*args, **kwargs)
         data = bound.arguments.get(first)
-        for role in scores:
-            if bound.arguments.get(role) is not None or data is None:
-                continue
+        missing = [r for r in scores if bound.arguments.get(r) is None and data is not None]
+        given = bound.arguments.get("therapist", therapist_default)
+        auto = has_therapist and given is None
+        # one design for every role left out (resolving it reads the whole study)
+        design = resolve_design(data) if missing or (auto and isinstance(data, Study)) else None
+        for role in missing:
             try:
-                bound.arguments.update(fill_roles(data, **{role: None}))
+                bound.arguments[role] = _role_column(design, role)
             except KeyError:
                 if role not in optional:
                     raise
         note = None
-        if "therapist" in signature.parameters:
-            given = bound.arguments.get("therapist", signature.parameters["therapist"].default)
-            column, note = therapist_role(data, given)
+        if has_therapist:
+            column, note = therapist_role(data, given, design=design)
             bound.arguments["therapist"] = column
         result = function(*bound.args, **bound.kwargs)
         notes = getattr(result, "notes", None)
@@ -539,18 +545,20 @@ def fill_roles(data, **roles: str | None) -> dict[str, str]:
     if not missing:
         return dict(roles)
     design = resolve_design(data)
-    out = dict(roles)
-    for role in missing:
-        column = design.columns.get(role)
-        if column is None:
-            near = design.suggestions.get(role, [])
-            tip = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
-            raise KeyError(
-                f"no {role} column was found ({ROLES[role][1]}).{tip} Pass {role}='COLUMN', "
-                f'or give the field "role": "{role}" in the codebook'
-            )
-        out[role] = column
-    return out
+    return {**roles, **{role: _role_column(design, role) for role in missing}}
+
+
+def _role_column(design: Design, role: str) -> str:
+    """The design's column for ``role``; a KeyError naming close matches when it has none."""
+    column = design.columns.get(role)
+    if column is None:
+        near = design.suggestions.get(role, [])
+        tip = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+        raise KeyError(
+            f"no {role} column was found ({ROLES[role][1]}).{tip} Pass {role}='COLUMN', "
+            f'or give the field "role": "{role}" in the codebook'
+        )
+    return column
 
 
 @dataclass
